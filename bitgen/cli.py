@@ -1,0 +1,48 @@
+"""The `bitgen` command. Each subcommand lives in its own module that provides
+``add_arguments(parser)`` and ``run(args) -> int``; this file only wires them up and turns
+:class:`~bitgen.errors.BitgenError` into one line on stderr and a non-zero exit."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .errors import BitgenError
+
+# subcommand -> (module, one-line help)
+COMMANDS = {
+    "train": ("bitgen.train", "train a quantization-aware model and write model.pt"),
+    "emit": ("bitgen.commands.emit_cmd", "turn model.pt into static C"),
+    "check": ("bitgen.commands.check_cmd", "prove the emitted C bit-exact against the golden model"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bitgen", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"bitgen {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod = importlib.import_module(module)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except BitgenError as e:
+        msg = " ".join(str(e).split())  # one line, whatever the message held
+        print(f"bitgen {args.command}: error: {msg}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"bitgen {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""``model.pt``: the file a user trains into and every bitgen command reads.
+
+Layout (a plain dict, written with ``torch.save``, read with ``torch.load(weights_only=True)``
+so that opening a model never executes code from the file)::
+
+    {
+      "format": "bitgen-model", "version": 1,
+      "ir":  Model.to_dict() with every numpy array stored as a torch tensor,
+      "qat": None, or {"arch": <list of plain layer specs>, "state": <state_dict>}  (the
+             PyTorch QAT model, rebuilt with bitgen.nn.from_spec to report its accuracy)
+    }
+
+A plain pickled ``nn.Module`` is only opened with ``trust_pickle=True`` (``--trust-pickle``).
+"""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import ir
+from .errors import BitgenError
+
+FORMAT = "bitgen-model"
+VERSION = 1
+
+
+class ModelFileError(BitgenError):
+    pass
+
+
+@dataclass
+class LoadedModel:
+    ir: ir.Model
+    torch_model: Any = None  # the QAT torch.nn.Module in eval mode, when the file has one
+    path: Path | None = None
+
+
+def _to_torch(v: Any) -> Any:
+    import torch
+
+    if isinstance(v, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(v))
+    if isinstance(v, dict):
+        return {k: _to_torch(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_to_torch(x) for x in v]
+    return v
+
+
+def _to_numpy(v: Any) -> Any:
+    import torch
+
+    if isinstance(v, torch.Tensor):
+        return v.numpy()
+    if isinstance(v, dict):
+        return {k: _to_numpy(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_to_numpy(x) for x in v]
+    return v
+
+
+def save(model: Any, path: str | Path, *, input: ir.InputSpec | None = None,
+         labels: list[str] | None = None, name: str | None = None,
+         meta: dict[str, Any] | None = None) -> ir.Model:
+    """Save an :class:`ir.Model` or a ``bitgen.nn`` QAT module; returns the IR that was stored."""
+    import torch
+
+    qat = None
+    if isinstance(model, ir.Model):
+        irm = model
+    else:
+        from . import export, nn
+
+        irm = export.to_ir(model, input=input, labels=labels, name=name)
+        qat = {
+            "arch": nn.to_spec(model),
+            "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        }
+    if name:
+        irm.name = name
+    if meta:
+        irm.meta.update(meta)
+    irm.validate()
+    payload = {"format": FORMAT, "version": VERSION, "ir": _to_torch(irm.to_dict()), "qat": qat}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)  # never leave a half-written model behind
+    return irm
+
+
+def load(path: str | Path, *, trust_pickle: bool = False,
+         input: ir.InputSpec | None = None) -> LoadedModel:
+    """Read a model file; raises :class:`ModelFileError` with a one-line reason."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such file")
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a directory, expected a model file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights_only" not in str(e).lower() and "weights only" not in str(e).lower():
+            raise ModelFileError(f"{path}: not a readable model file ({_first_line(e)})") from None
+        if not trust_pickle:
+            raise ModelFileError(
+                f"{path} holds pickled Python objects (e.g. a whole nn.Module), which could run "
+                "code when opened; save it with bitgen.save(), or pass --trust-pickle if you "
+                "trust this file"
+            ) from None
+        return _load_pickled(path, input)
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as e:
+        raise ModelFileError(
+            f"{path}: not a readable model file (truncated or corrupt: {_first_line(e)})"
+        ) from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a bitgen model (no '{FORMAT}' format tag)")
+    if int(obj.get("version", 0)) > VERSION:
+        raise ModelFileError(f"{path}: model format version {obj.get('version')} is newer than this bitgen")
+    try:
+        irm = ir.Model.from_dict(_to_numpy(obj["ir"]))
+        irm.validate()
+    except (KeyError, TypeError) as e:
+        raise ModelFileError(f"{path}: malformed bitgen model ({_first_line(e)})") from None
+    except ir.IRError as e:
+        raise ModelFileError(f"{path}: {e}") from None
+    torch_model = None
+    if obj.get("qat"):
+        from . import nn
+
+        try:
+            torch_model = nn.from_spec(obj["qat"]["arch"])
+            torch_model.load_state_dict(obj["qat"]["state"])
+            torch_model.eval()
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise ModelFileError(f"{path}: its PyTorch part does not load ({_first_line(e)})") from None
+    return LoadedModel(ir=irm, torch_model=torch_model, path=path)
+
+
+def _load_pickled(path: Path, input: ir.InputSpec | None) -> LoadedModel:
+    import torch
+
+    from . import export
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # arbitrary unpickling failures: the user vouched for this file
+        raise ModelFileError(f"{path}: could not unpickle ({_first_line(e)})") from None
+    if not isinstance(obj, torch.nn.Module):
+        raise ModelFileError(f"{path}: holds a {type(obj).__name__}, not an nn.Module")
+    irm = export.to_ir(obj, input=input)
+    obj.eval()
+    return LoadedModel(ir=irm, torch_model=obj, path=path)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0][:200]

@@ -1,0 +1,116 @@
+/* bitgen C runtime: integer-only reference kernels (C99, no malloc, no float, no libc calls).
+ *
+ * Only <stdint.h> is needed, so the code builds freestanding (-ffreestanding) with toolchains
+ * that ship no C library.
+ *
+ * Every kernel computes exactly what the op of the same name in bitgen/golden.py specifies.
+ * Tensors are CHW (channel-major) or flat vectors. Kernels are out-of-place in signature, and
+ * the elementwise and pooling kernels also work in place (dst == src): each output is written
+ * only after every input it depends on has been read, walking forward.
+ */
+#ifndef BG_RUNTIME_H
+#define BG_RUNTIME_H
+
+#include <stdint.h>
+
+/* The kernels need >> on a negative value to be an arithmetic shift (true of gcc and clang,
+ * implementation-defined in C99): refuse to compile where it is not. */
+typedef char bg_arithmetic_shift_check[((-1) >> 1) == -1 ? 1 : -1];
+
+/* Weight encodings; must match bitgen/encodings.py (values, codes and packing). Each output
+ * row starts on a byte boundary; code k of a row sits LSB-first at bit (k*bits)%8 of byte
+ * (k*bits)/8. */
+enum {
+    BG_ENC_BINARY = 0,  /* 1 bit:  0 -> -1, 1 -> +1 */
+    BG_ENC_TERNARY = 1, /* 2 bits: two's complement, -1/0/+1 */
+    BG_ENC_2BITSYM = 2, /* 2 bits: 2c - 3 */
+    BG_ENC_4BITSYM = 3, /* 4 bits: 2c - 15 (odd -15..15) */
+    BG_ENC_4BIT = 4,    /* 4 bits: two's complement -8..7 */
+    BG_ENC_FP130 = 5,   /* 4 bits: sign<<3 | e, value +-(1 << e) */
+    BG_ENC_8BIT = 6     /* 8 bits: two's complement */
+};
+
+static inline uint32_t bg_enc_bits(uint8_t enc)
+{
+    switch (enc) {
+    case BG_ENC_BINARY: return 1;
+    case BG_ENC_TERNARY:
+    case BG_ENC_2BITSYM: return 2;
+    case BG_ENC_8BIT: return 8;
+    default: return 4;
+    }
+}
+
+static inline uint32_t bg_row_bytes(uint32_t row_len, uint8_t enc)
+{
+    return (row_len * bg_enc_bits(enc) + 7u) >> 3;
+}
+
+/* Value of weight k of a packed row. */
+static inline int32_t bg_weight(const uint8_t *row, uint32_t k, uint8_t enc)
+{
+    int32_t c;
+    switch (enc) {
+    case BG_ENC_BINARY:
+        return ((row[k >> 3] >> (k & 7u)) & 1u) ? 1 : -1;
+    case BG_ENC_TERNARY:
+        c = (row[k >> 2] >> ((k & 3u) << 1)) & 3;
+        return c == 3 ? -1 : c;
+    case BG_ENC_2BITSYM:
+        c = (row[k >> 2] >> ((k & 3u) << 1)) & 3;
+        return 2 * c - 3;
+    case BG_ENC_4BITSYM:
+        c = (row[k >> 1] >> ((k & 1u) << 2)) & 15;
+        return 2 * c - 15;
+    case BG_ENC_4BIT:
+        c = (row[k >> 1] >> ((k & 1u) << 2)) & 15;
+        return c >= 8 ? c - 16 : c;
+    case BG_ENC_FP130:
+        c = (row[k >> 1] >> ((k & 1u) << 2)) & 15;
+        return (c & 8) ? -(1 << (c & 7)) : (1 << (c & 7));
+    default:
+        return (int8_t)row[k];
+    }
+}
+
+typedef struct {
+    uint16_t c, h, w;    /* input channels and size */
+    uint16_t co, oh, ow; /* output channels and size */
+    uint8_t kh, kw, sh, sw, ph, pw;
+    uint16_t groups;
+} bg_conv_shape_t;
+
+typedef struct {
+    uint16_t c, h, w, oh, ow;
+    uint8_t kh, kw, sh, sw;
+} bg_pool_shape_t;
+
+/* Requantization parameters: per tensor (channels == 1) or per channel (axis 0). */
+typedef struct {
+    const int32_t *multiplier;
+    const uint8_t *shift;
+    uint16_t channels;
+    uint8_t half_up; /* 1: add 1 << (shift - 1) before shifting; 0: floor */
+    int32_t lo, hi;  /* clamp range */
+} bg_requant_t;
+
+/* Each kernel family exists for int8 (_s8) and int32 (_s32) element types. */
+#define BG_DECLARE_KERNELS(SUF, T)                                                              \
+    void bg_linear_##SUF(const T *x, int32_t *y, uint32_t n_in, uint32_t n_out,               \
+                         const uint8_t *w, uint8_t enc, const int32_t *bias);                 \
+    void bg_conv2d_##SUF(const T *x, int32_t *y, const bg_conv_shape_t *s, const uint8_t *w,  \
+                         uint8_t enc, const int32_t *bias);                                   \
+    void bg_maxpool2d_##SUF(const T *x, T *y, const bg_pool_shape_t *s);                      \
+    void bg_avgpool2d_##SUF(const T *x, T *y, const bg_pool_shape_t *s);                      \
+    void bg_relu_##SUF(const T *x, T *y, uint32_t n);                                         \
+    void bg_requant_to_##SUF(const int32_t *x, T *y, uint32_t n_per_channel,                  \
+                             const bg_requant_t *q);                                          \
+    uint32_t bg_argmax_##SUF(const T *x, uint32_t n);
+
+BG_DECLARE_KERNELS(s8, int8_t)
+BG_DECLARE_KERNELS(s32, int32_t)
+
+/* BitNetMCU ShiftNorm (with ReLU) on an int32 tensor of n values, int8 result in [0, 127]. */
+void bg_shiftnorm(const int32_t *x, int8_t *y, uint32_t n);
+
+#endif /* BG_RUNTIME_H */
