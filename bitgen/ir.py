@@ -87,7 +87,7 @@ class Layer:
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
 
     def describe(self) -> str:
-        return f"{self.name or self.kind} ({self.kind})"
+        return f"'{self.name}' ({self.kind})" if self.name else self.kind
 
 
 @dataclass(eq=False)

@@ -1,0 +1,159 @@
+"""The host check: emitted C, compiled for this machine, against the golden model, bit for bit.
+
+Inputs compared: the dataset (when given), random int8 tensors, and extreme tensors (all -128,
+all 127, all 0, alternating -128/127 both ways). Every output value of every input is compared;
+on a mismatch the layer-by-layer traces name the first layer whose output differs.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import emit, golden, host, ir
+
+
+@dataclass
+class InputSet:
+    name: str
+    x: np.ndarray  # int8 (N, *input.shape)
+    y: np.ndarray | None = None  # labels, when known
+
+
+@dataclass
+class SetResult:
+    name: str
+    compared: int
+    mismatches: int
+    mismatched_values: int
+    first_mismatch: dict[str, Any] | None = None
+
+
+@dataclass
+class CheckResult:
+    model_hash: str
+    sets: list[SetResult]
+    accuracy: dict[str, float | None]
+    report: dict[str, Any]  # the emitted NAME.json
+    strict_compile: str = "ok"
+    agreement: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def compared(self) -> int:
+        return sum(s.compared for s in self.sets)
+
+    @property
+    def mismatches(self) -> int:
+        return sum(s.mismatches for s in self.sets)
+
+    @property
+    def first_mismatch(self) -> dict[str, Any] | None:
+        return next((s.first_mismatch for s in self.sets if s.first_mismatch), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model_hash": self.model_hash,
+            "compared": self.compared,
+            "mismatches": self.mismatches,
+            "first_mismatch": self.first_mismatch,
+            "sets": {
+                s.name: {"compared": s.compared, "mismatches": s.mismatches,
+                         "mismatched_values": s.mismatched_values}
+                for s in self.sets
+            },
+            "accuracy": self.accuracy,
+            "argmax_agreement": self.agreement,
+            "strict_compile": self.strict_compile,
+            "weight_bytes": self.report["weight_bytes"],
+            "arena_bytes": self.report["arena_bytes"],
+            "macs": self.report["macs"],
+        }
+
+
+def extreme_inputs(shape: tuple[int, ...]) -> np.ndarray:
+    n = int(np.prod(shape))
+    alt = np.where(np.arange(n) % 2 == 0, -128, 127)
+    rows = [np.full(n, -128), np.full(n, 127), np.zeros(n), alt, -alt - 1]
+    return np.stack(rows).astype(np.int8).reshape((len(rows),) + tuple(shape))
+
+
+def random_inputs(shape: tuple[int, ...], count: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(-128, 128, size=(count,) + tuple(shape), dtype=np.int64).astype(np.int8)
+
+
+def compare(
+    model: ir.Model, hm: host.HostModel, inputs: InputSet
+) -> tuple[SetResult, np.ndarray, np.ndarray]:
+    """Run golden and C on one input set; returns the result, golden's and C's argmax."""
+    expected = golden.run(model, inputs.x)
+    got, pred, _ = hm.run(inputs.x)
+    n = inputs.x.shape[0]
+    exp2 = expected.reshape(n, -1)
+    diff = exp2 != got.reshape(n, -1)
+    bad = np.flatnonzero(diff.any(axis=1) | (pred != golden.argmax(expected)))
+    first = None
+    if bad.size:
+        first = locate(model, hm, inputs.x[bad[0] : bad[0] + 1])
+        first.update({"set": inputs.name, "input_index": int(bad[0])})
+    res = SetResult(inputs.name, n, int(bad.size), int(diff.sum()), first)
+    return res, golden.argmax(expected), pred
+
+
+def locate(model: ir.Model, hm: host.HostModel, x: np.ndarray) -> dict[str, Any]:
+    """Compare every layer's output for one input; name the first layer that differs."""
+    want = golden.run(model, x, all_layers=True)
+    _, _, got = hm.run(x, trace=True)
+    for i, (w, g) in enumerate(zip(want, got)):
+        if not np.array_equal(w.reshape(g.shape), g):
+            flat_w, flat_g = w.reshape(-1), g.reshape(-1)
+            j = int(np.flatnonzero(flat_w != flat_g)[0])
+            layer = model.layers[i]
+            return {"layer": i, "op": layer.kind, "layer_name": layer.name or f"{layer.kind}{i}",
+                    "element": j, "golden": int(flat_w[j]), "c": int(flat_g[j])}
+    return {"layer": None, "op": None, "note": "every layer equal; final copy or argmax differs"}
+
+
+def torch_predict(torch_model: Any, x: np.ndarray, batch: int = 1024) -> np.ndarray:
+    import torch
+
+    preds = []
+    with torch.no_grad():
+        for start in range(0, x.shape[0], batch):
+            t = torch.from_numpy(x[start : start + batch].astype(np.float32))
+            out = torch_model(t)
+            preds.append(torch.argmax(out.reshape(out.shape[0], -1), dim=1).numpy())
+    return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+
+
+def run_check(
+    model: ir.Model,
+    sets: list[InputSet],
+    torch_model: Any = None,
+    workdir: str | Path | None = None,
+    name: str = "model",
+) -> CheckResult:
+    """Emit, strictly compile, build and compare on every input set."""
+    with tempfile.TemporaryDirectory(prefix="bitgen-check-") as tmp:
+        out = Path(workdir) if workdir else Path(tmp)
+        em = emit.emit(model, out / "c", name=name)
+        host.compile_check(em)
+        hm = host.build(em, out / "build")
+        try:
+            results, accuracy, agreement = [], {"torch": None, "golden": None, "c": None}, {}
+            for s in sets:
+                res, gold_pred, c_pred = compare(model, hm, s)
+                results.append(res)
+                if s.y is not None:
+                    accuracy["golden"] = float(np.mean(gold_pred == s.y))
+                    accuracy["c"] = float(np.mean(c_pred == s.y))
+                    if torch_model is not None:
+                        t_pred = torch_predict(torch_model, s.x)
+                        accuracy["torch"] = float(np.mean(t_pred == s.y))
+                        agreement["torch_vs_golden"] = float(np.mean(t_pred == gold_pred))
+        finally:
+            hm.close()
+        return CheckResult(model.digest(), results, accuracy, em.report, "ok", agreement)

@@ -1,0 +1,56 @@
+"""bitgen check: build the emitted C on this machine and compare it with the golden model."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .. import check
+from .common import add_dataset_arguments, add_model_argument, load_dataset, load_model
+from .emit_cmd import default_name
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_argument(p)
+    add_dataset_arguments(p)
+    p.add_argument("--random", type=int, default=10000, metavar="N",
+                   help="random int8 inputs to compare (default 10000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    p.add_argument("--keep", metavar="DIR", help="keep the emitted C and the host build here")
+
+
+def _pct(v):
+    return "-" if v is None else f"{100 * v:.2f} %"
+
+
+def run(args: argparse.Namespace) -> int:
+    loaded = load_model(args)
+    model = loaded.ir
+    sets = []
+    data = load_dataset(args, model)
+    if data is not None:
+        sets.append(check.InputSet("dataset", data[0], data[1]))
+    if args.random > 0:
+        sets.append(check.InputSet("random", check.random_inputs(model.input.shape, args.random, args.seed)))
+    sets.append(check.InputSet("extreme", check.extreme_inputs(model.input.shape)))
+    res = check.run_check(model, sets, loaded.torch_model, workdir=args.keep,
+                          name=default_name(model.name))
+    rep = res.to_json()
+    print(f"model {res.model_hash[:16]}  weights {rep['weight_bytes']} B  arena {rep['arena_bytes']} B  "
+          f"MACs {rep['macs']}  strict compile: {res.strict_compile}")
+    for s in res.sets:
+        print(f"  {s.name:8s} {s.compared:6d} inputs   mismatches {s.mismatches}")
+    if data is not None:
+        acc = res.accuracy
+        print(f"  accuracy  torch {_pct(acc['torch'])}  golden {_pct(acc['golden'])}  C {_pct(acc['c'])}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rep, indent=2) + "\n")
+    if res.mismatches:
+        fm = res.first_mismatch
+        print(f"MISMATCH: {res.mismatches} of {res.compared} inputs differ; first at layer {fm['layer']} "
+              f"({fm['op']}) of {fm['set']} input {fm['input_index']}: golden {fm.get('golden')} C {fm.get('c')}")
+        return 1
+    print(f"bit-exact: {res.compared} inputs, every output value equal")
+    return 0

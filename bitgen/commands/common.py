@@ -1,0 +1,73 @@
+"""Arguments and loading steps shared by the subcommands (model file, dataset)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from .. import ir, modelfile
+from ..errors import BitgenError
+
+DATASETS = ("digits", "usps", "mnist", "npz")
+
+
+class UsageError(BitgenError):
+    pass
+
+
+def add_model_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="model file written by bitgen train / bitgen.save()")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="also open a plain pickled nn.Module (this runs code from the file)")
+    p.add_argument("--input-shape", metavar="C,H,W",
+                   help="input shape of a pickled module (bitgen model files carry it)")
+
+
+def load_model(args: argparse.Namespace) -> modelfile.LoadedModel:
+    spec = None
+    if getattr(args, "input_shape", None):
+        try:
+            shape = tuple(int(v) for v in args.input_shape.split(","))
+        except ValueError:
+            raise UsageError(f"--input-shape '{args.input_shape}' is not a comma-separated list of integers") from None
+        spec = ir.InputSpec(shape)
+    return modelfile.load(args.model, trust_pickle=args.trust_pickle, input=spec)
+
+
+def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", choices=DATASETS, help="dataset format (guessed from --data when omitted)")
+    p.add_argument("--data", metavar="PATH", help="dataset folder or file")
+    p.add_argument("--limit", type=int, metavar="N", help="use only the first N samples")
+
+
+def guess_dataset(data: str) -> str:
+    path = Path(data)
+    if path.suffix == ".npz":
+        return "npz"
+    if path.is_dir() and any(path.glob("zip.t*")):
+        return "usps"
+    if path.is_dir() and any(path.glob("*idx*")):
+        return "mnist"
+    raise UsageError(f"cannot tell the format of '{data}'; pass --dataset {{{','.join(DATASETS)}}}")
+
+
+def load_dataset(args: argparse.Namespace, model: ir.Model, split: str = "test"):
+    """-> (int8 inputs quantized with the model's input spec, labels) or None without --dataset/--data."""
+    name = args.dataset or (guess_dataset(args.data) if args.data else None)
+    if name is None:
+        return None
+    from .. import datasets
+
+    ds = datasets.load(name, args.data, split=split)
+    x, y = ds.x, np.asarray(ds.y)
+    if args.limit is not None:
+        if args.limit < 1:
+            raise UsageError("--limit must be at least 1")
+        x, y = x[: args.limit], y[: args.limit]
+    try:
+        xq = x if np.asarray(x).dtype == np.int8 and x[0].size == model.input.size else model.input.quantize(x)
+        xq = np.asarray(xq).reshape((-1,) + model.input.shape)
+    except ir.IRError as e:
+        raise UsageError(f"dataset '{name}' does not fit the model: {e}") from None
+    return xq, y

@@ -1,0 +1,29 @@
+"""bitgen emit: model.pt -> NAME.h, NAME.c, runtime kernels and NAME.json."""
+from __future__ import annotations
+
+import argparse
+
+from .. import emit
+from .common import add_model_argument, load_model
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_argument(p)
+    p.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output folder")
+    p.add_argument("--name", help="C name prefix (default: the model's name, else 'model')")
+    p.add_argument("--target", default="generic", help="kernel target (default: generic)")
+
+
+def default_name(model_name: str) -> str:
+    return model_name if emit.IDENT.match(model_name or "") else "model"
+
+
+def run(args: argparse.Namespace) -> int:
+    loaded = load_model(args)
+    name = args.name or default_name(loaded.ir.name)
+    em = emit.emit(loaded.ir, args.out, name=name, target=args.target)
+    r = em.report
+    print(f"wrote {len(em.files)} files to {em.outdir}/ ({name}.h, {name}.c, {name}.json, runtime)")
+    print(f"  layers {len(r['layers'])}  weights {r['weight_bytes']} B  arena {r['arena_bytes']} B  "
+          f"MACs {r['macs']}  model {r['model_hash'][:16]}")
+    return 0

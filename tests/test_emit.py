@@ -1,0 +1,83 @@
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from bitgen import emit, host, ir, memory
+from models_for_tests import every_kernel_model, mlp
+
+CROSS = {
+    "riscv64-unknown-elf-gcc": "-ffreestanding -march=rv32ec -mabi=ilp32e -misa-spec=2.2 -Os",
+    "arm-none-eabi-gcc": "-ffreestanding -mcpu=cortex-m4 -mthumb -Os",
+}
+
+
+def test_same_model_gives_same_bytes(tmp_path):
+    a = emit.emit(every_kernel_model(), tmp_path / "a", name="net")
+    b = emit.emit(every_kernel_model(), tmp_path / "b", name="net")
+    assert [f.name for f in a.files] == [f.name for f in b.files]
+    for fa, fb in zip(a.files, b.files):
+        assert fa.read_bytes() == fb.read_bytes(), fa.name
+
+
+def test_host_compile_is_warning_free_with_strict_flags(tmp_path):
+    host.compile_check(emit.emit(every_kernel_model(), tmp_path, name="net"))
+
+
+@pytest.mark.parametrize("compiler", sorted(CROSS))
+def test_cross_compile_is_warning_free(tmp_path, compiler):
+    assert shutil.which(compiler), f"{compiler} is not installed (make setup installs it)"
+    em = emit.emit(every_kernel_model(), tmp_path, name="net")
+    host.compile_check(em, compiler, host.STRICT_FLAGS + CROSS[compiler].split())
+
+
+def test_report_describes_layers_and_sizes(tmp_path):
+    m = mlp()
+    em = emit.emit(m, tmp_path, name="mlp")
+    rep = json.loads((tmp_path / "mlp.json").read_text())
+    assert rep == em.report
+    assert rep["model_hash"] == m.digest()
+    assert rep["macs"] == 256 * 32 + 32 * 10 == m.macs()
+    assert rep["weight_bytes"] == 32 * 128 + 10 * 16  # 4-bit packed rows
+    assert [l["op"] for l in rep["layers"]] == ["linear", "shiftnorm", "linear"]
+    assert all(l["kernel"] == "generic" for l in rep["layers"])
+    # ping-pong: int32 acc (128 B) at one end, shiftnorm in place, next acc (40 B) at the other end
+    assert rep["arena_bytes"] == 128 + 40
+    header = (tmp_path / "mlp.h").read_text()
+    assert "#define MLP_ARENA_BYTES 168" in header and "#define MLP_INPUT_SIZE 256" in header
+
+
+def test_planner_never_overlaps_live_tensors():
+    m = every_kernel_model()
+    types = [m.input_type()] + m.validate()
+    plan = memory.plan(m.layers, types)
+    for i, layer in enumerate(m.layers):
+        a, b = plan.locations[i], plan.locations[i + 1]
+        if a.external or b.external or a.offset == b.offset:
+            continue  # input buffer, or a legal in-place layer
+        ra = range(a.offset, a.offset + types[i].nbytes)
+        rb = range(b.offset, b.offset + types[i + 1].nbytes)
+        assert not set(ra) & set(rb), f"layer {i} overwrites its input"
+        assert b.offset % 4 == 0 and b.offset + types[i + 1].nbytes <= plan.arena_bytes
+
+
+def test_first_layer_never_writes_the_callers_input(tmp_path):
+    m = ir.Model(ir.InputSpec((1, 4, 4)), [ir.ReLU(), ir.MaxPool2d(2), ir.Flatten()])
+    em = emit.emit(m, tmp_path, name="ro")
+    src = (tmp_path / "ro.c").read_text()
+    assert "bg_relu_s8(input, (int8_t *)(arena + 0), 16);" in src
+    hm = host.build(em, tmp_path / "b")
+    x = np.arange(-8, 8, dtype=np.int8).reshape(1, 1, 4, 4)
+    y, _, _ = hm.run(x)
+    assert y.tolist() == [[0, 0, 5, 7]]
+
+
+@pytest.mark.parametrize("name, target, msg", [
+    ("1bad", "generic", "not a C identifier"),
+    ("ok", "avr", "unknown target"),
+])
+def test_bad_emit_options(tmp_path, name, target, msg):
+    with pytest.raises(emit.EmitError, match=msg):
+        emit.emit(mlp(), tmp_path, name=name, target=target)
