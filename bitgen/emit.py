@@ -1,7 +1,7 @@
 """IR -> static C: ``NAME.h``, ``NAME.c``, the runtime kernels they use, and ``NAME.json``.
 
 The emitter reads only the IR. It plans the arena (:mod:`bitgen.memory`), packs weights
-(:mod:`bitgen.encodings`), picks a kernel per layer and renders ``templates/model.*.j2``.
+(:mod:`bitgen.encodings`), picks a kernel per layer (:mod:`bitgen.kernels`) and renders ``templates/model.*.j2``.
 Output is deterministic: the same model gives the same bytes.
 """
 from __future__ import annotations
@@ -16,38 +16,16 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from . import __version__, encodings, ir, memory
+from . import __version__, ir, kernels, memory
 from .errors import BitgenError
 from .paths import C_RUNTIME, TEMPLATES
 
-SUFFIX = {"int8": "s8", "int32": "s32"}
-C_TYPE = {"int8": "int8_t", "int32": "int32_t"}
-
-# Runtime files each op needs (bg_runtime.h always).
-RUNTIME_FILES = {
-    "linear": ["bg_linear.c", "bg_linear.inc"],
-    "conv2d": ["bg_conv2d.c", "bg_conv2d.inc"],
-    "maxpool2d": ["bg_pool.c", "bg_pool.inc"],
-    "avgpool2d": ["bg_pool.c", "bg_pool.inc"],
-    "relu": ["bg_elementwise.c", "bg_elementwise.inc"],
-    "requant": ["bg_elementwise.c", "bg_elementwise.inc"],
-    "shiftnorm": ["bg_elementwise.c", "bg_elementwise.inc"],
-    "flatten": [],
-    "argmax": ["bg_elementwise.c", "bg_elementwise.inc"],
-}
-
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
+ALWAYS = ["bg_runtime.h", "bg_elementwise.c", "bg_elementwise.inc"]  # argmax lives there
 
 
 class EmitError(BitgenError):
     pass
-
-
-@dataclass
-class CArray:
-    decl: str
-    lines: list[str]
-    nbytes: int
 
 
 @dataclass
@@ -63,24 +41,19 @@ class LayerPlan:
     call: str | None
     kernel: str
     encoding: str | None = None
-    weight_bytes: int = 0
+    flash_bytes: int = 0
     macs: int = 0
     arena_offset: int | None = None
+    scratch_bytes: int = 0
 
     def report(self) -> dict[str, Any]:
         return {
-            "index": self.index,
-            "op": self.op,
-            "name": self.name,
-            "in_shape": list(self.in_shape),
-            "out_shape": list(self.out_shape),
-            "out_dtype": self.out_dtype,
-            "out_bytes": self.out_bytes,
-            "arena_offset": self.arena_offset,
-            "kernel": self.kernel,
-            "encoding": self.encoding,
-            "weight_bytes": self.weight_bytes,
-            "macs": self.macs,
+            "index": self.index, "op": self.op, "name": self.name,
+            "in_shape": list(self.in_shape), "out_shape": list(self.out_shape),
+            "out_dtype": self.out_dtype, "out_bytes": self.out_bytes,
+            "arena_offset": self.arena_offset, "scratch_bytes": self.scratch_bytes,
+            "kernel": self.kernel, "encoding": self.encoding,
+            "weight_bytes": self.flash_bytes, "macs": self.macs,
         }
 
 
@@ -93,140 +66,66 @@ class Emitted:
     sources: list[Path] = field(default_factory=list)  # the .c files to compile
 
 
-def _hex_lines(data: bytes, per_line: int = 16) -> list[str]:
-    return [
-        " ".join(f"0x{b:02x}," for b in data[i : i + per_line]) for i in range(0, len(data), per_line)
-    ] or ["0"]
-
-
-def _int_lines(values: np.ndarray, per_line: int = 12) -> list[str]:
-    vals = [int(v) for v in np.asarray(values).ravel()]
-    return [", ".join(str(v) for v in vals[i : i + per_line]) + "," for i in range(0, len(vals), per_line)]
-
-
-def _c_int(v: int) -> str:
-    # INT32_MIN cannot be written as a plain literal in C.
-    return "(-2147483647 - 1)" if v == -(2**31) else str(v)
-
-
 def _shape_str(shape: tuple[int, ...]) -> str:
     return "x".join(str(s) for s in shape)
 
 
-class _Emitter:
-    def __init__(self, model: ir.Model, name: str):
-        self.model = model
-        self.name = name
-        self.arrays: list[CArray] = []
+def _ptr(loc: memory.Location, dtype: str, const: bool) -> str:
+    if loc.external:
+        return "input"  # only ever an int8 input, read-only
+    return f"({'const ' if const else ''}{kernels.C_TYPE[dtype]} *)(arena + {loc.offset})"
 
-    def array(self, ctype: str, ident: str, lines: list[str], nbytes: int) -> str:
-        full = f"{self.name}_{ident}"
-        self.arrays.append(CArray(f"static const {ctype} {full}[]", lines, nbytes))
-        return full
 
-    def struct(self, ctype: str, ident: str, fields: list[Any]) -> str:
-        full = f"{self.name}_{ident}"
-        body = ", ".join(f if isinstance(f, str) else _c_int(int(f)) for f in fields)
-        self.arrays.append(CArray(f"static const {ctype} {full}", [body], 0))
-        return full
-
-    def weights(self, i: int, layer: ir.Linear | ir.Conv2d) -> tuple[str, str, int]:
-        enc = encodings.get(layer.encoding)
-        packed = enc.pack_rows(layer.weight.reshape(layer.weight.shape[0], -1))
-        w = self.array("uint8_t", f"w{i}", _hex_lines(packed), len(packed))
-        nbytes = len(packed)
-        b = "0"
-        if layer.bias is not None:
-            b = self.array("int32_t", f"b{i}", _int_lines(layer.bias), 4 * layer.bias.size)
-            nbytes += 4 * layer.bias.size
-        return w, b, nbytes
+def plan_model(model: ir.Model, target: str = "generic"):
+    """Types of every tensor, the kernel of every layer, and the arena plan."""
+    if target not in kernels.TARGETS:
+        raise EmitError(f"unknown target '{target}' (available: {', '.join(kernels.TARGETS)})")
+    types = [model.input_type()] + model.validate()
+    choices = []
+    for i, layer in enumerate(model.layers):
+        try:
+            choices.append(kernels.choose(layer, types[i], types[i + 1], target, i))
+        except kernels.KernelError as e:
+            raise EmitError(f"layer {i} {layer.describe()}: {e}") from None
+    plan = memory.plan([
+        memory.Need(out_bytes=types[i + 1].nbytes, in_bytes=types[i].nbytes, in_place=c.in_place,
+                    out_region=c.out_region, scratch=c.scratch, alias=c.kernel == "alias")
+        for i, c in enumerate(choices)
+    ])
+    return types, choices, plan
 
 
 def emit(model: ir.Model, outdir: str | Path, name: str = "model", target: str = "generic") -> Emitted:
     """Write the C for `model` into `outdir`; returns the file list and the report."""
     if not IDENT.match(name):
         raise EmitError(f"--name '{name}' is not a C identifier (letters, digits, _; max 41)")
-    if target != "generic":
-        raise EmitError(f"unknown target '{target}' (available: generic)")
-    types = [model.input_type()] + model.validate()
-    plan = memory.plan(model.layers, types)
-    em = _Emitter(model, name)
+    types, choices, plan = plan_model(model, target)
+    em = kernels.Emitter(name)
     layers: list[LayerPlan] = []
-    runtime = {"bg_runtime.h"} | set(RUNTIME_FILES["argmax"])
-
-    def ptr(loc: memory.Location, dtype: str, const: bool) -> str:
-        base = "input" if loc.external else f"(arena + {loc.offset})"
-        q = "const " if const else ""
-        if loc.external and dtype == "int8":
-            return "input"
-        return f"({q}{C_TYPE[dtype]} *){base}"
-
-    for i, layer in enumerate(model.layers):
+    runtime = set(ALWAYS)
+    for i, (layer, choice) in enumerate(zip(model.layers, choices)):
         t_in, t_out = types[i], types[i + 1]
-        loc_in, loc_out = plan.locations[i], plan.locations[i + 1]
-        x = ptr(loc_in, t_in.dtype, const=True)
-        y = ptr(loc_out, t_out.dtype, const=False)
-        sin = SUFFIX[t_in.dtype]
-        call, enc_name, wbytes, macs = None, None, 0, 0
-        runtime.update(RUNTIME_FILES[layer.kind])
-        if isinstance(layer, ir.Linear):
-            w, b, wbytes = em.weights(i, layer)
-            enc_name = layer.encoding
-            enc = f"BG_ENC_{encodings.get(layer.encoding).c_id}"
-            macs = layer.in_features * layer.out_features
-            call = f"bg_linear_{sin}({x}, {y}, {layer.in_features}, {layer.out_features}, {w}, {enc}, {b});"
-        elif isinstance(layer, ir.Conv2d):
-            w, b, wbytes = em.weights(i, layer)
-            enc_name = layer.encoding
-            enc = f"BG_ENC_{encodings.get(layer.encoding).c_id}"
-            c, h, wd = t_in.shape
-            co, oh, ow = t_out.shape
-            kh, kw = layer.weight.shape[2:]
-            for v in (c, h, wd, co, oh, ow, layer.groups):
-                if v > 0xFFFF:
-                    raise EmitError(f"layer {i} {layer.describe()}: dimension {v} exceeds 65535")
-            for v in (kh, kw, *layer.stride, *layer.padding):
-                if v > 255:
-                    raise EmitError(f"layer {i} {layer.describe()}: kernel/stride/padding {v} exceeds 255")
-            s = em.struct(
-                "bg_conv_shape_t", f"conv{i}",
-                [c, h, wd, co, oh, ow, kh, kw, *layer.stride, *layer.padding, layer.groups],
-            )
-            macs = t_out.size * int(np.prod(layer.weight.shape[1:]))
-            call = f"bg_conv2d_{sin}({x}, {y}, &{s}, {w}, {enc}, {b});"
-        elif isinstance(layer, (ir.MaxPool2d, ir.AvgPool2d)):
-            c, h, wd = t_in.shape
-            _, oh, ow = t_out.shape
-            s = em.struct("bg_pool_shape_t", f"pool{i}", [c, h, wd, oh, ow, *layer.kernel, *layer.stride])
-            call = f"bg_{layer.kind}_{sin}({x}, {y}, &{s});"
-        elif isinstance(layer, ir.ReLU):
-            call = f"bg_relu_{sin}({x}, {y}, {t_in.size});"
-        elif isinstance(layer, ir.Requant):
-            ch = layer.multiplier.size
-            m = em.array("int32_t", f"m{i}", _int_lines(layer.multiplier), 4 * ch)
-            sh = em.array("uint8_t", f"s{i}", _int_lines(layer.shift), ch)
-            q = em.struct(
-                "bg_requant_t", f"q{i}",
-                [m, sh, ch, 1 if layer.rounding == "half_up" else 0, layer.out_min, layer.out_max],
-            )
-            wbytes = 5 * ch
-            call = f"bg_requant_to_{SUFFIX[t_out.dtype]}({x}, {y}, {t_in.size // ch}, &{q});"
-        elif isinstance(layer, ir.ShiftNorm):
-            call = f"bg_shiftnorm({x}, {y}, {t_in.size});"
-        elif isinstance(layer, ir.Flatten):
-            call = None
-        else:  # validate() already rejects unknown layers
-            raise EmitError(f"layer {i}: no C kernel for {layer.kind}")
-        layers.append(
-            LayerPlan(
-                index=i, op=layer.kind, name=layer.name or f"{layer.kind}{i}",
-                in_shape=t_in.shape, out_shape=t_out.shape, out_dtype=t_out.dtype,
-                out_bytes=t_out.nbytes, out_ptr=ptr(loc_out, t_out.dtype, const=True),
-                call=call, kernel="generic" if call else "alias", encoding=enc_name,
-                weight_bytes=wbytes, macs=macs,
-                arena_offset=None if loc_out.external else loc_out.offset,
-            )
+        loc_out = plan.locations[i + 1]
+        before = em.flash_bytes
+        scratch = plan.scratch[i]
+        ptrs = kernels.Pointers(
+            x=_ptr(plan.locations[i], t_in.dtype, const=True),
+            y=_ptr(loc_out, t_out.dtype, const=False),
+            scratch=None if scratch is None else f"(int16_t *)(arena + {scratch})",
         )
+        call = choice.render(em, i, ptrs)
+        runtime.update(choice.files)
+        is_mac = isinstance(layer, (ir.Linear, ir.Conv2d))
+        layers.append(LayerPlan(
+            index=i, op=layer.kind, name=layer.name or f"{layer.kind}{i}",
+            in_shape=t_in.shape, out_shape=t_out.shape, out_dtype=t_out.dtype,
+            out_bytes=t_out.nbytes, out_ptr=_ptr(loc_out, t_out.dtype, const=True),
+            call=call, kernel=choice.kernel, encoding=layer.encoding if is_mac else None,
+            flash_bytes=em.flash_bytes - before,
+            macs=t_out.size * int(np.prod(layer.weight.shape[1:])) if is_mac else 0,
+            arena_offset=None if loc_out.external else loc_out.offset,
+            scratch_bytes=choice.scratch,
+        ))
 
     t_final = types[-1]
     digest = model.digest()
@@ -240,13 +139,14 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", target: str =
         "output_size": t_final.size,
         "output_shape": _shape_str(t_final.shape),
         "output_dtype": t_final.dtype,
-        "output_suffix": SUFFIX[t_final.dtype],
+        "output_suffix": kernels.SUFFIX[t_final.dtype],
         "arena_bytes": plan.arena_bytes,
-        "weight_bytes": sum(a.nbytes for a in em.arrays),
+        "weight_bytes": em.flash_bytes,
         "macs": sum(lp.macs for lp in layers),
         "layers": layers,
-        "data": em.arrays,
-        "final_ptr": ptr(plan.locations[-1], t_final.dtype, const=True),
+        "data": em.data,
+        "final_ptr": _ptr(plan.locations[-1], t_final.dtype, const=True),
+        "headers": sorted(f for f in runtime if f.endswith(".h") and f != "bg_runtime.h"),
     }
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),

@@ -5,7 +5,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from bitgen import emit, host, ir, memory
+from bitgen import emit, host, ir, kernels
 from models_for_tests import every_kernel_model, mlp
 
 CROSS = {
@@ -22,15 +22,13 @@ def test_same_model_gives_same_bytes(tmp_path):
         assert fa.read_bytes() == fb.read_bytes(), fa.name
 
 
-def test_host_compile_is_warning_free_with_strict_flags(tmp_path):
-    host.compile_check(emit.emit(every_kernel_model(), tmp_path, name="net"))
-
-
-@pytest.mark.parametrize("compiler", sorted(CROSS))
-def test_cross_compile_is_warning_free(tmp_path, compiler):
+@pytest.mark.parametrize("target", kernels.TARGETS)
+@pytest.mark.parametrize("compiler", sorted(CROSS) + ["cc"])
+def test_every_target_compiles_warning_free(tmp_path, compiler, target):
     assert shutil.which(compiler), f"{compiler} is not installed (make setup installs it)"
-    em = emit.emit(every_kernel_model(), tmp_path, name="net")
-    host.compile_check(em, compiler, host.STRICT_FLAGS + CROSS[compiler].split())
+    em = emit.emit(every_kernel_model(), tmp_path, name="net", target=target)
+    flags = CROSS.get(compiler, "-O2").split()
+    host.compile_check(em, compiler, host.STRICT_FLAGS + flags)
 
 
 def test_report_describes_layers_and_sizes(tmp_path):
@@ -49,18 +47,26 @@ def test_report_describes_layers_and_sizes(tmp_path):
     assert "#define MLP_ARENA_BYTES 168" in header and "#define MLP_INPUT_SIZE 256" in header
 
 
-def test_planner_never_overlaps_live_tensors():
+@pytest.mark.parametrize("target", kernels.TARGETS)
+def test_planner_never_overlaps_live_memory(target):
+    """Input, output and scratch of every layer are disjoint unless the kernel runs in place."""
     m = every_kernel_model()
-    types = [m.input_type()] + m.validate()
-    plan = memory.plan(m.layers, types)
-    for i, layer in enumerate(m.layers):
+    m.layers += [ir.Requant(multiplier=[1], shift=[4]), ir.Linear(weight=np.ones((20, 5)), encoding="8bit")]
+    m.labels = None
+    types, choices, plan = emit.plan_model(m, target)
+    for i, choice in enumerate(choices):
         a, b = plan.locations[i], plan.locations[i + 1]
-        if a.external or b.external or a.offset == b.offset:
-            continue  # input buffer, or a legal in-place layer
-        ra = range(a.offset, a.offset + types[i].nbytes)
-        rb = range(b.offset, b.offset + types[i + 1].nbytes)
-        assert not set(ra) & set(rb), f"layer {i} overwrites its input"
-        assert b.offset % 4 == 0 and b.offset + types[i + 1].nbytes <= plan.arena_bytes
+        out = range(b.offset, b.offset + max(types[i + 1].nbytes, choice.out_region or 0))
+        assert b.external or (b.offset % 4 == 0 and out.stop <= plan.arena_bytes)
+        spans = [out]
+        if plan.scratch[i] is not None:
+            spans.append(range(plan.scratch[i], plan.scratch[i] + choice.scratch))
+            assert spans[-1].stop <= plan.arena_bytes
+        if not a.external and not (choice.in_place and a.offset == b.offset):
+            spans.append(range(a.offset, a.offset + types[i].nbytes))
+        for j, r in enumerate(spans):
+            for q in spans[j + 1:]:
+                assert not set(r) & set(q), f"layer {i}: overlapping buffers"
 
 
 def test_first_layer_never_writes_the_callers_input(tmp_path):

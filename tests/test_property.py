@@ -6,15 +6,17 @@ from pathlib import Path
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 
-from bitgen import check, emit, golden, host
+import pytest
+
+from bitgen import check, emit, golden, host, kernels
 
 from random_models import models
 
 EXAMPLES = 200
 
 
-def _compare_all_layers(model, c_dir: Path):
-    em = emit.emit(model, c_dir, name="prop")
+def _compare_all_layers(model, c_dir: Path, target: str):
+    em = emit.emit(model, c_dir, name="prop", target=target)
     hm = host.build(em, c_dir / "build")
     try:
         x = np.concatenate([
@@ -31,8 +33,10 @@ def _compare_all_layers(model, c_dir: Path):
     assert np.array_equal(pred, golden.argmax(want[-1]))
 
 
+@pytest.mark.parametrize("target", kernels.TARGETS)
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(models())
-def test_random_architectures_are_bit_exact(model):
+@given(model=models())
+def test_random_architectures_are_bit_exact(target, model):
+    """Every kernel variant (each target picks different kernels) against golden."""
     with tempfile.TemporaryDirectory() as tmp:
-        _compare_all_layers(model, Path(tmp))
+        _compare_all_layers(model, Path(tmp), target)

@@ -1,0 +1,196 @@
+/* Fully connected layer without multiplications: the nibble lookup-table kernel.
+ *
+ * A packed weight row is a stream of 4-bit nibbles; nibble ("column") j of every row covers
+ * the same inputs: one input for 4-bit encodings, two for 2-bit, four for binary, and for
+ * 8-bit weights input i is covered by columns 2i (low nibble) and 2i+1 (high nibble). For
+ * each column whose inputs are not all zero, a 16-entry table holds the column's contribution
+ * to the dot product for every possible nibble n:
+ *
+ *     T_j[n] = sum over the column's inputs k of  x'[k] * value(code_k(n))
+ *
+ * so an output accumulates one table entry per column: acc[o] += T_j[nibble(o, j)]. That is a
+ * shift, a mask, an add, a load and an add per nibble, whatever the encoding, and columns of
+ * zero inputs (ReLU outputs, image background) cost nothing at all.
+ *
+ * Offset: when p->rowsum is given, inputs are first shifted by their minimum z (x' = x - z,
+ * so the most common value of an image, its background, becomes 0 and its columns are
+ * skipped); z * rowsum[o] (rowsum = sum of the row's weight values) restores the exact sum.
+ *
+ * Weights are laid out for this kernel: outputs in blocks of 8, and for each block and column
+ * one 32-bit word holding that column's nibble of the block's 8 rows (row r at bits 4r..4r+3).
+ * The output buffer holds n_out rounded up to a multiple of 8 (the padding rows are scratch).
+ * Tables live in `scratch`, p->chunk tables of 17 int16 (16 entries + the column's byte offset
+ * in a block) at a time, plus one terminator: (17 * chunk + 1) int16.
+ *
+ * Exactness: every table entry is an exact integer of magnitude < 2^15 (|x'| <= 255 and
+ * |value| <= 128), and the sums are the same integers golden adds, in another order; the
+ * emitter proves that no partial sum leaves int32 in any order.
+ */
+#include "bg_runtime.h"
+#include "bg_linear_lut.h"
+
+/* x * k for a small non-negative k, without a multiply instruction where there is none. */
+static int32_t bg_mul_small(int32_t x, uint32_t k)
+{
+#if defined(__riscv) && !defined(__riscv_mul)
+    int32_t r = 0;
+    for (; k; k >>= 1, x = (int32_t)((uint32_t)x << 1))
+        if (k & 1u)
+            r += x;
+    return r;
+#else
+    return x * (int32_t)k;
+#endif
+}
+
+/* Table for a column of one input of a 4-bit encoding, or one nibble of an 8-bit weight. */
+static void bg_lut_table4(int16_t *t, int32_t x, uint8_t enc, uint32_t high_nibble)
+{
+    uint32_t n;
+    int32_t v;
+    if (enc == BG_ENC_4BITSYM) { /* value 2n - 15; unrolled: two instructions an entry */
+        const int32_t x2 = 2 * x;
+        v = x - (int32_t)((uint32_t)x << 4);
+#define BG_STEP(k) t[k] = (int16_t)v, v += x2
+        BG_STEP(0), BG_STEP(1), BG_STEP(2), BG_STEP(3), BG_STEP(4), BG_STEP(5), BG_STEP(6), BG_STEP(7);
+        BG_STEP(8), BG_STEP(9), BG_STEP(10), BG_STEP(11), BG_STEP(12), BG_STEP(13), BG_STEP(14);
+        t[15] = (int16_t)v;
+#undef BG_STEP
+    } else if (enc == BG_ENC_FP130) { /* value +-(1 << e) */
+        for (n = 0; n < 8; n++) {
+            v = (int32_t)((uint32_t)x << n);
+            t[n] = (int16_t)v;
+            t[n + 8] = (int16_t)-v;
+        }
+    } else if (enc == BG_ENC_8BIT && !high_nibble) { /* low nibble of an 8-bit weight: 0..15 */
+        for (n = 0, v = 0; n < 16; n++, v += x)
+            t[n] = (int16_t)v;
+    } else { /* two's complement nibble: 4bit, or the high nibble of 8bit (scaled by 16) */
+        if (high_nibble)
+            x = (int32_t)((uint32_t)x << 4);
+        for (n = 0, v = 0; n < 8; n++, v += x) {
+            t[n] = (int16_t)v;
+            t[n + 8] = (int16_t)(v - (int32_t)((uint32_t)x << 3));
+        }
+    }
+}
+
+/* Table for a column of several inputs (2-bit: 2 inputs, binary: 4 inputs). */
+static void bg_lut_table_multi(int16_t *t, const int32_t *x, uint8_t enc)
+{
+    const uint32_t bits = bg_enc_bits(enc), codes = 1u << bits, inputs = 4u / bits;
+    uint32_t k, c, m, size = 1;
+    t[0] = 0;
+    for (k = 0; k < inputs; k++) {
+        int32_t s[4]; /* x[k] * value(c) for each code c */
+        if (enc == BG_ENC_BINARY) {
+            s[0] = -x[k];
+            s[1] = x[k];
+        } else if (enc == BG_ENC_TERNARY) {
+            s[0] = 0;
+            s[1] = x[k];
+            s[2] = 0; /* unused code */
+            s[3] = -x[k];
+        } else { /* 2bitsym: 2c - 3 */
+            s[0] = -3 * x[k];
+            s[1] = -x[k];
+            s[2] = x[k];
+            s[3] = 3 * x[k];
+        }
+        for (c = codes - 1; c >= 1; c--)
+            for (m = 0; m < size; m++)
+                t[c * size + m] = (int16_t)(t[m] + s[c]);
+        for (m = 0; m < size; m++)
+            t[m] = (int16_t)(t[m] + s[0]);
+        size *= codes;
+    }
+}
+
+/* Table entry at byte offset (v & 30), i.e. entry (v >> 1) & 15. */
+#define BG_LUT(t, v) (*(const int16_t *)((const uint8_t *)(t) + ((v) & 30u)))
+
+/* One block of 8 outputs: add one entry of every table (tables end with a negative offset).
+ * Kept out of line so that only the 8 accumulators and 4 pointers are live in the loop: they
+ * fit the 12 allocatable registers of RV32E without spills. */
+static void __attribute__((noinline)) bg_lut_block(const int16_t *tt, const uint32_t *wb, int32_t *yb)
+{
+    int32_t a0 = yb[0], a1 = yb[1], a2 = yb[2], a3 = yb[3];
+    int32_t a4 = yb[4], a5 = yb[5], a6 = yb[6], a7 = yb[7];
+    int32_t off;
+    for (; (off = tt[16]) >= 0; tt += 17) {
+        const uint32_t word = *(const uint32_t *)((const uint8_t *)wb + off);
+        a0 += BG_LUT(tt, word << 1);
+        a1 += BG_LUT(tt, word >> 3);
+        a2 += BG_LUT(tt, word >> 7);
+        a3 += BG_LUT(tt, word >> 11);
+        a4 += BG_LUT(tt, word >> 15);
+        a5 += BG_LUT(tt, word >> 19);
+        a6 += BG_LUT(tt, word >> 23);
+        a7 += BG_LUT(tt, word >> 27);
+    }
+    yb[0] = a0, yb[1] = a1, yb[2] = a2, yb[3] = a3;
+    yb[4] = a4, yb[5] = a5, yb[6] = a6, yb[7] = a7;
+}
+
+void bg_linear_lut_s8(const int8_t *x, int32_t *y, const bg_lut_fc_t *p, int16_t *scratch)
+{
+    const uint32_t bits = bg_enc_bits(p->enc);
+    const uint32_t inputs = bits >= 4 ? 1u : 4u / bits; /* inputs per column */
+    const uint32_t n_cols = (p->n_in * bits + 3u) >> 2;
+    const uint32_t n_blocks = (p->n_out + 7u) >> 3;
+    int32_t z = 0;
+    uint32_t o, i, col = 0;
+
+    if (p->rowsum)
+        for (i = 1, z = x[0]; i < p->n_in; i++)
+            if (x[i] < z)
+                z = x[i];
+    for (o = 0; o < p->n_out; o++) { /* sum w x = sum w (x - z) + z * rowsum */
+        int32_t a = p->bias ? p->bias[o] : 0;
+        if (z < 0)
+            a -= bg_mul_small(p->rowsum[o], (uint32_t)-z);
+        else if (z > 0)
+            a += bg_mul_small(p->rowsum[o], (uint32_t)z);
+        y[o] = a;
+    }
+
+    while (col < n_cols) {
+        int16_t *t = scratch; /* end of the tables built in this pass */
+        uint32_t b;
+        /* Build up to `chunk` tables for the next columns that are not all zero. */
+        if (bits == 4) { /* one input per column: the common case, kept lean */
+            for (; col < n_cols && t != scratch + 17u * p->chunk; col++) {
+                const int32_t xv = x[col] - z;
+                if (xv) {
+                    bg_lut_table4(t, xv, p->enc, 0);
+                    t[16] = (int16_t)(col * 4u);
+                    t += 17;
+                }
+            }
+        }
+        for (; col < n_cols && t != scratch + 17u * p->chunk; col++) {
+            int32_t xs[4];
+            uint32_t k, nonzero = 0;
+            const uint32_t first = bits == 8 ? col >> 1 : col * inputs;
+            for (k = 0; k < inputs; k++) {
+                xs[k] = first + k < p->n_in ? x[first + k] - z : 0;
+                nonzero |= (uint32_t)xs[k];
+            }
+            if (!nonzero)
+                continue;
+            if (bits >= 4)
+                bg_lut_table4(t, xs[0], p->enc, bits == 8 && (col & 1u));
+            else
+                bg_lut_table_multi(t, xs, p->enc);
+            t[16] = (int16_t)(col * 4u); /* byte offset of this column's word in a block */
+            t += 17;
+        }
+        t[16] = -1; /* sentinel after the last table: frees a register in the loop below */
+        /* Every block of 8 outputs adds one entry of every table. */
+        if (t != scratch) {
+            const uint32_t *wb = p->w;
+            for (b = 0; b < n_blocks; b++, wb += n_cols)
+                bg_lut_block(scratch, wb, y + 8 * b);
+        }
+    }
+}
