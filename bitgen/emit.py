@@ -16,7 +16,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from . import __version__, ir, kernels, memory
+from . import __version__, ir, kernels, memory, schedule
 from .errors import BitgenError
 from .paths import C_RUNTIME, TEMPLATES
 
@@ -37,8 +37,6 @@ class LayerPlan:
     out_shape: tuple[int, ...]
     out_dtype: str
     out_bytes: int
-    out_ptr: str
-    call: str | None
     kernel: str
     encoding: str | None = None
     flash_bytes: int = 0
@@ -76,8 +74,25 @@ def _ptr(loc: memory.Location, dtype: str, const: bool) -> str:
     return f"({'const ' if const else ''}{kernels.C_TYPE[dtype]} *)(arena + {loc.offset})"
 
 
-def plan_model(model: ir.Model, target: str = "generic"):
-    """Types of every tensor, the kernel of every layer, and the arena plan."""
+@dataclass
+class ModelPlan:
+    types: list[ir.TensorType]  # input, then every layer's output
+    choices: list[kernels.Choice]  # kernel of every layer
+    steps: list[schedule.Step]
+    memory: memory.Plan  # locations at step boundaries; scratch per step
+
+    def plane_bytes(self, i: int) -> int:
+        """Bytes of one channel of layer i's output."""
+        t = self.types[i + 1]
+        return t.nbytes // t.shape[0]
+
+
+def _round4(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def plan_model(model: ir.Model, target: str = "generic") -> ModelPlan:
+    """Types of every tensor, the kernel of every layer, the schedule and the arena plan."""
     if target not in kernels.TARGETS:
         raise EmitError(f"unknown target '{target}' (available: {', '.join(kernels.TARGETS)})")
     types = [model.input_type()] + model.validate()
@@ -87,45 +102,106 @@ def plan_model(model: ir.Model, target: str = "generic"):
             choices.append(kernels.choose(layer, types[i], types[i + 1], target, i))
         except kernels.KernelError as e:
             raise EmitError(f"layer {i} {layer.describe()}: {e}") from None
-    plan = memory.plan([
-        memory.Need(out_bytes=types[i + 1].nbytes, in_bytes=types[i].nbytes, in_place=c.in_place,
-                    out_region=c.out_region, scratch=c.scratch, alias=c.kernel == "alias")
-        for i, c in enumerate(choices)
-    ])
-    return types, choices, plan
+    steps = [st for st in schedule.steps(model, types)
+             if not st.channelwise or all(choices[i].per_channel for i in st.layers)]
+    if sum(len(st.layers) for st in steps) != len(model.layers):  # a kernel cannot do planes
+        steps = [schedule.Step(i, i) for i in range(len(model.layers))]
+    needs = []
+    for st in steps:
+        c = choices[st.first]
+        if st.channelwise:  # two plane buffers for the layers before the last one
+            planes = max(_round4(types[i + 1].nbytes // types[i + 1].shape[0]) for i in st.layers[:-1])
+            needs.append(memory.Need(out_bytes=types[st.last + 1].nbytes, in_bytes=types[st.first].nbytes,
+                                     scratch=2 * planes))
+        else:
+            needs.append(memory.Need(out_bytes=types[st.first + 1].nbytes, in_bytes=types[st.first].nbytes,
+                                     in_place=c.in_place, out_region=c.out_region, scratch=c.scratch,
+                                     alias=c.kernel == "alias"))
+    return ModelPlan(types, choices, steps, memory.plan(needs))
+
+
+def _step_code(model: ir.Model, mp: ModelPlan, k: int, em: kernels.Emitter) -> tuple[list[str], dict[int, int | None]]:
+    """C lines of step k and the arena offset each of its layers writes to (None: the input)."""
+    st, types = mp.steps[k], mp.types
+    loc_in, loc_out = mp.memory.locations[k], mp.memory.locations[k + 1]
+    scratch = mp.memory.scratch[k]
+    if not st.channelwise:
+        i = st.first
+        ptrs = kernels.Pointers(
+            x=_ptr(loc_in, types[i].dtype, const=True),
+            y=_ptr(loc_out, types[i + 1].dtype, const=False),
+            scratch=None if scratch is None else f"(int16_t *)(arena + {scratch})",
+        )
+        call = mp.choices[i].render(em, i, ptrs)
+        done = f"BG_LAYER_PART({i}, 0, {_ptr(loc_out, types[i + 1].dtype, const=True)}, {types[i + 1].nbytes});"
+        return ([call] if call else []) + [done], {i: None if loc_out.external else loc_out.offset}
+    # Channel by channel: planes ping-pong between two buffers in the scratch area.
+    planes = [scratch, scratch + max(_round4(mp.plane_bytes(i)) for i in st.layers[:-1])]
+    channels = types[st.last + 1].shape[0]
+    lines = [f"for (c = 0; c < {channels}u; c++) {{"]
+    offsets: dict[int, int | None] = {}
+    cur = None  # index into `planes` holding the current plane; None: the step's input
+    for i in st.layers:
+        t_in, t_out, choice = types[i], types[i + 1], mp.choices[i]
+        x = _ptr(loc_in, t_in.dtype, const=True) if cur is None else _ptr_at(planes[cur], t_in.dtype, True)
+        if i == st.last:  # write straight into channel c of the step's output
+            base = _ptr(loc_out, t_out.dtype, const=False)
+            y = f"{base} + c * {mp.plane_bytes(i) // _elem(t_out.dtype)}u"
+            shown = f"{_ptr(loc_out, t_out.dtype, const=True)} + c * {mp.plane_bytes(i) // _elem(t_out.dtype)}u"
+            offsets[i] = loc_out.offset
+        else:
+            same = cur is not None and choice.in_place and t_out.nbytes <= t_in.nbytes
+            nxt = cur if same else (0 if cur is None else 1 - cur)
+            y = _ptr_at(planes[nxt], t_out.dtype, False)
+            shown = _ptr_at(planes[nxt], t_out.dtype, True)
+            offsets[i] = planes[nxt]
+            cur = nxt
+        ptrs = kernels.Pointers(x=x, y=y, channel="c", x_is_plane=i != st.first)
+        lines.append("    " + choice.render(em, i, ptrs))
+        lines.append(f"    BG_LAYER_PART({i}, c * {mp.plane_bytes(i)}u, {shown}, {mp.plane_bytes(i)});")
+    lines.append("}")
+    return lines, offsets
+
+
+def _elem(dtype: str) -> int:
+    return 1 if dtype == "int8" else 4
+
+
+def _ptr_at(offset: int, dtype: str, const: bool) -> str:
+    return _ptr(memory.Location(external=False, offset=offset), dtype, const)
 
 
 def emit(model: ir.Model, outdir: str | Path, name: str = "model", target: str = "generic") -> Emitted:
     """Write the C for `model` into `outdir`; returns the file list and the report."""
     if not IDENT.match(name):
         raise EmitError(f"--name '{name}' is not a C identifier (letters, digits, _; max 41)")
-    types, choices, plan = plan_model(model, target)
+    mp = plan_model(model, target)
+    types, choices, plan = mp.types, mp.choices, mp.memory
     em = kernels.Emitter(name)
     layers: list[LayerPlan] = []
+    body: list[str] = []
     runtime = set(ALWAYS)
-    for i, (layer, choice) in enumerate(zip(model.layers, choices)):
-        t_in, t_out = types[i], types[i + 1]
-        loc_out = plan.locations[i + 1]
-        before = em.flash_bytes
-        scratch = plan.scratch[i]
-        ptrs = kernels.Pointers(
-            x=_ptr(plan.locations[i], t_in.dtype, const=True),
-            y=_ptr(loc_out, t_out.dtype, const=False),
-            scratch=None if scratch is None else f"(int16_t *)(arena + {scratch})",
-        )
-        call = choice.render(em, i, ptrs)
-        runtime.update(choice.files)
-        is_mac = isinstance(layer, (ir.Linear, ir.Conv2d))
-        layers.append(LayerPlan(
-            index=i, op=layer.kind, name=layer.name or f"{layer.kind}{i}",
-            in_shape=t_in.shape, out_shape=t_out.shape, out_dtype=t_out.dtype,
-            out_bytes=t_out.nbytes, out_ptr=_ptr(loc_out, t_out.dtype, const=True),
-            call=call, kernel=choice.kernel, encoding=layer.encoding if is_mac else None,
-            flash_bytes=em.flash_bytes - before,
-            macs=t_out.size * int(np.prod(layer.weight.shape[1:])) if is_mac else 0,
-            arena_offset=None if loc_out.external else loc_out.offset,
-            scratch_bytes=choice.scratch,
-        ))
+    for k, st in enumerate(mp.steps):
+        lines, offsets = _step_code(model, mp, k, em)
+        body += lines
+        for i in st.layers:
+            layer, choice = model.layers[i], choices[i]
+            t_in, t_out = types[i], types[i + 1]
+            runtime.update(choice.files)
+            is_mac = isinstance(layer, (ir.Linear, ir.Conv2d))
+            layers.append(LayerPlan(
+                index=i, op=layer.kind, name=layer.name or f"{layer.kind}{i}",
+                in_shape=t_in.shape, out_shape=t_out.shape, out_dtype=t_out.dtype,
+                out_bytes=t_out.nbytes,
+                kernel=choice.kernel + ("/channelwise" if st.channelwise else ""),
+                encoding=layer.encoding if is_mac else None,
+                flash_bytes=em.flash_of_layer(i),
+                macs=t_out.size * int(np.prod(layer.weight.shape[1:])) if is_mac else 0,
+                arena_offset=offsets[i],
+                scratch_bytes=choice.scratch,
+            ))
+    if any(st.channelwise for st in mp.steps):
+        body.insert(0, "uint32_t c;")
 
     t_final = types[-1]
     digest = model.digest()
@@ -144,6 +220,7 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", target: str =
         "weight_bytes": em.flash_bytes,
         "macs": sum(lp.macs for lp in layers),
         "layers": layers,
+        "body": body,
         "data": em.data,
         "final_ptr": _ptr(plan.locations[-1], t_final.dtype, const=True),
         "headers": sorted(f for f in runtime if f.endswith(".h") and f != "bg_runtime.h"),

@@ -30,13 +30,13 @@ _WRAPPER = """\
 static uint8_t *bg_host_trace; /* NULL: no trace */
 static const uint32_t bg_host_trace_offset[] = {{ {offsets} }};
 
-static void bg_host_layer_done(int index, const void *data, uint32_t bytes)
+static void bg_host_layer_part(int index, uint32_t offset, const void *data, uint32_t bytes)
 {{
     if (bg_host_trace)
-        memcpy(bg_host_trace + bg_host_trace_offset[index], data, bytes);
+        memcpy(bg_host_trace + bg_host_trace_offset[index] + offset, data, bytes);
 }}
 
-#define BG_LAYER_DONE(index, data, bytes) bg_host_layer_done((index), (data), (bytes))
+#define BG_LAYER_PART(index, offset, data, bytes) bg_host_layer_part((index), (offset), (data), (bytes))
 #include "{name}.c"
 
 int bg_host_run(const int8_t *x, uint32_t count, {name}_output_t *y, int32_t *pred,

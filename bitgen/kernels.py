@@ -50,6 +50,7 @@ class Data:
     decl: str
     lines: list[str]
     nbytes: int
+    layer: int
 
 
 @dataclass
@@ -57,6 +58,8 @@ class Pointers:
     x: str  # input pointer expression (const)
     y: str  # output pointer expression
     scratch: str | None = None
+    channel: str | None = None  # C expression of the channel, when computing one plane
+    x_is_plane: bool = False  # with `channel`: x is that channel's plane, not the whole tensor
 
 
 @dataclass
@@ -67,6 +70,7 @@ class Choice:
     scratch: int = 0  # bytes of scratch in the arena while the layer runs
     out_region: int | None = None  # bytes the output needs, when more than the tensor
     in_place: bool = False  # may write its output over its input
+    per_channel: bool = False  # render() can compute a single channel plane (Pointers.channel)
 
 
 class Emitter:
@@ -76,26 +80,30 @@ class Emitter:
         self.name = name
         self.data: list[Data] = []
 
-    def array(self, ctype: str, ident: str, lines: list[str], nbytes: int) -> str:
+    def array(self, ctype: str, ident: str, lines: list[str], nbytes: int, layer: int) -> str:
         full = f"{self.name}_{ident}"
-        self.data.append(Data(f"static const {ctype} {full}[]", lines, nbytes))
+        self.data.append(Data(f"static const {ctype} {full}[]", lines, nbytes, layer))
         return full
 
     def struct(self, ctype: str, ident: str, fields: list[Any]) -> str:
         full = f"{self.name}_{ident}"
         body = ", ".join(f if isinstance(f, str) else c_int(int(f)) for f in fields)
-        self.data.append(Data(f"static const {ctype} {full}", [body], 0))
+        self.data.append(Data(f"static const {ctype} {full}", [body], 0, -1))
         return full
+
+    def flash_of_layer(self, layer: int) -> int:
+        """Bytes of weights and parameters (arrays) emitted for one layer."""
+        return sum(d.nbytes for d in self.data if d.layer == layer)
 
     def packed_weights(self, i: int, layer: ir.Linear | ir.Conv2d) -> tuple[str, str]:
         enc = encodings.get(layer.encoding)
         packed = enc.pack_rows(layer.weight.reshape(layer.weight.shape[0], -1))
-        return self.array("uint8_t", f"w{i}", hex_lines(packed), len(packed)), self.bias(i, layer)
+        return self.array("uint8_t", f"w{i}", hex_lines(packed), len(packed), i), self.bias(i, layer)
 
     def bias(self, i: int, layer: ir.Linear | ir.Conv2d) -> str:
         if layer.bias is None:
             return "0"
-        return self.array("int32_t", f"b{i}", int_lines(layer.bias), 4 * layer.bias.size)
+        return self.array("int32_t", f"b{i}", int_lines(layer.bias), 4 * layer.bias.size, i)
 
     @property
     def flash_bytes(self) -> int:
@@ -125,9 +133,36 @@ def enc_id(layer: ir.Linear | ir.Conv2d) -> str:
 
 
 # ---------------------------------------------------------------- generic kernels
+def _conv_call(em: Emitter, i: int, layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType,
+               p: Pointers, fn: str) -> str:
+    """Call of a conv kernel `fn` with the bg_conv2d_* signature, whole tensor or one channel."""
+    c, h, wd = t_in.shape
+    co, oh, ow = t_out.shape
+    kh, kw = layer.weight.shape[2:]
+    g = layer.groups
+    w, b = em.packed_weights(i, layer)
+    enc = encodings.get(layer.encoding)
+    if p.channel is None:
+        s = em.struct("bg_conv_shape_t", f"conv{i}", [c, h, wd, co, oh, ow, kh, kw, *layer.stride, *layer.padding, g])
+        return f"{fn}({p.x}, {p.y}, &{s}, {w}, {enc_id(layer)}, {b});"
+    cig = 1 if p.x_is_plane else c // g
+    s = em.struct("bg_conv_shape_t", f"conv{i}", [cig, h, wd, 1, oh, ow, kh, kw, *layer.stride, *layer.padding, 1])
+    x = p.x
+    if not p.x_is_plane and g > 1:  # the input channels of this output channel's group
+        group = p.channel if co == g else f"({p.channel} / {co // g}u)"
+        x = f"{p.x} + {group} * {cig * h * wd}u"
+    row = enc.row_bytes(int(np.prod(layer.weight.shape[1:])))
+    bias = b if b == "0" else f"{b} + {p.channel}"
+    return f"{fn}({x}, {p.y}, &{s}, {w} + {p.channel} * {row}u, {enc_id(layer)}, {bias});"
+
+
 def _generic(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType) -> Choice:
     sin = SUFFIX[t_in.dtype]
     files = GENERIC_FILES[layer.kind]
+
+    def plane(p: Pointers, t: ir.TensorType) -> int:
+        """Elements the kernel handles: the whole tensor, or one channel of it."""
+        return t.size if p.channel is None else t.size // t.shape[0]
 
     if isinstance(layer, ir.Linear):
         def render(em: Emitter, i: int, p: Pointers) -> str:
@@ -137,45 +172,45 @@ def _generic(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType) -> Choi
         return Choice("generic", files, render)
 
     if isinstance(layer, ir.Conv2d):
-        c, h, wd = t_in.shape
-        co, oh, ow = t_out.shape
-        kh, kw = layer.weight.shape[2:]
-        for v in (c, h, wd, co, oh, ow, layer.groups):
+        for v in (*t_in.shape, *t_out.shape, layer.groups):
             if v > 0xFFFF:
                 raise KernelError(f"dimension {v} exceeds 65535")
-        for v in (kh, kw, *layer.stride, *layer.padding):
+        for v in (*layer.weight.shape[2:], *layer.stride, *layer.padding):
             if v > 255:
                 raise KernelError(f"kernel, stride or padding {v} exceeds 255")
-
-        def render(em: Emitter, i: int, p: Pointers) -> str:
-            w, b = em.packed_weights(i, layer)
-            s = em.struct("bg_conv_shape_t", f"conv{i}",
-                          [c, h, wd, co, oh, ow, kh, kw, *layer.stride, *layer.padding, layer.groups])
-            return f"bg_conv2d_{sin}({p.x}, {p.y}, &{s}, {w}, {enc_id(layer)}, {b});"
-        return Choice("generic", files, render)
+        return Choice("generic", files, lambda em, i, p: _conv_call(em, i, layer, t_in, t_out, p, f"bg_conv2d_{sin}"),
+                      per_channel=True)
 
     if isinstance(layer, (ir.MaxPool2d, ir.AvgPool2d)):
         c, h, wd = t_in.shape
         _, oh, ow = t_out.shape
 
         def render(em: Emitter, i: int, p: Pointers) -> str:
-            s = em.struct("bg_pool_shape_t", f"pool{i}", [c, h, wd, oh, ow, *layer.kernel, *layer.stride])
+            cc = c if p.channel is None else 1
+            s = em.struct("bg_pool_shape_t", f"pool{i}", [cc, h, wd, oh, ow, *layer.kernel, *layer.stride])
             return f"bg_{layer.kind}_{sin}({p.x}, {p.y}, &{s});"
-        return Choice("generic", files, render, in_place=True)
+        return Choice("generic", files, render, in_place=True, per_channel=True)
 
     if isinstance(layer, ir.ReLU):
-        return Choice("generic", files, lambda em, i, p: f"bg_relu_{sin}({p.x}, {p.y}, {t_in.size});", in_place=True)
+        return Choice("generic", files, lambda em, i, p: f"bg_relu_{sin}({p.x}, {p.y}, {plane(p, t_in)});",
+                      in_place=True, per_channel=True)
 
     if isinstance(layer, ir.Requant):
         ch = layer.multiplier.size
+        half_up = 1 if layer.rounding == "half_up" else 0
+        lo, hi = c_int(layer.out_min), c_int(layer.out_max)
 
         def render(em: Emitter, i: int, p: Pointers) -> str:
-            m = em.array("int32_t", f"m{i}", int_lines(layer.multiplier), 4 * ch)
-            sh = em.array("uint8_t", f"s{i}", int_lines(layer.shift), ch)
-            q = em.struct("bg_requant_t", f"q{i}",
-                          [m, sh, ch, 1 if layer.rounding == "half_up" else 0, layer.out_min, layer.out_max])
-            return f"bg_requant_to_{SUFFIX[t_out.dtype]}({p.x}, {p.y}, {t_in.size // ch}, &{q});"
-        return Choice("generic", files, render, in_place=True)
+            m = em.array("int32_t", f"m{i}", int_lines(layer.multiplier), 4 * ch, i)
+            sh = em.array("uint8_t", f"s{i}", int_lines(layer.shift), ch, i)
+            fn = f"bg_requant_to_{SUFFIX[t_out.dtype]}"
+            if p.channel is not None and ch > 1:  # this channel's own multiplier and shift
+                return (f"{{ const bg_requant_t q = {{{m} + {p.channel}, {sh} + {p.channel}, 1, {half_up}, {lo}, {hi}}};"
+                        f" {fn}({p.x}, {p.y}, {plane(p, t_in)}, &q); }}")
+            q = em.struct("bg_requant_t", f"q{i}", [m, sh, ch, half_up, layer.out_min, layer.out_max])
+            n = plane(p, t_in) if p.channel is not None else t_in.size // ch
+            return f"{fn}({p.x}, {p.y}, {n}, &{q});"
+        return Choice("generic", files, render, in_place=True, per_channel=True)
 
     if isinstance(layer, ir.ShiftNorm):
         return Choice("generic", files, lambda em, i, p: f"bg_shiftnorm({p.x}, {p.y}, {t_in.size});", in_place=True)
@@ -218,9 +253,9 @@ def _lut_linear(layer: ir.Linear, t_in: ir.TensorType, offset: bool) -> Choice |
         words = np.zeros((n_blocks, n_cols), dtype=np.uint64)
         for r in range(8):
             words |= blocks[:, r, :] << np.uint64(4 * r)
-        w_arr = em.array("uint32_t", f"w{i}", word_lines(words), 4 * words.size)
+        w_arr = em.array("uint32_t", f"w{i}", word_lines(words), 4 * words.size, i)
         b = em.bias(i, layer)
-        rs = em.array("int32_t", f"r{i}", int_lines(np.array(rowsum, dtype=np.int64)), 4 * n_out) if offset else "0"
+        rs = em.array("int32_t", f"r{i}", int_lines(np.array(rowsum, dtype=np.int64)), 4 * n_out, i) if offset else "0"
         prm = em.struct("bg_lut_fc_t", f"lut{i}", [w_arr, b, rs, n_in, n_out, chunk, enc_id(layer)])
         return f"bg_linear_lut_s8({p.x}, {p.y}, &{prm}, {p.scratch});"
 

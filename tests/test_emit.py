@@ -49,24 +49,28 @@ def test_report_describes_layers_and_sizes(tmp_path):
 
 @pytest.mark.parametrize("target", kernels.TARGETS)
 def test_planner_never_overlaps_live_memory(target):
-    """Input, output and scratch of every layer are disjoint unless the kernel runs in place."""
+    """Input, output and scratch of every step are disjoint unless the kernel runs in place."""
     m = every_kernel_model()
     m.layers += [ir.Requant(multiplier=[1], shift=[4]), ir.Linear(weight=np.ones((20, 5)), encoding="8bit")]
     m.labels = None
-    types, choices, plan = emit.plan_model(m, target)
-    for i, choice in enumerate(choices):
-        a, b = plan.locations[i], plan.locations[i + 1]
-        out = range(b.offset, b.offset + max(types[i + 1].nbytes, choice.out_region or 0))
+    mp = emit.plan_model(m, target)
+    plan, types = mp.memory, mp.types
+    for k, st in enumerate(mp.steps):
+        choice = mp.choices[st.first]
+        a, b = plan.locations[k], plan.locations[k + 1]
+        out_bytes = types[st.last + 1].nbytes
+        out = range(b.offset, b.offset + max(out_bytes, 0 if st.channelwise else choice.out_region or 0))
         assert b.external or (b.offset % 4 == 0 and out.stop <= plan.arena_bytes)
         spans = [out]
-        if plan.scratch[i] is not None:
-            spans.append(range(plan.scratch[i], plan.scratch[i] + choice.scratch))
+        if plan.scratch[k] is not None:
+            scratch = 2 * max(mp.plane_bytes(i) for i in st.layers[:-1]) if st.channelwise else choice.scratch
+            spans.append(range(plan.scratch[k], plan.scratch[k] + scratch))
             assert spans[-1].stop <= plan.arena_bytes
-        if not a.external and not (choice.in_place and a.offset == b.offset):
-            spans.append(range(a.offset, a.offset + types[i].nbytes))
+        if not a.external and not (choice.in_place and not st.channelwise and a.offset == b.offset):
+            spans.append(range(a.offset, a.offset + types[st.first].nbytes))
         for j, r in enumerate(spans):
             for q in spans[j + 1:]:
-                assert not set(r) & set(q), f"layer {i}: overlapping buffers"
+                assert not set(r) & set(q), f"step {k}: overlapping buffers"
 
 
 def test_first_layer_never_writes_the_callers_input(tmp_path):

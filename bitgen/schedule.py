@@ -1,0 +1,53 @@
+"""In which order the layers run: one after the other, or depth-first one channel at a time.
+
+A convolution followed by layers that never mix channels (depthwise convolutions, ReLU,
+requantization, pooling) can run *channel by channel*: compute output channel c of the
+convolution, push that single plane through every following channel-local layer, and write
+it into channel c of the last layer's output. Only two planes are alive at a time instead of
+whole tensors, which is what lets a 64-channel CNN run in the 2 KB of a CH32V003-class part
+(the int32 output of a 16x16x64 convolution alone is 64 KB). The arithmetic is unchanged: the
+same kernels compute the same values, on a plane at a time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import ir
+
+
+@dataclass(frozen=True)
+class Step:
+    first: int  # index of the first layer
+    last: int  # index of the last layer (== first for a single layer)
+
+    @property
+    def channelwise(self) -> bool:
+        return self.last > self.first
+
+    @property
+    def layers(self) -> range:
+        return range(self.first, self.last + 1)
+
+
+def channel_local(layer: ir.Layer, t_in: ir.TensorType) -> bool:
+    """True when output channel c depends on input channel c alone."""
+    if len(t_in.shape) != 3:
+        return False
+    if isinstance(layer, ir.Conv2d):
+        c = t_in.shape[0]
+        return layer.groups == c and layer.weight.shape[0] == c
+    return isinstance(layer, (ir.ReLU, ir.Requant, ir.MaxPool2d, ir.AvgPool2d))
+
+
+def steps(model: ir.Model, types: list[ir.TensorType]) -> list[Step]:
+    """Group the layers: each convolution with the channel-local layers that follow it."""
+    out: list[Step] = []
+    i, n = 0, len(model.layers)
+    while i < n:
+        j = i
+        if isinstance(model.layers[i], ir.Conv2d):
+            while j + 1 < n and channel_local(model.layers[j + 1], types[j + 1]):
+                j += 1
+        out.append(Step(i, j))
+        i = j + 1
+    return out
