@@ -43,6 +43,7 @@ class LayerPlan:
     macs: int = 0
     arena_offset: int | None = None
     scratch_bytes: int = 0
+    traced: bool = True  # False: computed inside a fused kernel, never stored on its own
 
     def report(self) -> dict[str, Any]:
         return {
@@ -51,7 +52,7 @@ class LayerPlan:
             "out_dtype": self.out_dtype, "out_bytes": self.out_bytes,
             "arena_offset": self.arena_offset, "scratch_bytes": self.scratch_bytes,
             "kernel": self.kernel, "encoding": self.encoding,
-            "weight_bytes": self.flash_bytes, "macs": self.macs,
+            "weight_bytes": self.flash_bytes, "macs": self.macs, "traced": self.traced,
         }
 
 
@@ -96,23 +97,31 @@ def plan_model(model: ir.Model, target: str = "generic") -> ModelPlan:
     if target not in kernels.TARGETS:
         raise EmitError(f"unknown target '{target}' (available: {', '.join(kernels.TARGETS)})")
     types = [model.input_type()] + model.validate()
-    choices = []
-    for i, layer in enumerate(model.layers):
-        try:
-            choices.append(kernels.choose(layer, types[i], types[i + 1], target, i))
-        except kernels.KernelError as e:
-            raise EmitError(f"layer {i} {layer.describe()}: {e}") from None
-    steps = [st for st in schedule.steps(model, types)
-             if not st.channelwise or all(choices[i].per_channel for i in st.layers)]
-    if sum(len(st.layers) for st in steps) != len(model.layers):  # a kernel cannot do planes
-        steps = [schedule.Step(i, i) for i in range(len(model.layers))]
+    steps = schedule.steps(model, types)
+    choices: list[kernels.Choice] = []
+    for st in steps:
+        for i in st.layers:
+            if i < len(choices):  # fused into the kernel of an earlier layer
+                continue
+            layer = model.layers[i]
+            choice = None
+            if st.channelwise and isinstance(layer, ir.Conv2d):
+                choice = kernels.plane_conv_group(model, types, i, st.last, target)
+            try:
+                choice = choice or kernels.choose(layer, types[i], types[i + 1], target, i)
+            except kernels.KernelError as e:
+                raise EmitError(f"layer {i} {layer.describe()}: {e}") from None
+            if st.channelwise and not choice.per_channel:
+                raise EmitError(f"layer {i} {layer.describe()}: kernel '{choice.kernel}' cannot run per channel")
+            choices.append(choice)
+            choices += [kernels.FUSED] * choice.fuses
     needs = []
     for st in steps:
         c = choices[st.first]
-        if st.channelwise:  # two plane buffers for the layers before the last one
+        if st.channelwise:  # two plane buffers for the layers before the last, and kernel scratch
             planes = max(_round4(types[i + 1].nbytes // types[i + 1].shape[0]) for i in st.layers[:-1])
             needs.append(memory.Need(out_bytes=types[st.last + 1].nbytes, in_bytes=types[st.first].nbytes,
-                                     scratch=2 * planes))
+                                     scratch=2 * planes + _round4(c.scratch)))
         else:
             needs.append(memory.Need(out_bytes=types[st.first + 1].nbytes, in_bytes=types[st.first].nbytes,
                                      in_place=c.in_place, out_region=c.out_region, scratch=c.scratch,
@@ -136,18 +145,28 @@ def _step_code(model: ir.Model, mp: ModelPlan, k: int, em: kernels.Emitter) -> t
         done = f"BG_LAYER_PART({i}, 0, {_ptr(loc_out, types[i + 1].dtype, const=True)}, {types[i + 1].nbytes});"
         return ([call] if call else []) + [done], {i: None if loc_out.external else loc_out.offset}
     # Channel by channel: planes ping-pong between two buffers in the scratch area.
-    planes = [scratch, scratch + max(_round4(mp.plane_bytes(i)) for i in st.layers[:-1])]
+    plane = max(_round4(mp.plane_bytes(i)) for i in st.layers[:-1])
+    planes = [scratch, scratch + plane]
+    kernel_scratch = f"(int32_t *)(arena + {scratch + 2 * plane})"  # the first kernel's own scratch
     channels = types[st.last + 1].shape[0]
-    lines = [f"for (c = 0; c < {channels}u; c++) {{"]
+    first = mp.choices[st.first]
+    lines = [first.prologue.format(scratch=kernel_scratch)] if first.prologue else []
+    lines.append(f"for (c = 0; c < {channels}u; c++) {{")
     offsets: dict[int, int | None] = {}
     cur = None  # index into `planes` holding the current plane; None: the step's input
     for i in st.layers:
-        t_in, t_out, choice = types[i], types[i + 1], mp.choices[i]
+        choice = mp.choices[i]
+        if choice is kernels.FUSED:
+            offsets.setdefault(i, None)
+            continue
+        t_in, t_out = types[i], types[i + 1 + choice.fuses]
+        i_shown = i + choice.fuses  # the layer whose output this kernel writes
         x = _ptr(loc_in, t_in.dtype, const=True) if cur is None else _ptr_at(planes[cur], t_in.dtype, True)
-        if i == st.last:  # write straight into channel c of the step's output
+        plane_bytes = mp.plane_bytes(i_shown)
+        if i_shown == st.last:  # write straight into channel c of the step's output
             base = _ptr(loc_out, t_out.dtype, const=False)
-            y = f"{base} + c * {mp.plane_bytes(i) // _elem(t_out.dtype)}u"
-            shown = f"{_ptr(loc_out, t_out.dtype, const=True)} + c * {mp.plane_bytes(i) // _elem(t_out.dtype)}u"
+            y = f"{base} + c * {plane_bytes // _elem(t_out.dtype)}u"
+            shown = f"{_ptr(loc_out, t_out.dtype, const=True)} + c * {plane_bytes // _elem(t_out.dtype)}u"
             offsets[i] = loc_out.offset
         else:
             same = cur is not None and choice.in_place and t_out.nbytes <= t_in.nbytes
@@ -156,9 +175,11 @@ def _step_code(model: ir.Model, mp: ModelPlan, k: int, em: kernels.Emitter) -> t
             shown = _ptr_at(planes[nxt], t_out.dtype, True)
             offsets[i] = planes[nxt]
             cur = nxt
-        ptrs = kernels.Pointers(x=x, y=y, channel="c", x_is_plane=i != st.first)
+        ptrs = kernels.Pointers(x=x, y=y, channel="c", x_is_plane=i != st.first,
+                                scratch=kernel_scratch if i == st.first else None)
         lines.append("    " + choice.render(em, i, ptrs))
-        lines.append(f"    BG_LAYER_PART({i}, c * {mp.plane_bytes(i)}u, {shown}, {mp.plane_bytes(i)});")
+        lines.append(f"    BG_LAYER_PART({i_shown}, c * {plane_bytes}u, {shown}, {plane_bytes});")
+        offsets[i_shown] = offsets[i]
     lines.append("}")
     return lines, offsets
 
@@ -181,6 +202,8 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", target: str =
     layers: list[LayerPlan] = []
     body: list[str] = []
     runtime = set(ALWAYS)
+    # a kernel writes the output of its last fused layer; the layers before it never exist
+    stored = {i + c.fuses for i, c in enumerate(choices) if c is not kernels.FUSED}
     for k, st in enumerate(mp.steps):
         lines, offsets = _step_code(model, mp, k, em)
         body += lines
@@ -194,6 +217,7 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", target: str =
                 in_shape=t_in.shape, out_shape=t_out.shape, out_dtype=t_out.dtype,
                 out_bytes=t_out.nbytes,
                 kernel=choice.kernel + ("/channelwise" if st.channelwise else ""),
+                traced=i in stored,
                 encoding=layer.encoding if is_mac else None,
                 flash_bytes=em.flash_of_layer(i),
                 macs=t_out.size * int(np.prod(layer.weight.shape[1:])) if is_mac else 0,
@@ -202,6 +226,8 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", target: str =
             ))
     if any(st.channelwise for st in mp.steps):
         body.insert(0, "uint32_t c;")
+    if any(c.prologue and "z =" in c.prologue for c in choices):
+        body.insert(0, "int32_t z;")
 
     t_final = types[-1]
     digest = model.digest()

@@ -79,6 +79,8 @@ class HostModel:
         rep = emitted.report
         self.name = emitted.name
         self.layers = rep["layers"]
+        # layers fused into an earlier kernel never exist in memory: nothing to compare
+        self.traced = [lay.get("traced", True) for lay in self.layers]
         self.input_size = int(np.prod(rep["input"]["shape"]))
         self.output_size = int(np.prod(rep["output"]["shape"]))
         self.output_dtype = rep["output"]["dtype"]
@@ -125,7 +127,9 @@ class HostModel:
         return self.ffi.dlopen(str(lib))
 
     def run(self, x: np.ndarray, trace: bool = False):
-        """Run int8 inputs (N, ...) -> (outputs (N, out), argmax (N,), per-layer list or None)."""
+        """Run int8 inputs (N, ...) -> (outputs (N, out), argmax (N,), per-layer list or None).
+
+        In the per-layer list, layers that are not traced (fused) are None."""
         x = np.ascontiguousarray(np.asarray(x, dtype=np.int8).reshape(-1, self.input_size))
         n = x.shape[0]
         y = np.zeros((n, self.output_size), dtype=NP[self.output_dtype])
@@ -142,7 +146,10 @@ class HostModel:
         layers = None
         if trace:
             layers = []
-            for lay, off in zip(self.layers, self.trace_offsets):
+            for lay, off, traced in zip(self.layers, self.trace_offsets, self.traced):
+                if not traced:
+                    layers.append(None)
+                    continue
                 raw = np.ascontiguousarray(tr[:, off : off + lay["out_bytes"]])
                 arr = raw.view(NP[lay["out_dtype"]]).reshape((n, *lay["out_shape"]))
                 layers.append(arr)

@@ -7,6 +7,9 @@ one is fastest there:
 * ``generic``: the reference kernels of ``c_runtime/bg_*.c``, one per op, no layout tricks.
 * ``rv32ec``: no multiplier (CH32V003). Fully connected layers on int8 inputs use the nibble
   lookup-table kernel (``bg_linear_lut.c``): one table load and add per weight nibble.
+* ``rv32emc`` and ``cortex-m4``: a multiplier. The LUT kernel for weights of up to 4 bits (a
+  lookup is cheaper than decoding a weight and multiplying), and convolutions that run on one
+  plane (channel-by-channel steps) use the sliding-window kernel ``bg_conv2d_plane.c``.
 
 A kernel is chosen in two steps: :func:`choose` (before arena planning: it says how much
 scratch and output room the kernel needs) and :meth:`Choice.render` (after planning: the
@@ -21,7 +24,8 @@ import numpy as np
 
 from . import encodings, ir
 
-TARGETS = ("generic", "rv32ec")
+TARGETS = ("generic", "rv32ec", "rv32emc", "cortex-m4")
+HAS_MULTIPLIER = {"rv32emc", "cortex-m4"}
 SUFFIX = {"int8": "s8", "int32": "s32"}
 C_TYPE = {"int8": "int8_t", "int32": "int32_t"}
 LUT_CHUNK = 16  # tables per pass of the LUT kernel: 17 * 2 * 16 = 544 bytes of scratch
@@ -37,6 +41,7 @@ GENERIC_FILES = {
     "flatten": [],
 }
 LUT_FILES = ["bg_linear_lut.c", "bg_linear_lut.h"]
+PLANE_FILES = ["bg_conv2d_plane.c", "bg_conv2d_plane.h", "bg_conv2d_plane.inc"]
 
 
 class KernelError(ValueError):
@@ -71,6 +76,11 @@ class Choice:
     out_region: int | None = None  # bytes the output needs, when more than the tensor
     in_place: bool = False  # may write its output over its input
     per_channel: bool = False  # render() can compute a single channel plane (Pointers.channel)
+    fuses: int = 0  # the next `fuses` layers are computed inside this kernel's output stage
+    prologue: str | None = None  # C run once before a channel-by-channel step ({scratch}: its scratch)
+
+
+FUSED = Choice("fused", [], lambda em, i, p: None, per_channel=True)  # computed by an earlier kernel
 
 
 class Emitter:
@@ -262,13 +272,115 @@ def _lut_linear(layer: ir.Linear, t_in: ir.TensorType, offset: bool) -> Choice |
     return Choice("lut", LUT_FILES, render, scratch=17 * 2 * (chunk + 1), out_region=n_blocks * 8 * 4)
 
 
+def _post_stage(fused: list[ir.Layer], types: list[ir.TensorType]) -> dict[str, Any] | None:
+    """The bg_post_t of the layers fused after a conv (ReLU? Requant? ReLU?), or None if the
+    sequence cannot be fused. `types[k]` is the input type of fused[k]."""
+    kinds = [layer.kind for layer in fused]
+    if kinds not in ([], ["relu"], ["requant"], ["relu", "requant"], ["requant", "relu"], ["relu", "requant", "relu"]):
+        return None
+    rq = next((layer for layer in fused if isinstance(layer, ir.Requant)), None)
+    post = {"requant": rq, "lo": ir.INT32[0], "hi": ir.INT32[1], "wide": 0,
+            "relu_before": int(bool(kinds) and kinds[0] == "relu"),
+            "relu_after": int(bool(kinds) and kinds[-1] == "relu" and rq is not None)}
+    if rq is not None:
+        t_in = types[fused.index(rq)]  # the requant's input range decides 32 or 64 bits
+        amax = max(abs(t_in.lo), abs(t_in.hi))
+        post.update(lo=rq.out_min, hi=rq.out_max, wide=int(any(
+            amax * int(m) + (1 << int(sh)) > ir.INT32[1] for m, sh in zip(rq.multiplier, rq.shift))))
+    return post
+
+
+def _plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType,
+                fused: list[ir.Layer], fused_types: list[ir.TensorType], offset: bool) -> Choice | None:
+    """The sliding-window kernel for a conv that runs on one plane, with `fused` layers (their
+    output types in `fused_types`) applied in its output stage; None where it does not apply."""
+    kh, kw = layer.weight.shape[2:]
+    if layer.stride != (1, 1) or layer.padding != (0, 0) or kh * kw > 49:
+        return None
+    for v in (*t_in.shape, *t_out.shape):
+        if v > 0xFFFF:
+            return None
+    post = _post_stage(fused, [t_out] + fused_types)
+    if post is None:
+        return None
+    t_final = fused_types[-1] if fused else t_out
+    # Exactness with the offset: sums of w * (x - z) plus bias + z * sum(w) must fit int32.
+    w_abs = np.abs(layer.weight.astype(object)).reshape(layer.weight.shape[0], -1).sum(axis=1)
+    wsum = layer.weight.astype(object).reshape(layer.weight.shape[0], -1).sum(axis=1)
+    bias = np.zeros(layer.weight.shape[0], dtype=object) if layer.bias is None else layer.bias.astype(object)
+    if offset:
+        z = max(abs(t_in.lo), abs(t_in.hi))
+        if max(np.abs(bias) + np.abs(wsum) * z + w_abs * (t_in.hi - t_in.lo)) > ir.INT32[1]:
+            offset = False
+    sparse = offset or t_in.lo >= 0
+    # with the offset, the kernel reads the int32 plane x - z that the step's prologue wrote
+    fn = f"bg_conv2d_plane_{'s32' if offset else SUFFIX[t_in.dtype]}_{SUFFIX[t_final.dtype]}"
+
+    def render(em: Emitter, i: int, p: Pointers) -> str:
+        assert p.channel == "c" and p.x_is_plane is not None
+        c, h, wd = t_in.shape
+        co, oh, ow = t_out.shape
+        w, b = em.packed_weights(i, layer)
+        shape = em.struct("bg_conv_shape_t", f"conv{i}", [1, h, wd, 1, oh, ow, kh, kw, 1, 1, 0, 0, 1])
+        x = f"(const int32_t *){p.scratch}" if offset else p.x
+        if not p.x_is_plane and layer.groups > 1:
+            group = "c" if co == layer.groups else f"(c / {co // layer.groups}u)"
+            x = f"{p.x} + {group} * {h * wd}u"
+        row = encodings.get(layer.encoding).row_bytes(kh * kw)
+        bias_expr = "0" if b == "0" else f"{b}[c]"
+        if offset:  # sum w x = sum w (x - z) + z * sum w
+            ws = em.array("int32_t", f"ws{i}", int_lines(np.array(wsum, dtype=np.int64)), 4 * len(wsum), i)
+            bias_expr = f"{bias_expr} + z * {ws}[c]"
+        post_arg = "0"
+        if fused:
+            rq, j = post["requant"], i + 1 + next((k for k, f in enumerate(fused) if f.kind == "requant"), 0)
+            m = sh = "0"
+            if rq is not None:
+                m = em.array("int32_t", f"m{j}", int_lines(rq.multiplier), 4 * rq.multiplier.size, j)
+                sh = em.array("uint8_t", f"s{j}", int_lines(rq.shift), rq.shift.size, j)
+            post_arg = "&" + em.struct("bg_post_t", f"post{i}", [
+                m, sh, post["lo"], post["hi"], int(rq is not None and rq.multiplier.size > 1),
+                post["relu_before"], int(rq is not None), post["relu_after"],
+                int(rq is not None and rq.rounding == "half_up"), post["wide"]])
+        return (f"{fn}({x}, {p.y}, &{shape}, {w} + c * {row}u, {enc_id(layer)}, {bias_expr}, "
+                f"{int(sparse)}, {post_arg}, c);")
+
+    return Choice("plane" + ("+offset" if offset else ""), PLANE_FILES, render, per_channel=True,
+                  fuses=len(fused), scratch=4 * t_in.size if offset else 0,
+                  prologue=f"z = bg_offset_s8(input, {{scratch}}, {t_in.size});" if offset else None)
+
+
+def plane_conv_group(model: ir.Model, types: list[ir.TensorType], i: int, last: int, target: str) -> Choice | None:
+    """For a conv at i inside a channel-by-channel step ending at `last`: the plane kernel
+    fused with as many following ReLU/Requant layers as it can take, or None."""
+    if target not in HAS_MULTIPLIER:
+        return None
+    layer = model.layers[i]
+    offset = i == 0 and types[0].lo < 0 and types[0].dtype == "int8"
+    best = None
+    for n in range(0, 4):
+        if i + n > last:
+            break
+        fused = model.layers[i + 1 : i + 1 + n]
+        if any(not isinstance(f, (ir.ReLU, ir.Requant)) for f in fused):
+            break
+        choice = _plane_conv(layer, types[i], types[i + 1], list(fused), types[i + 2 : i + 2 + n], offset)
+        if choice is not None:
+            best = choice
+    return best
+
+
 def choose(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType, target: str, index: int) -> Choice:
+    """The kernel for `layer` on `target` when it runs on its own (see plane_conv_group for
+    convolutions inside channel-by-channel steps)."""
     if target not in TARGETS:
         raise KernelError(f"unknown target '{target}' (available: {', '.join(TARGETS)})")
-    if target == "rv32ec" and isinstance(layer, ir.Linear):
-        # Offsetting by the minimum pays where inputs are signed: the model input (images
-        # have a constant background); ReLU-like outputs are already >= 0.
-        lut = _lut_linear(layer, t_in, offset=index == 0 and t_in.lo < 0)
-        if lut is not None:
-            return lut
+    if target != "generic" and isinstance(layer, ir.Linear):
+        enc = encodings.get(layer.encoding)
+        if target == "rv32ec" or enc.bits <= 4:
+            # Offsetting by the minimum pays where inputs are signed: the model input (images
+            # have a constant background); ReLU-like outputs are already >= 0.
+            lut = _lut_linear(layer, t_in, offset=index == 0 and t_in.lo < 0)
+            if lut is not None:
+                return lut
     return _generic(layer, t_in, t_out)

@@ -36,4 +36,36 @@ def test_lut_linear_equals_golden(tmp_path, enc, first, n_in, n_out):
     y, _, layers = hm.run(x, trace=True)
     want = golden.run(m, x, all_layers=True)
     for w, g in zip(want, layers):
-        assert np.array_equal(w, g)
+        assert g is None or np.array_equal(w, g)
+
+
+def _cnn_model(enc: str, kh: int, kw: int, seed: int) -> ir.Model:
+    """conv (1 input channel) -> ReLU -> floor shift to int32 -> depthwise conv on int32 planes."""
+    rng = np.random.default_rng(seed)
+    values = np.array(encodings.get(enc).values)
+    return ir.Model(ir.InputSpec((1, 9, 8)), [
+        ir.Conv2d(weight=rng.choice(values, (5, 1, kh, kw)), encoding=enc, bias=rng.integers(-999, 999, 5)),
+        ir.ReLU(),
+        ir.Requant(multiplier=[1], shift=[2], rounding="floor", out_dtype="int32"),
+        ir.Conv2d(weight=rng.choice(values, (5, 1, kh, kw)), encoding=enc, groups=5),
+        ir.MaxPool2d(2, stride=1),
+    ])
+
+
+@pytest.mark.parametrize("target", ["rv32emc", "cortex-m4"])
+@pytest.mark.parametrize("enc", ["8bit", "4bit", "binary"])
+@pytest.mark.parametrize("kh, kw", [(3, 3), (1, 1), (2, 3), (3, 1)])
+def test_plane_conv_equals_golden(tmp_path, target, enc, kh, kw):
+    m = _cnn_model(enc, kh, kw, seed=kh * 7 + kw)
+    mp = emit.plan_model(m, target)
+    # first conv: offset by the input minimum, ReLU and shift fused; then a plane conv on int32
+    assert [c.kernel for c in mp.choices] == ["plane+offset", "fused", "fused", "plane", "generic"]
+    assert mp.steps[0].channelwise
+    em = emit.emit(m, tmp_path, name="cnn", target=target)
+    hm = host.build(em, tmp_path / "b")
+    x = np.concatenate([check.random_inputs(m.input.shape, 64), check.extreme_inputs(m.input.shape)])
+    _, _, layers = hm.run(x, trace=True)
+    traced = [i for i, g in enumerate(layers) if g is not None]
+    assert traced[-1] == len(m.layers) - 1
+    for i in traced:
+        assert np.array_equal(golden.run(m, x, all_layers=True)[i], layers[i]), f"layer {i}"

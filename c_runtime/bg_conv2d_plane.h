@@ -1,0 +1,39 @@
+/* Single-plane convolution with a multiplier and a fused output stage (bg_conv2d_plane.c). */
+#ifndef BG_CONV2D_PLANE_H
+#define BG_CONV2D_PLANE_H
+
+#include "bg_runtime.h"
+
+#define BG_PLANE_MAX_TAPS 49 /* kernels up to 7x7 */
+
+/* What happens to each accumulator before it is stored: optional ReLU, then optional
+ * requantization clamp(round(v * multiplier[c] / 2^shift[c]), lo, hi) with c the channel
+ * (or 0 when per tensor), then optional ReLU. */
+typedef struct {
+    const int32_t *multiplier;
+    const uint8_t *shift;
+    int32_t lo, hi;
+    uint8_t per_channel, relu_before, requant, relu_after, half_up;
+    uint8_t wide; /* 1: the product needs 64 bits; 0: proved to fit 32 bits */
+} bg_post_t;
+
+/* One output plane (oh x ow) from one input plane (h x w), stride 1, no padding:
+ *   acc = bias + sum_k w[k] * x   then the output stage `post` (0: store acc as is).
+ * sparse: skip zero inputs (worth it when many are zero: after ReLU, or offset inputs).
+ * channel: index into post's per-channel parameters. s->c and s->co must be 1. */
+#define BG_DECLARE_PLANE(IN, OUT, TI, TO)                                                        \
+    void bg_conv2d_plane_##IN##_##OUT(const TI *x, TO *y, const bg_conv_shape_t *s,             \
+                                      const uint8_t *w, uint8_t enc, int32_t bias,              \
+                                      uint8_t sparse, const bg_post_t *post, uint32_t channel);
+BG_DECLARE_PLANE(s8, s8, int8_t, int8_t)
+BG_DECLARE_PLANE(s8, s32, int8_t, int32_t)
+BG_DECLARE_PLANE(s32, s8, int32_t, int8_t)
+BG_DECLARE_PLANE(s32, s32, int32_t, int32_t)
+#undef BG_DECLARE_PLANE
+
+/* y = x - z with z the smallest of the n values; returns z. A first layer's input offset so
+ * that its most common value (an image's background) becomes 0 and is skipped; the layer adds
+ * z * sum(w) to its bias to stay exact. */
+int32_t bg_offset_s8(const int8_t *x, int32_t *y, uint32_t n);
+
+#endif /* BG_CONV2D_PLANE_H */
