@@ -1,0 +1,63 @@
+"""bitgen build: model.pt -> firmware for a board (ELF, BIN, HEX) and a size report."""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from .. import boards, build
+from .common import add_model_argument, load_model
+from .emit_cmd import default_name
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--board", required=True, help=f"board (available: {', '.join(boards.available())})")
+    add_model_argument(p)
+    p.add_argument("-o", "--out", metavar="DIR", help="output folder (default: build/BOARD)")
+    p.add_argument("--json", metavar="FILE", help="also write the build report (build.json) here")
+    p.add_argument("--name", help="C name prefix (default: the model's name, else 'model')")
+    p.add_argument("--kernels", help="kernel target (default: the board's, fastest that fits)")
+
+
+def default_dir(board: boards.Board) -> Path:
+    return Path("build") / board.image_board.name
+
+
+def run(args: argparse.Namespace) -> int:
+    board = boards.get(args.board)
+    loaded = load_model(args)
+    out = Path(args.out) if args.out else default_dir(board)
+    name = args.name or default_name(loaded.ir.name)
+    try:
+        fw = build.build(loaded.ir, board, out, name=name, model_path=str(Path(args.model).resolve()),
+                         kernels=args.kernels)
+        rep = fw.report
+    except build.BudgetError as e:
+        rep = e.report
+        print(build.format_report(rep))
+        _write_json(args.json, out / "build.json")
+        raise
+    img = board.image_board
+    for t in rep["kernels_tried"]:
+        print(f"note: with {t['kernels']} kernels the image needs {t['flash_bytes']} B flash and "
+              f"{t['sram_bytes']} B SRAM: over budget, so {rep['kernels']} kernels were used")
+    print(f"built {img.name} firmware ({rep['kernels']} kernels) for model {rep['model']['hash'][:16]} in {out}/")
+    if rep["flash_bytes"] is not None:
+        print(build.format_report(rep))
+        h = rep["harness"]
+        print(f"  harness (protocol + board support + glue): flash {h['flash']} B, SRAM {h['sram']} B")
+    for kind, path in rep["files"].items():
+        if path:
+            print(f"  {kind:<4} {path}")
+    _write_json(args.json, out / "build.json")
+    return 0
+
+
+def _write_json(dest: str | None, src: Path) -> None:
+    if dest and src.is_file():
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        if Path(dest).resolve() != src.resolve():
+            shutil.copyfile(src, dest)
+    elif dest:
+        Path(dest).write_text(json.dumps({"error": "no report"}) + "\n")

@@ -1,0 +1,157 @@
+"""bitgen run: stream inputs to a board (real or emulated), compare every output with the golden
+model bit for bit, report accuracy and cycles."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import boards, golden
+from ..link import LinkError, Session
+from .build_cmd import default_dir
+from .common import UsageError, add_dataset_arguments, load_dataset, load_model
+from .emit_cmd import default_name
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--board", required=True, help=f"board (available: {', '.join(boards.available())})")
+    p.add_argument("--port", help="serial port of a real board (a path or a pyserial URL)")
+    p.add_argument("model", nargs="?",
+                   help="model file (default: the model of the last bitgen build for this board)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="also open a plain pickled nn.Module (this runs code from the file)")
+    p.add_argument("--input-shape", metavar="C,H,W", help="input shape of a pickled module")
+    add_dataset_arguments(p)
+    p.add_argument("--random", type=int, default=0, metavar="N", help="also run N random int8 inputs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--json", metavar="FILE", help="write the run report (run.json) here")
+    p.add_argument("--timeout", type=float, default=3.0, metavar="S", help="seconds per command (default 3)")
+    p.add_argument("--infer-timeout", type=float, default=60.0, metavar="S",
+                   help="seconds per inference (default 60)")
+    p.add_argument("--retries", type=int, default=3, help="attempts after a failed exchange (default 3)")
+    p.add_argument("--keep", metavar="DIR", help="emulated boards: keep the firmware built for the run here")
+    p.add_argument("--trace", action="store_true", help="print every line on the wire")
+
+
+def _stats(v: list[int]) -> dict[str, float] | None:
+    if not v:
+        return None
+    a = np.asarray(v)
+    return {"min": int(a.min()), "median": float(np.median(a)), "max": int(a.max()), "mean": float(a.mean())}
+
+
+def _default_model(board: boards.Board) -> str:
+    meta = default_dir(board) / "build.json"
+    try:
+        path = json.loads(meta.read_text())["model"]["path"]
+    except (OSError, ValueError, KeyError, TypeError):
+        path = None
+    if not path:
+        raise UsageError(f"give the model file (no {meta} from a bitgen build to take it from)")
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    board = boards.get(args.board)
+    if args.model is None:
+        args.model = _default_model(board)
+    loaded = load_model(args)
+    model = loaded.ir
+    sets = []
+    data = load_dataset(args, model)
+    if data is not None:
+        sets.append(("dataset", data[0], data[1]))
+    if args.random > 0:
+        rng = np.random.default_rng(args.seed)
+        sets.append(("random", rng.integers(-128, 128, (args.random,) + model.input.shape).astype(np.int8), None))
+    if not sets:
+        raise UsageError("nothing to run: give --dataset/--data, or --random N")
+    x = np.concatenate([s[1] for s in sets])
+    labels = data[1] if data is not None else None
+    expect = golden.run(model, x)
+    expect_cls = golden.argmax(expect)
+
+    from tqdm import tqdm
+
+    log = (lambda s: tqdm.write(s, file=sys.stderr)) if args.trace else None
+    t_start = time.monotonic()
+    outputs, classes, cycles, attempts = [], [], [], []
+    mismatches: list[int] = []
+    with Session(board, model, port=args.port, name=default_name(model.name), workdir=args.keep,
+                 timeout=args.timeout, infer_timeout=args.infer_timeout, retries=args.retries,
+                 log=log) as s:
+        info = s.info
+        print(f"{board.name}: model {info.model} {info.hash[:16]} (matches), board reports flash "
+              f"{info.flash_bytes} B, SRAM {info.sram_bytes} B, clock {info.clock_hz} Hz", file=sys.stderr)
+        bar = tqdm(total=len(x), unit="input", desc=board.name, file=sys.stderr, dynamic_ncols=True)
+        try:
+            for i in range(len(x)):
+                try:
+                    r = s.link.classify(x[i])
+                except LinkError as e:
+                    raise s.explain(e) from None
+                same = np.array_equal(r.outputs.reshape(expect[i].shape), expect[i]) and r.cls == expect_cls[i]
+                if not same:
+                    mismatches.append(i)
+                outputs.append(r.outputs)
+                classes.append(r.cls)
+                cycles.append(r.cycles)
+                attempts.append(r.attempts)
+                bar.set_postfix(mismatches=len(mismatches), cycles=r.cycles, refresh=False)
+                bar.update(1)
+        finally:
+            bar.close()
+        events = list(s.link.events)
+        fw = s.firmware.report if s.firmware else None
+        emulation = s.emulation
+    stats = dict(emulation.stats) if emulation else {}
+
+    n = len(x)
+    classes_a = np.asarray(classes)
+    rep = {
+        "board": board.name,
+        "image_board": board.image_board.name,
+        "port": args.port,
+        "model": {"name": info.model, "hash": info.hash, "path": str(Path(args.model).resolve())},
+        "dataset": {"name": args.dataset, "path": args.data, "limit": args.limit} if data is not None else None,
+        "random": args.random,
+        "compared": n,
+        "mismatches": len(mismatches),
+        "mismatch_indices": mismatches[:50],
+        "accuracy": float(np.mean(classes_a[: len(labels)] == labels)) if labels is not None else None,
+        "golden_accuracy": float(np.mean(expect_cls[: len(labels)] == labels)) if labels is not None else None,
+        "cycles": _stats(cycles),
+        "cycle_source": board.cycle_source,
+        "counter": info.counter,
+        "clock_hz": info.clock_hz,
+        "board_flash_bytes": info.flash_bytes,
+        "board_sram_bytes": info.sram_bytes,
+        "build": {k: fw[k] for k in ("flash_bytes", "sram_bytes", "flash_budget", "sram_budget")} if fw else None,
+        "retried_inputs": int(sum(a > 1 for a in attempts)),
+        "link_events": events[:50],
+        "emulator": stats or None,  # e.g. instructions the emulated CPU ran in all
+        "elapsed_s": round(time.monotonic() - t_start, 3),
+    }
+    c = rep["cycles"]
+    acc = "" if rep["accuracy"] is None else f"  accuracy {100 * rep['accuracy']:.2f} % (golden {100 * rep['golden_accuracy']:.2f} %)"
+    print(f"compared {n} inputs: {len(mismatches)} mismatches{acc}")
+    if c:
+        print(f"cycles min {c['min']} median {c['median']:.0f} max {c['max']} ({rep['cycle_source']})")
+    if stats.get("stack_peak") is not None:
+        print(f"stack peak {stats['stack_peak']} B (reserved {board.stack_bytes} B)")
+    if events:
+        print(f"recovered from {len(events)} failed exchanges ({rep['retried_inputs']} inputs retried)")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rep, indent=2) + "\n")
+    if mismatches:
+        i = mismatches[0]
+        print(f"MISMATCH at input {i}: golden {expect[i].ravel().tolist()} (class {expect_cls[i]}), "
+              f"board {outputs[i].ravel().tolist()} (class {classes[i]})")
+        return 1
+    print(f"bit-exact: every output of {n} inputs equals the golden model")
+    return 0

@@ -1,0 +1,162 @@
+"""Writing a built firmware to a board, through the flashers its board.toml lists.
+
+Each flasher is an existing, well-kept tool: a command line (``rvprog``, ``minichlink``,
+``wlink``, ADI's ``openocd``), or pyOCD's Python API (``kind = "pyocd"``). They are tried in the
+board's order; the first one that is installed runs, and when it fails (no probe, no target) the
+next installed one is tried. The error names every flasher and why it could not be used, and
+``dry_run`` shows the commands without touching any hardware.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .boards import Board
+from .errors import BitgenError
+
+FLASH_TIMEOUT_S = 180
+
+
+class FlashError(BitgenError):
+    pass
+
+
+@dataclass
+class Candidate:
+    name: str
+    spec: dict[str, Any]
+    argv: list[str] | None  # the command (None for API flashers)
+    available: bool
+    why: str  # why it cannot be used, when not available
+
+    def describe(self) -> str:
+        if self.argv:
+            return " ".join(_quote(a) for a in self.argv)
+        return f"pyocd API: program {self.spec.get('_image')} (target {self.spec.get('target')})"
+
+
+def _quote(a: str) -> str:
+    return a if re.fullmatch(r"[\w@%+=:,./-]+", a) else "'" + a.replace("'", "'\\''") + "'"
+
+
+def _which(exe: str) -> str | None:
+    # also look beside this Python: pip installs flashers' console scripts there
+    return shutil.which(exe) or shutil.which(exe, path=str(Path(sys.executable).parent))
+
+
+def find_firmware(board: Board, fw_dir: str | Path) -> dict[str, Path]:
+    """The image files of a build directory, checked to be for this board and within budget."""
+    fw_dir = Path(fw_dir)
+    meta = fw_dir / "build.json"
+    if not meta.is_file():
+        raise FlashError(f"no firmware in {fw_dir}: run bitgen build --board {board.image_board.name} "
+                         f"MODEL -o {fw_dir} first")
+    rep = json.loads(meta.read_text())
+    if rep.get("image_board") != board.image_board.name:
+        raise FlashError(f"{fw_dir} holds firmware for {rep.get('image_board')}, not {board.image_board.name}")
+    if not rep.get("fits", False):
+        raise FlashError(f"{fw_dir} holds an image over {board.image_board.name}'s budget: refusing to flash it")
+    files = {k: Path(v) for k, v in (rep.get("files") or {}).items() if v}
+    for kind, path in files.items():
+        if not path.is_file():
+            raise FlashError(f"{path} is missing: rebuild with bitgen build")
+    return files
+
+
+def candidates(board: Board, files: dict[str, Path]) -> list[Candidate]:
+    tool = board.flash_tool or {}
+    out = []
+    for spec in tool.get("flashers", []):
+        name = spec["name"]
+        kind = spec.get("kind", "command")
+        if kind == "pyocd":
+            ok = importlib.util.find_spec("pyocd") is not None
+            s = dict(spec, _image=str(files.get("elf", "")))
+            out.append(Candidate(name, s, None, ok, "" if ok else f"not installed ({spec.get('install', 'pip install pyocd')})"))
+            continue
+        argv, missing_env = [], None
+        for a in spec["command"]:
+            def env(m: re.Match) -> str:
+                nonlocal missing_env
+                v = os.environ.get(m.group(1))
+                if v is None:
+                    missing_env = m.group(1)
+                return v or ""
+            a = re.sub(r"\{env:(\w+)\}", env, a)
+            argv.append(a.format(**{k: str(v) for k, v in files.items()}))
+        exe = _which(argv[0])
+        if exe is None:
+            why = f"'{argv[0]}' not found ({spec.get('install', 'not installed')})"
+        elif missing_env:
+            why = f"environment variable {missing_env} is not set ({spec.get('install', '')})"
+        else:
+            why = ""
+        if exe:
+            argv[0] = exe
+        out.append(Candidate(name, spec, argv, not why, why))
+    return out
+
+
+def _pyocd_program(c: Candidate) -> None:
+    from pyocd.core.helpers import ConnectHelper
+    from pyocd.flash.file_programmer import FileProgrammer
+
+    session = ConnectHelper.session_with_chosen_probe(
+        blocking=False, return_first=True, options={"target_override": c.spec["target"]})
+    if session is None:
+        raise FlashError("no debug probe found")
+    with session:
+        FileProgrammer(session).program(c.spec["_image"])
+        session.target.reset()
+
+
+def flash(board: Board, fw_dir: str | Path, *, dry_run: bool = False,
+          say: Callable[[str], None] = print) -> Candidate | None:
+    """Flash the build in ``fw_dir`` to ``board``; returns the flasher that succeeded (None for a
+    dry run or an emulated board)."""
+    if board.is_emulated:
+        files = find_firmware(board, fw_dir)
+        say(f"{board.name} is emulated: nothing to flash; bitgen run --board {board.name} loads "
+            f"{files.get('bin') or files.get('elf')} itself")
+        return None
+    if not board.flash_tool:
+        raise FlashError(f"board {board.name} lists no flasher in its board.toml")
+    files = find_firmware(board, fw_dir)
+    cands = candidates(board, files)
+    probe = board.flash_tool.get("probe", "a debug probe")
+    if dry_run:
+        say(f"{board.name}: flashing needs {probe}; flashers in order of preference:")
+        for c in cands:
+            state = "available" if c.available else f"unavailable: {c.why}"
+            say(f"  {c.name:<11} [{state}]\n      {c.describe()}")
+        return None
+    tried = []
+    for c in cands:
+        if not c.available:
+            tried.append(f"{c.name} ({c.why})")
+            continue
+        say(f"flashing with {c.name}: {c.describe()}")
+        try:
+            if c.argv is None:
+                _pyocd_program(c)
+            else:
+                r = subprocess.run(c.argv, capture_output=True, text=True, timeout=FLASH_TIMEOUT_S)
+                if r.returncode != 0:
+                    out = (r.stderr.strip() or r.stdout.strip() or f"exit status {r.returncode}").splitlines()
+                    raise FlashError(out[-1])
+            return c
+        except subprocess.TimeoutExpired:
+            tried.append(f"{c.name} (no answer within {FLASH_TIMEOUT_S} s)")
+        except FlashError as e:
+            tried.append(f"{c.name} failed: {e}")
+        except Exception as e:  # pyOCD raises its own types for probe and target problems
+            tried.append(f"{c.name} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    raise FlashError(f"could not flash {board.name} (needs {probe}); tried: " + "; ".join(tried))

@@ -1,0 +1,378 @@
+/* bg_protocol.c: the device side of bitgen's wire protocol (see bg_protocol.h).
+ *
+ * Written from the protocol description in reference/boards.md section 5 (no EEMBC code), for
+ * the smallest parts: no libc, no printf, no multiplication; one 81-byte line buffer and a few
+ * words of state. The input tensor is the model's own buffer.
+ */
+#include "bg_protocol.h"
+
+#ifndef BG_NO_SIZE_SYMBOLS
+/* Absolute symbols from the board's linker script: bytes of flash and SRAM the image uses. */
+extern char __bg_flash_used[], __bg_sram_used[];
+#define BG_FLASH_USED ((uint32_t)(uintptr_t)__bg_flash_used)
+#define BG_SRAM_USED ((uint32_t)(uintptr_t)__bg_sram_used)
+#else
+#define BG_FLASH_USED 0u
+#define BG_SRAM_USED 0u
+#endif
+
+enum { IN_HAVE_CRC = 1, IN_CORRUPT = 2, HAVE_RESULT = 4 };
+
+static const bg_model_t *M;
+static char line[BG_CMD_MAX + 1];
+static uint32_t expected;    /* bytes announced by db load (0: none) */
+static uint32_t loaded;      /* bytes received since */
+static uint32_t in_state;    /* running CRC-32 state of the received bytes */
+static uint32_t want_crc;    /* CRC the host announced */
+static uint32_t result_seed; /* CRC of the input the last result belongs to */
+static uint32_t out_state;   /* running CRC-32 state of the results block */
+static uint8_t crc_out;      /* 1 while the results block is being sent */
+static uint8_t flags;
+static int last_class;
+static uint32_t last_cycles;
+
+/* CRC-32 (IEEE 802.3, reflected, as zlib.crc32), one byte; the state is the inverted CRC.
+ * Bitwise, because a 1 KB table would not fit the smallest parts. */
+__attribute__((noinline)) static uint32_t crc32_step(uint32_t s, uint8_t b)
+{
+    int k;
+    s ^= b;
+    for (k = 0; k < 8; k++)
+        s = (s >> 1) ^ (0xEDB88320u & (0u - (s & 1u)));
+    return s;
+}
+
+static void put(char c)
+{
+    if (crc_out)
+        out_state = crc32_step(out_state, (uint8_t)c);
+    bg_bsp_putc(c);
+}
+
+static void puts_(const char *s)
+{
+    while (*s)
+        put(*s++);
+}
+
+static void put_u32(uint32_t v)
+{
+    char digits[10];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10u);
+        v /= 10u;
+    } while (v);
+    while (n)
+        put(digits[--n]);
+}
+
+/* KEY VALUE END: KEY holds the opening bracket, END closes it and the line */
+static void kv(const char *key, const char *value)
+{
+    puts_(key);
+    puts_(value);
+    puts_("]\r\n");
+}
+
+static void num(const char *key, uint32_t value, const char *end)
+{
+    puts_(key);
+    put_u32(value);
+    puts_(end);
+}
+
+static void kv_u32(const char *key, uint32_t value)
+{
+    num(key, value, "]\r\n");
+}
+
+static void error(const char *what)
+{
+    kv("e-[", what);
+}
+
+static const char *skip_spaces(const char *p)
+{
+    while (*p == ' ')
+        p++;
+    return p;
+}
+
+/* If p starts with the word w (followed by a space or the end), returns what follows it. */
+static const char *word(const char *p, const char *w)
+{
+    while (*w)
+        if (*p++ != *w++)
+            return 0;
+    if (*p != ' ' && *p != 0)
+        return 0;
+    return skip_spaces(p);
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Parses a decimal number; returns the rest of the string, or 0 on error. */
+static const char *parse_u32(const char *p, uint32_t *out)
+{
+    uint32_t v = 0;
+    if (*p < '0' || *p > '9')
+        return 0;
+    while (*p >= '0' && *p <= '9') {
+        if (v > 429496728u)
+            return 0;
+        v = (v << 3) + (v << 1) + (uint32_t)(*p++ - '0');
+    }
+    *out = v;
+    return skip_spaces(p);
+}
+
+/* m-lap-us-: microseconds of the cycle counter (wraps with it: 89 s at 48 MHz) */
+static void lap(void)
+{
+    num("m-lap-us-", bg_bsp_cycles() / M->cycles_per_us, "\r\n");
+}
+
+static void results(void)
+{
+    const int8_t *y8 = (const int8_t *)M->output_buf;
+    const int32_t *y32 = (const int32_t *)M->output_buf;
+    uint32_t i;
+    crc_out = 1;
+    out_state = ~result_seed;
+    puts_("m-results-[");
+    for (i = 0; i < M->output_size; i++) {
+        int32_t v = M->output_is_int8 ? y8[i] : y32[i];
+        uint32_t u = (uint32_t)v;
+        if (i)
+            put(',');
+        if (v < 0) {
+            put('-');
+            u = 0u - u;
+        }
+        put_u32(u);
+    }
+    puts_("]\r\n");
+    kv_u32("m-bg-class-[", (uint32_t)last_class);
+    kv_u32("m-bg-cycles-[", last_cycles);
+    crc_out = 0;
+    puts_("m-bg-crc-[");
+    for (i = 32; i;) {
+        i -= 4;
+        put("0123456789abcdef"[(~out_state >> i) & 15u]);
+    }
+    puts_("]\r\n");
+}
+
+static void cmd_infer(const char *p)
+{
+    uint32_t n = 1, w = 10, i, t0, ovh;
+    const char *e = 0;
+    if ((*p && !(p = parse_u32(p, &n))) || (*p && !(p = parse_u32(p, &w))) || *p)
+        e = "bad arguments";
+    else if (n == 0)
+        e = "Inference iterations must be >0";
+    /* The board never computes on an input it did not fully and correctly receive. */
+    else if (!expected || loaded != expected)
+        e = "input incomplete";
+    else if (flags & IN_CORRUPT)
+        e = "input corrupt";
+    else if ((flags & IN_HAVE_CRC) && ~in_state != want_crc)
+        e = "input crc mismatch";
+    if (e) {
+        error(e);
+        return;
+    }
+    num("m-warmup-start-", w, "\r\n");
+    for (i = 0; i < w; i++)
+        M->run();
+    num("m-warmup-done\r\nm-infer-start-", n, "\r\n");
+    t0 = bg_bsp_cycles();
+    ovh = bg_bsp_cycles() - t0; /* cost of reading the counter, taken off each measurement */
+    lap();
+    for (i = 0; i < n; i++) {
+        t0 = bg_bsp_cycles();
+        last_class = M->run();
+        last_cycles = bg_bsp_cycles() - t0 - ovh;
+    }
+    lap();
+    puts_("m-infer-done\r\n");
+    result_seed = ~in_state;
+    flags |= HAVE_RESULT;
+    results();
+}
+
+static void cmd_db(const char *p)
+{
+    const char *q;
+    uint32_t n, i;
+    if ((q = word(p, "load")) != 0) {
+        flags &= (uint8_t)~(IN_HAVE_CRC | IN_CORRUPT);
+        expected = loaded = 0;
+        in_state = 0xFFFFFFFFu;
+        want_crc = 0;
+        if (!(q = parse_u32(q, &n)))
+            goto bad;
+        if (*q) { /* bitgen extension: the CRC-32 of the bytes to come */
+            for (i = 0; i < 8; i++) {
+                int h = hexval(*q++);
+                if (h < 0)
+                    goto bad;
+                want_crc = (want_crc << 4) | (uint32_t)h;
+            }
+            if (*q)
+                goto bad;
+            flags |= IN_HAVE_CRC;
+        }
+        if (n != M->input_size) {
+            kv_u32("e-[db load size must be ", M->input_size);
+            return;
+        }
+        expected = n;
+        num("m-[Expecting ", n, " bytes]\r\n");
+        return;
+    bad:
+        error("bad arguments");
+        return;
+    }
+    /* hex payload */
+    for (n = 0; p[n]; n++)
+        ;
+    if (!expected) {
+        error("db: no db load");
+        return;
+    }
+    if ((n & 1u) || n == 0 || loaded + (n >> 1) > expected)
+        goto corrupt;
+    for (; *p; p += 2) {
+        int hi = hexval(p[0]), lo = hexval(p[1]);
+        uint8_t b = (uint8_t)((hi << 4) | lo);
+        if ((hi | lo) < 0)
+            goto corrupt;
+        M->input_buf[loaded++] = (int8_t)b;
+        in_state = crc32_step(in_state, b);
+    }
+    if (loaded == expected)
+        puts_("m-load-done\r\n");
+    return;
+corrupt: /* the bytes of this line are lost: the input stays unusable until db load */
+    flags |= IN_CORRUPT;
+    error("db: bad data");
+}
+
+static void cmd_info(void)
+{
+    static const char keys[] = "model\0hash\0input\0output\0board\0counter\0"
+                               "proto\0clock\0flash\0sram";
+    const uint32_t num[4] = {BG_PROTOCOL_VERSION, M->clock_hz, BG_FLASH_USED, BG_SRAM_USED};
+    const char *k = keys;
+    int i;
+    for (i = 0; i < BG_TEXTS + 4; i++) {
+        puts_("m-bg-");
+        puts_(k);
+        if (i < BG_TEXTS)
+            kv("-[", M->text[i]);
+        else
+            kv_u32("-[", num[i - BG_TEXTS]);
+        while (*k++)
+            ;
+    }
+}
+
+enum { C_NAME, C_PROFILE, C_TIMESTAMP, C_DB, C_INFER, C_RESULTS, C_INFO, C_SYNC, C_COUNT };
+
+static void dispatch(const char *p)
+{
+    static const char commands[] = "name\0profile\0timestamp\0db\0infer\0results\0bg-info\0bg-sync";
+    const char *c = commands, *q = 0;
+    int i;
+    p = skip_spaces(p);
+    if (!*p)
+        return; /* an empty command (a lone '%') only asks for m-ready */
+    for (i = 0; i < C_COUNT && !(q = word(p, c)); i++)
+        while (*c++)
+            ;
+    switch (i) {
+    case C_NAME:
+        kv("m-name-dut-[bitgen ", M->text[BG_TEXT_BOARD]);
+        break;
+    case C_PROFILE:
+        kv("m-profile-[ULPMark for tinyML Firmware V0.0.1]\r\nm-model-[", M->text[BG_TEXT_MODEL]);
+        break;
+    case C_TIMESTAMP:
+        lap();
+        break;
+    case C_DB:
+        cmd_db(q);
+        break;
+    case C_INFER:
+        cmd_infer(q);
+        break;
+    case C_RESULTS:
+        if (flags & HAVE_RESULT)
+            results();
+        else
+            error("no results");
+        break;
+    case C_INFO:
+        cmd_info();
+        break;
+    case C_SYNC:
+        kv("m-bg-sync-[", q);
+        break;
+    default:
+        kv("e-[Unknown command: ", p);
+    }
+}
+
+void bg_protocol_fault(uint32_t cause, uint32_t pc)
+{
+    crc_out = 0;
+    puts_("\r\ne-[fault ");
+    put_u32(cause);
+    put(' ');
+    kv_u32("pc ", pc);
+    puts_("m-ready\r\n");
+    for (;;) {
+    }
+}
+
+void bg_protocol_run(const bg_model_t *model)
+{
+    M = model;
+    puts_("m-timestamp-mode-performance\r\n");
+    lap();
+    puts_("m-init-done\r\n");
+    for (;;) {
+        uint32_t n = 0;
+        const char *bad = 0;
+        int c;
+        puts_("m-ready\r\n");
+        while ((c = bg_bsp_getc()) != '%') {
+            if (c == '\r' || c == '\n')
+                continue; /* line ends some hosts add are not part of a command */
+            if (c < 0x20 || c > 0x7e) /* BG_RX_ERROR (overrun, framing, noise) or binary */
+                bad = "garbled command";
+            else if (n < BG_CMD_MAX)
+                line[n++] = (char)c;
+            else
+                bad = "command too long";
+        }
+        line[n] = 0;
+        if (bad) {
+            if (loaded < expected) /* it may have been a db line: its bytes are lost */
+                flags |= IN_CORRUPT;
+            error(bad);
+        } else {
+            dispatch(line);
+        }
+    }
+}

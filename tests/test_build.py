@@ -1,0 +1,150 @@
+"""Firmware builds: every board's toolchain, the size report, the budgets, determinism."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from bitgen import boards, build, cli, ir, modelfile
+from models_for_tests import mlp
+
+HAVE = {p: shutil.which(p + "gcc") is not None for p in ("riscv64-unknown-elf-", "arm-none-eabi-")}
+USPS_MLP = (256, 64, 64, 10)  # the USPS 4-bit MLP's shape
+
+
+def needs(board):
+    prefix = boards.get(board).image_board.toolchain.get("prefix", "")
+    return pytest.mark.skipif(prefix and not HAVE.get(prefix, True), reason=f"needs {prefix}gcc")
+
+
+@pytest.fixture(scope="module")
+def usps_sized():
+    return mlp(seed=0, widths=USPS_MLP)
+
+
+@pytest.mark.parametrize("board", [
+    pytest.param("ch32v003", marks=needs("ch32v003")),
+    pytest.param("max78000", marks=needs("max78000")),
+    pytest.param("mps2-an386", marks=needs("mps2-an386")),
+    "host",
+])
+def test_firmware_builds(board, usps_sized, tmp_path):
+    fw = build.build(usps_sized, boards.get(board), tmp_path, name="usps")
+    rep = json.loads((tmp_path / "build.json").read_text())
+    assert rep["fits"] and rep["model"]["hash"] == usps_sized.digest()
+    assert fw.elf.stat().st_size > 0
+    for key in ("flash_bytes", "sram_bytes", "flash_budget", "sram_budget"):
+        assert key in rep
+    if board != "host":
+        assert fw.bin.stat().st_size == rep["flash_bytes"]  # the flashed image is all flash holds
+        assert fw.hex.read_text().startswith(":")
+        assert 0 < rep["flash_bytes"] <= rep["flash_budget"] and 0 < rep["sram_bytes"] <= rep["sram_budget"]
+        assert sum(c["flash"] for c in rep["components"].values()) == rep["flash_bytes"]
+        assert sum(c["sram"] for c in rep["components"].values()) == rep["sram_bytes"]
+
+
+@needs("ch32v003")
+def test_ch32v003_harness_budget(usps_sized, tmp_path):
+    """Protocol + board support stay under 3 KB of flash and 256 B of SRAM beyond the model's
+    arena, I/O tensors and the stack."""
+    rep = build.build(usps_sized, boards.get("ch32v003"), tmp_path, name="usps").report
+    c = rep["components"]
+    assert c["protocol"]["flash"] + c["bsp"]["flash"] < 3072, c
+    assert c["protocol"]["sram"] + c["bsp"]["sram"] + c["glue"]["sram"] < 256, c
+    assert rep["harness"]["flash"] == c["protocol"]["flash"] + c["bsp"]["flash"] + c["glue"]["flash"]
+    assert c["stack"]["sram"] >= boards.get("ch32v003").stack_bytes
+
+
+@needs("ch32v003")
+def test_builds_are_deterministic_and_the_sim_runs_the_same_image(usps_sized, tmp_path):
+    a = build.build(usps_sized, boards.get("ch32v003"), tmp_path / "a", name="usps")
+    b = build.build(usps_sized, boards.get("ch32v003-sim"), tmp_path / "b", name="usps")
+    assert a.bin.read_bytes() == b.bin.read_bytes()
+
+
+@needs("ch32v003")
+def test_ch32v003_image_has_no_multiply_instruction(usps_sized, tmp_path):
+    """RV32EC has no M extension: not in the model, the kernels, the protocol, nor libgcc."""
+    fw = build.build(usps_sized, boards.get("ch32v003"), tmp_path, name="usps")
+    dis = subprocess.run(["riscv64-unknown-elf-objdump", "-d", str(fw.elf)], capture_output=True, text=True).stdout
+    assert "__mulsi3" in dis or "bg_linear_lut" in dis  # multiplication happens, in software
+    assert not re.search(r"\s(mul|mulh|mulhu|mulhsu|div|divu|rem|remu)\s", dis)
+
+
+@needs("ch32v003")
+def test_over_budget_model_is_refused_with_a_per_section_report(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    big = ir.Model(ir.InputSpec((256,)), [
+        ir.Linear(weight=rng.integers(-128, 128, (96, 256)), encoding="8bit"),  # 24 KB of weights
+        ir.Requant(multiplier=[1], shift=[12]),
+        ir.Linear(weight=rng.integers(-8, 8, (10, 96)), encoding="4bit"),
+    ], name="big")
+    path = tmp_path / "big.pt"
+    modelfile.save(big, path)
+    out = tmp_path / "fw"
+    rc = cli.main(["build", "--board", "ch32v003", str(path), "-o", str(out), "--json", str(tmp_path / "b.json")])
+    captured = capsys.readouterr()
+    assert rc != 0
+    assert re.search(r"model does not fit ch32v003: flash \d+ B of 16384", captured.err)
+    assert re.search(r"\.text\s+\d{5}\s+0", captured.out) and "largest symbols: big_w" in captured.out
+    rep = json.loads((tmp_path / "b.json").read_text())
+    assert not rep["fits"] and rep["flash_bytes"] > rep["flash_budget"] == 16384
+    assert {s["name"] for s in rep["sections"]} >= {".text", ".bss"}
+    assert rep["components"]["model"]["flash"] > 24000
+    assert not (out / "firmware.bin").exists() and not (out / "firmware.elf").exists()
+
+
+@needs("ch32v003")
+def test_sram_over_budget_is_refused(tmp_path):
+    m = ir.Model(ir.InputSpec((1, 24, 24)), [
+        ir.Conv2d(weight=np.ones((8, 1, 3, 3), int), encoding="binary", padding=1),  # 8x24x24 int32 = 18 KB
+        ir.Requant(multiplier=[1], shift=[4]),
+        ir.Flatten(),
+        ir.Linear(weight=np.ones((2, 8 * 24 * 24), int), encoding="binary"),
+    ])
+    with pytest.raises(build.BudgetError, match=r"SRAM \d+ B of 2048") as e:
+        build.build(m, boards.get("ch32v003"), tmp_path)
+    assert e.value.report["sram_bytes"] > 2048
+
+
+def test_build_cli_writes_build_json(tmp_path, capsys):
+    path = tmp_path / "m.pt"
+    modelfile.save(mlp(widths=(16, 8, 4)), path)
+    rc = cli.main(["build", "--board", "host", str(path), "-o", str(tmp_path / "fw"), "--json", str(tmp_path / "b.json")])
+    assert rc == 0
+    rep = json.loads((tmp_path / "b.json").read_text())
+    assert rep["board"] == "host" and rep["fits"] and rep["flash_budget"] is None
+
+
+def static_norm_mlp(seed=0):
+    """The USPS MLP as `bitgen train --norm static` makes it: per-channel multiplier + shift."""
+    rng = np.random.default_rng(seed)
+    odd = np.arange(-15, 16, 2)
+
+    def rq():
+        return ir.Requant(multiplier=rng.integers(16384, 32768, 64), shift=rng.integers(17, 25, 64),
+                          out_min=0, out_max=127)
+
+    return ir.Model(ir.InputSpec((256,)), [
+        ir.Linear(weight=rng.choice(odd, (64, 256)), encoding="4bitsym"), rq(),
+        ir.Linear(weight=rng.choice(odd, (64, 64)), encoding="4bitsym"), rq(),
+        ir.Linear(weight=rng.choice(odd, (10, 64)), encoding="4bitsym"),
+    ], name="static")
+
+
+@needs("ch32v003")
+def test_falls_back_to_smaller_kernels_when_the_fast_ones_do_not_fit(tmp_path, capsys):
+    path = tmp_path / "static.pt"
+    modelfile.save(static_norm_mlp(), path)
+    assert cli.main(["build", "--board", "ch32v003", str(path), "-o", str(tmp_path / "fw")]) == 0
+    rep = json.loads((tmp_path / "fw" / "build.json").read_text())
+    (tried,) = rep["kernels_tried"]
+    assert tried["kernels"] == "rv32ec" and not tried["fits"] and tried["flash_bytes"] > 16384
+    assert rep["kernels"] == "generic" and rep["fits"] and rep["flash_bytes"] <= 16384
+    assert "over budget, so generic kernels were used" in capsys.readouterr().out
+    with pytest.raises(build.BudgetError):  # asked for explicitly, the fast kernels are refused
+        build.build(static_norm_mlp(), boards.get("ch32v003"), tmp_path / "fast", kernels="rv32ec")
