@@ -208,18 +208,22 @@ def _generic(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType) -> Choi
     if isinstance(layer, ir.Requant):
         ch = layer.multiplier.size
         half_up = 1 if layer.rounding == "half_up" else 0
-        lo, hi = c_int(layer.out_min), c_int(layer.out_max)
+        amax = max(abs(t_in.lo), abs(t_in.hi))
+        # 32-bit arithmetic (bg_requant32_to) where the range proves |x| * m < 2^32 and an
+        # int32 result; otherwise 64-bit products
+        fits32 = all(m < 2**16 and sh <= 31 and amax * int(m) < 2**32 and (amax * int(m) >> int(sh)) + 1 < 2**31
+                     for m, sh in zip(layer.multiplier, layer.shift))
+        width, mtype, mbytes = ("32", "uint16_t", 2) if fits32 else ("", "int32_t", 4)
 
         def render(em: Emitter, i: int, p: Pointers) -> str:
-            m = em.array("int32_t", f"m{i}", int_lines(layer.multiplier), 4 * ch, i)
+            m = em.array(mtype, f"m{i}", int_lines(layer.multiplier), mbytes * ch, i)
             sh = em.array("uint8_t", f"s{i}", int_lines(layer.shift), ch, i)
-            fn = f"bg_requant_to_{SUFFIX[t_out.dtype]}"
-            if p.channel is not None and ch > 1:  # this channel's own multiplier and shift
-                return (f"{{ const bg_requant_t q = {{{m} + {p.channel}, {sh} + {p.channel}, 1, {half_up}, {lo}, {hi}}};"
-                        f" {fn}({p.x}, {p.y}, {plane(p, t_in)}, &q); }}")
-            q = em.struct("bg_requant_t", f"q{i}", [m, sh, ch, half_up, layer.out_min, layer.out_max])
-            n = plane(p, t_in) if p.channel is not None else t_in.size // ch
-            return f"{fn}({p.x}, {p.y}, {n}, &{q});"
+            q = em.struct(f"bg_requant{width}_t", f"q{i}", [m, sh, ch, half_up, layer.out_min, layer.out_max])
+            fn = f"bg_requant{width}_to_{SUFFIX[t_out.dtype]}"
+            if p.channel is None:
+                return f"{fn}({p.x}, {p.y}, {t_in.size // ch}, &{q}, 0, {ch});"
+            first = p.channel if ch > 1 else "0"  # this channel's own multiplier and shift
+            return f"{fn}({p.x}, {p.y}, {plane(p, t_in)}, &{q}, {first}, 1);"
         return Choice("generic", files, render, in_place=True, per_channel=True)
 
     if isinstance(layer, ir.ShiftNorm):
@@ -247,29 +251,45 @@ def _lut_linear(layer: ir.Linear, t_in: ir.TensorType, offset: bool) -> Choice |
     rowsum = layer.weight.astype(object).sum(axis=1)
     bias = np.zeros(n_out, dtype=object) if layer.bias is None else layer.bias.astype(object)
     zmax = max(abs(t_in.lo), abs(t_in.hi)) if offset else 0
+    if offset and max(abs(v) for v in rowsum) > 32767:  # row sums are stored as int16
+        return _lut_linear(layer, t_in, offset=False)
     bound = max(np.abs(bias) + np.abs(rowsum) * zmax + w.sum(axis=1) * span)
     if bound > ir.INT32[1] or span * enc.max_abs * (4 // min(enc.bits, 4)) > 32767:
         return None
-    n_blocks = (n_out + 7) // 8
+    full = n_out // 8
+    rest = n_out - 8 * full
+    tail_rows = 0 if rest == 0 else 2 if rest <= 2 else 4 if rest <= 4 else 8
+    if tail_rows == 8:  # 5..7 rows left: one more padded block of 32-bit words
+        full, tail_rows = full + 1, 0
+    rows = 8 * full + tail_rows
     chunk = min(n_cols, LUT_CHUNK)
 
     def render(em: Emitter, i: int, p: Pointers) -> str:
         # nibble stream of each row, exactly as the packed format holds it
         packed = np.frombuffer(enc.pack_rows(layer.weight), dtype=np.uint8).reshape(n_out, -1)
-        nibbles = np.stack([packed & 15, packed >> 4], axis=2).reshape(n_out, -1)[:, :n_cols]
-        rows = np.zeros((n_blocks * 8, n_cols), dtype=np.uint64)
-        rows[:n_out] = nibbles
-        blocks = rows.reshape(n_blocks, 8, n_cols)
-        words = np.zeros((n_blocks, n_cols), dtype=np.uint64)
-        for r in range(8):
-            words |= blocks[:, r, :] << np.uint64(4 * r)
-        w_arr = em.array("uint32_t", f"w{i}", word_lines(words), 4 * words.size, i)
+        nibbles = np.zeros((rows, n_cols), dtype=np.uint64)
+        nibbles[:n_out] = np.stack([packed & 15, packed >> 4], axis=2).reshape(n_out, -1)[:, :n_cols]
+
+        def words(block_rows: np.ndarray) -> np.ndarray:  # (blocks, r, n_cols) -> (blocks, n_cols)
+            out = np.zeros((block_rows.shape[0], n_cols), dtype=np.uint64)
+            for r in range(block_rows.shape[1]):
+                out |= block_rows[:, r, :] << np.uint64(4 * r)
+            return out
+
+        w_full = words(nibbles[: 8 * full].reshape(full, 8, n_cols))
+        w_arr = em.array("uint32_t", f"w{i}", word_lines(w_full), 4 * w_full.size, i) if full else "0"
+        tail = "0"
+        if tail_rows:
+            w_tail = words(nibbles[8 * full :].reshape(1, tail_rows, n_cols))[0]
+            ctype = "uint16_t" if tail_rows == 4 else "uint8_t"
+            tail = em.array(ctype, f"t{i}", int_lines(w_tail), w_tail.size * tail_rows // 2, i)
         b = em.bias(i, layer)
-        rs = em.array("int32_t", f"r{i}", int_lines(np.array(rowsum, dtype=np.int64)), 4 * n_out, i) if offset else "0"
-        prm = em.struct("bg_lut_fc_t", f"lut{i}", [w_arr, b, rs, n_in, n_out, chunk, enc_id(layer)])
+        rs = em.array("int16_t", f"r{i}", int_lines(np.array(rowsum, dtype=np.int64)), 2 * n_out, i) if offset else "0"
+        prm = em.struct("bg_lut_fc_t", f"lut{i}",
+                        [w_arr, tail, b, rs, n_in, n_out, chunk, enc_id(layer), tail_rows])
         return f"bg_linear_lut_s8({p.x}, {p.y}, &{prm}, {p.scratch});"
 
-    return Choice("lut", LUT_FILES, render, scratch=17 * 2 * (chunk + 1), out_region=n_blocks * 8 * 4)
+    return Choice("lut", LUT_FILES, render, scratch=17 * 2 * (chunk + 1), out_region=rows * 4)
 
 
 def _post_stage(fused: list[ir.Layer], types: list[ir.TensorType]) -> dict[str, Any] | None:

@@ -17,10 +17,10 @@
  * skipped); z * rowsum[o] (rowsum = sum of the row's weight values) restores the exact sum.
  *
  * Weights are laid out for this kernel: outputs in blocks of 8, and for each block and column
- * one 32-bit word holding that column's nibble of the block's 8 rows (row r at bits 4r..4r+3).
- * The output buffer holds n_out rounded up to a multiple of 8 (the padding rows are scratch).
- * Tables live in `scratch`, p->chunk tables of 17 int16 (16 entries + the column's byte offset
- * in a block) at a time, plus one terminator: (17 * chunk + 1) int16.
+ * one 32-bit word holding that column's nibble of the block's 8 rows (row r at bits 4r..4r+3);
+ * the rows left over (n_out % 8, padded to 2 or 4) are a tail block of 8- or 16-bit words.
+ * The output buffer has room for the padding rows. Tables live in `scratch`: p->chunk tables
+ * of 17 int16 (16 entries + the column's byte offset in a block) at a time, then a sentinel.
  *
  * Exactness: every table entry is an exact integer of magnitude < 2^15 (|x'| <= 255 and
  * |value| <= 128), and the sums are the same integers golden adds, in another order; the
@@ -28,6 +28,8 @@
  */
 #include "bg_runtime.h"
 #include "bg_linear_lut.h"
+
+#define BG_MULTI_INPUT (BG_USES(BG_ENC_BINARY) || BG_USES(BG_ENC_TERNARY) || BG_USES(BG_ENC_2BITSYM))
 
 /* x * k for a small non-negative k, without a multiply instruction where there is none. */
 static int32_t bg_mul_small(int32_t x, uint32_t k)
@@ -48,7 +50,7 @@ static void bg_lut_table4(int16_t *t, int32_t x, uint8_t enc, uint32_t high_nibb
 {
     uint32_t n;
     int32_t v;
-    if (enc == BG_ENC_4BITSYM) { /* value 2n - 15; unrolled: two instructions an entry */
+    if (BG_USES(BG_ENC_4BITSYM) && enc == BG_ENC_4BITSYM) { /* value 2n - 15; unrolled */
         const int32_t x2 = 2 * x;
         v = x - (int32_t)((uint32_t)x << 4);
 #define BG_STEP(k) t[k] = (int16_t)v, v += x2
@@ -56,13 +58,13 @@ static void bg_lut_table4(int16_t *t, int32_t x, uint8_t enc, uint32_t high_nibb
         BG_STEP(8), BG_STEP(9), BG_STEP(10), BG_STEP(11), BG_STEP(12), BG_STEP(13), BG_STEP(14);
         t[15] = (int16_t)v;
 #undef BG_STEP
-    } else if (enc == BG_ENC_FP130) { /* value +-(1 << e) */
+    } else if (BG_USES(BG_ENC_FP130) && enc == BG_ENC_FP130) { /* value +-(1 << e) */
         for (n = 0; n < 8; n++) {
             v = (int32_t)((uint32_t)x << n);
             t[n] = (int16_t)v;
             t[n + 8] = (int16_t)-v;
         }
-    } else if (enc == BG_ENC_8BIT && !high_nibble) { /* low nibble of an 8-bit weight: 0..15 */
+    } else if (BG_USES(BG_ENC_8BIT) && enc == BG_ENC_8BIT && !high_nibble) { /* low nibble: 0..15 */
         for (n = 0, v = 0; n < 16; n++, v += x)
             t[n] = (int16_t)v;
     } else { /* two's complement nibble: 4bit, or the high nibble of 8bit (scaled by 16) */
@@ -132,12 +134,41 @@ static void __attribute__((noinline)) bg_lut_block(const int16_t *tt, const uint
     yb[4] = a4, yb[5] = a5, yb[6] = a6, yb[7] = a7;
 }
 
+/* The last 4 or 2 outputs when n_out is not a multiple of 8: the same with 16- or 8-bit words
+ * (rows 4b + r at bits 4r..4r+3), so that no flash is spent on padding rows. */
+static void __attribute__((noinline)) bg_lut_block4(const int16_t *tt, const uint16_t *wb, int32_t *yb)
+{
+    int32_t a0 = yb[0], a1 = yb[1], a2 = yb[2], a3 = yb[3];
+    int32_t off;
+    for (; (off = tt[16]) >= 0; tt += 17) {
+        const uint32_t word = *(const uint16_t *)((const uint8_t *)wb + (off >> 1));
+        a0 += BG_LUT(tt, word << 1);
+        a1 += BG_LUT(tt, word >> 3);
+        a2 += BG_LUT(tt, word >> 7);
+        a3 += BG_LUT(tt, word >> 11);
+    }
+    yb[0] = a0, yb[1] = a1, yb[2] = a2, yb[3] = a3;
+}
+
+static void __attribute__((noinline)) bg_lut_block2(const int16_t *tt, const uint8_t *wb, int32_t *yb)
+{
+    int32_t a0 = yb[0], a1 = yb[1];
+    int32_t off;
+    for (; (off = tt[16]) >= 0; tt += 17) {
+        const uint32_t word = wb[off >> 2];
+        a0 += BG_LUT(tt, word << 1);
+        a1 += BG_LUT(tt, word >> 3);
+    }
+    yb[0] = a0, yb[1] = a1;
+}
+
 void bg_linear_lut_s8(const int8_t *x, int32_t *y, const bg_lut_fc_t *p, int16_t *scratch)
 {
     const uint32_t bits = bg_enc_bits(p->enc);
     const uint32_t inputs = bits >= 4 ? 1u : 4u / bits; /* inputs per column */
     const uint32_t n_cols = (p->n_in * bits + 3u) >> 2;
-    const uint32_t n_blocks = (p->n_out + 7u) >> 3;
+    /* blocks of 8 (5..7 rows left over are padded to a block); then p->tail_rows more */
+    const uint32_t n_blocks = (p->n_out >> 3) + ((p->n_out & 7u) > 4u);
     int32_t z = 0;
     uint32_t o, i, col = 0;
 
@@ -168,7 +199,8 @@ void bg_linear_lut_s8(const int8_t *x, int32_t *y, const bg_lut_fc_t *p, int16_t
                 }
             }
         }
-        for (; col < n_cols && t != scratch + 17u * p->chunk; col++) {
+        /* columns of several inputs (2-bit and binary), and 8-bit weights' two nibbles */
+        for (; (BG_USES(BG_ENC_8BIT) || BG_MULTI_INPUT) && col < n_cols && t != scratch + 17u * p->chunk; col++) {
             int32_t xs[4];
             uint32_t k, nonzero = 0;
             const uint32_t first = bits == 8 ? col >> 1 : col * inputs;
@@ -178,7 +210,7 @@ void bg_linear_lut_s8(const int8_t *x, int32_t *y, const bg_lut_fc_t *p, int16_t
             }
             if (!nonzero)
                 continue;
-            if (bits >= 4)
+            if (!BG_MULTI_INPUT || bits >= 4)
                 bg_lut_table4(t, xs[0], p->enc, bits == 8 && (col & 1u));
             else
                 bg_lut_table_multi(t, xs, p->enc);
@@ -191,6 +223,10 @@ void bg_linear_lut_s8(const int8_t *x, int32_t *y, const bg_lut_fc_t *p, int16_t
             const uint32_t *wb = p->w;
             for (b = 0; b < n_blocks; b++, wb += n_cols)
                 bg_lut_block(scratch, wb, y + 8 * b);
+            if (p->tail_rows == 4)
+                bg_lut_block4(scratch, (const uint16_t *)p->tail, y + 8 * b);
+            else if (p->tail_rows == 2)
+                bg_lut_block2(scratch, (const uint8_t *)p->tail, y + 8 * b);
         }
     }
 }

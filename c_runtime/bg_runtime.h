@@ -13,6 +13,14 @@
 
 #include <stdint.h>
 
+/* Generated per model: BG_ENCODINGS_USED has bit BG_ENC_x set for each weight encoding the
+ * model uses, so kernels can test BG_USES(x) and let the compiler drop the code of the rest. */
+#include "bg_config.h"
+#ifndef BG_ENCODINGS_USED
+#define BG_ENCODINGS_USED 0x7Fu
+#endif
+#define BG_USES(enc) ((BG_ENCODINGS_USED >> (enc)) & 1u)
+
 /* The kernels need >> on a negative value to be an arithmetic shift (true of gcc and clang,
  * implementation-defined in C99): refuse to compile where it is not. */
 typedef char bg_arithmetic_shift_check[((-1) >> 1) == -1 ? 1 : -1];
@@ -49,28 +57,21 @@ static inline uint32_t bg_row_bytes(uint32_t row_len, uint8_t enc)
 /* Value of weight k of a packed row. */
 static inline int32_t bg_weight(const uint8_t *row, uint32_t k, uint8_t enc)
 {
-    int32_t c;
-    switch (enc) {
-    case BG_ENC_BINARY:
+    const int32_t c2 = (row[k >> 2] >> ((k & 3u) << 1)) & 3;  /* 2-bit code */
+    const int32_t c4 = (row[k >> 1] >> ((k & 1u) << 2)) & 15; /* 4-bit code */
+    if (BG_USES(BG_ENC_BINARY) && enc == BG_ENC_BINARY)
         return ((row[k >> 3] >> (k & 7u)) & 1u) ? 1 : -1;
-    case BG_ENC_TERNARY:
-        c = (row[k >> 2] >> ((k & 3u) << 1)) & 3;
-        return c == 3 ? -1 : c;
-    case BG_ENC_2BITSYM:
-        c = (row[k >> 2] >> ((k & 3u) << 1)) & 3;
-        return 2 * c - 3;
-    case BG_ENC_4BITSYM:
-        c = (row[k >> 1] >> ((k & 1u) << 2)) & 15;
-        return 2 * c - 15;
-    case BG_ENC_4BIT:
-        c = (row[k >> 1] >> ((k & 1u) << 2)) & 15;
-        return c >= 8 ? c - 16 : c;
-    case BG_ENC_FP130:
-        c = (row[k >> 1] >> ((k & 1u) << 2)) & 15;
-        return (c & 8) ? -(1 << (c & 7)) : (1 << (c & 7));
-    default:
-        return (int8_t)row[k];
-    }
+    if (BG_USES(BG_ENC_TERNARY) && enc == BG_ENC_TERNARY)
+        return c2 == 3 ? -1 : c2;
+    if (BG_USES(BG_ENC_2BITSYM) && enc == BG_ENC_2BITSYM)
+        return 2 * c2 - 3;
+    if (BG_USES(BG_ENC_4BITSYM) && enc == BG_ENC_4BITSYM)
+        return 2 * c4 - 15;
+    if (BG_USES(BG_ENC_4BIT) && enc == BG_ENC_4BIT)
+        return c4 >= 8 ? c4 - 16 : c4;
+    if (BG_USES(BG_ENC_FP130) && enc == BG_ENC_FP130)
+        return (c4 & 8) ? -(1 << (c4 & 7)) : (1 << (c4 & 7));
+    return (int8_t)row[k]; /* 8bit */
 }
 
 typedef struct {
@@ -94,6 +95,15 @@ typedef struct {
     int32_t lo, hi;  /* clamp range */
 } bg_requant_t;
 
+/* The same for requantizations proved to fit 32-bit arithmetic (see bg_requant32_to). */
+typedef struct {
+    const uint16_t *multiplier;
+    const uint8_t *shift;
+    uint16_t channels;
+    uint8_t half_up;
+    int32_t lo, hi;
+} bg_requant32_t;
+
 /* Each kernel family exists for int8 (_s8) and int32 (_s32) element types. */
 #define BG_DECLARE_KERNELS(SUF, T)                                                              \
     void bg_linear_##SUF(const T *x, int32_t *y, uint32_t n_in, uint32_t n_out,               \
@@ -104,7 +114,9 @@ typedef struct {
     void bg_avgpool2d_##SUF(const T *x, T *y, const bg_pool_shape_t *s);                      \
     void bg_relu_##SUF(const T *x, T *y, uint32_t n);                                         \
     void bg_requant_to_##SUF(const int32_t *x, T *y, uint32_t n_per_channel,                  \
-                             const bg_requant_t *q);                                          \
+                             const bg_requant_t *q, uint32_t first, uint32_t count);          \
+    void bg_requant32_to_##SUF(const int32_t *x, T *y, uint32_t n_per_channel,                \
+                               const bg_requant32_t *q, uint32_t first, uint32_t count);      \
     uint32_t bg_argmax_##SUF(const T *x, uint32_t n);
 
 BG_DECLARE_KERNELS(s8, int8_t)

@@ -42,3 +42,14 @@ def test_unrepresentable_value_is_refused():
         encodings.get("4bitsym").encode(np.array([2]))
     with pytest.raises(ValueError, match="unknown weight encoding"):
         encodings.get("3bit")
+
+
+def test_c_enum_matches_python_order():
+    """bg_config.h's encoding mask and the kernels' BG_ENC_* values index ENCODINGS in order."""
+    import re
+
+    from bitgen.paths import C_RUNTIME
+
+    text = (C_RUNTIME / "bg_runtime.h").read_text()
+    enum = {m.group(1): int(m.group(2)) for m in re.finditer(r"BG_ENC_(\w+) = (\d+)", text)}
+    assert enum == {e.c_id: i for i, e in enumerate(encodings.ENCODINGS.values())}

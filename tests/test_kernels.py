@@ -19,7 +19,8 @@ def _lut_model(enc: str, n_in: int, n_out: int, seed: int, first: bool) -> ir.Mo
 
 @pytest.mark.parametrize("enc", ENCODINGS)
 @pytest.mark.parametrize("first", [True, False], ids=["offset", "no-offset"])
-@pytest.mark.parametrize("n_in, n_out", [(1, 1), (7, 9), (37, 8), (130, 17)])
+# n_out covers every tail: none (8), 2 rows (1, 9, 17), 4 rows (3, 12), a padded block (6, 13)
+@pytest.mark.parametrize("n_in, n_out", [(1, 1), (7, 9), (37, 8), (130, 17), (5, 3), (20, 6), (33, 12), (9, 13)])
 def test_lut_linear_equals_golden(tmp_path, enc, first, n_in, n_out):
     m = _lut_model(enc, n_in, n_out, seed=n_in * 31 + n_out, first=first)
     assert emit.plan_model(m, "rv32ec").choices[-1].kernel == "lut"
