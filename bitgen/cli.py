@@ -12,9 +12,13 @@ from .errors import BitgenError
 
 # subcommand -> (module, one-line help)
 COMMANDS = {
-    "train": ("bitgen.train", "train a quantization-aware model and write model.pt"),
+    "train": ("bitgen.commands.train_cmd", "train a quantization-aware model and write model.pt"),
     "emit": ("bitgen.commands.emit_cmd", "turn model.pt into static C"),
     "check": ("bitgen.commands.check_cmd", "prove the emitted C bit-exact against the golden model"),
+    "build": ("bitgen.commands.build_cmd", "cross-compile firmware for a board, with a size report"),
+    "flash": ("bitgen.commands.flash_cmd", "write built firmware to a board"),
+    "run": ("bitgen.commands.run_cmd", "run inputs on a board and compare with the golden model"),
+    "bench": ("bitgen.commands.bench_cmd", "instructions per inference and per layer, sizes, kernels"),
 }
 
 

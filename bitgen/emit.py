@@ -108,7 +108,8 @@ def plan_model(model: ir.Model, target: str = "generic") -> ModelPlan:
             if st.channelwise and isinstance(layer, ir.Conv2d):
                 choice = kernels.plane_conv_group(model, types, i, st.last, target)
             try:
-                choice = choice or kernels.choose(layer, types[i], types[i + 1], target, i)
+                choice = choice or kernels.choose(layer, types[i], types[i + 1], target,
+                                                  kernels.reads_model_input(model, i))
             except kernels.KernelError as e:
                 raise EmitError(f"layer {i} {layer.describe()}: {e}") from None
             if st.channelwise and not choice.per_channel:

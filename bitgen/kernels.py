@@ -376,7 +376,7 @@ def plane_conv_group(model: ir.Model, types: list[ir.TensorType], i: int, last: 
     if target not in HAS_MULTIPLIER:
         return None
     layer = model.layers[i]
-    offset = i == 0 and types[0].lo < 0 and types[0].dtype == "int8"
+    offset = reads_model_input(model, i) and types[0].lo < 0 and types[0].dtype == "int8"
     best = None
     for n in range(0, 4):
         if i + n > last:
@@ -390,9 +390,14 @@ def plane_conv_group(model: ir.Model, types: list[ir.TensorType], i: int, last: 
     return best
 
 
-def choose(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType, target: str, index: int) -> Choice:
+def reads_model_input(model: ir.Model, index: int) -> bool:
+    """Whether layer `index` reads the model's input (only flattens before it)."""
+    return all(isinstance(layer, ir.Flatten) for layer in model.layers[:index])
+
+
+def choose(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType, target: str, first: bool) -> Choice:
     """The kernel for `layer` on `target` when it runs on its own (see plane_conv_group for
-    convolutions inside channel-by-channel steps)."""
+    convolutions inside channel-by-channel steps). `first`: the layer reads the model input."""
     if target not in TARGETS:
         raise KernelError(f"unknown target '{target}' (available: {', '.join(TARGETS)})")
     if target != "generic" and isinstance(layer, ir.Linear):
@@ -400,7 +405,7 @@ def choose(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType, target: s
         if target == "rv32ec" or enc.bits <= 4:
             # Offsetting by the minimum pays where inputs are signed: the model input (images
             # have a constant background); ReLU-like outputs are already >= 0.
-            lut = _lut_linear(layer, t_in, offset=index == 0 and t_in.lo < 0)
+            lut = _lut_linear(layer, t_in, offset=first and t_in.lo < 0)
             if lut is not None:
                 return lut
     return _generic(layer, t_in, t_out)

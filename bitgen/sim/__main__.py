@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     stats = f"instructions={machine.instructions}"
     if args.stack_bottom is not None:
         stats += f" stack_peak={machine.stack_peak(args.stack_bottom)}"
+    for dev in machine.peripherals:
+        if hasattr(dev, "stats"):
+            stats += "".join(f" {k}={v}" for k, v in dev.stats().items())
     print(f"STATS {stats}", file=sys.stderr, flush=True)
     return status
 

@@ -449,7 +449,44 @@ class ArmDwt(Peripheral):
         super().write(off, size, value)
 
 
+# ---------------------------------------------------------------------------- bench
+class BenchMarker(Peripheral):
+    """Exists only in the emulator, for ``bitgen bench``: firmware built with BG_BENCH_MARKER
+    stores 0xFFFFFFFF here before each inference and the index of each layer as soon as its
+    output (or a channel plane of it) is complete. The instructions retired since the previous
+    store are added to that layer, so per-layer counts are exact (each store costs the
+    firmware 2 to 3 instructions, counted in the layer)."""
+
+    size = 4
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.last = 0
+        self.layers: dict[int, int] = {}
+        self.runs = 0
+
+    def read(self, off, size):
+        return self.unknown(off, False)
+
+    def write(self, off, size, value):
+        if off != 0:
+            self.unknown(off, True)
+            return
+        now = self.m.instructions
+        if value == 0xFFFFFFFF:
+            self.runs += 1
+        else:
+            self.layers[value] = self.layers.get(value, 0) + now - self.last
+        self.last = now
+
+    def stats(self) -> dict[str, int]:
+        out = {"bench_runs": self.runs}
+        out.update({f"layer{i}": n for i, n in sorted(self.layers.items())})
+        return out
+
+
 MODELS: dict[str, type[Peripheral]] = {
+    "bitgen.bench_marker": BenchMarker,
     "ch32v003.rcc": Ch32Rcc,
     "ch32v003.flash": Ch32Flash,
     "ch32v003.gpio": Ch32Gpio,

@@ -1,0 +1,155 @@
+"""bitgen bench: instructions per inference (min/median/max and per layer), flash by section,
+SRAM and the kernel chosen for each layer, measured on a board (emulated boards give exact
+retired-instruction counts). Writes JSON and a Markdown table."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import boards, golden
+from ..link import LinkError, Session
+from .common import UsageError, add_dataset_arguments, load_dataset, load_model
+from .emit_cmd import default_name
+
+# The firmware's layer hook, in builds made to split the count per layer: one volatile store
+# of the layer index to the emulator's bench marker (bitgen.sim.peripherals.BenchMarker).
+MARK = "BG_LAYER_PART(index,offset,data,bytes)=(*(volatile uint32_t *)BG_BENCH_MARKER = (uint32_t)(index))"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--board", required=True, help=f"board (available: {', '.join(boards.available())})")
+    p.add_argument("--port", help="serial port of a real board (no per-layer split there)")
+    p.add_argument("model", help="model file")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="also open a plain pickled nn.Module (this runs code from the file)")
+    p.add_argument("--input-shape", metavar="C,H,W", help="input shape of a pickled module")
+    add_dataset_arguments(p)
+    p.add_argument("--random", type=int, default=0, metavar="N", help="run N random int8 inputs (no dataset)")
+    p.add_argument("--kernels", help="kernel target (default: the board's fastest that fits)")
+    p.add_argument("--json", metavar="FILE", help="write bench.json here")
+    p.add_argument("--md", metavar="FILE", help="write the Markdown table here")
+
+
+def _stats(v: list[int]) -> dict[str, float]:
+    a = np.asarray(v)
+    return {"min": int(a.min()), "median": float(np.median(a)), "max": int(a.max()), "mean": float(a.mean())}
+
+
+def _run_inputs(session: Session, x: np.ndarray, expect: np.ndarray) -> tuple[list[int], int]:
+    cycles, mismatches = [], 0
+    for i in range(len(x)):
+        try:
+            r = session.link.classify(x[i])
+        except LinkError as e:
+            raise session.explain(e) from None
+        mismatches += not (np.array_equal(r.outputs.reshape(expect[i].shape), expect[i])
+                           and r.cls == golden.argmax(expect[i : i + 1])[0])
+        cycles.append(r.cycles)
+    return cycles, mismatches
+
+
+def _marker(board: boards.Board) -> int | None:
+    emu = board.emulator or {}
+    for p in emu.get("peripherals", []):
+        if p.get("model") == "bitgen.bench_marker":
+            return int(p["base"], 0) if isinstance(p["base"], str) else int(p["base"])
+    return None
+
+
+def markdown(rep: dict[str, Any]) -> str:
+    ins = rep["instructions"]
+    lines = [
+        f"**{rep['model']['name']}** ({rep['model']['hash'][:12]}) on **{rep['board']}**, "
+        f"{rep['kernels']} kernels: {ins['median']:.0f} instructions per inference "
+        f"(min {ins['min']}, max {ins['max']}, {rep['compared']} inputs, {rep['mismatches']} mismatches); "
+        f"flash {rep['flash_bytes']} B, SRAM {rep['sram_bytes']} B.",
+        "",
+        "| # | layer | kernel | output | weights (B) | MACs | instructions | share |",
+        "|---|---|---|---|---:|---:|---:|---:|",
+    ]
+    total = sum(lay["instructions"] or 0 for lay in rep["layers"]) or 1
+    for lay in rep["layers"]:
+        n = lay["instructions"]
+        share = "" if n is None else f"{100 * n / total:.1f} %"
+        lines.append(f"| {lay['index']} | {lay['op']} | {lay['kernel']} | {'x'.join(map(str, lay['out_shape']))} "
+                     f"| {lay['weight_bytes']} | {lay['macs']} | {'' if n is None else n} | {share} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    board = boards.get(args.board)
+    loaded = load_model(args)
+    model = loaded.ir
+    data = load_dataset(args, model)
+    if data is not None:
+        x = data[0]
+    elif args.random > 0:
+        x = np.random.default_rng(0).integers(-128, 128, (args.random,) + model.input.shape).astype(np.int8)
+    else:
+        raise UsageError("nothing to run: give --dataset/--data, or --random N")
+    expect = golden.run(model, x)
+    name = default_name(model.name)
+
+    # 1. The image `bitgen flash` would write: instructions per inference, sizes.
+    with Session(board, model, port=args.port, name=name, kernels=args.kernels) as s:
+        cycles, mismatches = _run_inputs(s, x, expect)
+        fw = s.firmware.report if s.firmware else {}
+        emitted = json.loads((s.firmware.outdir / "src" / f"{name}.json").read_text()) if s.firmware else None
+    kernels = fw.get("kernels", args.kernels)
+
+    # 2. The same image with a mark after every layer: the per-layer split (emulators only).
+    per_layer: dict[int, float] = {}
+    marker = _marker(board) if not args.port else None
+    if marker is not None:
+        with Session(board, model, name=name, kernels=kernels,
+                     extra_cflags=[f"-DBG_BENCH_MARKER=0x{marker:08x}u", f"-D{MARK}"]) as s:
+            _, bad = _run_inputs(s, x, expect)
+            mismatches += bad
+            emulation = s.emulation
+        stats = emulation.stats
+        runs = max(stats.get("bench_runs", 0), 1)
+        per_layer = {int(k[5:]): v / runs for k, v in stats.items() if k.startswith("layer")}
+
+    layers = []
+    for lay in (emitted or {}).get("layers", []):
+        n = per_layer.get(lay["index"])
+        if marker is not None and n is None:
+            n = 0.0  # fused into a later layer's kernel: its work is counted there
+        layers.append({k: lay[k] for k in ("index", "op", "name", "kernel", "out_shape", "weight_bytes", "macs")}
+                      | {"instructions": None if n is None else round(n)})
+    rep = {
+        "board": board.name,
+        "model": {"name": name, "hash": model.digest(), "path": str(Path(args.model).resolve())},
+        "compared": len(x),
+        "mismatches": mismatches,
+        "instructions": _stats(cycles),
+        "instruction_source": board.cycle_source,
+        "kernels": kernels,
+        "flash_bytes": fw.get("flash_bytes"),
+        "sram_bytes": fw.get("sram_bytes"),
+        "flash_budget": fw.get("flash_budget"),
+        "sram_budget": fw.get("sram_budget"),
+        "components": fw.get("components"),
+        "sections": fw.get("sections"),
+        "arena_bytes": (emitted or {}).get("arena_bytes"),
+        "macs": (emitted or {}).get("macs"),
+        "layers": layers,
+        "layer_split": ("emulator marks after each layer (2-3 instructions each, counted in the layer)"
+                        if marker is not None else None),
+    }
+    table = markdown(rep)
+    print(table, end="")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rep, indent=2) + "\n")
+    if args.md:
+        Path(args.md).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.md).write_text(table)
+    if mismatches:
+        print(f"MISMATCH: {mismatches} outputs differ from the golden model")
+        return 1
+    return 0
