@@ -1,5 +1,8 @@
 """pytest plugin: the same board tests against emulated boards in CI and real boards on a desk.
 
+Loaded by the project's pytest configuration (``-p bitgen.pytest_plugin`` in pyproject.toml),
+early enough that ``--port /dev/ttyACM0`` is parsed as an option value.
+
     pytest tests/test_run.py                                   # emulated boards only
     pytest --board ch32v003 --port /dev/ttyACM0 -m hardware     # a real CH32V003 (flashed by the
                                                                 # test through its WCH-LinkE)
