@@ -67,6 +67,7 @@ class CheckResult:
             "accuracy": self.accuracy,
             "argmax_agreement": self.agreement,
             "strict_compile": self.strict_compile,
+            "target": self.report["target"],
             "weight_bytes": self.report["weight_bytes"],
             "arena_bytes": self.report["arena_bytes"],
             "macs": self.report["macs"],
@@ -135,11 +136,12 @@ def run_check(
     torch_model: Any = None,
     workdir: str | Path | None = None,
     name: str = "model",
+    target: str = "generic",
 ) -> CheckResult:
     """Emit, strictly compile, build and compare on every input set."""
     with tempfile.TemporaryDirectory(prefix="bitgen-check-") as tmp:
         out = Path(workdir) if workdir else Path(tmp)
-        em = emit.emit(model, out / "c", name=name)
+        em = emit.emit(model, out / "c", name=name, target=target)
         host.compile_check(em)
         hm = host.build(em, out / "build")
         try:

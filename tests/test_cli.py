@@ -35,6 +35,12 @@ def test_check_reports_bit_exact_and_writes_json(model_file, tmp_path, capsys):
     assert "bit-exact" in capsys.readouterr().out
 
 
+def test_check_every_target(model_file, capsys):
+    for target in ("rv32ec", "rv32emc", "cortex-m4"):
+        assert main(["check", str(model_file), "--random", "300", "--target", target]) == 0
+        assert f"{target} kernels" in capsys.readouterr().out
+
+
 def _one_line_error(capsys, argv, match):
     code = main(argv)
     err = capsys.readouterr().err.strip()

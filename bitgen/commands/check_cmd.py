@@ -18,6 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("--json", metavar="FILE", help="write the report as JSON")
     p.add_argument("--keep", metavar="DIR", help="keep the emitted C and the host build here")
+    p.add_argument("--target", default="generic",
+                   help="kernels to check (generic, rv32ec, rv32emc, cortex-m4; all are portable C)")
 
 
 def _pct(v):
@@ -35,10 +37,10 @@ def run(args: argparse.Namespace) -> int:
         sets.append(check.InputSet("random", check.random_inputs(model.input.shape, args.random, args.seed)))
     sets.append(check.InputSet("extreme", check.extreme_inputs(model.input.shape)))
     res = check.run_check(model, sets, loaded.torch_model, workdir=args.keep,
-                          name=default_name(model.name))
+                          name=default_name(model.name), target=args.target)
     rep = res.to_json()
-    print(f"model {res.model_hash[:16]}  weights {rep['weight_bytes']} B  arena {rep['arena_bytes']} B  "
-          f"MACs {rep['macs']}  strict compile: {res.strict_compile}")
+    print(f"model {res.model_hash[:16]}  {args.target} kernels  weights {rep['weight_bytes']} B  "
+          f"arena {rep['arena_bytes']} B  MACs {rep['macs']}  strict compile: {res.strict_compile}")
     for s in res.sets:
         print(f"  {s.name:8s} {s.compared:6d} inputs   mismatches {s.mismatches}")
     if data is not None:

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Regenerate the benchmark table of the README from scratch.
+
+For each model of BitNetMCU's published CH32V003 benchmarks (same layouts, trained here with
+`bitgen train` on USPS, which is 16x16 like BitNetMCU's MNIST-16), this script trains the model,
+runs `bitgen bench` on every target board over the first 8 USPS test images (bit-exact against
+the golden model, or it stops), and writes a Markdown table beside BitNetMCU's figures.
+
+The "int8 C loop" column is the same model with its weights stored as plain int8 and the
+generic kernels, which then compile to `acc += x[i] * w[i]` over unpacked weights: a
+straightforward baseline for the Cortex-M4.
+
+    .venv/bin/python tools/benchmarks.py --data ../shared/datasets/usps --out out/bench
+    .venv/bin/python tools/benchmarks.py ... --update-readme     # also rewrite README.md's table
+
+Every figure in the table is a measurement of this run (retired instructions per inference,
+median over the inputs); nothing is copied except BitNetMCU's reference column.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BITGEN = [sys.executable, "-m", "bitgen.cli"]
+
+# (key, title, bitgen train arguments, BitNetMCU figures from the issue: {board: instructions})
+MODELS = [
+    ("mlp4", "256→64→64→64→10, 4-bit symmetric, ShiftNorm",
+     ["--arch", "mlp:64,64,64", "--weights", "4bitsym", "--norm", "shiftnorm"],
+     {"ch32v003-sim": 437_788, "rv32emc-sim": 344_846}),
+    ("fp130", "256→64→64→64→10, FP1.3.0, ShiftNorm",
+     ["--arch", "mlp:64,64,64", "--weights", "fp130", "--norm", "shiftnorm"],
+     {"ch32v003-sim": 304_071}),
+    ("mlp2", "256→16→16→10, 2-bit symmetric, ShiftNorm",
+     ["--arch", "mlp:16,16", "--weights", "2bitsym", "--norm", "shiftnorm"],
+     {"ch32v003-sim": 58_933}),
+    ("cnn", "depthwise CNN, 64 channels (BitNetMCU layout)",
+     ["--config", str(ROOT / "tools" / "bitnetmcu_cnn.json")],
+     {"rv32emc-sim": 1_612_387}),
+]
+BOARDS = ["ch32v003-sim", "rv32emc-sim", "max78000-sim"]
+
+
+def sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    return subprocess.run(cmd, cwd=ROOT, text=True, **kw)
+
+
+def bench(model: Path, board: str, data: str, out: Path, kernels: str | None = None) -> dict | None:
+    cmd = [*BITGEN, "bench", "--board", board, str(model), "--dataset", "usps", "--data", data,
+           "--limit", "8", "--json", str(out)]
+    if kernels:
+        cmd += ["--kernels", kernels]
+    r = sh(cmd, capture_output=True)
+    if r.returncode != 0:
+        err = (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
+        print(f"  {board}: {err}", flush=True)
+        return {"error": err}
+    return json.loads(out.read_text())
+
+
+def int8_copy(model: Path, dest: Path) -> Path | None:
+    """The same model with every weight stored as int8, or None if a weight does not fit."""
+    import bitgen
+    from bitgen import ir
+
+    m = bitgen.load(model).ir
+    for layer in m.layers:
+        if isinstance(layer, (ir.Linear, ir.Conv2d)):
+            if layer.weight.min() < -128 or layer.weight.max() > 127:
+                return None  # FP1.3.0's +128 has no int8 code
+            layer.encoding = "8bit"
+    bitgen.save(m, dest)
+    return dest
+
+
+def cell(rep: dict | None) -> str:
+    if rep is None:
+        return "–"
+    if "error" in rep:
+        return "does not fit" if "does not fit" in rep["error"] else "error"
+    return f"{rep['instructions']['median']:,.0f}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "usps"), help="USPS folder")
+    ap.add_argument("--out", default=str(ROOT / "out" / "bench"), help="where models and reports go")
+    ap.add_argument("--models", default=",".join(k for k, *_ in MODELS), help="subset, e.g. mlp4,mlp2")
+    ap.add_argument("--update-readme", action="store_true", help="rewrite the table in README.md")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    wanted = args.models.split(",")
+    results: dict[str, dict] = {}
+    for key, title, train_args, ref in MODELS:
+        if key not in wanted:
+            continue
+        path = out / f"{key}.pt"
+        r = sh([*BITGEN, "train", "--dataset", "usps", "--data", args.data, *train_args,
+                "--seed", "0", "-q", "-o", str(path)], capture_output=True)
+        if r.returncode != 0:
+            print(r.stderr, file=sys.stderr)
+            return 1
+        acc = next((ln for ln in r.stdout.splitlines() if ln.startswith("accuracy")), "")
+        print(" ", acc, flush=True)
+        row = {"title": title, "accuracy": acc, "reference": ref, "boards": {}}
+        for board in BOARDS:
+            row["boards"][board] = bench(path, board, args.data, out / f"{key}-{board}.json")
+        base = int8_copy(path, out / f"{key}-int8.pt")
+        row["int8_loop"] = bench(base, "max78000-sim", args.data, out / f"{key}-int8-m4.json",
+                                 kernels="generic") if base else None
+        results[key] = row
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = render(results)
+    (out / "table.md").write_text(table)
+    print(table)
+    if args.update_readme:
+        readme = ROOT / "README.md"
+        text = readme.read_text()
+        start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+        if start not in text or end not in text:
+            print("README.md has no bench markers", file=sys.stderr)
+            return 1
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        readme.write_text(f"{head}{start}\n{table}{end}{tail}")
+    bad = [k for k, row in results.items() for b in row["boards"].values()
+           if b and "error" not in b and b["mismatches"]]
+    return 1 if bad else 0
+
+
+def num(v) -> str:
+    return f"{v:,}" if isinstance(v, int) else "–"
+
+
+def render(results: dict[str, dict]) -> str:
+    lines = [
+        "| model (BitNetMCU layout) | USPS test accuracy (golden) | RV32EC, no multiplier (`ch32v003-sim`) "
+        "| BitNetMCU, no mul | RV32EMC (`rv32emc-sim`) | BitNetMCU, rv32emc | Cortex-M4 (`max78000-sim`) "
+        "| Cortex-M4, int8 C loop |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in results.values():
+        b, ref = row["boards"], row["reference"]
+        acc = row["accuracy"].split("golden")[-1].strip().split()[0] if "golden" in row["accuracy"] else "?"
+        lines.append(
+            f"| {row['title']} | {acc} % | {cell(b.get('ch32v003-sim'))} | {num(ref.get('ch32v003-sim'))} | "
+            f"{cell(b.get('rv32emc-sim'))} | {num(ref.get('rv32emc-sim'))} | "
+            f"{cell(b.get('max78000-sim'))} | {cell(row.get('int8_loop'))} |")
+    lines.append("")
+    lines.append("Retired instructions per inference, median over the first 8 USPS test images, every output "
+                 "bit-exact against the golden model; BitNetMCU's figures are instructions under QEMU "
+                 "`-icount` on MNIST-16 (from its repository, via issue 4). Regenerate: "
+                 "`.venv/bin/python tools/benchmarks.py --update-readme`.")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
