@@ -6,8 +6,9 @@ so that opening a model never executes code from the file)::
     {
       "format": "bitgen-model", "version": 1,
       "ir":  Model.to_dict() with every numpy array stored as a torch tensor,
-      "qat": None, or {"arch": <list of plain layer specs>, "state": <state_dict>}  (the
-             PyTorch QAT model, rebuilt with bitgen.nn.from_spec to report its accuracy)
+      "qat": None, or {"arch": <bitgen.nn.to_spec(): plain data, format "bitgen-nn">,
+                      "state": <state_dict>}  (the PyTorch QAT model, rebuilt with
+                      bitgen.nn.from_spec to report its accuracy)
     }
 
 A plain pickled ``nn.Module`` is only opened with ``trust_pickle=True`` (``--trust-pickle``).

@@ -9,7 +9,7 @@ import numpy as np
 from .. import ir, modelfile
 from ..errors import BitgenError
 
-DATASETS = ("digits", "usps", "mnist", "npz")
+DATASETS = ("digits", "usps", "mnist", "mnist16", "npz")
 
 
 class UsageError(BitgenError):

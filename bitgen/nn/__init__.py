@@ -1,0 +1,32 @@
+"""Quantization-aware training layers, composed like ``torch.nn``.
+
+The network computes in the *integer domain*: its input is the int8 tensor that
+:meth:`bitgen.ir.InputSpec.quantize` produces (held in a float tensor), every quantized layer
+outputs the exact integer accumulator, and the norm layers turn accumulators into int8 with
+the golden model's rounding. In eval mode the forward pass equals
+``bitgen.golden.run(bitgen.export.to_ir(model), x)`` bit for bit; in training the same
+function runs in float32 with straight-through gradients. The last layer's integer logits are
+scaled only inside the loss.
+
+Example (the USPS MLP)::
+
+    from torch import nn as tnn
+    from bitgen import nn, ir
+    model = tnn.Sequential(
+        tnn.Flatten(),
+        nn.QuantLinear(256, 64, encoding="4bitsym"), nn.Requant(), tnn.ReLU(),
+        nn.QuantLinear(64, 64, encoding="4bitsym"), nn.ShiftNorm(),
+        nn.QuantLinear(64, 10, encoding="4bitsym"),
+    )
+    model.input_spec = ir.InputSpec((1, 16, 16), scale=1 / 127)   # carried into model.pt
+
+``ReLU``, ``MaxPool2d`` and ``Flatten`` are the ``torch.nn`` modules (exact on integers).
+"""
+from torch.nn import Flatten, MaxPool2d, ReLU  # noqa: F401  (exact on integer values)
+
+from .calibration import calibrate, set_quantization  # noqa: F401
+from .layers import QuantConv2d, QuantLinear  # noqa: F401
+from .norms import STATISTICS, Requant, ShiftNorm, multiplier_shift  # noqa: F401
+from .pooling import AvgPool2d  # noqa: F401
+from .quantizers import SCALES, WeightQuantizer, to_levels  # noqa: F401
+from .spec import from_spec, input_spec_of, sequential, to_spec  # noqa: F401

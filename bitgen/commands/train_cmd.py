@@ -1,0 +1,194 @@
+"""bitgen train: train a quantization-aware model on a dataset and write model.pt.
+
+Options come from the command line and, optionally, a JSON or TOML ``--config`` file whose
+keys are the long option names (``arch``, ``weights``, ``norm``, ``epochs``, ``lr``, ...;
+see ``bitgen.train.Recipe`` and ``LayerOptions``) and may hold ``layers``: an explicit stack
+in the ``bitgen.nn`` spec format, e.g.
+``[{"type": "Flatten"}, {"type": "QuantLinear", "args": {"in_features": 256, "out_features": 10}}]``.
+Options given on the command line win over the file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import datasets, ir
+from ..errors import BitgenError
+from ..train import NORMS, LayerOptions, Recipe, TrainError
+
+ENCODINGS = ("binary", "ternary", "2bitsym", "4bitsym", "4bit", "fp130", "8bit")
+DEFAULTS = {"arch": "mlp:64,64", "weights": "4bitsym", "norm": "static", "seed": 0, "threads": 2}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", choices=datasets.NAMES, help="dataset (digits needs no --data)")
+    p.add_argument("--data", metavar="PATH", help="dataset folder or file")
+    p.add_argument("--arch", help="mlp:W1,W2,... or cnn:TOKENS, e.g. cnn:c8,p2,dw,p2,fc64 "
+                                  "(tokens cN, dw, pwN, pK, aK, fcN; default mlp:64,64)")
+    p.add_argument("--weights", choices=ENCODINGS, help="weight encoding (default 4bitsym)")
+    p.add_argument("--norm", choices=NORMS, help="static: calibrated multiplier+shift and ReLU; "
+                                                 "shiftnorm: BitNetMCU's dynamic shift (default static)")
+    p.add_argument("--config", metavar="FILE", help="JSON or TOML file with options and/or 'layers'")
+    p.add_argument("--epochs", type=int, help=f"training epochs (default {Recipe.epochs})")
+    p.add_argument("--lr", type=float, help=f"peak learning rate of Adam (default {Recipe.lr})")
+    p.add_argument("--batch-size", type=int, help=f"default {Recipe.batch_size}")
+    p.add_argument("--warmup", type=int, dest="float_warmup_epochs", metavar="EPOCHS",
+                   help="float epochs (no rounding) before QAT (default 0)")
+    p.add_argument("--augment", choices=("auto", "shift", "none"),
+                   help="random 1-pixel shifts of image inputs (default auto: images of 16x16 or more)")
+    p.add_argument("--weight-scale", choices=("absmean", "absmax", "mse"),
+                   help="how float weights are scaled onto the levels (default absmean)")
+    p.add_argument("--per-channel", action="store_true", default=None,
+                   help="one weight scale per output channel")
+    p.add_argument("--bias", action="store_true", default=None, help="give layers an integer bias")
+    p.add_argument("--shift-only", action="store_true", default=None,
+                   help="static norm as a pure shift (multiplier 1)")
+    p.add_argument("--seed", type=int, help="random seed (default 0); same seed, same model")
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default 2)")
+    p.add_argument("--name", help="model name stored in the file (default: the output file's stem)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-o", "--out", required=True, metavar="FILE", help="model file to write (model.pt)")
+
+
+def _read_config(path: str) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise TrainError(f"{path}: no such config file")
+    try:
+        if p.suffix.lower() == ".toml":
+            import tomllib
+
+            return tomllib.loads(p.read_text())
+        d = json.loads(p.read_text())
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError and TOMLDecodeError are ValueErrors
+        raise TrainError(f"{path}: not valid {'TOML' if p.suffix.lower() == '.toml' else 'JSON'} "
+                         f"({str(e).splitlines()[0]})") from None
+    if not isinstance(d, dict):
+        raise TrainError(f"{path}: the config must be an object of options")
+    return d
+
+
+_RECIPE_KEYS = ("epochs", "lr", "batch_size", "weight_decay", "schedule", "float_warmup_epochs",
+                "augment", "calibrate")
+_LAYER_KEYS = ("weights", "norm", "weight_scale", "per_channel", "bias", "multiplier_bits", "norm_per_channel",
+               "statistic", "rms_factor", "first_weights", "last_weights")
+
+
+def options(args: argparse.Namespace) -> dict[str, Any]:
+    """Merge defaults, the config file and the command line (the command line wins)."""
+    conf = _read_config(args.config) if args.config else {}
+    conf = {k.replace("-", "_"): v for k, v in conf.items()}
+    known = set(_RECIPE_KEYS) | set(_LAYER_KEYS) | {"arch", "layers", "seed", "threads", "dataset",
+                                                   "data", "name"}
+    unknown = sorted(set(conf) - known)
+    if unknown:
+        raise TrainError(f"{args.config}: unknown option(s) {', '.join(unknown)}")
+    merged = dict(DEFAULTS)
+    merged.update(conf)
+    if args.shift_only:
+        merged["multiplier_bits"] = 0
+    for key in ("dataset", "data", "arch", "weights", "norm", "epochs", "lr", "batch_size",
+                "float_warmup_epochs", "augment", "weight_scale", "per_channel", "bias", "seed", "threads", "name"):
+        v = getattr(args, key, None)
+        if v is not None:
+            merged[key] = v
+    if args.arch is not None:
+        merged.pop("layers", None)  # an explicit --arch replaces the file's stack
+    return merged
+
+
+def recipe_of(opts: dict[str, Any]) -> Recipe:
+    try:
+        layer = LayerOptions(**{k: opts[k] for k in _LAYER_KEYS if k in opts})
+        recipe = Recipe(layer=layer, **{k: opts[k] for k in _RECIPE_KEYS if k in opts})
+    except TypeError as e:
+        raise TrainError(f"bad training option ({e})") from None
+    recipe.check()
+    return recipe
+
+
+def _build_model(opts: dict[str, Any], recipe: Recipe, spec: ir.InputSpec, n_classes: int):
+    from .. import nn as bnn
+    from .. import train
+
+    if "layers" in opts:
+        try:
+            return bnn.sequential(opts["layers"])
+        except (ValueError, TypeError) as e:
+            raise TrainError(f"config 'layers': {str(e).splitlines()[0]}") from None
+    return train.build(str(opts["arch"]), spec.shape, n_classes, recipe.layer)
+
+
+def run(args: argparse.Namespace) -> int:
+    opts = options(args)
+    recipe = recipe_of(opts)
+    if not opts.get("dataset"):
+        raise TrainError("--dataset is required (digits, usps, mnist, mnist16 or npz)")
+    if opts["threads"] < 1:
+        raise TrainError("--threads must be at least 1")
+
+    import torch
+
+    from .. import export, golden, modelfile
+    from .. import train as tr
+
+    torch.set_num_threads(int(opts["threads"]))
+    name, data = opts["dataset"], opts.get("data")
+    train_ds = datasets.load(name, data, split="train")
+    test_ds = datasets.load(name, data, split="test")
+    spec = train_ds.input
+    n_classes = len(train_ds.labels)
+    held_out = test_ds.distinct_splits  # False: the reported figure is training accuracy
+
+    torch.manual_seed(int(opts["seed"]))  # initial weights
+    model = _build_model(opts, recipe, spec, n_classes)
+    model.input_spec = spec
+    model.labels = list(train_ds.labels)
+    export.to_ir(model)  # shapes chain and fit the data: fail before training, not after
+    datasets.check_fits(test_ds, spec)
+
+    x_train = train_ds.quantized(spec)
+    x_test = test_ds.quantized(spec)
+    print(f"dataset {name}: {len(train_ds)} train, {len(test_ds)} test samples, input {spec.shape} "
+          f"(scale {spec.scale:.6g}), {n_classes} classes")
+    print(f"model: {opts.get('arch') if 'layers' not in opts else 'layers from ' + str(args.config)}, "
+          f"weights {recipe.layer.weights}, norm {recipe.layer.norm}, "
+          f"{sum(p.numel() for p in model.parameters())} parameters")
+    start = time.perf_counter()
+    hist = tr.fit(model, x_train, train_ds.y, recipe, seed=int(opts["seed"]), progress=not args.quiet)
+    seconds = time.perf_counter() - start
+
+    irm = export.to_ir(model)
+    acc_torch = tr.accuracy(model, x_test, test_ds.y)
+    acc_golden = float(np.mean(golden.predict(irm, x_test) == test_ds.y))
+    which = "test" if held_out else "training (no separate test split)"
+    meta = {
+        "dataset": name, "data": None if data is None else str(data),
+        "arch": opts.get("arch") if "layers" not in opts else "config",
+        "weights": recipe.layer.weights, "norm": recipe.layer.norm, "seed": int(opts["seed"]),
+        "recipe": recipe.to_dict(),
+        "accuracy": {"torch": acc_torch, "golden": acc_golden, "split": "test" if held_out else "train",
+                     "samples": len(test_ds)},
+        "train_seconds": round(seconds, 2), "final_train_loss": hist.loss[-1],
+    }
+    out = Path(args.out)
+    try:
+        saved = modelfile.save(model, out, name=opts.get("name") or _c_name(out.stem), meta=meta)
+    except OSError as e:
+        raise BitgenError(f"cannot write {out}: {e.strerror or e}") from None
+    print(f"accuracy on {len(test_ds)} {which} samples: torch {100 * acc_torch:.2f} %  "
+          f"golden {100 * acc_golden:.2f} %   ({seconds:.1f} s)")
+    print(f"wrote {out} (model {saved.digest()[:16]}, {len(saved.layers)} IR layers, "
+          f"{saved.macs()} MACs)")
+    return 0
+
+
+def _c_name(stem: str) -> str:
+    """A C identifier from the file name ('model' when nothing usable is left)."""
+    s = "".join(c if c.isalnum() or c == "_" else "_" for c in stem)
+    return s if s and not s[0].isdigit() else "model"
