@@ -1,7 +1,7 @@
 """PyTorch module -> :class:`bitgen.ir.Model` (integers only), validated.
 
 Accepted: an ``nn.Sequential`` (nested ones are flattened) of ``bitgen.nn`` layers
-(``QuantLinear``, ``QuantConv2d``, ``Requant``, ``ShiftNorm``, ``AvgPool2d``) and the plain
+(``QuantLinear``, ``QuantConv2d``, ``Requant``, ``Shift``, ``ShiftNorm``, ``AvgPool2d``) and the plain
 ``torch.nn`` layers ``ReLU``, ``MaxPool2d``, ``AvgPool2d``, ``Flatten`` (plus ``Dropout`` and
 ``Identity``, which do nothing at inference), or a single such layer. Anything else raises
 :class:`ExportError` naming the layer and the op.
@@ -80,6 +80,9 @@ def _layer(index: int, name: str, m: torch.nn.Module) -> ir.Layer | None:
         return ir.Requant(multiplier=np.array(mult), shift=np.array(shift), name=name)
     if isinstance(m, bnn.ShiftNorm):
         return ir.ShiftNorm(name=name)
+    if isinstance(m, bnn.Shift):
+        return ir.Requant(multiplier=np.array([1]), shift=np.array([m.shift]), rounding="floor",
+                          out_dtype="int32", name=name)
     if isinstance(m, bnn.AvgPool2d):
         return ir.AvgPool2d(m.kernel_size, m.stride, name=name)
     if type(m) is torch.nn.ReLU:

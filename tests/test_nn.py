@@ -223,3 +223,30 @@ def test_bias_is_an_integer_added_to_the_accumulator():
     x = torch.zeros(1, 4)
     assert torch.equal(lin(x)[0], b.double())
     assert b[0] > 0 > b[1] and b[2] == 0
+
+
+def test_bitnetmcu_style_cnn_with_32bit_activations_equals_golden():
+    """Convolutions on int32 activations (ReLU, then >> 4, no clamp) and one ShiftNorm before
+    the classifier layers, as BitNetMCU's CNNs: eval equals golden, also on every target's C."""
+    torch.manual_seed(0)
+
+    def act():
+        return [tnn.ReLU(), bnn.Shift(4)]
+
+    m = tnn.Sequential(
+        bnn.QuantConv2d(1, 8, 3, encoding="8bit"), *act(),
+        bnn.QuantConv2d(8, 8, 3, groups=8, encoding="8bit"), *act(), tnn.MaxPool2d(2),
+        bnn.QuantConv2d(8, 8, 3, groups=8, encoding="8bit"), *act(), tnn.MaxPool2d(2),
+        tnn.Flatten(), bnn.ShiftNorm(),
+        bnn.QuantLinear(32, 16, encoding="2bitsym"), bnn.ShiftNorm(),
+        bnn.QuantLinear(16, 10, encoding="4bitsym"),
+    )
+    m.input_spec = ir.InputSpec((1, 16, 16))
+    x = _inputs()
+    m = _trained_briefly(m, torch.from_numpy(x[:64].astype(np.float32)))
+    irm = export.to_ir(m)
+    kinds = [(layer.kind, getattr(layer, "out_dtype", None)) for layer in irm.layers]
+    assert ("requant", "int32") in kinds and irm.validate()[5].dtype == "int32"
+    with torch.no_grad():
+        got = m(torch.from_numpy(x.astype(np.float32)))
+    np.testing.assert_array_equal(got.numpy(), golden.run(irm, x))

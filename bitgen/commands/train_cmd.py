@@ -82,7 +82,8 @@ _LAYER_KEYS = ("weights", "norm", "weight_scale", "per_channel", "bias", "multip
 def options(args: argparse.Namespace) -> dict[str, Any]:
     """Merge defaults, the config file and the command line (the command line wins)."""
     conf = _read_config(args.config) if args.config else {}
-    conf = {k.replace("-", "_"): v for k, v in conf.items()}
+    # keys starting with "_" are comments (JSON has no other kind)
+    conf = {k.replace("-", "_"): v for k, v in conf.items() if not k.startswith("_")}
     known = set(_RECIPE_KEYS) | set(_LAYER_KEYS) | {"arch", "layers", "seed", "threads", "dataset",
                                                    "data", "name"}
     unknown = sorted(set(conf) - known)

@@ -26,7 +26,7 @@ from torch.nn import Flatten, MaxPool2d, ReLU  # noqa: F401  (exact on integer v
 
 from .calibration import calibrate, set_quantization  # noqa: F401
 from .layers import QuantConv2d, QuantLinear  # noqa: F401
-from .norms import STATISTICS, Requant, ShiftNorm, multiplier_shift  # noqa: F401
+from .norms import STATISTICS, Requant, Shift, ShiftNorm, multiplier_shift  # noqa: F401
 from .pooling import AvgPool2d  # noqa: F401
 from .quantizers import SCALES, WeightQuantizer, to_levels  # noqa: F401
 from .spec import from_spec, input_spec_of, sequential, to_spec  # noqa: F401

@@ -10,6 +10,8 @@ straight-through gradient through the rounding (zero gradient where the output i
   ``range`` is a calibrated statistic of the accumulator (an exponential moving average over
   training batches, or :func:`bitgen.nn.calibrate` over a data set). ``multiplier_bits=0``
   restricts it to a pure shift (``M = 1``).
+* :class:`Shift` -> :class:`bitgen.ir.Requant` (multiplier 1, floor, int32, no clamp):
+  ``y = acc >> shift``, the 32-bit activations BitNetMCU's CNNs keep between convolutions.
 * :class:`ShiftNorm` (dynamic, BitNetMCU) -> :class:`bitgen.ir.ShiftNorm`, no parameters:
   per sample ``s`` = bit length of ``max(max(acc) >> 7, 0)``;
   ``y = 0 if acc < 0 else min((acc + ((1 << s) >> 1)) >> s, 127)``.
@@ -173,3 +175,26 @@ class ShiftNorm(torch.nn.Module):
 
     def spec(self) -> dict:
         return {}
+
+
+class Shift(torch.nn.Module):
+    """Arithmetic right shift of the int32 accumulator, rounding down, no clamp: the output
+    stays 32-bit (BitNetMCU's CNNs: ReLU, then ``>> 4``, between convolutions)."""
+
+    def __init__(self, shift: int = 4) -> None:
+        super().__init__()
+        if not 0 <= int(shift) <= 31:
+            raise ValueError("shift must be in 0..31")
+        self.shift = int(shift)
+
+    def forward(self, acc: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            v = acc * 2.0 ** -self.shift
+            return ste(v, torch.floor(v.detach()))
+        return (acc.to(torch.int64) >> self.shift).to(torch.float64)
+
+    def spec(self) -> dict:
+        return {"shift": self.shift}
+
+    def extra_repr(self) -> str:
+        return f"shift={self.shift}"

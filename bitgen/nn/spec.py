@@ -22,7 +22,7 @@ import torch
 
 from .. import ir
 from .layers import QuantConv2d, QuantLinear
-from .norms import Requant, ShiftNorm
+from .norms import Requant, Shift, ShiftNorm
 from .pooling import AvgPool2d
 
 FORMAT = "bitgen-nn"
@@ -52,6 +52,7 @@ _TYPES: dict[str, tuple[type, Callable[[Any], dict]]] = {
     "QuantConv2d": (QuantConv2d, lambda m: m.spec()),
     "Requant": (Requant, lambda m: m.spec()),
     "ShiftNorm": (ShiftNorm, lambda m: m.spec()),
+    "Shift": (Shift, lambda m: m.spec()),
     "RoundingAvgPool2d": (AvgPool2d, lambda m: m.spec()),
     "ReLU": (torch.nn.ReLU, lambda m: {}),
     "MaxPool2d": (torch.nn.MaxPool2d, _torch_args),
