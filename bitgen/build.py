@@ -32,6 +32,7 @@ from .paths import C_RUNTIME, TEMPLATES
 
 WARNINGS = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
 PROTOCOL_FILES = ["bg_protocol.c", "bg_protocol.h"]
+HARNESSES = {"protocol": "firmware.c.j2", "bench": "bench.c.j2"}  # harness -> firmware template
 # Enlargement of the memory regions for the link that only measures an over-budget image.
 MEASURE_SCALE = 64
 
@@ -101,13 +102,13 @@ def write_memory_ld(board: Board, path: Path, scale: int = 1) -> None:
     )
 
 
-def render_firmware(board: Board, em: emit.Emitted, path: Path) -> None:
+def render_firmware(board: Board, em: emit.Emitted, path: Path, template: str = "firmware.c.j2") -> None:
     rep = em.report
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     img = board.image_board
     counter_hz = int(img.counter.get("hz", img.clock_hz))
-    text = env.get_template("firmware.c.j2").render(
+    text = env.get_template(template).render(
         version=__version__,
         board=_c_string(img.name),
         board_dir=img.name,
@@ -286,16 +287,20 @@ def harness_size(rep: dict[str, Any]) -> dict[str, int]:
 # ------------------------------------------------------------------------------------- build
 def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "model",
           extra_cflags: list[str] | None = None, model_path: str | None = None,
-          kernels: str | None = None) -> Firmware:
+          kernels: str | None = None, harness: str = "protocol") -> Firmware:
     """Build the firmware image of ``board`` running ``model`` into ``outdir``.
 
     Without ``kernels`` the board's kernel targets are tried fastest first, and the first image
-    that fits is kept; the report lists every image tried (``kernels_tried``)."""
+    that fits is kept; the report lists every image tried (``kernels_tried``). ``harness``:
+    ``protocol`` (the wire protocol: what `bitgen flash` writes) or ``bench`` (start-up and the
+    model only, driven through memory by bitgen.sim.bench)."""
+    if harness not in HARNESSES:
+        raise BuildError(f"unknown harness '{harness}' (known: {', '.join(HARNESSES)})")
     choices = [kernels] if kernels else board.image_board.kernels
     tried: list[dict[str, Any]] = []
     for i, k in enumerate(choices):
         try:
-            fw = _build(model, board, outdir, name, extra_cflags, model_path, k, tried)
+            fw = _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness)
         except BudgetError as e:
             tried.append({"kernels": k, "flash_bytes": e.report["flash_bytes"],
                           "sram_bytes": e.report["sram_bytes"], "fits": False})
@@ -307,7 +312,7 @@ def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "mod
 
 
 def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_cflags: list[str] | None,
-           model_path: str | None, kernels: str, tried: list[dict[str, Any]]) -> Firmware:
+           model_path: str | None, kernels: str, tried: list[dict[str, Any]], harness: str) -> Firmware:
     img = board.image_board
     tc = img.toolchain
     if not tc:
@@ -324,11 +329,11 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
     em = emit.emit(model, src, name=name, target=kernels)
     for f in PROTOCOL_FILES:
         shutil.copyfile(C_RUNTIME / f, src / f)
-    render_firmware(board, em, src / "firmware.c")
+    render_firmware(board, em, src / "firmware.c", HARNESSES[harness])
 
     flags = [*WARNINGS, *tc.get("cflags", []), *(extra_cflags or [])]
     cflags = [*flags, "-I", str(src), "-I", str(img.path)]
-    sources = [src / "firmware.c", *em.sources, src / "bg_protocol.c"]
+    sources = [src / "firmware.c", *em.sources] + ([src / "bg_protocol.c"] if harness == "protocol" else [])
     sources += [img.path / s for s in tc.get("sources", [])]
     objects = []
     for s in sources:
@@ -367,6 +372,7 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
         "arch": img.arch,
         "kernels": kernels,
         "kernels_tried": tried,
+        "harness": harness,
         "clock_hz": img.clock_hz,
         "model": {"name": name, "hash": em.report["model_hash"], "path": model_path,
                   "arena_bytes": em.report["arena_bytes"], "weight_bytes": em.report["weight_bytes"],

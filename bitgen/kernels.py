@@ -8,16 +8,17 @@ one is fastest there:
 * ``rv32ec``: no multiplier (CH32V003). Fully connected layers on int8 inputs use the nibble
   lookup-table kernel (``bg_linear_lut.c``): one table load and add per weight nibble.
 * ``rv32emc`` and ``cortex-m4``: a multiplier. The LUT kernel for weights of up to 4 bits (a
-  lookup is cheaper than decoding a weight and multiplying), and convolutions that run on one
-  plane (channel-by-channel steps) use the sliding-window kernel ``bg_conv2d_plane.c``.
+  lookup is cheaper than decoding a weight and multiplying); convolutions that run on one
+  plane (channel-by-channel steps, :mod:`bitgen.schedule`) use ``bg_conv2d_plane.c``, with the
+  ReLU / requantization that follows fused into its output stage.
 
-A kernel is chosen in two steps: :func:`choose` (before arena planning: it says how much
-scratch and output room the kernel needs) and :meth:`Choice.render` (after planning: the
-constant data and the call).
+A kernel is chosen in two steps: :func:`choose` or :func:`plane_conv_group` (before arena
+planning: how much scratch and output room the kernel needs, which layers it fuses) and
+``Choice.render`` (after planning: the constant data and the call).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -28,7 +29,10 @@ TARGETS = ("generic", "rv32ec", "rv32emc", "cortex-m4")
 HAS_MULTIPLIER = {"rv32emc", "cortex-m4"}
 SUFFIX = {"int8": "s8", "int32": "s32"}
 C_TYPE = {"int8": "int8_t", "int32": "int32_t"}
-LUT_CHUNK = 16  # tables per pass of the LUT kernel: 17 * 2 * 16 = 544 bytes of scratch
+# Tables per pass of the LUT kernel: 17 * 2 * (chunk + 1) bytes of scratch. A pass costs each
+# block of 8 outputs a load and a store of its sums, so small chunks are cheap in time; RV32EC
+# parts have 2 KB of SRAM.
+LUT_CHUNK = {"rv32ec": 8, "rv32emc": 16, "cortex-m4": 16}
 
 GENERIC_FILES = {
     "linear": ["bg_linear.c", "bg_linear.inc"],
@@ -236,7 +240,7 @@ def _generic(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType) -> Choi
 
 
 # ------------------------------------------------------------ nibble LUT (rv32ec)
-def _lut_linear(layer: ir.Linear, t_in: ir.TensorType, offset: bool) -> Choice | None:
+def _lut_linear(layer: ir.Linear, t_in: ir.TensorType, offset: bool, max_chunk: int) -> Choice | None:
     """The LUT kernel for an int8-input linear layer, or None where it does not apply."""
     enc = encodings.get(layer.encoding)
     if t_in.dtype != "int8":
@@ -252,7 +256,7 @@ def _lut_linear(layer: ir.Linear, t_in: ir.TensorType, offset: bool) -> Choice |
     bias = np.zeros(n_out, dtype=object) if layer.bias is None else layer.bias.astype(object)
     zmax = max(abs(t_in.lo), abs(t_in.hi)) if offset else 0
     if offset and max(abs(v) for v in rowsum) > 32767:  # row sums are stored as int16
-        return _lut_linear(layer, t_in, offset=False)
+        return _lut_linear(layer, t_in, offset=False, max_chunk=max_chunk)
     bound = max(np.abs(bias) + np.abs(rowsum) * zmax + w.sum(axis=1) * span)
     if bound > ir.INT32[1] or span * enc.max_abs * (4 // min(enc.bits, 4)) > 32767:
         return None
@@ -262,7 +266,7 @@ def _lut_linear(layer: ir.Linear, t_in: ir.TensorType, offset: bool) -> Choice |
     if tail_rows == 8:  # 5..7 rows left: one more padded block of 32-bit words
         full, tail_rows = full + 1, 0
     rows = 8 * full + tail_rows
-    chunk = min(n_cols, LUT_CHUNK)
+    chunk = min(n_cols, max_chunk)
 
     def render(em: Emitter, i: int, p: Pointers) -> str:
         # nibble stream of each row, exactly as the packed format holds it
@@ -405,7 +409,7 @@ def choose(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType, target: s
         if target == "rv32ec" or enc.bits <= 4:
             # Offsetting by the minimum pays where inputs are signed: the model input (images
             # have a constant background); ReLU-like outputs are already >= 0.
-            lut = _lut_linear(layer, t_in, offset=first and t_in.lo < 0)
+            lut = _lut_linear(layer, t_in, offset=first and t_in.lo < 0, max_chunk=LUT_CHUNK[target])
             if lut is not None:
                 return lut
     return _generic(layer, t_in, t_out)

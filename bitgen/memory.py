@@ -3,7 +3,8 @@
 Each layer's output lives from the layer that writes it to the layer that reads it. A layer
 whose kernel may run in place (ReLU, requantization, ShiftNorm, pooling: each output is
 written after the inputs it needs, walking forward, and is no wider than its input) reuses its
-input's bytes; flatten is a pure alias. Every other layer writes to the opposite end of the
+input's bytes, unless writing its smaller output elsewhere lowers the peak of this layer and
+the next; flatten is a pure alias. Every other layer writes to the opposite end of the
 arena from its input ("ping-pong"), with its scratch (if the kernel needs any) in between, so
 input, output and scratch never overlap. The arena size is the largest
 input region + scratch + output region over those layers, each rounded up to 4 bytes so int32
@@ -45,15 +46,30 @@ def _round4(n: int) -> int:
     return (n + 3) & ~3
 
 
+def _cost(need: Need | None, in_region: int) -> int:
+    """Bytes a layer needs at once when it writes out of place after an input of in_region."""
+    if need is None or need.alias:
+        return 0
+    return in_region + _round4(need.scratch) + _round4(max(need.out_bytes, need.out_region or 0))
+
+
 def plan(needs: list[Need]) -> Plan:
     # Pass 1: which end each tensor sits at, how big the regions are, the arena size.
     sides: list[Location] = [Location(external=True)]
     arena = 0
-    for need in needs:
+    for i, need in enumerate(needs):
         prev = sides[-1]
+        can_stay = need.in_place and not prev.external and need.out_bytes <= need.in_bytes and not need.scratch
+        if can_stay and need.out_bytes < need.in_bytes:
+            # A layer that shrinks its tensor (int32 -> int8, pooling) may still be better out of
+            # place: its small output then frees the big region for the next layer.
+            nxt = needs[i + 1] if i + 1 < len(needs) else None
+            stay = _cost(nxt, prev.region)
+            move = max(prev.region + _round4(need.out_bytes), _cost(nxt, _round4(need.out_bytes)))
+            can_stay = stay <= move
         if need.alias:
             sides.append(prev)
-        elif need.in_place and not prev.external and need.out_bytes <= need.in_bytes and not need.scratch:
+        elif can_stay:
             sides.append(prev)
         else:
             region = _round4(max(need.out_bytes, need.out_region or 0))

@@ -1,6 +1,5 @@
 import json
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -41,10 +40,11 @@ def test_report_describes_layers_and_sizes(tmp_path):
     assert rep["weight_bytes"] == 32 * 128 + 10 * 16  # 4-bit packed rows
     assert [l["op"] for l in rep["layers"]] == ["linear", "shiftnorm", "linear"]
     assert all(l["kernel"] == "generic" for l in rep["layers"])
-    # ping-pong: int32 acc (128 B) at one end, shiftnorm in place, next acc (40 B) at the other end
-    assert rep["arena_bytes"] == 128 + 40
+    # int32 acc (128 B) at one end; shiftnorm writes its 32 int8 to the other end (cheaper than in
+    # place, which would keep 128 B alive under the next layer); next acc (40 B) over the first
+    assert rep["arena_bytes"] == 128 + 32
     header = (tmp_path / "mlp.h").read_text()
-    assert "#define MLP_ARENA_BYTES 168" in header and "#define MLP_INPUT_SIZE 256" in header
+    assert "#define MLP_ARENA_BYTES 160" in header and "#define MLP_INPUT_SIZE 256" in header
 
 
 @pytest.mark.parametrize("target", kernels.TARGETS)

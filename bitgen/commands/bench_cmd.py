@@ -1,17 +1,26 @@
 """bitgen bench: instructions per inference (min/median/max and per layer), flash by section,
-SRAM and the kernel chosen for each layer, measured on a board (emulated boards give exact
-retired-instruction counts). Writes JSON and a Markdown table."""
+SRAM and the kernel chosen for each layer, measured on a board. Writes JSON and a Markdown table.
+
+On a Unicorn-emulated board the measured image is the bench harness (board start-up and the
+model, inputs placed in memory by the emulator: bitgen.sim.bench), so that models which leave no
+room for the serial protocol can still be measured; the count is exact retired instructions,
+and a second image with a mark after every layer gives the per-layer split. Whether the full
+protocol firmware (what `bitgen flash` writes) fits is reported beside it. On a real board
+(--port) or a QEMU board the protocol firmware is measured through the serial port, without a
+per-layer split."""
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import boards, golden
+from .. import boards, build, golden
 from ..link import LinkError, Session
+from ..sim import bench as sim_bench
 from .common import UsageError, add_dataset_arguments, load_dataset, load_model
 from .emit_cmd import default_name
 
@@ -62,11 +71,14 @@ def _marker(board: boards.Board) -> int | None:
 
 def markdown(rep: dict[str, Any]) -> str:
     ins = rep["instructions"]
+    fw = rep.get("protocol_firmware") or {}
+    fits = "" if not fw else (f"; the protocol firmware {'fits' if fw.get('fits') else 'does not fit'} "
+                              f"({fw.get('flash_bytes')} B flash, {fw.get('sram_bytes')} B SRAM)")
     lines = [
         f"**{rep['model']['name']}** ({rep['model']['hash'][:12]}) on **{rep['board']}**, "
         f"{rep['kernels']} kernels: {ins['median']:.0f} instructions per inference "
         f"(min {ins['min']}, max {ins['max']}, {rep['compared']} inputs, {rep['mismatches']} mismatches); "
-        f"flash {rep['flash_bytes']} B, SRAM {rep['sram_bytes']} B.",
+        f"{rep['image']} image: flash {rep['flash_bytes']} B, SRAM {rep['sram_bytes']} B{fits}.",
         "",
         "| # | layer | kernel | output | weights (B) | MACs | instructions | share |",
         "|---|---|---|---|---:|---:|---:|---:|",
@@ -78,6 +90,40 @@ def markdown(rep: dict[str, Any]) -> str:
         lines.append(f"| {lay['index']} | {lay['op']} | {lay['kernel']} | {'x'.join(map(str, lay['out_shape']))} "
                      f"| {lay['weight_bytes']} | {lay['macs']} | {'' if n is None else n} | {share} |")
     return "\n".join(lines) + "\n"
+
+
+def _check(outputs, classes, expect) -> int:
+    """Number of inputs whose outputs or class differ from golden."""
+    want_cls = golden.argmax(expect)
+    return sum(not (np.array_equal(o.reshape(e.shape), e) and c == wc)
+               for o, c, e, wc in zip(outputs, classes, expect, want_cls))
+
+
+def _bench_emulated(board, model, name, x, expect, kernels):
+    """The bench harness on a Unicorn board: (cycles, mismatches, report, emitted, per-layer)."""
+    t_out = model.validate()[-1]
+    marker = _marker(board)
+    with tempfile.TemporaryDirectory(prefix="bitgen-bench-") as tmp:
+        plain = build.build(model, board, Path(tmp) / "plain", name=name, kernels=kernels, harness="bench")
+        kernels = plain.report["kernels"]
+        runs = sim_bench.run(board, plain, x, t_out.dtype, t_out.size)
+        mismatches = _check([r.outputs for r in runs], [r.cls for r in runs], expect)
+        emitted = json.loads((plain.outdir / "src" / f"{name}.json").read_text())
+        per_layer: dict[int, float] = {}
+        if marker is not None:
+            marked = build.build(model, board, Path(tmp) / "marked", name=name, kernels=kernels, harness="bench",
+                                 extra_cflags=[f"-DBG_BENCH_MARKER=0x{marker:08x}u", f"-D{MARK}"])
+            mruns = sim_bench.run(board, marked, x, t_out.dtype, t_out.size)
+            mismatches += _check([r.outputs for r in mruns], [r.cls for r in mruns], expect)
+            for r in mruns:
+                for i, n in r.layers.items():
+                    per_layer[i] = per_layer.get(i, 0) + n / len(mruns)
+        try:  # does the firmware `bitgen flash` writes (with the protocol) fit as well?
+            fw = build.build(model, board, Path(tmp) / "protocol", name=name, kernels=kernels).report
+            protocol = {"fits": True, "flash_bytes": fw["flash_bytes"], "sram_bytes": fw["sram_bytes"]}
+        except build.BudgetError as e:
+            protocol = {"fits": False, "flash_bytes": e.report["flash_bytes"], "sram_bytes": e.report["sram_bytes"]}
+    return [r.cycles for r in runs], mismatches, plain.report, emitted, per_layer, protocol
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,30 +140,25 @@ def run(args: argparse.Namespace) -> int:
     expect = golden.run(model, x)
     name = default_name(model.name)
 
-    # 1. The image `bitgen flash` would write: instructions per inference, sizes.
-    with Session(board, model, port=args.port, name=name, kernels=args.kernels) as s:
-        cycles, mismatches = _run_inputs(s, x, expect)
-        fw = s.firmware.report if s.firmware else {}
-        emitted = json.loads((s.firmware.outdir / "src" / f"{name}.json").read_text()) if s.firmware else None
-    kernels = fw.get("kernels", args.kernels)
-
-    # 2. The same image with a mark after every layer: the per-layer split (emulators only).
+    emulated = not args.port and (board.emulator or {}).get("kind") == "unicorn"
     per_layer: dict[int, float] = {}
-    marker = _marker(board) if not args.port else None
-    if marker is not None:
-        with Session(board, model, name=name, kernels=kernels,
-                     extra_cflags=[f"-DBG_BENCH_MARKER=0x{marker:08x}u", f"-D{MARK}"]) as s:
-            _, bad = _run_inputs(s, x, expect)
-            mismatches += bad
-            emulation = s.emulation
-        stats = emulation.stats
-        runs = max(stats.get("bench_runs", 0), 1)
-        per_layer = {int(k[5:]): v / runs for k, v in stats.items() if k.startswith("layer")}
+    protocol = None
+    if emulated:
+        cycles, mismatches, fw, emitted, per_layer, protocol = _bench_emulated(
+            board, model, name, x, expect, args.kernels)
+        image = "bench"
+    else:  # a real board or QEMU: the protocol firmware through the serial port
+        with Session(board, model, port=args.port, name=name, kernels=args.kernels) as s:
+            cycles, mismatches = _run_inputs(s, x, expect)
+            fw = s.firmware.report if s.firmware else {}
+            emitted = json.loads((s.firmware.outdir / "src" / f"{name}.json").read_text()) if s.firmware else None
+        image = "protocol"
+    kernels = fw.get("kernels", args.kernels)
 
     layers = []
     for lay in (emitted or {}).get("layers", []):
         n = per_layer.get(lay["index"])
-        if marker is not None and n is None:
+        if per_layer and n is None:
             n = 0.0  # fused into a later layer's kernel: its work is counted there
         layers.append({k: lay[k] for k in ("index", "op", "name", "kernel", "out_shape", "weight_bytes", "macs")}
                       | {"instructions": None if n is None else round(n)})
@@ -129,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
         "instructions": _stats(cycles),
         "instruction_source": board.cycle_source,
         "kernels": kernels,
+        "image": image,
+        "protocol_firmware": protocol,
         "flash_bytes": fw.get("flash_bytes"),
         "sram_bytes": fw.get("sram_bytes"),
         "flash_budget": fw.get("flash_budget"),
@@ -139,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         "macs": (emitted or {}).get("macs"),
         "layers": layers,
         "layer_split": ("emulator marks after each layer (2-3 instructions each, counted in the layer)"
-                        if marker is not None else None),
+                        if per_layer else None),
     }
     table = markdown(rep)
     print(table, end="")

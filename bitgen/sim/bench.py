@@ -1,0 +1,71 @@
+"""Run a firmware image built with the ``bench`` harness (templates/bench.c.j2) on a
+Unicorn-emulated board, one input at a time, through memory instead of a serial port.
+
+For each input the part starts from reset (start-up code, board init); when the CPU reaches
+``main`` the input is written into ``bg_bench_input``; the run ends when the firmware stores
+``bg_bench_done``. The firmware measures the model with the board's cycle counter (exact
+retired instructions in the emulator); a ``bitgen.bench_marker`` peripheral, when the image was
+built with layer marks, splits that count per layer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import unicorn as uc
+
+from ..boards import Board
+from .machine import Machine, SimFault
+
+MAX_INSTRUCTIONS = 500_000_000  # per input: a model that runs longer is stuck
+
+
+@dataclass
+class BenchRun:
+    outputs: np.ndarray
+    cls: int
+    cycles: int
+    layers: dict[int, int] = field(default_factory=dict)  # layer index -> instructions
+
+
+def run(board: Board, firmware, inputs: np.ndarray, output_dtype: str, output_size: int) -> list[BenchRun]:
+    emu = board.emulator
+    if not emu or emu.get("kind") != "unicorn":
+        raise SimFault(f"board {board.name}: the bench harness needs a Unicorn-emulated board")
+    image = Path(firmware.image).read_bytes()
+    sym = {n: firmware.symbol(n) for n in ("main", "bg_bench_input", "bg_bench_output", "bg_bench_class",
+                                            "bg_bench_cycles", "bg_bench_done")}
+    missing = [n for n, a in sym.items() if a is None]
+    if missing:
+        raise SimFault(f"{firmware.elf} is not a bench image (no {', '.join(missing)})")
+    np_out = np.int8 if output_dtype == "int8" else np.int32
+    runs = []
+    for x in np.asarray(inputs, dtype=np.int8).reshape(len(inputs), -1):
+        m = Machine(emu, image, name=board.name)
+        done = []
+
+        def load_input(u, address, size, _user, data=x.tobytes()):
+            u.mem_write(sym["bg_bench_input"], data)
+
+        def finished(u, access, address, size, value, _user):
+            if value:  # not the start-up code zeroing .bss
+                done.append(True)
+                u.emu_stop()
+
+        main = sym["main"] & ~1  # Thumb addresses carry bit 0
+        m.uc.hook_add(uc.UC_HOOK_CODE, load_input, begin=main, end=main)
+        m.uc.hook_add(uc.UC_HOOK_MEM_WRITE, finished, begin=sym["bg_bench_done"], end=sym["bg_bench_done"] + 3)
+        m.run(MAX_INSTRUCTIONS)
+        if not done:
+            raise SimFault(f"{board.name}: the bench image did not finish within {MAX_INSTRUCTIONS} instructions")
+        read = lambda name, n: bytes(m.uc.mem_read(sym[name], n))  # noqa: E731
+        out = np.frombuffer(read("bg_bench_output", output_size * np.dtype(np_out).itemsize), dtype=np_out)
+        marker = next((p for p in m.peripherals if hasattr(p, "layers")), None)
+        runs.append(BenchRun(
+            outputs=out.copy(),
+            cls=int.from_bytes(read("bg_bench_class", 4), "little", signed=True),
+            cycles=int.from_bytes(read("bg_bench_cycles", 4), "little"),
+            layers=dict(marker.layers) if marker else {},
+        ))
+    return runs
