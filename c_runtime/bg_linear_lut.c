@@ -77,34 +77,27 @@ static void bg_lut_table4(int16_t *t, int32_t x, uint8_t enc, uint32_t high_nibb
     }
 }
 
-/* Table for a column of several inputs (2-bit: 2 inputs, binary: 4 inputs). */
+/* Table for a column of several inputs (2-bit: 2 inputs, binary: 4 inputs). Either way the
+ * nibble splits into two halves of 2 bits, n = i + 4j, and T[n] = a[i] + b[j] where a and b
+ * are the contributions of the low and high half for each of their 4 codes. */
 static void bg_lut_table_multi(int16_t *t, const int32_t *x, uint8_t enc)
 {
-    const uint32_t bits = bg_enc_bits(enc), codes = 1u << bits, inputs = 4u / bits;
-    uint32_t k, c, m, size = 1;
-    t[0] = 0;
-    for (k = 0; k < inputs; k++) {
-        int32_t s[4]; /* x[k] * value(c) for each code c */
-        if (enc == BG_ENC_BINARY) {
-            s[0] = -x[k];
-            s[1] = x[k];
-        } else if (enc == BG_ENC_TERNARY) {
-            s[0] = 0;
-            s[1] = x[k];
-            s[2] = 0; /* unused code */
-            s[3] = -x[k];
-        } else { /* 2bitsym: 2c - 3 */
-            s[0] = -3 * x[k];
-            s[1] = -x[k];
-            s[2] = x[k];
-            s[3] = 3 * x[k];
-        }
-        for (c = codes - 1; c >= 1; c--)
-            for (m = 0; m < size; m++)
-                t[c * size + m] = (int16_t)(t[m] + s[c]);
-        for (m = 0; m < size; m++)
-            t[m] = (int16_t)(t[m] + s[0]);
-        size *= codes;
+    int32_t a[4], b[4];
+    uint32_t j;
+    if (enc == BG_ENC_BINARY) { /* bit k: +x[k] or -x[k]; two inputs per half */
+        a[0] = -x[0] - x[1], a[1] = x[0] - x[1], a[2] = x[1] - x[0], a[3] = x[0] + x[1];
+        b[0] = -x[2] - x[3], b[1] = x[2] - x[3], b[2] = x[3] - x[2], b[3] = x[2] + x[3];
+    } else if (enc == BG_ENC_TERNARY) { /* codes 0, 1, (2 unused), 3 = -1; one input per half */
+        a[0] = 0, a[1] = x[0], a[2] = 0, a[3] = -x[0];
+        b[0] = 0, b[1] = x[1], b[2] = 0, b[3] = -x[1];
+    } else { /* 2bitsym: 2c - 3 */
+        a[1] = -x[0], a[0] = a[1] - 2 * x[0], a[2] = x[0], a[3] = x[0] + 2 * x[0];
+        b[1] = -x[1], b[0] = b[1] - 2 * x[1], b[2] = x[1], b[3] = x[1] + 2 * x[1];
+    }
+    for (j = 0; j < 4; j++, t += 4) {
+        const int32_t bj = b[j];
+        t[0] = (int16_t)(a[0] + bj), t[1] = (int16_t)(a[1] + bj);
+        t[2] = (int16_t)(a[2] + bj), t[3] = (int16_t)(a[3] + bj);
     }
 }
 
