@@ -1,7 +1,8 @@
 """IR -> static C: ``NAME.h``, ``NAME.c``, the runtime kernels they use, and ``NAME.json``.
 
-The emitter reads only the IR. It plans the arena (:mod:`bitgen.memory`), packs weights
-(:mod:`bitgen.encodings`), picks a kernel per layer (:mod:`bitgen.kernels`) and renders ``templates/model.*.j2``.
+The emitter reads only the IR. It groups layers into steps (:mod:`bitgen.schedule`), picks a
+kernel per layer (:mod:`bitgen.kernels`), plans the arena (:mod:`bitgen.memory`), packs weights
+(:mod:`bitgen.encodings`) and renders ``templates/model.*.j2``.
 Output is deterministic: the same model gives the same bytes.
 """
 from __future__ import annotations
@@ -92,6 +93,12 @@ def _round4(n: int) -> int:
     return (n + 3) & ~3
 
 
+def _plane_region(types: list[ir.TensorType], st: schedule.Step) -> int:
+    """Bytes of each of the two plane buffers of a channel-by-channel step: the largest
+    channel plane of its layers but the last (which writes into the step's output)."""
+    return max(_round4(types[i + 1].nbytes // types[i + 1].shape[0]) for i in st.layers[:-1])
+
+
 def plan_model(model: ir.Model, target: str = "generic") -> ModelPlan:
     """Types of every tensor, the kernel of every layer, the schedule and the arena plan."""
     if target not in kernels.TARGETS:
@@ -119,10 +126,9 @@ def plan_model(model: ir.Model, target: str = "generic") -> ModelPlan:
     needs = []
     for st in steps:
         c = choices[st.first]
-        if st.channelwise:  # two plane buffers for the layers before the last, and kernel scratch
-            planes = max(_round4(types[i + 1].nbytes // types[i + 1].shape[0]) for i in st.layers[:-1])
+        if st.channelwise:  # two plane buffers, then the first kernel's own scratch
             needs.append(memory.Need(out_bytes=types[st.last + 1].nbytes, in_bytes=types[st.first].nbytes,
-                                     scratch=2 * planes + _round4(c.scratch)))
+                                     scratch=2 * _plane_region(types, st) + _round4(c.scratch)))
         else:
             needs.append(memory.Need(out_bytes=types[st.first + 1].nbytes, in_bytes=types[st.first].nbytes,
                                      in_place=c.in_place, out_region=c.out_region, scratch=c.scratch,
@@ -146,7 +152,7 @@ def _step_code(model: ir.Model, mp: ModelPlan, k: int, em: kernels.Emitter) -> t
         done = f"BG_LAYER_PART({i}, 0, {_ptr(loc_out, types[i + 1].dtype, const=True)}, {types[i + 1].nbytes});"
         return ([call] if call else []) + [done], {i: None if loc_out.external else loc_out.offset}
     # Channel by channel: planes ping-pong between two buffers in the scratch area.
-    plane = max(_round4(mp.plane_bytes(i)) for i in st.layers[:-1])
+    plane = _plane_region(types, st)
     planes = [scratch, scratch + plane]
     kernel_scratch = f"(int32_t *)(arena + {scratch + 2 * plane})"  # the first kernel's own scratch
     channels = types[st.last + 1].shape[0]
