@@ -213,16 +213,21 @@ def _generic(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType) -> Choi
         ch = layer.multiplier.size
         half_up = 1 if layer.rounding == "half_up" else 0
         amax = max(abs(t_in.lo), abs(t_in.hi))
-        # 32-bit arithmetic (bg_requant32_to) where the range proves |x| * m < 2^32 and an
-        # int32 result; otherwise 64-bit products
-        fits32 = all(m < 2**16 and sh <= 31 and amax * int(m) < 2**32 and (amax * int(m) >> int(sh)) + 1 < 2**31
-                     for m, sh in zip(layer.multiplier, layer.shift))
+        # 32-bit arithmetic (bg_requant32_to) where the range proves it exact: |x| * m < 2^32
+        # formed directly, or split in two halves of m when s >= 8 and |x| < 2^23; the result
+        # must fit int32. Otherwise 64-bit products.
+        pairs = [(int(m), int(sh)) for m, sh in zip(layer.multiplier, layer.shift)]
+        fits = all(m < 2**16 and sh <= 31 and (amax * m >> sh) + 1 < 2**31 for m, sh in pairs)
+        direct = fits and all(amax * m < 2**32 for m, _ in pairs)
+        split = fits and not direct and amax < 2**23 and all(sh >= 8 for _, sh in pairs)
+        fits32 = direct or split
         width, mtype, mbytes = ("32", "uint16_t", 2) if fits32 else ("", "int32_t", 4)
 
         def render(em: Emitter, i: int, p: Pointers) -> str:
             m = em.array(mtype, f"m{i}", int_lines(layer.multiplier), mbytes * ch, i)
             sh = em.array("uint8_t", f"s{i}", int_lines(layer.shift), ch, i)
-            q = em.struct(f"bg_requant{width}_t", f"q{i}", [m, sh, ch, half_up, layer.out_min, layer.out_max])
+            fields = [m, sh, ch, half_up] + ([int(split)] if fits32 else []) + [layer.out_min, layer.out_max]
+            q = em.struct(f"bg_requant{width}_t", f"q{i}", fields)
             fn = f"bg_requant{width}_to_{SUFFIX[t_out.dtype]}"
             if p.channel is None:
                 return f"{fn}({p.x}, {p.y}, {t_in.size // ch}, &{q}, 0, {ch});"

@@ -101,6 +101,7 @@ typedef struct {
     const uint8_t *shift;
     uint16_t channels;
     uint8_t half_up;
+    uint8_t split; /* 1: |x| * m may reach 2^32: form it in two 8-bit halves of m */
     int32_t lo, hi;
 } bg_requant32_t;
 

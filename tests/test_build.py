@@ -120,7 +120,7 @@ def test_build_cli_writes_build_json(tmp_path, capsys):
     assert rep["board"] == "host" and rep["fits"] and rep["flash_budget"] is None
 
 
-def static_norm_mlp(seed=0):
+def static_norm_mlp(seed=0, classes=10):
     """The USPS MLP as `bitgen train --norm static` makes it: per-channel multiplier + shift."""
     rng = np.random.default_rng(seed)
     odd = np.arange(-15, 16, 2)
@@ -132,14 +132,15 @@ def static_norm_mlp(seed=0):
     return ir.Model(ir.InputSpec((256,)), [
         ir.Linear(weight=rng.choice(odd, (64, 256)), encoding="4bitsym"), rq(),
         ir.Linear(weight=rng.choice(odd, (64, 64)), encoding="4bitsym"), rq(),
-        ir.Linear(weight=rng.choice(odd, (10, 64)), encoding="4bitsym"),
+        ir.Linear(weight=rng.choice(odd, (classes, 64)), encoding="4bitsym"),
     ], name="static")
 
 
 @needs("ch32v003")
 def test_falls_back_to_smaller_kernels_when_the_fast_ones_do_not_fit(tmp_path, capsys):
+    # 26 classes: about 16.6 KB with the lookup-table kernels, 15.7 KB with the generic ones
     path = tmp_path / "static.pt"
-    modelfile.save(static_norm_mlp(), path)
+    modelfile.save(static_norm_mlp(classes=26), path)
     assert cli.main(["build", "--board", "ch32v003", str(path), "-o", str(tmp_path / "fw")]) == 0
     rep = json.loads((tmp_path / "fw" / "build.json").read_text())
     (tried,) = rep["kernels_tried"]
@@ -147,4 +148,4 @@ def test_falls_back_to_smaller_kernels_when_the_fast_ones_do_not_fit(tmp_path, c
     assert rep["kernels"] == "generic" and rep["fits"] and rep["flash_bytes"] <= 16384
     assert "over budget, so generic kernels were used" in capsys.readouterr().out
     with pytest.raises(build.BudgetError):  # asked for explicitly, the fast kernels are refused
-        build.build(static_norm_mlp(), boards.get("ch32v003"), tmp_path / "fast", kernels="rv32ec")
+        build.build(static_norm_mlp(classes=26), boards.get("ch32v003"), tmp_path / "fast", kernels="rv32ec")

@@ -70,3 +70,31 @@ def test_plane_conv_equals_golden(tmp_path, target, enc, kh, kw):
     assert traced[-1] == len(m.layers) - 1
     for i in traced:
         assert np.array_equal(golden.run(m, x, all_layers=True)[i], layers[i]), f"layer {i}"
+
+
+@pytest.mark.parametrize("rounding", ["half_up", "floor"])
+@pytest.mark.parametrize("mult, shift, mode", [
+    ([3, 1, 40000, 65535], [2, 0, 24, 31], "64-bit"),       # shift 0 with a big product: 64-bit
+    ([3, 1, 255, 200], [2, 0, 9, 31], "direct"),             # |x| * m < 2^32
+    ([40000, 65535, 300, 1 << 15], [30, 31, 8, 20], "split"),  # |x| * m up to 2^38, s >= 8
+])
+def test_requant_arithmetic_modes_equal_golden(tmp_path, rounding, mult, shift, mode):
+    """32-bit requantization (direct and split products) and the 64-bit one, per channel,
+    on accumulators up to +-4.2 million (8-bit weights, 256 inputs)."""
+    rng = np.random.default_rng(len(mode))
+    w = rng.integers(-128, 128, (4, 256))
+    w[0], w[1] = 127, -128  # the extremes of the proved range are reached
+    m = ir.Model(ir.InputSpec((256,)), [
+        ir.Linear(weight=w, encoding="8bit"),
+        ir.Requant(multiplier=mult, shift=shift, rounding=rounding, out_dtype="int32"),
+    ])
+    em = emit.emit(m, tmp_path, name="rq")
+    src = (tmp_path / "rq.c").read_text()
+    assert ("bg_requant32_to" in src) == (mode != "64-bit")
+    if mode != "64-bit":  # fields: multiplier, shift, channels, half_up, split, lo, hi
+        fields = src.split("bg_requant32_t rq_q1 = {", 1)[1].split("}", 1)[0].split(",")
+        assert int(fields[4]) == (mode == "split")
+    hm = host.build(em, tmp_path / "b")
+    x = np.concatenate([check.random_inputs(m.input.shape, 300), check.extreme_inputs(m.input.shape)])
+    y, _, _ = hm.run(x)
+    assert np.array_equal(y, golden.run(m, x))

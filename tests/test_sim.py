@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from bitgen import boards, golden
+from bitgen import boards, golden, ir
 from bitgen.link import BoardFault, Link, Session
 from bitgen.sim import start
 from bitgen.sim.machine import Machine, SimFault
@@ -230,12 +230,28 @@ def test_sim_cli_reports_a_bad_board(tmp_path):
 
 @needs_rv
 def test_static_norm_usps_mlp_on_ch32v003_sim(tmp_path):
-    """The trained USPS MLP's shape and requantization (per-channel multipliers, 64-bit products
-    through libgcc): bit-exact on the emulated part, in the kernels that fit its flash."""
+    """The trained USPS MLP's shape and requantization (per-channel multipliers, products of up
+    to 2^33 formed exactly in 32 bits): bit-exact on the emulated part, fast kernels fitting."""
     from test_build import static_norm_mlp
 
     model = static_norm_mlp(seed=1)
     x = np.random.default_rng(2).integers(-128, 128, (3, 256)).astype(np.int8)
     with Session(boards.get("ch32v003-sim"), model, workdir=str(tmp_path)) as s:
-        assert s.firmware.report["kernels"] == "generic" and s.firmware.report["fits"]
+        assert s.firmware.report["kernels"] == "rv32ec" and s.firmware.report["fits"]
+        _check(s, model, x)
+
+
+@needs_rv
+def test_64bit_requantization_through_libgcc_on_ch32v003_sim(tmp_path):
+    """A requantization only 64-bit products can do (shift 0, products past 2^32): libgcc's
+    64-bit helpers for RV32EC, bit-exact on the emulated part."""
+    rng = np.random.default_rng(3)
+    model = ir.Model(ir.InputSpec((64,)), [
+        ir.Linear(weight=rng.integers(-128, 128, (4, 64)), encoding="8bit"),
+        ir.Requant(multiplier=[3, 40000, 65535, 7], shift=[0, 24, 31, 1], rounding="half_up", out_dtype="int32"),
+    ])
+    x = np.concatenate([np.full((1, 64), 127), np.full((1, 64), -128),
+                        rng.integers(-128, 128, (2, 64))]).astype(np.int8)
+    with Session(boards.get("ch32v003-sim"), model, workdir=str(tmp_path)) as s:
+        assert "bg_requant_to_s32" in (s.firmware.outdir / "src" / "model.c").read_text()
         _check(s, model, x)
