@@ -31,6 +31,10 @@ class _QuantMixin:
     bias: torch.nn.Parameter | None
     quant: WeightQuantizer
 
+    @property
+    def encoding(self) -> str:
+        return self.quant.encoding
+
     def _quantized(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
         q, s = self.quant(self.weight)
         b = None
@@ -80,10 +84,6 @@ class QuantLinear(_QuantMixin, torch.nn.Module):
         self.quant = WeightQuantizer(encoding, scale, per_channel)
         _init_weight(self.weight, self.in_features)
 
-    @property
-    def encoding(self) -> str:
-        return self.quant.encoding
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = self._compute_dtype(x)
         q, b = self._quantized(dtype)
@@ -123,10 +123,6 @@ class QuantConv2d(_QuantMixin, torch.nn.Module):
         self.bias = torch.nn.Parameter(torch.zeros(self.out_channels)) if bias else None
         self.quant = WeightQuantizer(encoding, scale, per_channel)
         _init_weight(self.weight, self.in_channels // self.groups * kh * kw)
-
-    @property
-    def encoding(self) -> str:
-        return self.quant.encoding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = self._compute_dtype(x)
