@@ -4,7 +4,8 @@
 compiles everything with the board's toolchain and links it with the board's linker script,
 whose MEMORY block bitgen writes from ``board.toml`` (one source of truth for the budgets). It
 then reports flash and SRAM per section, per component (model, kernels, protocol, board
-support, libgcc) and the largest symbols. A board may list several kernel targets, fastest
+support, libgcc) and the largest symbols, and the worst-case stack depth from the compiler's
+call graph (:mod:`bitgen.stack`), checked against the stack the board reserves. A board may list several kernel targets, fastest
 first (the CH32V003: lookup-table kernels, then the smaller generic ones): the first image that
 fits is kept. An image that fits with none is refused before anything can be flashed
 (:class:`BudgetError`, with the report on ``.report``).
@@ -25,7 +26,7 @@ from typing import Any
 
 import jinja2
 
-from . import __version__, emit, ir
+from . import __version__, emit, ir, stack
 from .boards import Board, BoardError, Region
 from .errors import BitgenError
 from .paths import C_RUNTIME, TEMPLATES
@@ -273,6 +274,12 @@ def format_report(rep: dict[str, Any]) -> str:
     for name, c in rep["components"].items():
         lines.append(f"  {name:<10} {c['flash']:>7} {c['sram']:>7}")
     lines.append("  largest symbols: " + ", ".join(f"{s['name']} {s['size']}" for s in rep["largest_symbols"][:8]))
+    st = rep.get("stack")
+    if st:
+        lines.append(f"  stack: {st['bytes']} B at most of the {st['reserved']} B reserved "
+                     f"({' > '.join(f.split(':')[-1] for f in st['path'])})"
+                     + (f"; not analysed: {', '.join(st['not_analysed'])}" if st["not_analysed"] else "")
+                     + ("" if st["bounded"] else "; UNBOUNDED (recursion, pointer call or dynamic frame)"))
     return "\n".join(lines)
 
 
@@ -287,20 +294,20 @@ def harness_size(rep: dict[str, Any]) -> dict[str, int]:
 # ------------------------------------------------------------------------------------- build
 def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "model",
           extra_cflags: list[str] | None = None, model_path: str | None = None,
-          kernels: str | None = None, harness: str = "protocol") -> Firmware:
+          kernels: str | None = None, harness: str = "protocol", max_arena: int | None = None) -> Firmware:
     """Build the firmware image of ``board`` running ``model`` into ``outdir``.
 
     Without ``kernels`` the board's kernel targets are tried fastest first, and the first image
     that fits is kept; the report lists every image tried (``kernels_tried``). ``harness``:
     ``protocol`` (the wire protocol: what `bitgen flash` writes) or ``bench`` (start-up and the
-    model only, driven through memory by bitgen.sim.bench)."""
+    model only, driven through memory by bitgen.sim.bench). ``max_arena``: see emit.plan_within."""
     if harness not in HARNESSES:
         raise BuildError(f"unknown harness '{harness}' (known: {', '.join(HARNESSES)})")
     choices = [kernels] if kernels else board.image_board.kernels
     tried: list[dict[str, Any]] = []
     for i, k in enumerate(choices):
         try:
-            fw = _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness)
+            fw = _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, max_arena)
         except BudgetError as e:
             tried.append({"kernels": k, "flash_bytes": e.report["flash_bytes"],
                           "sram_bytes": e.report["sram_bytes"], "fits": False})
@@ -312,7 +319,8 @@ def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "mod
 
 
 def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_cflags: list[str] | None,
-           model_path: str | None, kernels: str, tried: list[dict[str, Any]], harness: str) -> Firmware:
+           model_path: str | None, kernels: str, tried: list[dict[str, Any]], harness: str,
+           max_arena: int | None) -> Firmware:
     img = board.image_board
     tc = img.toolchain
     if not tc:
@@ -326,7 +334,7 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
     if obj.exists():
         shutil.rmtree(obj)
     obj.mkdir(parents=True)
-    em = emit.emit(model, src, name=name, target=kernels)
+    em = emit.emit(model, src, name=name, target=kernels, max_arena=max_arena)
     for f in PROTOCOL_FILES:
         shutil.copyfile(C_RUNTIME / f, src / f)
     render_firmware(board, em, src / "firmware.c", HARNESSES[harness])
@@ -340,7 +348,8 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
         o = obj / (s.stem + ".o")
         if o in objects:
             raise BuildError(f"two sources compile to {o.name}")
-        _run([cc, *cflags, "-c", str(s), "-o", str(o)], f"compiling {s.name} for {img.name}")
+        _run([cc, *cflags, *([stack.CFLAG] if s.suffix == ".c" else []), "-c", str(s), "-o", str(o)],
+             f"compiling {s.name} for {img.name}")
         objects.append(o)
 
     elf = outdir / "firmware.elf"
@@ -383,19 +392,27 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
     if script:
         report.update(size_report(img, elf, map_path.read_text(), name))
         report["harness"] = harness_size(report)
+        # the protocol calls the model through a pointer (templates/firmware.c.j2: bg_run)
+        est = stack.estimate(sorted(obj.glob("*.ci")), "main", indirect=("bg_run",))
+        report["stack"] = est.report() | {"reserved": img.stack_bytes}
     else:
         report.update({"flash_bytes": None, "sram_bytes": None, "flash_budget": None, "sram_budget": None})
 
+    st = report.get("stack")
     fits = over is None and (
         report["flash_budget"] is None
-        or (report["flash_bytes"] <= report["flash_budget"] and report["sram_bytes"] <= report["sram_budget"])
+        or (report["flash_bytes"] <= report["flash_budget"] and report["sram_bytes"] <= report["sram_budget"]
+            and st["bytes"] <= st["reserved"])
     )
     report["fits"] = fits
     (outdir / "build.json").write_text(json.dumps(report, indent=2) + "\n")
     if not fits:
         # nothing over budget may reach a flasher: keep the ELF for inspection under another name
         elf.replace(outdir / "firmware-over-budget.elf")
-        raise BudgetError(f"model does not fit {img.name}: {format_report(report).splitlines()[0]}", report)
+        why = format_report(report).splitlines()[0]
+        if st and st["bytes"] > st["reserved"]:
+            why = f"the stack can reach {st['bytes']} B, over the {st['reserved']} B reserved"
+        raise BudgetError(f"model does not fit {img.name}: {why}", report)
 
     binp = hexp = None
     if script:

@@ -99,8 +99,9 @@ def _plane_region(types: list[ir.TensorType], st: schedule.Step) -> int:
     return max(_round4(types[i + 1].nbytes // types[i + 1].shape[0]) for i in st.layers[:-1])
 
 
-def plan_model(model: ir.Model, target: str = "generic") -> ModelPlan:
-    """Types of every tensor, the kernel of every layer, the schedule and the arena plan."""
+def plan_model(model: ir.Model, target: str = "generic", lut_chunks: dict[int, int] | None = None) -> ModelPlan:
+    """Types of every tensor, the kernel of every layer, the schedule and the arena plan.
+    `lut_chunks`: tables per pass of the LUT kernel of some layers, if not the target's default."""
     if target not in kernels.TARGETS:
         raise EmitError(f"unknown target '{target}' (available: {', '.join(kernels.TARGETS)})")
     types = [model.input_type()] + model.validate()
@@ -116,7 +117,8 @@ def plan_model(model: ir.Model, target: str = "generic") -> ModelPlan:
                 choice = kernels.plane_conv_group(model, types, i, st.last, target)
             try:
                 choice = choice or kernels.choose(layer, types[i], types[i + 1], target,
-                                                  kernels.reads_model_input(model, i))
+                                                  kernels.reads_model_input(model, i),
+                                                  (lut_chunks or {}).get(i))
             except kernels.KernelError as e:
                 raise EmitError(f"layer {i} {layer.describe()}: {e}") from None
             if st.channelwise and not choice.per_channel:
@@ -210,11 +212,37 @@ def _ptr_at(offset: int, dtype: str, const: bool) -> str:
     return _ptr(memory.Location(external=False, offset=offset), dtype, const)
 
 
-def emit(model: ir.Model, outdir: str | Path, name: str = "model", target: str = "generic") -> Emitted:
-    """Write the C for `model` into `outdir`; returns the file list and the report."""
+def plan_within(model: ir.Model, target: str, max_arena: int | None) -> ModelPlan:
+    """The plan with the target's fastest kernels, or, when its arena is over `max_arena`
+    bytes, a plan whose arena is not: fewer LUT tables per pass (the only kernel scratch that
+    trades speed for SRAM), lowered only in the layers that must, each as little as it can."""
+    mp = plan_model(model, target)
+    if max_arena is None or mp.memory.arena_bytes <= max_arena:
+        return mp
+    luts = [i for i, c in enumerate(mp.choices) if c.kernel == "lut"]
+    least = plan_model(model, target, {i: 1 for i in luts})
+    if least.memory.arena_bytes > max_arena:
+        raise EmitError(f"the arena needs {least.memory.arena_bytes} B at least, over the limit of "
+                        f"{max_arena} B (--max-arena)")
+    # Each layer's scratch only counts while it runs: find each one's largest chunk with the
+    # others at their smallest, then check the combination.
+    chunks = {}
+    for i in luts:
+        for chunk in range(kernels.LUT_CHUNK[target], 0, -1):
+            if plan_model(model, target, {j: 1 for j in luts} | {i: chunk}).memory.arena_bytes <= max_arena:
+                chunks[i] = chunk
+                break
+    mp = plan_model(model, target, chunks)
+    return mp if mp.memory.arena_bytes <= max_arena else least
+
+
+def emit(model: ir.Model, outdir: str | Path, name: str = "model", target: str = "generic",
+         max_arena: int | None = None) -> Emitted:
+    """Write the C for `model` into `outdir`; returns the file list and the report.
+    `max_arena`: bytes the arena may take at most (see plan_within)."""
     if not IDENT.match(name):
         raise EmitError(f"--name '{name}' is not a C identifier (letters, digits, _; max 41)")
-    mp = plan_model(model, target)
+    mp = plan_within(model, target, max_arena)
     types, choices, plan = mp.types, mp.choices, mp.memory
     em = kernels.Emitter(name)
     layers: list[LayerPlan] = []
@@ -299,6 +327,7 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", target: str =
         "labels": model.labels,
         "weight_bytes": context["weight_bytes"],
         "arena_bytes": plan.arena_bytes,
+        "max_arena": max_arena,
         "macs": context["macs"],
         "layers": [lp.report() for lp in layers],
     }

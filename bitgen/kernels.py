@@ -7,10 +7,13 @@ one is fastest there:
 * ``generic``: the reference kernels of ``c_runtime/bg_*.c``, one per op, no layout tricks.
 * ``rv32ec``: no multiplier (CH32V003). Fully connected layers on int8 inputs use the nibble
   lookup-table kernel (``bg_linear_lut.c``): one table load and add per weight nibble.
-* ``rv32emc`` and ``cortex-m4``: a multiplier. The LUT kernel for weights of up to 4 bits (a
-  lookup is cheaper than decoding a weight and multiplying); convolutions that run on one
+* ``rv32emc`` and ``cortex-m4``: a multiplier. On ``rv32emc`` the LUT kernel for weights of up
+  to 4 bits (a lookup is cheaper than decoding a weight and multiplying); on ``cortex-m4``
+  fully connected layers on int8 inputs use the DSP extension's dual multiply-accumulate
+  (``bg_linear_simd.c``, weights stored one byte each). Convolutions that run on one
   plane (channel-by-channel steps, :mod:`bitgen.schedule`) use ``bg_conv2d_plane.c``, with the
-  ReLU / requantization that follows fused into its output stage.
+  ReLU / requantization that follows, and a 2x2 stride-2 max pool after them, fused into its
+  output stage.
 
 A kernel is chosen in two steps: :func:`choose` or :func:`plane_conv_group` (before arena
 planning: how much scratch and output room the kernel needs, which layers it fuses) and
@@ -29,9 +32,9 @@ TARGETS = ("generic", "rv32ec", "rv32emc", "cortex-m4")
 HAS_MULTIPLIER = {"rv32emc", "cortex-m4"}
 SUFFIX = {"int8": "s8", "int32": "s32"}
 C_TYPE = {"int8": "int8_t", "int32": "int32_t"}
-# Tables per pass of the LUT kernel: 17 * 2 * (chunk + 1) bytes of scratch. A pass costs each
+# Tables per pass of the LUT kernel: 2 * (17 * chunk + 1) bytes of scratch. A pass costs each
 # block of 8 outputs a load and a store of its sums, so small chunks are cheap in time; RV32EC
-# parts have 2 KB of SRAM.
+# parts have 2 KB of SRAM. The emitter lowers the chunk when asked for a smaller arena.
 LUT_CHUNK = {"rv32ec": 8, "rv32emc": 16, "cortex-m4": 16}
 
 GENERIC_FILES = {
@@ -45,6 +48,7 @@ GENERIC_FILES = {
     "flatten": [],
 }
 LUT_FILES = ["bg_linear_lut.c", "bg_linear_lut.h"]
+SIMD_FILES = ["bg_linear_simd.c", "bg_linear_simd.h"]
 PLANE_FILES = ["bg_conv2d_plane.c", "bg_conv2d_plane.h", "bg_conv2d_plane.inc"]
 
 
@@ -298,17 +302,54 @@ def _lut_linear(layer: ir.Linear, t_in: ir.TensorType, offset: bool, max_chunk: 
                         [w_arr, tail, b, rs, n_in, n_out, chunk, enc_id(layer), tail_rows])
         return f"bg_linear_lut_s8({p.x}, {p.y}, &{prm}, {p.scratch});"
 
-    return Choice("lut", LUT_FILES, render, scratch=17 * 2 * (chunk + 1), out_region=rows * 4)
+    return Choice("lut", LUT_FILES, render, scratch=2 * (17 * chunk + 1), out_region=rows * 4)
+
+
+# ------------------------------------------------- dual multiply-accumulate (cortex-m4)
+def _simd_linear(layer: ir.Linear, t_in: ir.TensorType) -> Choice | None:
+    """The SMLAD kernel for an int8-input linear layer, or None where it does not apply."""
+    n_out, n_in = layer.weight.shape
+    if t_in.dtype != "int8" or n_in > 0xFFFF or n_out > 0xFFFF:
+        return None
+    if layer.weight.min() < -128 or layer.weight.max() > 127:  # FP1.3.0's +128: no int8
+        return None
+    # Exactness: partial sums in any order are bounded by |bias| + sum |w| * max |x|.
+    w_abs = np.abs(layer.weight.astype(object)).sum(axis=1)
+    bias = np.zeros(n_out, dtype=object) if layer.bias is None else np.abs(layer.bias.astype(object))
+    if max(bias + w_abs * max(abs(t_in.lo), abs(t_in.hi))) > ir.INT32[1]:
+        return None
+    rows, cols = -(-n_out // 4) * 4, -(-n_in // 4) * 4
+
+    def render(em: Emitter, i: int, p: Pointers) -> str:
+        w = np.zeros((rows, cols), dtype=np.int8)
+        w[:n_out, :n_in] = layer.weight
+        # (block, row, group, input) -> (block, group, row, input): one word per row and group
+        words = w.reshape(rows // 4, 4, cols // 4, 4).transpose(0, 2, 1, 3).copy().view("<u4")
+        w_arr = em.array("uint32_t", f"w{i}", word_lines(words), words.size * 4, i)
+        b = "0"
+        if layer.bias is not None:
+            padded = np.zeros(rows, dtype=np.int64)
+            padded[:n_out] = layer.bias
+            b = em.array("int32_t", f"b{i}", int_lines(padded), 4 * rows, i)
+        prm = em.struct("bg_simd_fc_t", f"simd{i}", [w_arr, b, n_in, n_out])
+        return f"bg_linear_simd_s8({p.x}, {p.y}, &{prm});"
+
+    return Choice("simd", SIMD_FILES, render, out_region=rows * 4)
 
 
 def _post_stage(fused: list[ir.Layer], types: list[ir.TensorType]) -> dict[str, Any] | None:
-    """The bg_post_t of the layers fused after a conv (ReLU? Requant? ReLU?), or None if the
-    sequence cannot be fused. `types[k]` is the input type of fused[k]."""
+    """The bg_post_t of the layers fused after a conv (ReLU? Requant? ReLU? then a 2x2 stride-2
+    MaxPool2d?), or None if the sequence cannot be fused. `types[k]` is the input type of fused[k]."""
+    pool = bool(fused) and isinstance(fused[-1], ir.MaxPool2d)
+    if pool:
+        if fused[-1].kernel != (2, 2) or fused[-1].stride != (2, 2):
+            return None
+        fused, types = fused[:-1], types[:-1]
     kinds = [layer.kind for layer in fused]
     if kinds not in ([], ["relu"], ["requant"], ["relu", "requant"], ["requant", "relu"], ["relu", "requant", "relu"]):
         return None
     rq = next((layer for layer in fused if isinstance(layer, ir.Requant)), None)
-    post = {"requant": rq, "lo": ir.INT32[0], "hi": ir.INT32[1], "wide": 0,
+    post = {"requant": rq, "lo": ir.INT32[0], "hi": ir.INT32[1], "wide": 0, "pool": int(pool),
             "relu_before": int(bool(kinds) and kinds[0] == "relu"),
             "relu_after": int(bool(kinds) and kinds[-1] == "relu" and rq is not None)}
     if rq is not None:
@@ -326,6 +367,8 @@ def _plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType,
     kh, kw = layer.weight.shape[2:]
     if layer.stride != (1, 1) or layer.padding != (0, 0) or kh * kw > 49:
         return None
+    if layer.weight.shape[1] != 1:  # the kernel reads one input plane per output plane
+        return None
     for v in (*t_in.shape, *t_out.shape):
         if v > 0xFFFF:
             return None
@@ -341,6 +384,10 @@ def _plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType,
         z = max(abs(t_in.lo), abs(t_in.hi))
         if max(np.abs(bias) + np.abs(wsum) * z + w_abs * (t_in.hi - t_in.lo)) > ir.INT32[1]:
             offset = False
+    # Any order of the sums is exact: every partial sum lies within |bias| + sum |w| * max |x|
+    # (ir.validate's bound; with the offset, the check above). A fused pool compares the values
+    # golden's pool compares (the kernel may take the maximum before a ReLU and floor shift,
+    # which are non-decreasing: the same result).
     sparse = offset or t_in.lo >= 0
     # with the offset, the kernel reads the int32 plane x - z that the step's prologue wrote
     fn = f"bg_conv2d_plane_{'s32' if offset else SUFFIX[t_in.dtype]}_{SUFFIX[t_final.dtype]}"
@@ -354,7 +401,7 @@ def _plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType,
         x = f"(const int32_t *){p.scratch}" if offset else p.x
         if not p.x_is_plane and layer.groups > 1:
             group = "c" if co == layer.groups else f"(c / {co // layer.groups}u)"
-            x = f"{p.x} + {group} * {h * wd}u"
+            x = f"{x} + {group} * {h * wd}u"  # this channel's plane (of the offset copy too)
         row = encodings.get(layer.encoding).row_bytes(kh * kw)
         bias_expr = "0" if b == "0" else f"{b}[c]"
         if offset:  # sum w x = sum w (x - z) + z * sum w
@@ -370,7 +417,7 @@ def _plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType,
             post_arg = "&" + em.struct("bg_post_t", f"post{i}", [
                 m, sh, post["lo"], post["hi"], int(rq is not None and rq.multiplier.size > 1),
                 post["relu_before"], int(rq is not None), post["relu_after"],
-                int(rq is not None and rq.rounding == "half_up"), post["wide"]])
+                int(rq is not None and rq.rounding == "half_up"), post["wide"], post["pool"]])
         return (f"{fn}({x}, {p.y}, &{shape}, {w} + c * {row}u, {enc_id(layer)}, {bias_expr}, "
                 f"{int(sparse)}, {post_arg}, c);")
 
@@ -381,21 +428,24 @@ def _plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType,
 
 def plane_conv_group(model: ir.Model, types: list[ir.TensorType], i: int, last: int, target: str) -> Choice | None:
     """For a conv at i inside a channel-by-channel step ending at `last`: the plane kernel
-    fused with as many following ReLU/Requant layers as it can take, or None."""
+    fused with as many following ReLU/Requant layers (and a 2x2 max pool after them) as it can
+    take, or None."""
     if target not in HAS_MULTIPLIER:
         return None
     layer = model.layers[i]
     offset = reads_model_input(model, i) and types[0].lo < 0 and types[0].dtype == "int8"
     best = None
-    for n in range(0, 4):
+    for n in range(0, 5):
         if i + n > last:
             break
         fused = model.layers[i + 1 : i + 1 + n]
-        if any(not isinstance(f, (ir.ReLU, ir.Requant)) for f in fused):
+        if any(not isinstance(f, (ir.ReLU, ir.Requant, ir.MaxPool2d)) for f in fused):
             break
         choice = _plane_conv(layer, types[i], types[i + 1], list(fused), types[i + 2 : i + 2 + n], offset)
         if choice is not None:
             best = choice
+        if fused and isinstance(fused[-1], ir.MaxPool2d):  # nothing is fused after a pool
+            break
     return best
 
 
@@ -404,17 +454,24 @@ def reads_model_input(model: ir.Model, index: int) -> bool:
     return all(isinstance(layer, ir.Flatten) for layer in model.layers[:index])
 
 
-def choose(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType, target: str, first: bool) -> Choice:
+def choose(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType, target: str, first: bool,
+           lut_chunk: int | None = None) -> Choice:
     """The kernel for `layer` on `target` when it runs on its own (see plane_conv_group for
-    convolutions inside channel-by-channel steps). `first`: the layer reads the model input."""
+    convolutions inside channel-by-channel steps). `first`: the layer reads the model input;
+    `lut_chunk`: tables per pass of the LUT kernel, if not the target's default."""
     if target not in TARGETS:
         raise KernelError(f"unknown target '{target}' (available: {', '.join(TARGETS)})")
+    if target == "cortex-m4" and isinstance(layer, ir.Linear):
+        simd = _simd_linear(layer, t_in)
+        if simd is not None:
+            return simd
     if target != "generic" and isinstance(layer, ir.Linear):
         enc = encodings.get(layer.encoding)
         if target == "rv32ec" or enc.bits <= 4:
             # Offsetting by the minimum pays where inputs are signed: the model input (images
             # have a constant background); ReLU-like outputs are already >= 0.
-            lut = _lut_linear(layer, t_in, offset=first and t_in.lo < 0, max_chunk=LUT_CHUNK[target])
+            lut = _lut_linear(layer, t_in, offset=first and t_in.lo < 0,
+                              max_chunk=lut_chunk or LUT_CHUNK[target])
             if lut is not None:
                 return lut
     return _generic(layer, t_in, t_out)

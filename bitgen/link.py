@@ -353,13 +353,15 @@ class Session:
     def __init__(self, board: Any, model: Any, *, port: str | None = None, name: str = "model",
                  workdir: str | None = None, timeout: float = 3.0, infer_timeout: float = 60.0,
                  retries: int = 3, boot_timeout: float = 15.0, log: Any = None,
-                 extra_cflags: list[str] | None = None, kernels: str | None = None):
+                 extra_cflags: list[str] | None = None, kernels: str | None = None,
+                 max_arena: int | None = None):
         self.board, self.model, self.port = board, model, port
         self.name, self.workdir = name, workdir
         self.kw = dict(timeout=timeout, infer_timeout=infer_timeout, retries=retries, log=log)
         self.boot_timeout = boot_timeout
         self.extra_cflags = extra_cflags
         self.kernels = kernels
+        self.max_arena = max_arena
         self.firmware = None
         self.emulation = None
         self.link: Link | None = None
@@ -384,7 +386,8 @@ class Session:
                 self._tmp = tempfile.TemporaryDirectory(prefix="bitgen-fw-")
                 self.workdir = self._tmp.name
             self.firmware = build.build(self.model, self.board, self.workdir, name=self.name,
-                                        extra_cflags=self.extra_cflags, kernels=self.kernels)
+                                        extra_cflags=self.extra_cflags, kernels=self.kernels,
+                                        max_arena=self.max_arena)
             bottom = self.firmware.symbol("__bss_end") if self.board.emulator.get("kind") == "unicorn" else None
             self.emulation = sim.start(self.board, self.firmware, stack_bottom=bottom)
             url = self.emulation.url

@@ -8,17 +8,19 @@
 
 /* What happens to each accumulator before it is stored: optional ReLU, then optional
  * requantization clamp(round(v * multiplier[c] / 2^shift[c]), lo, hi) with c the channel
- * (or 0 when per tensor), then optional ReLU. */
+ * (or 0 when per tensor), then optional ReLU; then, with `pool`, a 2x2 stride-2 max pool
+ * (floor output size): only the maximum of each window of those values is stored. */
 typedef struct {
     const int32_t *multiplier;
     const uint8_t *shift;
     int32_t lo, hi;
     uint8_t per_channel, relu_before, requant, relu_after, half_up;
     uint8_t wide; /* 1: the product needs 64 bits; 0: proved to fit 32 bits */
+    uint8_t pool; /* 1: y is the (oh/2) x (ow/2) max-pooled plane */
 } bg_post_t;
 
-/* One output plane (oh x ow) from one input plane (h x w), stride 1, no padding:
- *   acc = bias + sum_k w[k] * x   then the output stage `post` (0: store acc as is).
+/* One output plane (oh x ow, or its pooled oh/2 x ow/2) from one input plane (h x w), stride 1,
+ * no padding:  acc = bias + sum_k w[k] * x   then the output stage `post` (0: store acc as is).
  * sparse: skip zero inputs (worth it when many are zero: after ReLU, or offset inputs).
  * channel: index into post's per-channel parameters. s->c and s->co must be 1. */
 #define BG_DECLARE_PLANE(IN, OUT, TI, TO)                                                        \

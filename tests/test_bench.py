@@ -24,3 +24,15 @@ def test_bench_splits_instructions_per_layer(tmp_path, capsys):
     # the split covers the model run; the total also holds the call and the argmax
     assert 0.9 * ins["mean"] < split <= ins["mean"]
     assert "| 0 | linear | lut |" in (tmp_path / "bench.md").read_text()
+
+
+def test_bench_runs_the_simd_kernel_on_the_emulated_cortex_m4(tmp_path):
+    """The SMLAD/SXTB16 instructions themselves (the host check runs their C equivalents):
+    partial input groups (30, 13 inputs) and padding rows (13, 10 outputs), bit-exact."""
+    path = tmp_path / "m.pt"
+    bitgen.save(mlp(seed=5, widths=(30, 13, 10)), path)
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--board", "max78000-sim", str(path), "--random", "8", "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["mismatches"] == 0 and rep["compared"] == 8
+    assert [lay["kernel"] for lay in rep["layers"] if lay["op"] == "linear"] == ["simd", "simd"]

@@ -111,6 +111,22 @@ def test_sram_over_budget_is_refused(tmp_path):
     assert e.value.report["sram_bytes"] > 2048
 
 
+@needs("ch32v003")
+def test_stack_reserve_below_the_call_graph_bound_is_refused(tmp_path):
+    """A copy of the CH32V003 that reserves 64 bytes of stack: the image links, but the
+    protocol's call chain into the model needs more, so it must not reach a flasher."""
+    shutil.copytree(boards.BOARDS / "ch32v003", tmp_path / "tiny-stack")
+    toml = tmp_path / "tiny-stack" / "board.toml"
+    text = toml.read_text().replace('name = "ch32v003"', 'name = "tiny-stack"')
+    toml.write_text(re.sub(r"(?m)^stack = \d+", "stack = 64", text))
+    board = boards.get("tiny-stack", root=tmp_path)
+    with pytest.raises(build.BudgetError, match=r"the stack can reach \d+ B, over the 64 B reserved") as e:
+        build.build(mlp(widths=(16, 4)), board, tmp_path / "out")
+    st = e.value.report["stack"]
+    assert st["bounded"] and st["bytes"] > 64 and st["path"][0] == "main"
+    assert not (tmp_path / "out" / "firmware.elf").exists()
+
+
 def test_build_cli_writes_build_json(tmp_path, capsys):
     path = tmp_path / "m.pt"
     modelfile.save(mlp(widths=(16, 8, 4)), path)

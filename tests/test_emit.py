@@ -91,3 +91,24 @@ def test_first_layer_never_writes_the_callers_input(tmp_path):
 def test_bad_emit_options(tmp_path, name, target, msg):
     with pytest.raises(emit.EmitError, match=msg):
         emit.emit(mlp(), tmp_path, name=name, target=target)
+
+
+def test_max_arena_trades_lut_tables_for_sram(tmp_path):
+    """The 4-bit 256-64-64-10 MLP: 8 tables per pass by default on RV32EC; under a 400-byte
+    limit only the layers that must build fewer, and the result stays bit-exact."""
+    from bitgen import check, golden
+
+    m = mlp(seed=3, widths=(256, 64, 64, 10))
+    fast = emit.plan_model(m, "rv32ec")
+    assert fast.memory.arena_bytes > 400
+    em = emit.emit(m, tmp_path / "c", name="small", target="rv32ec", max_arena=400)
+    rep = em.report
+    assert rep["arena_bytes"] <= 400 and rep["max_arena"] == 400
+    scratch = {lay["index"]: lay["scratch_bytes"] for lay in rep["layers"] if lay["kernel"] == "lut"}
+    default = 2 * (17 * kernels.LUT_CHUNK["rv32ec"] + 1)
+    assert min(scratch.values()) < default  # some layer gave up tables...
+    assert scratch[max(scratch)] == default  # ...but not the last, small one
+    x = np.concatenate([check.random_inputs(m.input.shape, 32), check.extreme_inputs(m.input.shape)])
+    assert np.array_equal(golden.run(m, x), host.build(em, tmp_path / "b").run(x)[0])
+    with pytest.raises(emit.EmitError, match=r"arena needs \d+ B at least, over the limit of 100 B"):
+        emit.emit(m, tmp_path / "d", target="rv32ec", max_arena=100)

@@ -40,6 +40,28 @@ def test_lut_linear_equals_golden(tmp_path, enc, first, n_in, n_out):
         assert g is None or np.array_equal(w, g)
 
 
+@pytest.mark.parametrize("enc", ENCODINGS)
+# n_in: partial groups of 1..3 inputs, an odd number of groups; n_out: blocks with 1..3 padding rows
+@pytest.mark.parametrize("n_in, n_out", [(1, 1), (3, 4), (4, 5), (5, 7), (9, 8), (130, 6), (257, 3)])
+def test_simd_linear_equals_golden(tmp_path, enc, n_in, n_out):
+    m = _lut_model(enc, n_in, n_out, seed=n_in * 7 + n_out, first=True)
+    fits_int8 = m.layers[-1].weight.max() <= 127  # FP1.3.0's +128 has no int8 code
+    assert emit.plan_model(m, "cortex-m4").choices[-1].kernel == ("simd" if fits_int8 else "lut")
+    em = emit.emit(m, tmp_path, name="simd", target="cortex-m4")
+    hm = host.build(em, tmp_path / "b")
+    x = np.concatenate([check.random_inputs(m.input.shape, 64), check.extreme_inputs(m.input.shape)])
+    assert np.array_equal(golden.run(m, x), hm.run(x)[0])  # rows of 5 inputs: unaligned words
+
+
+def test_simd_linear_extreme_products(tmp_path):
+    """-128 * -128 in every lane: each SMLAD adds two products of 2^14."""
+    m = ir.Model(ir.InputSpec((12,)), [ir.Linear(weight=np.full((5, 12), -128), encoding="8bit")])
+    em = emit.emit(m, tmp_path, name="simd", target="cortex-m4")
+    assert em.report["layers"][0]["kernel"] == "simd"
+    x = check.extreme_inputs(m.input.shape)
+    assert np.array_equal(golden.run(m, x), host.build(em, tmp_path / "b").run(x)[0])
+
+
 def _cnn_model(enc: str, kh: int, kw: int, seed: int) -> ir.Model:
     """conv (1 input channel) -> ReLU -> floor shift to int32 -> depthwise conv on int32 planes."""
     rng = np.random.default_rng(seed)
@@ -98,3 +120,92 @@ def test_requant_arithmetic_modes_equal_golden(tmp_path, rounding, mult, shift, 
     x = np.concatenate([check.random_inputs(m.input.shape, 300), check.extreme_inputs(m.input.shape)])
     y, _, _ = hm.run(x)
     assert np.array_equal(y, golden.run(m, x))
+
+
+def _pooled_cnn(h: int, w: int, kh: int, kw: int, out: str, relu: bool, seed: int) -> ir.Model:
+    """conv (1 input channel) -> [ReLU] -> requant -> depthwise conv -> ReLU -> requant ->
+    MaxPool2d(2): both convs run on planes, the second with the pool fused into its stage.
+    out "int32": BitNetMCU's ReLU and floor shift; "int8": a rounding multiplier and a clamp
+    (the general output stage); "none": the first conv's sums go straight to the pool."""
+    rng = np.random.default_rng(seed)
+    c = 3
+    w8 = lambda shape: rng.integers(-128, 128, shape)  # noqa: E731
+    if out == "int32":
+        rq = lambda: ir.Requant(multiplier=[1], shift=[4], rounding="floor", out_dtype="int32")  # noqa: E731
+    else:
+        rq = lambda: ir.Requant(multiplier=rng.integers(1, 300, c), shift=rng.integers(8, 14, c),  # noqa: E731
+                                rounding="half_up", out_dtype="int8")
+    layers = [ir.Conv2d(weight=w8((c, 1, kh, kw)), encoding="8bit", bias=rng.integers(-9999, 9999, c))]
+    if out == "none":
+        return ir.Model(ir.InputSpec((1, h, w)), layers + [ir.MaxPool2d(2), ir.Flatten()])
+    layers += ([ir.ReLU()] if relu else []) + [rq()]
+    layers += [ir.Conv2d(weight=w8((c, 1, kh, kw)), encoding="8bit", groups=c, bias=rng.integers(-999, 999, c)),
+               ir.ReLU(), rq(), ir.MaxPool2d(2), ir.Flatten()]
+    return ir.Model(ir.InputSpec((1, h, w)), layers)
+
+
+@pytest.mark.parametrize("target", ["rv32emc", "cortex-m4"])
+@pytest.mark.parametrize("h, w, kh, kw, out, relu", [
+    (16, 16, 3, 3, "int32", True),   # BitNetMCU's layout: rows of 14 (tiles of 5, 5, 4), pooled 12
+    (12, 13, 3, 3, "int32", True),   # odd sizes: 11-wide rows (5, 5, overlapping 2), pool floor 4x5
+    (9, 8, 3, 3, "int32", False),    # first conv without ReLU: signed inputs, the dense tiles
+    (8, 9, 3, 3, "int8", True),      # general output stage, int8 planes, int8 pooled output
+    (11, 10, 3, 3, "int8", False),   # rows of 8: 5 and an overlapping 4
+    (10, 7, 3, 3, "int32", True),    # rows of 5 and 3 (< 4: one output at a time, pooled 1 wide)
+    (9, 6, 3, 3, "int32", True),     # rows of 4 and 2 (pool over a row narrower than a tile)
+    (10, 9, 2, 3, "int32", True),    # kernels other than 3x3: one output at a time
+    (9, 9, 1, 1, "int8", True),
+    (12, 11, 5, 5, "int32", True),
+    (13, 12, 3, 3, "none", True),    # conv straight into the pool (no output stage), 10x10 -> 5x5
+])
+def test_plane_conv_fused_maxpool_equals_golden(tmp_path, target, h, w, kh, kw, out, relu):
+    m = _pooled_cnn(h, w, kh, kw, out, relu, seed=h * 31 + w * 7 + kh)
+    mp = emit.plan_model(m, target)
+    pool = next(i for i, layer in enumerate(m.layers) if layer.kind == "maxpool2d")
+    conv = max(i for i, layer in enumerate(m.layers[:pool]) if layer.kind == "conv2d")
+    assert mp.choices[conv].kernel.startswith("plane") and mp.choices[conv].fuses == pool - conv
+    assert mp.choices[pool].kernel == "fused"
+    em = emit.emit(m, tmp_path, name="cnn", target=target)
+    hm = host.build(em, tmp_path / "b")
+    rng = np.random.default_rng(h * w)
+    x = np.concatenate([
+        check.random_inputs(m.input.shape, 48),
+        check.extreme_inputs(m.input.shape),
+        # images: a constant background with sparse strokes (the zero-skipping path)
+        np.where(rng.random((16, 1, h, w)) < 0.6, -127, rng.integers(-128, 128, (16, 1, h, w))).astype(np.int8),
+    ])
+    y, _, layers = hm.run(x, trace=True)
+    want = golden.run(m, x, all_layers=True)
+    traced = [i for i, g in enumerate(layers) if g is not None]
+    assert pool in traced
+    for i in traced:
+        assert np.array_equal(want[i].reshape(layers[i].shape), layers[i]), f"layer {i} ({m.layers[i].kind})"
+    assert np.array_equal(want[-1].reshape(y.shape), y)
+
+
+def test_maxpool_other_than_2x2_stride_2_is_not_fused():
+    m = _cnn_model("8bit", 3, 3, seed=1)  # ends in MaxPool2d(2, stride=1)
+    m.layers[-1] = ir.MaxPool2d(3, stride=2)
+    mp = emit.plan_model(m, "rv32emc")
+    assert [c.kernel for c in mp.choices][-2:] == ["plane", "generic"]
+
+
+@pytest.mark.parametrize("target", ["rv32emc", "cortex-m4"])
+def test_plane_conv_on_the_model_input_per_channel(tmp_path, target):
+    """A depthwise first layer reads its channel's plane of the offset copy of the input; a
+    conv that mixes input channels is not a plane conv."""
+    rng = np.random.default_rng(5)
+    models = [
+        ir.Model(ir.InputSpec((3, 7, 9)), [
+            ir.Conv2d(weight=rng.integers(-128, 128, (3, 1, 3, 3)), encoding="8bit", groups=3), ir.ReLU(),
+            ir.MaxPool2d(2)]),
+        ir.Model(ir.InputSpec((2, 5, 6)), [
+            ir.Conv2d(weight=rng.integers(-128, 128, (3, 2, 3, 3)), encoding="8bit"), ir.ReLU()]),
+    ]
+    for k, m in enumerate(models):
+        kernel = emit.plan_model(m, target).choices[0].kernel
+        assert kernel == ("plane+offset" if k == 0 else "generic")
+        em = emit.emit(m, tmp_path / str(k), name="cnn", target=target)
+        x = np.concatenate([check.random_inputs(m.input.shape, 48), check.extreme_inputs(m.input.shape)])
+        y, _, _ = host.build(em, tmp_path / str(k) / "b").run(x)
+        assert np.array_equal(golden.run(m, x).reshape(y.shape), y)

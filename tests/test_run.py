@@ -41,6 +41,10 @@ def test_run_on_ch32v003_sim_with_usps(model_path, tmp_path, capsys):
     assert rep["cycle_source"].startswith("retired instructions")
     assert rep["build"]["flash_bytes"] <= rep["build"]["flash_budget"] == 16384
     assert rep["build"]["sram_bytes"] <= rep["build"]["sram_budget"] == 2048
+    # the static bound from the call graph holds what the emulator saw the stack reach
+    stack = rep["build"]["stack"]
+    assert stack["bounded"] and "mlp_run" in stack["path"]
+    assert 0 < rep["emulator"]["stack_peak"] <= stack["bytes"] <= stack["reserved"]
     assert "bit-exact: every output of 28 inputs" in capsys.readouterr().out
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from .. import boards, build, golden
 from ..link import LinkError, Session
 from ..sim import bench as sim_bench
-from .common import UsageError, add_dataset_arguments, load_dataset, load_model
+from .common import UsageError, add_dataset_arguments, add_max_arena_argument, load_dataset, load_model
 from .emit_cmd import default_name
 
 # The firmware's layer hook, in builds made to split the count per layer: one volatile store
@@ -39,6 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_dataset_arguments(p)
     p.add_argument("--random", type=int, default=0, metavar="N", help="run N random int8 inputs (no dataset)")
     p.add_argument("--kernels", help="kernel target (default: the board's fastest that fits)")
+    add_max_arena_argument(p)
     p.add_argument("--json", metavar="FILE", help="write bench.json here")
     p.add_argument("--md", metavar="FILE", help="write the Markdown table here")
 
@@ -99,12 +100,13 @@ def _check(outputs, classes, expect) -> int:
                for o, c, e, wc in zip(outputs, classes, expect, want_cls))
 
 
-def _bench_emulated(board, model, name, x, expect, kernels):
+def _bench_emulated(board, model, name, x, expect, kernels, max_arena):
     """The bench harness on a Unicorn board: (cycles, mismatches, report, emitted, per-layer)."""
     t_out = model.validate()[-1]
     marker = _marker(board)
     with tempfile.TemporaryDirectory(prefix="bitgen-bench-") as tmp:
-        plain = build.build(model, board, Path(tmp) / "plain", name=name, kernels=kernels, harness="bench")
+        plain = build.build(model, board, Path(tmp) / "plain", name=name, kernels=kernels, harness="bench",
+                            max_arena=max_arena)
         kernels = plain.report["kernels"]
         runs = sim_bench.run(board, plain, x, t_out.dtype, t_out.size)
         mismatches = _check([r.outputs for r in runs], [r.cls for r in runs], expect)
@@ -112,14 +114,16 @@ def _bench_emulated(board, model, name, x, expect, kernels):
         per_layer: dict[int, float] = {}
         if marker is not None:
             marked = build.build(model, board, Path(tmp) / "marked", name=name, kernels=kernels, harness="bench",
-                                 extra_cflags=[f"-DBG_BENCH_MARKER=0x{marker:08x}u", f"-D{MARK}"])
+                                 extra_cflags=[f"-DBG_BENCH_MARKER=0x{marker:08x}u", f"-D{MARK}"],
+                                 max_arena=max_arena)
             mruns = sim_bench.run(board, marked, x, t_out.dtype, t_out.size)
             mismatches += _check([r.outputs for r in mruns], [r.cls for r in mruns], expect)
             for r in mruns:
                 for i, n in r.layers.items():
                     per_layer[i] = per_layer.get(i, 0) + n / len(mruns)
         try:  # does the firmware `bitgen flash` writes (with the protocol) fit as well?
-            fw = build.build(model, board, Path(tmp) / "protocol", name=name, kernels=kernels).report
+            fw = build.build(model, board, Path(tmp) / "protocol", name=name, kernels=kernels,
+                             max_arena=max_arena).report
             protocol = {"fits": True, "flash_bytes": fw["flash_bytes"], "sram_bytes": fw["sram_bytes"]}
         except build.BudgetError as e:
             protocol = {"fits": False, "flash_bytes": e.report["flash_bytes"], "sram_bytes": e.report["sram_bytes"]}
@@ -145,10 +149,10 @@ def run(args: argparse.Namespace) -> int:
     protocol = None
     if emulated:
         cycles, mismatches, fw, emitted, per_layer, protocol = _bench_emulated(
-            board, model, name, x, expect, args.kernels)
+            board, model, name, x, expect, args.kernels, args.max_arena)
         image = "bench"
     else:  # a real board or QEMU: the protocol firmware through the serial port
-        with Session(board, model, port=args.port, name=name, kernels=args.kernels) as s:
+        with Session(board, model, port=args.port, name=name, kernels=args.kernels, max_arena=args.max_arena) as s:
             cycles, mismatches = _run_inputs(s, x, expect)
             fw = s.firmware.report if s.firmware else {}
             emitted = json.loads((s.firmware.outdir / "src" / f"{name}.json").read_text()) if s.firmware else None

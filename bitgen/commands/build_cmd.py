@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from .. import boards, build
-from .common import add_model_argument, load_model
+from .common import add_max_arena_argument, add_model_argument, load_model
 from .emit_cmd import default_name
 
 
@@ -18,6 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="FILE", help="also write the build report (build.json) here")
     p.add_argument("--name", help="C name prefix (default: the model's name, else 'model')")
     p.add_argument("--kernels", help="kernel target (default: the board's, fastest that fits)")
+    add_max_arena_argument(p)
 
 
 def default_dir(board: boards.Board) -> Path:
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     name = args.name or default_name(loaded.ir.name)
     try:
         fw = build.build(loaded.ir, board, out, name=name, model_path=str(Path(args.model).resolve()),
-                         kernels=args.kernels)
+                         kernels=args.kernels, max_arena=args.max_arena)
         rep = fw.report
     except build.BudgetError as e:
         rep = e.report

@@ -24,6 +24,12 @@ def add_model_argument(p: argparse.ArgumentParser) -> None:
                    help="input shape of a pickled module (bitgen model files carry it)")
 
 
+def add_max_arena_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-arena", type=int, metavar="BYTES",
+                   help="largest arena (activations and kernel scratch) to plan for; kernels trade "
+                        "speed for SRAM to fit it (default: the fastest kernels)")
+
+
 def load_model(args: argparse.Namespace) -> modelfile.LoadedModel:
     spec = None
     if getattr(args, "input_shape", None):

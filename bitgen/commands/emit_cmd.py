@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .. import emit
-from .common import add_model_argument, load_model
+from .common import add_max_arena_argument, add_model_argument, load_model
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -12,6 +12,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output folder")
     p.add_argument("--name", help="C name prefix (default: the model's name, else 'model')")
     p.add_argument("--target", default="generic", help="kernel target (default: generic)")
+    add_max_arena_argument(p)
 
 
 def default_name(model_name: str) -> str:
@@ -21,7 +22,7 @@ def default_name(model_name: str) -> str:
 def run(args: argparse.Namespace) -> int:
     loaded = load_model(args)
     name = args.name or default_name(loaded.ir.name)
-    em = emit.emit(loaded.ir, args.out, name=name, target=args.target)
+    em = emit.emit(loaded.ir, args.out, name=name, target=args.target, max_arena=args.max_arena)
     r = em.report
     print(f"wrote {len(em.files)} files to {em.outdir}/ ({name}.h, {name}.c, {name}.json, runtime)")
     print(f"  layers {len(r['layers'])}  weights {r['weight_bytes']} B  arena {r['arena_bytes']} B  "

@@ -130,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
         "clock_hz": info.clock_hz,
         "board_flash_bytes": info.flash_bytes,
         "board_sram_bytes": info.sram_bytes,
-        "build": {k: fw[k] for k in ("flash_bytes", "sram_bytes", "flash_budget", "sram_budget")} if fw else None,
+        "build": {k: fw.get(k) for k in ("flash_bytes", "sram_bytes", "flash_budget", "sram_budget", "stack")}
+        if fw else None,
         "retried_inputs": int(sum(a > 1 for a in attempts)),
         "link_events": events[:50],
         "emulator": stats or None,  # e.g. instructions the emulated CPU ran in all
@@ -142,7 +143,9 @@ def run(args: argparse.Namespace) -> int:
     if c:
         print(f"cycles min {c['min']} median {c['median']:.0f} max {c['max']} ({rep['cycle_source']})")
     if stats.get("stack_peak") is not None:
-        print(f"stack peak {stats['stack_peak']} B (reserved {board.stack_bytes} B)")
+        bound = ((fw or {}).get("stack") or {}).get("bytes")
+        print(f"stack peak {stats['stack_peak']} B (reserved {board.stack_bytes} B"
+              + ("" if bound is None else f", call-graph bound {bound} B") + ")")
     if events:
         print(f"recovered from {len(events)} failed exchanges ({rep['retried_inputs']} inputs retried)")
     if args.json:
