@@ -5,9 +5,9 @@ compiles everything with the board's toolchain and links it with the board's lin
 whose MEMORY block bitgen writes from ``board.toml`` (one source of truth for the budgets). It
 then reports flash and SRAM per section, per component (model, kernels, protocol, board
 support, libgcc) and the largest symbols, and the worst-case stack depth from the compiler's
-call graph (:mod:`bitgen.stack`), checked against the stack the board reserves. A board may list several kernel targets, fastest
-first (the CH32V003: lookup-table kernels, then the smaller generic ones): the first image that
-fits is kept. An image that fits with none is refused before anything can be flashed
+call graph (:mod:`bitgen.stack`), checked against the stack the board reserves. A board may
+list several kernel targets, fastest first (the CH32V003: lookup-table kernels, then the
+smaller generic ones): the first image that fits is kept. An image that fits with none is refused before anything can be flashed
 (:class:`BudgetError`, with the report on ``.report``).
 
 Outputs in ``outdir``: ``firmware.elf``, ``firmware.bin`` (what a flasher writes and what the
@@ -392,9 +392,11 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
     if script:
         report.update(size_report(img, elf, map_path.read_text(), name))
         report["harness"] = harness_size(report)
-        # the protocol calls the model through a pointer (templates/firmware.c.j2: bg_run)
-        est = stack.estimate(sorted(obj.glob("*.ci")), "main", indirect=("bg_run",))
-        report["stack"] = est.report() | {"reserved": img.stack_bytes}
+        try:  # the protocol calls the model through a pointer (templates/firmware.c.j2: bg_run)
+            est = stack.estimate(sorted(obj.glob("*.ci")), "main", indirect=("bg_run",))
+            report["stack"] = est.report() | {"reserved": img.stack_bytes}
+        except ValueError:  # main not compiled by this toolchain's C compiler: no bound
+            report["stack"] = None
     else:
         report.update({"flash_bytes": None, "sram_bytes": None, "flash_budget": None, "sram_budget": None})
 
@@ -402,7 +404,7 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
     fits = over is None and (
         report["flash_budget"] is None
         or (report["flash_bytes"] <= report["flash_budget"] and report["sram_bytes"] <= report["sram_budget"]
-            and st["bytes"] <= st["reserved"])
+            and (st is None or st["bytes"] <= st["reserved"]))
     )
     report["fits"] = fits
     (outdir / "build.json").write_text(json.dumps(report, indent=2) + "\n")
