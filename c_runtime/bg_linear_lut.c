@@ -30,7 +30,7 @@
 #include "bg_runtime.h"
 #include "bg_linear_lut.h"
 
-#define BG_MULTI_INPUT (BG_USES(BG_ENC_BINARY) || BG_USES(BG_ENC_TERNARY) || BG_USES(BG_ENC_2BITSYM))
+#define BG_TWO_BIT (BG_USES(BG_ENC_TERNARY) || BG_USES(BG_ENC_2BITSYM))
 
 /* x * k for a small non-negative k, without a multiply instruction where there is none. */
 static int32_t bg_mul_small(int32_t x, uint32_t k)
@@ -78,29 +78,35 @@ static void bg_lut_table4(int16_t *t, int32_t x, uint8_t enc, uint32_t high_nibb
     }
 }
 
-/* Table for a column of several inputs (2-bit: 2 inputs, binary: 4 inputs). Either way the
- * nibble splits into two halves of 2 bits, n = i + 4j, and T[n] = a[i] + b[j] where a and b
- * are the contributions of the low and high half for each of their 4 codes. */
-static void bg_lut_table_multi(int16_t *t, const int32_t *x, uint8_t enc)
+/* Tables for columns of several inputs. The nibble splits into two halves of 2 bits,
+ * n = i + 4j, and T[n] = a_i + b_j where a and b are the contributions of the low and the high
+ * half for each of their 4 codes. */
+#define BG_ROW(j, bj)                                                                        \
+    b = (bj), t[4 * (j)] = (int16_t)(a0 + b), t[4 * (j) + 1] = (int16_t)(a1 + b),              \
+    t[4 * (j) + 2] = (int16_t)(a2 + b), t[4 * (j) + 3] = (int16_t)(a3 + b)
+
+/* Two 2-bit inputs (ternary or 2bitsym), one per half; unrolled, in registers. */
+static void bg_lut_table2(int16_t *t, int32_t x0, int32_t x1, uint8_t enc)
 {
-    int32_t a[4], b[4];
-    uint32_t j;
-    if (enc == BG_ENC_BINARY) { /* bit k: +x[k] or -x[k]; two inputs per half */
-        a[0] = -x[0] - x[1], a[1] = x[0] - x[1], a[2] = x[1] - x[0], a[3] = x[0] + x[1];
-        b[0] = -x[2] - x[3], b[1] = x[2] - x[3], b[2] = x[3] - x[2], b[3] = x[2] + x[3];
-    } else if (enc == BG_ENC_TERNARY) { /* codes 0, 1, (2 unused), 3 = -1; one input per half */
-        a[0] = 0, a[1] = x[0], a[2] = 0, a[3] = -x[0];
-        b[0] = 0, b[1] = x[1], b[2] = 0, b[3] = -x[1];
+    int32_t a0, a1, a2, a3, b;
+    if (BG_USES(BG_ENC_TERNARY) && enc == BG_ENC_TERNARY) { /* codes 0, 1, (2 unused), 3 = -1 */
+        a0 = 0, a1 = x0, a2 = 0, a3 = -x0;
+        BG_ROW(0, 0); BG_ROW(1, x1); BG_ROW(2, 0); BG_ROW(3, -x1);
     } else { /* 2bitsym: 2c - 3 */
-        a[1] = -x[0], a[0] = a[1] - 2 * x[0], a[2] = x[0], a[3] = x[0] + 2 * x[0];
-        b[1] = -x[1], b[0] = b[1] - 2 * x[1], b[2] = x[1], b[3] = x[1] + 2 * x[1];
-    }
-    for (j = 0; j < 4; j++, t += 4) {
-        const int32_t bj = b[j];
-        t[0] = (int16_t)(a[0] + bj), t[1] = (int16_t)(a[1] + bj);
-        t[2] = (int16_t)(a[2] + bj), t[3] = (int16_t)(a[3] + bj);
+        const int32_t x1_3 = x1 + 2 * x1;
+        a1 = -x0, a0 = a1 - 2 * x0, a2 = x0, a3 = x0 + 2 * x0;
+        BG_ROW(0, -x1_3); BG_ROW(1, -x1); BG_ROW(2, x1); BG_ROW(3, x1_3);
     }
 }
+
+/* Four binary inputs, two per half (bit k: +x[k] or -x[k]). */
+static void bg_lut_table_binary(int16_t *t, const int32_t *x)
+{
+    const int32_t a0 = -x[0] - x[1], a1 = x[0] - x[1], a2 = x[1] - x[0], a3 = x[0] + x[1];
+    int32_t b;
+    BG_ROW(0, -x[2] - x[3]); BG_ROW(1, x[2] - x[3]); BG_ROW(2, x[3] - x[2]); BG_ROW(3, x[2] + x[3]);
+}
+#undef BG_ROW
 
 /* Table entry at byte offset (v & 30), i.e. entry (v >> 1) & 15. */
 #define BG_LUT(t, v) (*(const int16_t *)((const uint8_t *)(t) + ((v) & 30u)))
@@ -197,8 +203,20 @@ void bg_linear_lut_s8(const int8_t *x, int32_t *y, const bg_lut_fc_t *p, int16_t
                 }
             }
         }
-        /* columns of several inputs (2-bit and binary), and 8-bit weights' two nibbles */
-        for (; (BG_USES(BG_ENC_8BIT) || BG_MULTI_INPUT) && col < n_cols && t != scratch + 17u * p->chunk; col++) {
+        if (BG_TWO_BIT && bits == 2) { /* two inputs per column, kept in registers */
+            for (; col < n_cols && t != scratch + 17u * p->chunk; col++) {
+                const uint32_t i = 2u * col;
+                const int32_t x0 = x[i] - z, x1 = i + 1u < p->n_in ? x[i + 1u] - z : 0;
+                if (x0 | x1) {
+                    t[0] = (int16_t)(col * 4u);
+                    bg_lut_table2(t + 1, x0, x1, p->enc);
+                    t += 17;
+                }
+            }
+        }
+        /* columns of four inputs (binary), and 8-bit weights' two nibbles */
+        for (; (BG_USES(BG_ENC_8BIT) || BG_USES(BG_ENC_BINARY)) && col < n_cols && t != scratch + 17u * p->chunk;
+             col++) {
             int32_t xs[4];
             uint32_t k, nonzero = 0;
             const uint32_t first = bits == 8 ? col >> 1 : col * inputs;
@@ -209,10 +227,10 @@ void bg_linear_lut_s8(const int8_t *x, int32_t *y, const bg_lut_fc_t *p, int16_t
             if (!nonzero)
                 continue;
             t[0] = (int16_t)(col * 4u);
-            if (!BG_MULTI_INPUT || bits >= 4)
+            if (!BG_USES(BG_ENC_BINARY) || bits >= 4)
                 bg_lut_table4(t + 1, xs[0], p->enc, bits == 8 && (col & 1u));
             else
-                bg_lut_table_multi(t + 1, xs, p->enc);
+                bg_lut_table_binary(t + 1, xs);
             t += 17;
         }
         t[0] = -1; /* ends the tables built: frees a register in the loop below */
