@@ -343,18 +343,18 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
     cflags = [*flags, "-I", str(src), "-I", str(img.path)]
     sources = [src / "firmware.c", *em.sources] + ([src / "bg_protocol.c"] if harness == "protocol" else [])
     sources += [img.path / s for s in tc.get("sources", [])]
+    script = tc.get("linker_script")  # an MCU image, sized and checked against the budgets
     objects = []
     for s in sources:
         o = obj / (s.stem + ".o")
         if o in objects:
             raise BuildError(f"two sources compile to {o.name}")
-        _run([cc, *cflags, *([stack.CFLAG] if s.suffix == ".c" else []), "-c", str(s), "-o", str(o)],
-             f"compiling {s.name} for {img.name}")
+        graph = [stack.CFLAG] if script and s.suffix == ".c" else []  # for the stack bound
+        _run([cc, *cflags, *graph, "-c", str(s), "-o", str(o)], f"compiling {s.name} for {img.name}")
         objects.append(o)
 
     elf = outdir / "firmware.elf"
     map_path = outdir / "firmware.map"
-    script = tc.get("linker_script")
     link = [cc, *tc.get("ldflags", []), *(extra_cflags or [])]
     if script:
         write_memory_ld(img, obj / "memory.ld")

@@ -57,7 +57,7 @@ def read_graph(ci_files: list[Path]) -> tuple[dict[str, tuple[int, str]], dict[s
 
 def estimate(ci_files: list[Path], entry: str = "main", indirect: tuple[str, ...] = ()) -> StackEstimate:
     """Deepest stack from `entry`; a call through a pointer may reach any of `indirect`
-    (function names; a static function's node is "path:name")."""
+    (function names; a static function's node is "file.c:name")."""
     frames, calls = read_graph(ci_files)
     if entry not in frames:
         raise ValueError(f"no call-graph information for '{entry}'")

@@ -5,12 +5,12 @@
  * stride 1 and no padding, and applies the following ReLU / requantization (and a 2x2 max
  * pool) while the sums are still in registers, so those layers cost no pass of their own.
  *
- * 3x3 kernels: the whole plane in one call, in tiles of 4 outputs of a row (2 at the end of a
- * row where 2 or 1 are left); the three kernel rows are unrolled and each input is loaded once
- * per kernel row and multiplied into every accumulator of the tile it touches (6 loads, 12
- * multiply-adds). The 4 accumulators, 3 taps, the input and the row pointer stay in
- * registers even on RV32E; the taps live in the function's own frame. Other kernels: one
- * output at a time.
+ * 3x3 kernels: the whole plane in one call, in tiles of 5 outputs of a row (4 where a 2x2 pool
+ * is fused; a tile of 4 or 2 for the rest of a row); the three kernel rows are unrolled and
+ * each input is loaded once per kernel row and multiplied into every accumulator of the tile
+ * it touches (tile of 5: 7 loads, 15 multiply-adds). The accumulators, 3 taps, the input and
+ * the row pointer stay in registers even on RV32E; the taps live in the function's own frame.
+ * Other kernels: one output at a time.
  *
  * Exactness: the products and sums are the integers golden adds, in another order; the
  * emitter proves that every partial sum fits int32 in any order (ir.validate's bound
@@ -61,8 +61,8 @@ static int32_t bg_post(int32_t v, const bg_post_t *p, int32_t m, uint32_t sh)
 /* The per-plane state of the 3x3 tile kernels. Each kernel keeps it in a volatile local, so
  * that it lives in the kernel's frame and is loaded where it is used: otherwise the compiler
  * hoists 9 taps and a dozen constants out of the loops into registers, spills them, and
- * reloads them at every use. That leaves all of RV32E's 12 allocatable registers to a tile
- * of 6: 6 accumulators, 3 taps, an input, a product and the input pointer. */
+ * reloads them at every use. That leaves the registers GCC allocates on RV32E (11 of 12) to a
+ * tile of 5: 5 accumulators, 3 taps, an input, a product and the input pointer. */
 typedef struct {
     int32_t k[9];
     int32_t bias;
