@@ -294,6 +294,7 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", target: str =
         "layers": layers,
         "body": body,
         "data": em.data,
+        "functions": em.functions,
         "final_ptr": _ptr(plan.locations[-1], t_final.dtype, const=True),
         "headers": sorted(f for f in runtime if f.endswith(".h") and f != "bg_runtime.h"),
     }

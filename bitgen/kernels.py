@@ -50,6 +50,7 @@ GENERIC_FILES = {
 LUT_FILES = ["bg_linear_lut.c", "bg_linear_lut.h"]
 SIMD_FILES = ["bg_linear_simd.c", "bg_linear_simd.h"]
 PLANE_FILES = ["bg_conv2d_plane.c", "bg_conv2d_plane.h", "bg_conv2d_plane.inc"]
+CONV3X3_FILES = PLANE_FILES + ["bg_conv3x3.h", "bg_conv3x3.inc"]
 
 
 class KernelError(ValueError):
@@ -97,6 +98,7 @@ class Emitter:
     def __init__(self, name: str):
         self.name = name
         self.data: list[Data] = []
+        self.functions: list[str] = []  # file-scope C: kernel instances with fixed shapes
 
     def array(self, ctype: str, ident: str, lines: list[str], nbytes: int, layer: int) -> str:
         full = f"{self.name}_{ident}"
@@ -114,9 +116,13 @@ class Emitter:
         return sum(d.nbytes for d in self.data if d.layer == layer)
 
     def packed_weights(self, i: int, layer: ir.Linear | ir.Conv2d) -> tuple[str, str]:
+        """The packed weights and the bias (or "0") of layer i."""
+        return self.weights(i, layer), self.bias(i, layer)
+
+    def weights(self, i: int, layer: ir.Linear | ir.Conv2d) -> str:
         enc = encodings.get(layer.encoding)
         packed = enc.pack_rows(layer.weight.reshape(layer.weight.shape[0], -1))
-        return self.array("uint8_t", f"w{i}", hex_lines(packed), len(packed), i), self.bias(i, layer)
+        return self.array("uint8_t", f"w{i}", hex_lines(packed), len(packed), i)
 
     def bias(self, i: int, layer: ir.Linear | ir.Conv2d) -> str:
         if layer.bias is None:
@@ -387,26 +393,33 @@ def _plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType,
     # which are non-decreasing: the same result).
     sparse = offset or t_in.lo >= 0
     # with the offset, the kernel reads the int32 plane x - z that the step's prologue wrote
-    fn = f"bg_conv2d_plane_{'s32' if offset else SUFFIX[t_in.dtype]}_{SUFFIX[t_final.dtype]}"
+    t_x = "int32" if offset else t_in.dtype
+    fn = f"bg_conv2d_plane_{SUFFIX[t_x]}_{SUFFIX[t_final.dtype]}"
+    fixed = _conv3x3_extent(layer, t_out, post)
 
     def render(em: Emitter, i: int, p: Pointers) -> str:
         assert p.channel == "c" and p.x_is_plane is not None
         c, h, wd = t_in.shape
         co, oh, ow = t_out.shape
-        w, b = em.packed_weights(i, layer)
-        shape = em.struct("bg_conv_shape_t", f"conv{i}", [1, h, wd, 1, oh, ow, kh, kw, 1, 1, 0, 0, 1])
         x = f"(const int32_t *){p.scratch}" if offset else p.x
         if not p.x_is_plane and layer.groups > 1:
             group = "c" if co == layer.groups else f"(c / {co // layer.groups}u)"
             x = f"{x} + {group} * {h * wd}u"  # this channel's plane (of the offset copy too)
-        row = encodings.get(layer.encoding).row_bytes(kh * kw)
+        b = em.bias(i, layer)
         bias_expr = "0" if b == "0" else f"{b}[c]"
         if offset:  # sum w x = sum w (x - z) + z * sum w
             ws = em.array("int32_t", f"ws{i}", int_lines(np.array(wsum, dtype=np.int64)), 4 * len(wsum), i)
             bias_expr = f"{bias_expr} + z * {ws}[c]"
+        rq_index = i + 1 + next((k for k, f in enumerate(fused) if f.kind == "requant"), 0)
+        if fixed:
+            return _conv3x3_call(em, i, layer, t_x, t_final.dtype, wd, fixed, post, rq_index, sparse,
+                                 bias_expr, x, p.y)
+        w = em.weights(i, layer)
+        shape = em.struct("bg_conv_shape_t", f"conv{i}", [1, h, wd, 1, oh, ow, kh, kw, 1, 1, 0, 0, 1])
+        row = encodings.get(layer.encoding).row_bytes(kh * kw)
         post_arg = "0"
         if fused:
-            rq, j = post["requant"], i + 1 + next((k for k, f in enumerate(fused) if f.kind == "requant"), 0)
+            rq, j = post["requant"], rq_index
             m = sh = "0"
             if rq is not None:
                 m = em.array("int32_t", f"m{j}", int_lines(rq.multiplier), 4 * rq.multiplier.size, j)
@@ -415,12 +428,65 @@ def _plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType,
                 m, sh, post["lo"], post["hi"], int(rq is not None and rq.multiplier.size > 1),
                 post["relu_before"], int(rq is not None), post["relu_after"],
                 int(rq is not None and rq.rounding == "half_up"), post["wide"], post["pool"]])
-        return (f"{fn}({x}, {p.y}, &{shape}, {w} + c * {row}u, {enc_id(layer)}, {bias_expr}, "
-                f"{int(sparse)}, {post_arg}, c);")
+        return f"{fn}({x}, {p.y}, &{shape}, {w} + c * {row}u, {enc_id(layer)}, {bias_expr}, {post_arg}, c);"
 
-    return Choice("plane" + ("+offset" if offset else ""), PLANE_FILES, render, per_channel=True,
+    return Choice(("conv3x3" if fixed else "plane") + ("+offset" if offset else ""),
+                  CONV3X3_FILES if fixed else PLANE_FILES, render, per_channel=True,
                   fuses=len(fused), scratch=4 * t_in.size if offset else 0,
                   prologue=f"z = bg_offset_s8(input, {{scratch}}, {t_in.size});" if offset else None)
+
+
+def _conv3x3_extent(layer: ir.Conv2d, t_out: ir.TensorType, post: dict[str, Any]) -> tuple[int, int] | None:
+    """(rows, columns) of outputs that the fixed-shape 3x3 kernel computes for this layer, or
+    None where it does not apply (other kernel sizes, planes under 2 columns or 1 row)."""
+    if layer.weight.shape[2:] != (3, 3):
+        return None
+    _, oh, ow = t_out.shape
+    rows, cols = (oh & ~1, ow & ~1) if post["pool"] else (oh, ow)
+    return (rows, cols) if rows >= 1 and cols >= 2 else None
+
+
+def _conv3x3_call(em: Emitter, i: int, layer: ir.Conv2d, in_dtype: str, out_dtype: str, width: int,
+                  extent: tuple[int, int], post: dict[str, Any], rq_index: int, sparse: bool,
+                  bias_expr: str, x: str, y: str) -> str:
+    """An instance of bg_conv3x3.inc for layer i (its shapes and output stage as constants),
+    added to the emitted source, and the call that computes channel c with it. rq_index: the
+    fused requantization's layer (its parameters are attributed to it)."""
+    co = layer.weight.shape[0]
+    tap = "int8_t" if layer.weight.min() >= -128 and layer.weight.max() <= 127 else "int16_t"  # FP1.3.0: 128
+    taps = em.array(tap, f"k{i}", int_lines(layer.weight.reshape(co, 9)), 9 * co * (1 if tap == "int8_t" else 2), i)
+    rq = post["requant"]
+    m_expr = sh_expr = "0"
+    per_channel = False
+    mult, shift = 1, 0
+    if rq is not None:
+        mults, shifts = {int(v) for v in rq.multiplier}, {int(v) for v in rq.shift}
+        if len(mults) == 1 and len(shifts) == 1:
+            mult, shift = mults.pop(), shifts.pop()
+        else:  # the channel's own, as arguments
+            j = rq_index
+            per_channel = True
+            m = em.array("int32_t", f"m{j}", int_lines(rq.multiplier), 4 * rq.multiplier.size, j)
+            sh = em.array("uint8_t", f"s{j}", int_lines(rq.shift), rq.shift.size, j)
+            m_expr = f"{m}[c]" if rq.multiplier.size > 1 else f"{m}[0]"
+            sh_expr = f"{sh}[c]" if rq.shift.size > 1 else f"{sh}[0]"
+    fn = f"{em.name}_conv3x3_{i}"
+    params = {
+        "NAME": fn, "IN": C_TYPE[in_dtype], "OUT": C_TYPE[out_dtype], "TAP": tap, "W": width,
+        "ROWS": extent[0], "COLS": extent[1], "POOL": post["pool"], "SPARSE": int(sparse),
+        "BIAS": int(bias_expr != "0"),
+        "RELU_BEFORE": post["relu_before"], "REQUANT": int(rq is not None), "WIDE": post["wide"],
+        "HALF_UP": int(rq is not None and rq.rounding == "half_up"),
+        "LO": c_int(post["lo"]), "HI": c_int(post["hi"]), "RELU_AFTER": post["relu_after"],
+        "MULT": mult, "SHIFT": shift,
+    }
+    lines = [f"/* layer {i}: 3x3 convolution of one {extent[0]}x{extent[1]} plane, shapes fixed */"]
+    lines += [f"#define BG_C3_{k} {v}" for k, v in params.items()]
+    if per_channel:
+        lines.append("#define BG_C3_PER_CHANNEL")
+    lines.append('#include "bg_conv3x3.inc"')
+    em.functions.append("\n".join(lines))
+    return f"{fn}({x}, {y}, {taps} + c * 9u, {bias_expr}, {m_expr}, {sh_expr});"
 
 
 def plane_conv_group(model: ir.Model, types: list[ir.TensorType], i: int, last: int, target: str) -> Choice | None:

@@ -1,4 +1,5 @@
-/* Single-plane convolution with a multiplier and a fused output stage (bg_conv2d_plane.c). */
+/* Single-plane convolution with a multiplier and a fused output stage (bg_conv2d_plane.c; 3x3
+ * kernels: bg_conv3x3.inc). */
 #ifndef BG_CONV2D_PLANE_H
 #define BG_CONV2D_PLANE_H
 
@@ -19,14 +20,41 @@ typedef struct {
     uint8_t pool; /* 1: y is the (oh/2) x (ow/2) max-pooled plane */
 } bg_post_t;
 
+/* The output stage of one value, every parameter given (m and sh: the channel's): called with
+ * constants and inlined, it folds to the instructions that remain. */
+static inline __attribute__((always_inline)) int32_t
+bg_post_value(int32_t v, uint32_t relu_before, uint32_t requant, uint32_t wide, int32_t m, uint32_t sh,
+              uint32_t half_up, int32_t lo, int32_t hi, uint32_t relu_after)
+{
+    if (relu_before && v < 0)
+        v = 0;
+    if (requant) {
+        if (wide) {
+            int64_t t = (int64_t)v * m;
+            if (half_up && sh)
+                t += (int64_t)1 << (sh - 1);
+            t >>= sh;
+            v = t < lo ? lo : t > hi ? hi : (int32_t)t;
+        } else {
+            v *= m;
+            if (half_up && sh)
+                v += (int32_t)(1u << (sh - 1));
+            v >>= sh;
+            v = v < lo ? lo : v > hi ? hi : v;
+        }
+    }
+    if (relu_after && v < 0)
+        v = 0;
+    return v;
+}
+
 /* One output plane (oh x ow, or its pooled oh/2 x ow/2) from one input plane (h x w), stride 1,
  * no padding:  acc = bias + sum_k w[k] * x   then the output stage `post` (0: store acc as is).
- * sparse: skip zero inputs (worth it when many are zero: after ReLU, or offset inputs).
  * channel: index into post's per-channel parameters. s->c and s->co must be 1. */
 #define BG_DECLARE_PLANE(IN, OUT, TI, TO)                                                        \
     void bg_conv2d_plane_##IN##_##OUT(const TI *x, TO *y, const bg_conv_shape_t *s,             \
                                       const uint8_t *w, uint8_t enc, int32_t bias,              \
-                                      uint8_t sparse, const bg_post_t *post, uint32_t channel);
+                                      const bg_post_t *post, uint32_t channel);
 BG_DECLARE_PLANE(s8, s8, int8_t, int8_t)
 BG_DECLARE_PLANE(s8, s32, int8_t, int32_t)
 BG_DECLARE_PLANE(s32, s8, int32_t, int8_t)

@@ -1,6 +1,8 @@
 """bitgen bench on the emulated CH32V003: totals, the per-layer split and the kernel choice."""
 import json
 
+import pytest
+
 import bitgen
 from bitgen.cli import main
 from models_for_tests import mlp
@@ -36,3 +38,38 @@ def test_bench_runs_the_simd_kernel_on_the_emulated_cortex_m4(tmp_path):
     rep = json.loads(out.read_text())
     assert rep["mismatches"] == 0 and rep["compared"] == 8
     assert [lay["kernel"] for lay in rep["layers"] if lay["op"] == "linear"] == ["simd", "simd"]
+
+
+def _plane_cnn(h: int, w: int, seed: int) -> "bitgen.ir.Model":
+    """BitNetMCU's CNN layout, narrower: 3x3 conv on the input, ReLU and >> 4 on int32, then
+    two depthwise 3x3 convs each with a fused 2x2 max pool, and a linear layer."""
+    import numpy as np
+    from bitgen import ir
+
+    rng = np.random.default_rng(seed)
+    shift = lambda: ir.Requant(multiplier=[1], shift=[4], rounding="floor", out_dtype="int32")  # noqa: E731
+    conv = lambda groups: ir.Conv2d(weight=rng.integers(-128, 128, (3, 1, 3, 3)), encoding="8bit",  # noqa: E731
+                                    groups=groups)
+    layers = [conv(1), ir.ReLU(), shift(), conv(3), ir.ReLU(), shift(), ir.MaxPool2d(2),
+              conv(3), ir.ReLU(), shift(), ir.MaxPool2d(2), ir.Flatten(), ir.ShiftNorm()]
+    t = ir.Model(ir.InputSpec((1, h, w)), layers).validate()[-1]
+    layers.append(ir.Linear(weight=rng.choice([-3, -1, 1, 3], (10, t.size)), encoding="2bitsym"))
+    return ir.Model(ir.InputSpec((1, h, w)), layers)
+
+
+@pytest.mark.parametrize("board, h, w", [
+    ("rv32emc-sim", 16, 16),   # BitNetMCU's 16x16: rows of 14 (tiles of 5, 5, 4), pooled 12 and 4
+    ("rv32emc-sim", 12, 13),   # rows of 11 (5, 5 and an overlapping 2); the pool reads 8 of 9 columns
+    ("max78000-sim", 12, 42),  # rows of 40: more tiles than the kernel unrolls, a loop
+])
+def test_bench_runs_the_fixed_3x3_kernel_on_emulated_cores(tmp_path, board, h, w):
+    """The cross-compiled bg_conv3x3.inc instances (the host check compiles the same C with
+    the host compiler), bit-exact on the emulated RV32EMC and Cortex-M4."""
+    path = tmp_path / "m.pt"
+    bitgen.save(_plane_cnn(h, w, seed=h + w), path)
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--board", board, str(path), "--random", "6", "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["mismatches"] == 0 and rep["compared"] == 6
+    assert [lay["kernel"] for lay in rep["layers"] if lay["op"] == "conv2d"] == [
+        "conv3x3+offset/channelwise", "conv3x3/channelwise", "conv3x3/channelwise"]

@@ -82,7 +82,8 @@ def test_plane_conv_equals_golden(tmp_path, target, enc, kh, kw):
     m = _cnn_model(enc, kh, kw, seed=kh * 7 + kw)
     mp = emit.plan_model(m, target)
     # first conv: offset by the input minimum, ReLU and shift fused; then a plane conv on int32
-    assert [c.kernel for c in mp.choices] == ["plane+offset", "fused", "fused", "plane", "generic"]
+    plane = "conv3x3" if (kh, kw) == (3, 3) else "plane"
+    assert [c.kernel for c in mp.choices] == [plane + "+offset", "fused", "fused", plane, "generic"]
     assert mp.steps[0].channelwise
     em = emit.emit(m, tmp_path, name="cnn", target=target)
     hm = host.build(em, tmp_path / "b")
@@ -148,11 +149,11 @@ def _pooled_cnn(h: int, w: int, kh: int, kw: int, out: str, relu: bool, seed: in
 @pytest.mark.parametrize("h, w, kh, kw, out, relu", [
     (16, 16, 3, 3, "int32", True),   # BitNetMCU's layout: rows of 14 (tiles of 5, 5, 4), pooled 12
     (12, 13, 3, 3, "int32", True),   # odd sizes: 11-wide rows (5, 5, overlapping 2), pool floor 4x5
-    (9, 8, 3, 3, "int32", False),    # first conv without ReLU: signed inputs, the dense tiles
+    (9, 8, 3, 3, "int32", False),    # first conv without ReLU: signed inputs, no zero skipping after it
     (8, 9, 3, 3, "int8", True),      # general output stage, int8 planes, int8 pooled output
     (11, 10, 3, 3, "int8", False),   # rows of 8: 5 and an overlapping 4
-    (10, 7, 3, 3, "int32", True),    # rows of 5 and 3 (< 4: one output at a time, pooled 1 wide)
-    (9, 6, 3, 3, "int32", True),     # rows of 4 and 2 (pool over a row narrower than a tile)
+    (10, 7, 3, 3, "int32", True),    # rows of 5 and 3 (two overlapping tiles of 2), pooled 1 wide
+    (9, 6, 3, 3, "int32", True),     # rows of 4 and 2 (a pooled row of one tile of 2)
     (10, 9, 2, 3, "int32", True),    # kernels other than 3x3: one output at a time
     (9, 9, 1, 1, "int8", True),
     (12, 11, 5, 5, "int32", True),
@@ -163,7 +164,8 @@ def test_plane_conv_fused_maxpool_equals_golden(tmp_path, target, h, w, kh, kw, 
     mp = emit.plan_model(m, target)
     pool = next(i for i, layer in enumerate(m.layers) if layer.kind == "maxpool2d")
     conv = max(i for i, layer in enumerate(m.layers[:pool]) if layer.kind == "conv2d")
-    assert mp.choices[conv].kernel.startswith("plane") and mp.choices[conv].fuses == pool - conv
+    kernel = "conv3x3" if (kh, kw) == (3, 3) else "plane"
+    assert mp.choices[conv].kernel.startswith(kernel) and mp.choices[conv].fuses == pool - conv
     assert mp.choices[pool].kernel == "fused"
     em = emit.emit(m, tmp_path, name="cnn", target=target)
     hm = host.build(em, tmp_path / "b")
@@ -187,7 +189,7 @@ def test_maxpool_other_than_2x2_stride_2_is_not_fused():
     m = _cnn_model("8bit", 3, 3, seed=1)  # ends in MaxPool2d(2, stride=1)
     m.layers[-1] = ir.MaxPool2d(3, stride=2)
     mp = emit.plan_model(m, "rv32emc")
-    assert [c.kernel for c in mp.choices][-2:] == ["plane", "generic"]
+    assert [c.kernel for c in mp.choices][-2:] == ["conv3x3", "generic"]
 
 
 @pytest.mark.parametrize("target", ["rv32emc", "cortex-m4"])
@@ -204,7 +206,7 @@ def test_plane_conv_on_the_model_input_per_channel(tmp_path, target):
     ]
     for k, m in enumerate(models):
         kernel = emit.plan_model(m, target).choices[0].kernel
-        assert kernel == ("plane+offset" if k == 0 else "generic")
+        assert kernel == ("conv3x3+offset" if k == 0 else "generic")
         em = emit.emit(m, tmp_path / str(k), name="cnn", target=target)
         x = np.concatenate([check.random_inputs(m.input.shape, 48), check.extreme_inputs(m.input.shape)])
         y, _, _ = host.build(em, tmp_path / str(k) / "b").run(x)
