@@ -11,9 +11,10 @@ one is fastest there:
   to 4 bits (a lookup is cheaper than decoding a weight and multiplying); on ``cortex-m4``
   fully connected layers on int8 inputs use the DSP extension's dual multiply-accumulate
   (``bg_linear_simd.c``, weights stored one byte each). Convolutions that run on one
-  plane (channel-by-channel steps, :mod:`bitgen.schedule`) use ``bg_conv2d_plane.c``, with the
-  ReLU / requantization that follows, and a 2x2 stride-2 max pool after them, fused into its
-  output stage.
+  plane (channel-by-channel steps, :mod:`bitgen.schedule`) fuse the ReLU / requantization that
+  follows, and a 2x2 stride-2 max pool after them, into their output stage: 3x3 kernels with
+  ``bg_conv3x3.inc``, instantiated in the model source once per layer with the layer's shapes
+  and output stage as constants (:func:`_conv3x3_call`); other sizes with ``bg_conv2d_plane.c``.
 
 A kernel is chosen in two steps: :func:`choose` or :func:`plane_conv_group` (before arena
 planning: how much scratch and output room the kernel needs, which layers it fuses) and
@@ -480,7 +481,7 @@ def _conv3x3_call(em: Emitter, i: int, layer: ir.Conv2d, in_dtype: str, out_dtyp
         "LO": c_int(post["lo"]), "HI": c_int(post["hi"]), "RELU_AFTER": post["relu_after"],
         "MULT": mult, "SHIFT": shift,
     }
-    lines = [f"/* layer {i}: 3x3 convolution of one {extent[0]}x{extent[1]} plane, shapes fixed */"]
+    lines = [f"/* layer {i}: 3x3 convolution, {extent[0]}x{extent[1]} outputs of one channel per call */"]
     lines += [f"#define BG_C3_{k} {v}" for k, v in params.items()]
     if per_channel:
         lines.append("#define BG_C3_PER_CHANNEL")

@@ -73,3 +73,20 @@ def test_bench_runs_the_fixed_3x3_kernel_on_emulated_cores(tmp_path, board, h, w
     assert rep["mismatches"] == 0 and rep["compared"] == 6
     assert [lay["kernel"] for lay in rep["layers"] if lay["op"] == "conv2d"] == [
         "conv3x3+offset/channelwise", "conv3x3/channelwise", "conv3x3/channelwise"]
+
+
+def test_profile_tool_splits_an_inference_by_function(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = tmp_path / "m.pt"
+    bitgen.save(mlp(widths=(64, 32, 10)), path)
+    tool = Path(__file__).resolve().parent.parent / "tools" / "profile.py"
+    r = subprocess.run([sys.executable, str(tool), str(path), "--board", "ch32v003-sim", "--random"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    total = int(r.stdout.splitlines()[0].split()[0].replace(",", ""))
+    counts = {ln.split()[-1]: int(ln.split()[0].replace(",", "")) for ln in r.stdout.splitlines()[1:]}
+    assert counts["bg_lut_block"] > 0 and "main" in counts
+    assert sum(counts.values()) <= total

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Instructions per function of one inference on a Unicorn-emulated board.
+
+Builds the bench image of a model (as `bitgen bench` does), runs it on one input with a hook
+on every instruction, and prints the functions by the instructions they retired, most first.
+`bitgen bench` splits the count per layer; this splits it per function (a fused kernel, a
+table builder, start-up), which is what to look at before changing a kernel.
+
+    .venv/bin/python tools/profile.py out/bench/cnn.pt --board rv32emc-sim --data ../shared/datasets/usps
+    .venv/bin/python tools/profile.py MODEL --board max78000-sim --random   # a random int8 input
+
+The counts are exact (the emulator counts instructions) and include start-up code run before
+`main`; the Python hook makes the run slow (seconds per million instructions).
+"""
+from __future__ import annotations
+
+import argparse
+import bisect
+import collections
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import unicorn as uc
+
+import bitgen
+from bitgen import boards, build, check, datasets
+from bitgen.errors import BitgenError
+from bitgen.sim.machine import Machine
+
+
+def functions(elf: Path, prefix: str) -> tuple[list[int], list[str]]:
+    """Start addresses (sorted) and names of the image's code symbols."""
+    out = subprocess.run([f"{prefix}nm", "-n", str(elf)], capture_output=True, text=True, check=True).stdout
+    starts, names = [], []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] in "tTW":
+            starts.append(int(parts[0], 16) & ~1)  # Thumb addresses carry bit 0
+            names.append(parts[2])
+    return starts, names
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model")
+    ap.add_argument("--board", default="rv32emc-sim")
+    ap.add_argument("--dataset", default="usps")
+    ap.add_argument("--data", help="dataset folder (the test split's first image is run)")
+    ap.add_argument("--index", type=int, default=0, help="which test image")
+    ap.add_argument("--random", action="store_true", help="a random int8 input instead of a dataset")
+    ap.add_argument("--top", type=int, default=25)
+    args = ap.parse_args()
+    board = boards.get(args.board)
+    if not board.emulator or board.emulator.get("kind") != "unicorn":
+        print(f"profile: board {board.name} is not emulated with Unicorn", file=sys.stderr)
+        return 1
+    try:
+        model = bitgen.load(args.model).ir
+        if args.random:
+            x = check.random_inputs(model.input.shape, 1)[0]
+        else:
+            x = datasets.load(args.dataset, args.data, split="test").quantized(model.input)[args.index]
+    except BitgenError as e:
+        print(f"profile: {e}", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="bitgen-profile-") as tmp:
+        fw = build.build(model, board, Path(tmp), name="model", harness="bench")
+        starts, names = functions(fw.elf, board.image_board.toolchain["prefix"])
+        m = Machine(board.emulator, Path(fw.image).read_bytes(), name=board.name)
+        main_at, input_at, done_at = (fw.symbol(n) for n in ("main", "bg_bench_input", "bg_bench_done"))
+        per_pc: collections.Counter[int] = collections.Counter()
+
+        def count(_u, address, _size, _user):
+            per_pc[address] += 1
+
+        def load_input(u, _address, _size, _user):
+            u.mem_write(input_at, np.asarray(x, dtype=np.int8).tobytes())
+
+        def finished(u, _access, _address, _size, value, _user):
+            if value:
+                u.emu_stop()
+
+        m.uc.hook_add(uc.UC_HOOK_CODE, load_input, begin=main_at & ~1, end=main_at & ~1)
+        m.uc.hook_add(uc.UC_HOOK_MEM_WRITE, finished, begin=done_at, end=done_at + 3)
+        m.uc.hook_add(uc.UC_HOOK_CODE, count)
+        m.run(500_000_000)
+    # The image may run from an alias of its flash; symbols hold the link address.
+    flash = next(r for r in board.emulator["memory"] if r.get("image"))
+    linked = board.image_board.flash.origin
+    per_fn: collections.Counter[str] = collections.Counter()
+    for pc, n in per_pc.items():
+        for base in (flash["base"], *flash.get("aliases", [])):
+            if base <= pc < base + flash["size"]:
+                pc = pc - base + linked
+        k = bisect.bisect_right(starts, pc) - 1
+        per_fn[names[k] if k >= 0 else f"0x{pc:08x}"] += n
+    total = sum(per_fn.values())
+    print(f"{total:,} instructions from reset to the end of the inference ({board.name}, {Path(args.model).name})")
+    for name, n in per_fn.most_common(args.top):
+        print(f"{n:>10,} {100 * n / total:5.1f} %  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
