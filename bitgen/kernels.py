@@ -465,10 +465,9 @@ def _conv3x3_call(em: Emitter, i: int, layer: ir.Conv2d, in_dtype: str, out_dtyp
         if len(mults) == 1 and len(shifts) == 1:
             mult, shift = mults.pop(), shifts.pop()
         else:  # the channel's own, as arguments
-            j = rq_index
             per_channel = True
-            m = em.array("int32_t", f"m{j}", int_lines(rq.multiplier), 4 * rq.multiplier.size, j)
-            sh = em.array("uint8_t", f"s{j}", int_lines(rq.shift), rq.shift.size, j)
+            m = em.array("int32_t", f"m{rq_index}", int_lines(rq.multiplier), 4 * rq.multiplier.size, rq_index)
+            sh = em.array("uint8_t", f"s{rq_index}", int_lines(rq.shift), rq.shift.size, rq_index)
             m_expr = f"{m}[c]" if rq.multiplier.size > 1 else f"{m}[0]"
             sh_expr = f"{sh}[c]" if rq.shift.size > 1 else f"{sh}[0]"
     fn = f"{em.name}_conv3x3_{i}"
