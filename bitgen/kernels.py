@@ -51,6 +51,7 @@ GENERIC_FILES = {
 LUT_FILES = ["bg_linear_lut.c", "bg_linear_lut.h"]
 SIMD_FILES = ["bg_linear_simd.c", "bg_linear_simd.h"]
 PLANE_FILES = ["bg_conv2d_plane.c", "bg_conv2d_plane.h", "bg_conv2d_plane.inc"]
+# bg_conv3x3.inc instances use bg_post_t's output stage, and a first layer bg_offset_s8
 CONV3X3_FILES = PLANE_FILES + ["bg_conv3x3.h", "bg_conv3x3.inc"]
 
 
@@ -395,7 +396,6 @@ def _plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType,
     sparse = offset or t_in.lo >= 0
     # with the offset, the kernel reads the int32 plane x - z that the step's prologue wrote
     t_x = "int32" if offset else t_in.dtype
-    fn = f"bg_conv2d_plane_{SUFFIX[t_x]}_{SUFFIX[t_final.dtype]}"
     fixed = _conv3x3_extent(layer, t_out, post)
 
     def render(em: Emitter, i: int, p: Pointers) -> str:
@@ -415,6 +415,7 @@ def _plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType,
         if fixed:
             return _conv3x3_call(em, i, layer, t_x, t_final.dtype, wd, fixed, post, rq_index, sparse,
                                  bias_expr, x, p.y)
+        fn = f"bg_conv2d_plane_{SUFFIX[t_x]}_{SUFFIX[t_final.dtype]}"
         w = em.weights(i, layer)
         shape = em.struct("bg_conv_shape_t", f"conv{i}", [1, h, wd, 1, oh, ow, kh, kw, 1, 1, 0, 0, 1])
         row = encodings.get(layer.encoding).row_bytes(kh * kw)

@@ -1,9 +1,15 @@
-"""bitgen bench on the emulated CH32V003: totals, the per-layer split and the kernel choice."""
+"""bitgen bench on the emulated boards: totals, the per-layer split, the kernel choice, and
+kernels whose instructions only run there (SMLAD, cross-compiled 3x3 planes); tools/profile.py."""
 import json
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 import bitgen
+from bitgen import ir
 from bitgen.cli import main
 from models_for_tests import mlp
 
@@ -40,12 +46,9 @@ def test_bench_runs_the_simd_kernel_on_the_emulated_cortex_m4(tmp_path):
     assert [lay["kernel"] for lay in rep["layers"] if lay["op"] == "linear"] == ["simd", "simd"]
 
 
-def _plane_cnn(h: int, w: int, seed: int) -> "bitgen.ir.Model":
+def _plane_cnn(h: int, w: int, seed: int) -> ir.Model:
     """BitNetMCU's CNN layout, narrower: 3x3 conv on the input, ReLU and >> 4 on int32, then
     two depthwise 3x3 convs each with a fused 2x2 max pool, and a linear layer."""
-    import numpy as np
-    from bitgen import ir
-
     rng = np.random.default_rng(seed)
     shift = lambda: ir.Requant(multiplier=[1], shift=[4], rounding="floor", out_dtype="int32")  # noqa: E731
     conv = lambda groups: ir.Conv2d(weight=rng.integers(-128, 128, (3, 1, 3, 3)), encoding="8bit",  # noqa: E731
@@ -76,10 +79,6 @@ def test_bench_runs_the_fixed_3x3_kernel_on_emulated_cores(tmp_path, board, h, w
 
 
 def test_profile_tool_splits_an_inference_by_function(tmp_path):
-    import subprocess
-    import sys
-    from pathlib import Path
-
     path = tmp_path / "m.pt"
     bitgen.save(mlp(widths=(64, 32, 10)), path)
     tool = Path(__file__).resolve().parent.parent / "tools" / "profile.py"

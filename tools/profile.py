@@ -9,8 +9,8 @@ table builder, start-up), which is what to look at before changing a kernel.
     .venv/bin/python tools/profile.py out/bench/cnn.pt --board rv32emc-sim --data ../shared/datasets/usps
     .venv/bin/python tools/profile.py MODEL --board max78000-sim --random   # a random int8 input
 
-The counts are exact (the emulator counts instructions) and include start-up code run before
-`main`; the Python hook makes the run slow (seconds per million instructions).
+The counts are exact (the emulator counts instructions) and include the start-up code run
+before `main`; the Python hook makes the run slow (seconds per million instructions).
 """
 from __future__ import annotations
 
@@ -23,12 +23,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import unicorn as uc
 
 import bitgen
 from bitgen import boards, build, check, datasets
 from bitgen.errors import BitgenError
-from bitgen.sim.machine import Machine
+from bitgen.sim import bench as sim_bench
 
 
 def functions(elf: Path, prefix: str) -> tuple[list[int], list[str]]:
@@ -66,27 +65,13 @@ def main() -> int:
     except BitgenError as e:
         print(f"profile: {e}", file=sys.stderr)
         return 1
+    t_out = model.validate()[-1]
+    per_pc: collections.Counter[int] = collections.Counter()
     with tempfile.TemporaryDirectory(prefix="bitgen-profile-") as tmp:
         fw = build.build(model, board, Path(tmp), name="model", harness="bench")
         starts, names = functions(fw.elf, board.image_board.toolchain["prefix"])
-        m = Machine(board.emulator, Path(fw.image).read_bytes(), name=board.name)
-        main_at, input_at, done_at = (fw.symbol(n) for n in ("main", "bg_bench_input", "bg_bench_done"))
-        per_pc: collections.Counter[int] = collections.Counter()
-
-        def count(_u, address, _size, _user):
-            per_pc[address] += 1
-
-        def load_input(u, _address, _size, _user):
-            u.mem_write(input_at, np.asarray(x, dtype=np.int8).tobytes())
-
-        def finished(u, _access, _address, _size, value, _user):
-            if value:
-                u.emu_stop()
-
-        m.uc.hook_add(uc.UC_HOOK_CODE, load_input, begin=main_at & ~1, end=main_at & ~1)
-        m.uc.hook_add(uc.UC_HOOK_MEM_WRITE, finished, begin=done_at, end=done_at + 3)
-        m.uc.hook_add(uc.UC_HOOK_CODE, count)
-        m.run(500_000_000)
+        sim_bench.run(board, fw, np.asarray(x)[None], t_out.dtype, t_out.size,
+                      on_instruction=lambda address: per_pc.update((address,)))
     # The image may run from an alias of its flash; symbols hold the link address.
     flash = next(r for r in board.emulator["memory"] if r.get("image"))
     linked = board.image_board.flash.origin

@@ -29,7 +29,10 @@ class BenchRun:
     layers: dict[int, int] = field(default_factory=dict)  # layer index -> instructions
 
 
-def run(board: Board, firmware, inputs: np.ndarray, output_dtype: str, output_size: int) -> list[BenchRun]:
+def run(board: Board, firmware, inputs: np.ndarray, output_dtype: str, output_size: int,
+        on_instruction=None) -> list[BenchRun]:
+    """One BenchRun per input. `on_instruction(address)`, if given, is called before every
+    instruction the part executes (slow: a profile, not a benchmark)."""
     emu = board.emulator
     if not emu or emu.get("kind") != "unicorn":
         raise SimFault(f"board {board.name}: the bench harness needs a Unicorn-emulated board")
@@ -56,6 +59,8 @@ def run(board: Board, firmware, inputs: np.ndarray, output_dtype: str, output_si
         main = sym["main"] & ~1  # Thumb addresses carry bit 0
         m.uc.hook_add(uc.UC_HOOK_CODE, load_input, begin=main, end=main)
         m.uc.hook_add(uc.UC_HOOK_MEM_WRITE, finished, begin=sym["bg_bench_done"], end=sym["bg_bench_done"] + 3)
+        if on_instruction is not None:
+            m.uc.hook_add(uc.UC_HOOK_CODE, lambda _u, address, _size, _user: on_instruction(address))
         m.run(MAX_INSTRUCTIONS)
         if not done:
             raise SimFault(f"{board.name}: the bench image did not finish within {MAX_INSTRUCTIONS} instructions")
