@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from . import emit, golden, host, ir
+from . import golden, ir
+from .backends.c import emit, host
 
 
 @dataclass

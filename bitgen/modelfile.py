@@ -75,7 +75,8 @@ def save(model: Any, path: str | Path, *, input: ir.InputSpec | None = None,
     if isinstance(model, ir.Model):
         irm = model
     else:
-        from . import export, nn
+        from . import nn
+        from .nn import export
 
         irm = export.to_ir(model, input=input, labels=labels, name=name)
         qat = {
@@ -149,7 +150,7 @@ def load(path: str | Path, *, trust_pickle: bool = False,
 def _load_pickled(path: Path, input: ir.InputSpec | None) -> LoadedModel:
     import torch
 
-    from . import export
+    from .nn import export
 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False)

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from bitgen import boards
-from bitgen.boards import BoardError
+from bitgen.harness import boards
+from bitgen.harness.boards import BoardError
 from bitgen.paths import BOARDS
 
 
@@ -49,7 +49,7 @@ def test_unknown_board_lists_the_known_ones():
 
 def test_a_new_board_is_a_new_folder(tmp_path):
     """Copy a board under a new name: found, built, no code involved."""
-    from bitgen import build
+    from bitgen.harness import firmware
     from models_for_tests import mlp
 
     shutil.copytree(BOARDS / "ch32v003", tmp_path / "my-ch32")
@@ -57,7 +57,7 @@ def test_a_new_board_is_a_new_folder(tmp_path):
     toml.write_text(toml.read_text().replace('name = "ch32v003"', 'name = "my-ch32"'))
     assert boards.available(tmp_path) == ["my-ch32"]
     b = boards.get("my-ch32", root=tmp_path)
-    fw = build.build(mlp(widths=(16, 4)), b, tmp_path / "out")
+    fw = firmware.build(mlp(widths=(16, 4)), b, tmp_path / "out")
     assert fw.report["image_board"] == "my-ch32" and fw.bin.stat().st_size > 0
 
 

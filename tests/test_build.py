@@ -9,7 +9,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from bitgen import boards, build, cli, ir, modelfile
+from bitgen.harness import boards, firmware
+from bitgen import cli, ir, modelfile
 from models_for_tests import mlp
 
 HAVE = {p: shutil.which(p + "gcc") is not None for p in ("riscv64-unknown-elf-", "arm-none-eabi-")}
@@ -33,7 +34,7 @@ def usps_sized():
     "host",
 ])
 def test_firmware_builds(board, usps_sized, tmp_path):
-    fw = build.build(usps_sized, boards.get(board), tmp_path, name="usps")
+    fw = firmware.build(usps_sized, boards.get(board), tmp_path, name="usps")
     rep = json.loads((tmp_path / "build.json").read_text())
     assert rep["fits"] and rep["model"]["hash"] == usps_sized.digest()
     assert fw.elf.stat().st_size > 0
@@ -51,7 +52,7 @@ def test_firmware_builds(board, usps_sized, tmp_path):
 def test_ch32v003_harness_budget(usps_sized, tmp_path):
     """Protocol + board support stay under 3 KB of flash and 256 B of SRAM beyond the model's
     arena, I/O tensors and the stack."""
-    rep = build.build(usps_sized, boards.get("ch32v003"), tmp_path, name="usps").report
+    rep = firmware.build(usps_sized, boards.get("ch32v003"), tmp_path, name="usps").report
     c = rep["components"]
     assert c["protocol"]["flash"] + c["bsp"]["flash"] < 3072, c
     assert c["protocol"]["sram"] + c["bsp"]["sram"] + c["glue"]["sram"] < 256, c
@@ -61,15 +62,15 @@ def test_ch32v003_harness_budget(usps_sized, tmp_path):
 
 @needs("ch32v003")
 def test_builds_are_deterministic_and_the_sim_runs_the_same_image(usps_sized, tmp_path):
-    a = build.build(usps_sized, boards.get("ch32v003"), tmp_path / "a", name="usps")
-    b = build.build(usps_sized, boards.get("ch32v003-sim"), tmp_path / "b", name="usps")
+    a = firmware.build(usps_sized, boards.get("ch32v003"), tmp_path / "a", name="usps")
+    b = firmware.build(usps_sized, boards.get("ch32v003-sim"), tmp_path / "b", name="usps")
     assert a.bin.read_bytes() == b.bin.read_bytes()
 
 
 @needs("ch32v003")
 def test_ch32v003_image_has_no_multiply_instruction(usps_sized, tmp_path):
     """RV32EC has no M extension: not in the model, the kernels, the protocol, nor libgcc."""
-    fw = build.build(usps_sized, boards.get("ch32v003"), tmp_path, name="usps")
+    fw = firmware.build(usps_sized, boards.get("ch32v003"), tmp_path, name="usps")
     dis = subprocess.run(["riscv64-unknown-elf-objdump", "-d", str(fw.elf)], capture_output=True, text=True).stdout
     assert "__mulsi3" in dis or "bg_linear_lut" in dis  # multiplication happens, in software
     assert not re.search(r"\s(mul|mulh|mulhu|mulhsu|div|divu|rem|remu)\s", dis)
@@ -106,8 +107,8 @@ def test_sram_over_budget_is_refused(tmp_path):
         ir.Flatten(),
         ir.Linear(weight=np.ones((2, 8 * 24 * 24), int), encoding="binary"),
     ])
-    with pytest.raises(build.BudgetError, match=r"SRAM \d+ B of 2048") as e:
-        build.build(m, boards.get("ch32v003"), tmp_path)
+    with pytest.raises(firmware.BudgetError, match=r"SRAM \d+ B of 2048") as e:
+        firmware.build(m, boards.get("ch32v003"), tmp_path)
     assert e.value.report["sram_bytes"] > 2048
 
 
@@ -120,8 +121,8 @@ def test_stack_reserve_below_the_call_graph_bound_is_refused(tmp_path):
     text = toml.read_text().replace('name = "ch32v003"', 'name = "tiny-stack"')
     toml.write_text(re.sub(r"(?m)^stack = \d+", "stack = 64", text))
     board = boards.get("tiny-stack", root=tmp_path)
-    with pytest.raises(build.BudgetError, match=r"the stack can reach \d+ B, over the 64 B reserved") as e:
-        build.build(mlp(widths=(16, 4)), board, tmp_path / "out")
+    with pytest.raises(firmware.BudgetError, match=r"the stack can reach \d+ B, over the 64 B reserved") as e:
+        firmware.build(mlp(widths=(16, 4)), board, tmp_path / "out")
     st = e.value.report["stack"]
     assert st["bounded"] and st["bytes"] > 64 and st["path"][0] == "main"
     assert not (tmp_path / "out" / "firmware.elf").exists()
@@ -163,5 +164,5 @@ def test_falls_back_to_smaller_kernels_when_the_fast_ones_do_not_fit(tmp_path, c
     assert tried["kernels"] == "rv32ec" and not tried["fits"] and tried["flash_bytes"] > 16384
     assert rep["kernels"] == "generic" and rep["fits"] and rep["flash_bytes"] <= 16384
     assert "over budget, so generic kernels were used" in capsys.readouterr().out
-    with pytest.raises(build.BudgetError):  # asked for explicitly, the fast kernels are refused
-        build.build(static_norm_mlp(classes=26), boards.get("ch32v003"), tmp_path / "fast", kernels="rv32ec")
+    with pytest.raises(firmware.BudgetError):  # asked for explicitly, the fast kernels are refused
+        firmware.build(static_norm_mlp(classes=26), boards.get("ch32v003"), tmp_path / "fast", kernels="rv32ec")

@@ -1,6 +1,7 @@
 import numpy as np
 
-from bitgen import check, emit, host
+from bitgen import check
+from bitgen.backends.c import emit, host
 from models_for_tests import every_kernel_model
 
 

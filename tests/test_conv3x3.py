@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bitgen import check, emit, encodings, golden, host, ir
+from bitgen import check, encodings, golden, ir
+from bitgen.backends.c import emit, host
 
 ENCODINGS = ["8bit", "4bit", "fp130", "2bitsym", "binary"]
 

@@ -4,7 +4,8 @@ import shutil
 import numpy as np
 import pytest
 
-from bitgen import emit, host, ir, kernels
+from bitgen.backends.c import emit, host, kernels
+from bitgen import ir
 from models_for_tests import every_kernel_model, mlp
 
 CROSS = {

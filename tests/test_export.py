@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn as tnn
 
-from bitgen import export, golden, ir
+from bitgen.nn import export
+from bitgen import golden, ir
 from bitgen import nn as bnn
 from bitgen.errors import BitgenError
 

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from bitgen import boards, build, cli
-from bitgen.flash import FlashError, flash
+from bitgen.harness import boards, firmware
+from bitgen import cli
+from bitgen.harness.flash import FlashError, flash
 from models_for_tests import mlp
 
 needs_rv = pytest.mark.skipif(shutil.which("riscv64-unknown-elf-gcc") is None, reason="needs gcc-riscv64-unknown-elf")
@@ -20,7 +21,7 @@ needs_rv = pytest.mark.skipif(shutil.which("riscv64-unknown-elf-gcc") is None, r
 def fw_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("fw")
     if shutil.which("riscv64-unknown-elf-gcc"):
-        build.build(mlp(widths=(16, 8, 4)), boards.get("ch32v003"), d, name="model")
+        firmware.build(mlp(widths=(16, 8, 4)), boards.get("ch32v003"), d, name="model")
     return d
 
 

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from bitgen import check, emit, encodings, golden, host, ir
+from bitgen import check, encodings, golden, ir
+from bitgen.backends.c import emit, host
 
 ENCODINGS = sorted(encodings.ENCODINGS)
 

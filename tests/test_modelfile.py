@@ -5,7 +5,8 @@ import torch
 from torch import nn as tnn
 
 import bitgen
-from bitgen import export, golden, ir, modelfile
+from bitgen.nn import export
+from bitgen import golden, ir, modelfile
 from bitgen import nn as bnn
 from bitgen.cli import main
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn as tnn
 
-from bitgen import encodings, export, golden, ir
+from bitgen import encodings, golden, ir
+from bitgen.nn import export
 from bitgen import nn as bnn
 from bitgen.check import extreme_inputs
 

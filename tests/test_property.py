@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 
 import pytest
 
-from bitgen import check, emit, golden, host, kernels
+from bitgen import check, golden
+from bitgen.backends.c import emit, host, kernels
 
 from random_models import models
 

@@ -12,8 +12,10 @@ import zlib
 import numpy as np
 import pytest
 
-from bitgen import boards, golden
-from bitgen.link import BoardFault, DeviceError, Link, LinkError, LinkTimeout, Session
+from bitgen.harness import boards
+from bitgen import golden
+from bitgen.harness.link import BoardFault, DeviceError, Link, LinkError, LinkTimeout
+from bitgen.harness.session import Session
 from models_for_tests import mlp
 
 MODEL = mlp(seed=7, widths=(40, 8, 4))  # 40 input bytes: two db lines (32 + 8)

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bitgen import boards, build, cli, golden, modelfile
-from bitgen.link import Session
+from bitgen.harness import boards, firmware
+from bitgen import cli, golden, modelfile
+from bitgen.harness.session import Session
 from bitgen.sim import start
 from models_for_tests import mlp
 
@@ -75,7 +76,7 @@ def test_model_hash_mismatch_exits_non_zero(model_path, tmp_path, capsys):
     """A board (here the emulated one, reached on its port like a real one) that runs another
     model than the one given is caught before any input is sent."""
     other = mlp(seed=12, widths=(256, 64, 64, 10))
-    fw = build.build(other, boards.get("ch32v003"), tmp_path / "fw", name="model")
+    fw = firmware.build(other, boards.get("ch32v003"), tmp_path / "fw", name="model")
     with start(boards.get("ch32v003-sim"), fw) as em:
         rc = cli.main(["run", "--board", "ch32v003", "--port", em.url, str(model_path), "--random", "2"])
     err = capsys.readouterr().err

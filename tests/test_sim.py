@@ -9,8 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from bitgen import boards, golden, ir
-from bitgen.link import BoardFault, Link, Session
+from bitgen.harness import boards
+from bitgen import golden, ir
+from bitgen.harness.link import BoardFault, Link
+from bitgen.harness.session import Session
 from bitgen.sim import start
 from bitgen.sim.machine import Machine, SimFault
 from models_for_tests import every_kernel_model, mlp
@@ -169,7 +171,7 @@ def test_ch32v003_sim_computes_what_the_c_computes_for_every_kernel(tmp_path):
     """Every kernel through the firmware path: the emulated MCU gives exactly the outputs of the
     same emitted C compiled for this computer (whether that C equals golden is the host check's
     job, bitgen check)."""
-    from bitgen import emit, host
+    from bitgen.backends.c import emit, host
 
     model = every_kernel_model(seed=1)
     x = np.random.default_rng(1).integers(-128, 128, (6,) + model.input.shape).astype(np.int8)
@@ -204,10 +206,10 @@ def test_max78000_sim_matches_golden(tmp_path):
 
 @needs_rv
 def test_sim_serves_a_socket_for_any_pyserial_host(tmp_path):
-    from bitgen import build
+    from bitgen.harness import firmware
 
     model = mlp(seed=5, widths=(16, 8, 4))
-    fw = build.build(model, boards.get("ch32v003"), tmp_path, name="model")
+    fw = firmware.build(model, boards.get("ch32v003"), tmp_path, name="model")
     with start(boards.get("ch32v003-sim"), fw, socket_port=0) as em:
         assert em.url.startswith("socket://127.0.0.1:")
         with Link.open(em.url) as link:

@@ -3,7 +3,7 @@ import subprocess
 
 import pytest
 
-from bitgen import stack
+from bitgen.harness import stack
 
 SOURCE = r"""
 __attribute__((noinline)) int leaf(volatile int *p) { volatile int big[16]; big[3] = *p; return big[3]; }

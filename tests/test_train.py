@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import bitgen
-from bitgen import datasets, export, golden
+from bitgen import datasets, golden
+from bitgen.nn import export
 from bitgen import nn as bnn
 from bitgen import train
 from bitgen.cli import main

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 import bitgen
-from bitgen import boards, build, check, datasets
+from bitgen.harness import boards, firmware
+from bitgen import check, datasets
 from bitgen.errors import BitgenError
 from bitgen.sim import bench as sim_bench
 
@@ -68,7 +69,7 @@ def main() -> int:
     t_out = model.validate()[-1]
     per_pc: collections.Counter[int] = collections.Counter()
     with tempfile.TemporaryDirectory(prefix="bitgen-profile-") as tmp:
-        fw = build.build(model, board, Path(tmp), name="model", harness="bench")
+        fw = firmware.build(model, board, Path(tmp), name="model", harness="bench")
         starts, names = functions(fw.elf, board.image_board.toolchain["prefix"])
         sim_bench.run(board, fw, np.asarray(x)[None], t_out.dtype, t_out.size,
                       on_instruction=lambda address: per_pc.update((address,)))

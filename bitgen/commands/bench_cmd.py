@@ -18,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import boards, build, golden
-from ..link import LinkError, Session
+from .. import golden
+from ..harness import boards, firmware
+from ..harness.link import LinkError
+from ..harness.session import Session
 from ..sim import bench as sim_bench
 from .common import UsageError, add_dataset_arguments, add_max_arena_argument, load_dataset, load_model
 from .emit_cmd import default_name
@@ -105,7 +107,7 @@ def _bench_emulated(board, model, name, x, expect, kernels, max_arena):
     t_out = model.validate()[-1]
     marker = _marker(board)
     with tempfile.TemporaryDirectory(prefix="bitgen-bench-") as tmp:
-        plain = build.build(model, board, Path(tmp) / "plain", name=name, kernels=kernels, harness="bench",
+        plain = firmware.build(model, board, Path(tmp) / "plain", name=name, kernels=kernels, harness="bench",
                             max_arena=max_arena)
         kernels = plain.report["kernels"]
         runs = sim_bench.run(board, plain, x, t_out.dtype, t_out.size)
@@ -113,7 +115,7 @@ def _bench_emulated(board, model, name, x, expect, kernels, max_arena):
         emitted = json.loads((plain.outdir / "src" / f"{name}.json").read_text())
         per_layer: dict[int, float] = {}
         if marker is not None:
-            marked = build.build(model, board, Path(tmp) / "marked", name=name, kernels=kernels, harness="bench",
+            marked = firmware.build(model, board, Path(tmp) / "marked", name=name, kernels=kernels, harness="bench",
                                  extra_cflags=[f"-DBG_BENCH_MARKER=0x{marker:08x}u", f"-D{MARK}"],
                                  max_arena=max_arena)
             mruns = sim_bench.run(board, marked, x, t_out.dtype, t_out.size)
@@ -122,10 +124,10 @@ def _bench_emulated(board, model, name, x, expect, kernels, max_arena):
                 for i, n in r.layers.items():
                     per_layer[i] = per_layer.get(i, 0) + n / len(mruns)
         try:  # does the firmware `bitgen flash` writes (with the protocol) fit as well?
-            fw = build.build(model, board, Path(tmp) / "protocol", name=name, kernels=kernels,
+            fw = firmware.build(model, board, Path(tmp) / "protocol", name=name, kernels=kernels,
                              max_arena=max_arena).report
             protocol = {"fits": True, "flash_bytes": fw["flash_bytes"], "sram_bytes": fw["sram_bytes"]}
-        except build.BudgetError as e:
+        except firmware.BudgetError as e:
             protocol = {"fits": False, "flash_bytes": e.report["flash_bytes"], "sram_bytes": e.report["sram_bytes"]}
     return [r.cycles for r in runs], mismatches, plain.report, emitted, per_layer, protocol
 

@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from .. import boards, build
+from ..harness import boards, firmware
 from .common import add_max_arena_argument, add_model_argument, load_model
 from .emit_cmd import default_name
 
@@ -31,12 +31,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_dir(board)
     name = args.name or default_name(loaded.ir.name)
     try:
-        fw = build.build(loaded.ir, board, out, name=name, model_path=str(Path(args.model).resolve()),
+        fw = firmware.build(loaded.ir, board, out, name=name, model_path=str(Path(args.model).resolve()),
                          kernels=args.kernels, max_arena=args.max_arena)
         rep = fw.report
-    except build.BudgetError as e:
+    except firmware.BudgetError as e:
         rep = e.report
-        print(build.format_report(rep))
+        print(firmware.format_report(rep))
         _write_json(args.json, out / "build.json")
         raise
     img = board.image_board
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
               f"{t['sram_bytes']} B SRAM: over budget, so {rep['kernels']} kernels were used")
     print(f"built {img.name} firmware ({rep['kernels']} kernels) for model {rep['model']['hash'][:16]} in {out}/")
     if rep["flash_bytes"] is not None:
-        print(build.format_report(rep))
+        print(firmware.format_report(rep))
         h = rep["harness"]
         print(f"  harness (protocol + board support + glue): flash {h['flash']} B, SRAM {h['sram']} B")
     for kind, path in rep["files"].items():

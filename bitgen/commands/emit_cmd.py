@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .. import emit
+from ..backends.c import emit
 from .common import add_max_arena_argument, add_model_argument, load_model
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import boards, flash
+from ..harness import boards, flash
 from .build_cmd import default_dir
 
 

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import boards, golden
-from ..link import LinkError, Session
+from .. import golden
+from ..harness import boards
+from ..harness.link import LinkError
+from ..harness.session import Session
 from .build_cmd import default_dir
 from .common import UsageError, add_dataset_arguments, load_dataset, load_model
 from .emit_cmd import default_name

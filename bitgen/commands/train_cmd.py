@@ -135,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .. import export, golden, modelfile
+    from .. import golden, modelfile
+    from ..nn import export
     from .. import train as tr
 
     torch.set_num_threads(int(opts["threads"]))

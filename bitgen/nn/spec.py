@@ -71,7 +71,7 @@ def _module_spec(m: torch.nn.Module, where: str) -> dict:
                 "layers": [_module_spec(c, f"{where}.{n}" if where else n) for n, c in m.named_children()]}
     name = _NAME_OF.get(type(m))
     if name is None:
-        from ..export import ExportError
+        from .export import ExportError
 
         raise ExportError(f"layer '{where}': cannot describe {type(m).__name__} as plain data "
                           "(only bitgen.nn layers, ReLU, MaxPool2d, AvgPool2d, Flatten, "

@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from ..boards import Board
+from ..harness.boards import Board
 from ..errors import BitgenError
 from .machine import SimFault
 

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from .. import boards
+from ..harness import boards
 from ..errors import BitgenError
 from . import wire as wires
 from .machine import Machine, SimFault

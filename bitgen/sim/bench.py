@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import unicorn as uc
 
-from ..boards import Board
+from ..harness.boards import Board
 from .machine import Machine, SimFault
 
 MAX_INSTRUCTIONS = 500_000_000  # per input: a model that runs longer is stuck

@@ -32,7 +32,7 @@ def _real_board(config: pytest.Config):
     name = config.getoption("--board")
     if not name:
         return None
-    from bitgen import boards
+    from bitgen.harness import boards
 
     board = boards.get(name)
     return None if board.is_emulated else board
@@ -50,8 +50,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def dut(request: pytest.FixtureRequest, tmp_path):
     """Factory: dut(model) -> an open bitgen.link.Session on the board under test."""
-    from bitgen import boards, build, flash
-    from bitgen.link import Session
+    from bitgen.harness import boards, firmware, flash
+    from bitgen.harness.session import Session
 
     config = request.config
     board = boards.get(config.getoption("--board") or "ch32v003-sim")
@@ -60,7 +60,7 @@ def dut(request: pytest.FixtureRequest, tmp_path):
 
     def make(model, **kw):
         if not board.is_emulated and not config.getoption("--no-flash"):
-            build.build(model, board, tmp_path / "fw", name="model")
+            firmware.build(model, board, tmp_path / "fw", name="model")
             flash.flash(board, tmp_path / "fw")
         s = Session(board, model, port=port, name="model", workdir=str(tmp_path / "sim"), **kw)
         sessions.append(s)

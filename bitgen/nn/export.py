@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import ir
-from . import nn as bnn
-from .errors import BitgenError
+from .. import ir
+from .. import nn as bnn
+from ..errors import BitgenError
 
 
 class ExportError(BitgenError):

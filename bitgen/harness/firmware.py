@@ -26,10 +26,12 @@ from typing import Any
 
 import jinja2
 
-from . import __version__, emit, ir, stack
+from .. import __version__, ir
+from ..backends.c import emit
+from . import stack
 from .boards import Board, BoardError, Region
-from .errors import BitgenError
-from .paths import C_RUNTIME, TEMPLATES
+from ..errors import BitgenError
+from ..paths import C_RUNTIME, TEMPLATES
 
 WARNINGS = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
 PROTOCOL_FILES = ["bg_protocol.c", "bg_protocol.h"]

@@ -17,9 +17,10 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from . import __version__, encodings, ir, kernels, memory, schedule
-from .errors import BitgenError
-from .paths import C_RUNTIME, TEMPLATES
+from ... import __version__, encodings, ir
+from . import kernels, memory, schedule
+from ...errors import BitgenError
+from ...paths import C_RUNTIME, TEMPLATES
 
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 ALWAYS = ["bg_runtime.h", "bg_elementwise.c", "bg_elementwise.inc"]  # argmax lives there

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import BitgenError
-from .paths import BOARDS
+from ..errors import BitgenError
+from ..paths import BOARDS
 
 try:  # Python 3.11+
     import tomllib

@@ -18,7 +18,7 @@ import cffi
 import numpy as np
 
 from .emit import Emitted
-from .errors import BitgenError
+from ...errors import BitgenError
 
 STRICT_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 

@@ -32,8 +32,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from . import encodings
-from .errors import BitgenError
+from .. import encodings
+from ..errors import BitgenError
 
 INT8 = (-128, 127)
 INT32 = (-(2**31), 2**31 - 1)

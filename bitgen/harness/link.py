@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BitgenError
+from ..errors import BitgenError
 
 READY = "m-ready"
 DB_CHUNK = 32  # bytes per db line: "db " + 64 hex digits fits the 80-character command limit
@@ -340,85 +340,3 @@ class Link:
 
 def _short(cmd: str, n: int = 24) -> str:
     return cmd if len(cmd) <= n else cmd[: n - 3] + "..."
-
-
-# ------------------------------------------------------------------------------ sessions
-class Session:
-    """A board ready to classify: for an emulated board, the firmware built and the emulator
-    started; for a real one, its serial port opened. The board's model identity is checked.
-
-    ``with Session(board, model, port=...) as s: s.link.classify(x)``
-    """
-
-    def __init__(self, board: Any, model: Any, *, port: str | None = None, name: str = "model",
-                 workdir: str | None = None, timeout: float = 3.0, infer_timeout: float = 60.0,
-                 retries: int = 3, boot_timeout: float = 15.0, log: Any = None,
-                 extra_cflags: list[str] | None = None, kernels: str | None = None,
-                 max_arena: int | None = None):
-        self.board, self.model, self.port = board, model, port
-        self.name, self.workdir = name, workdir
-        self.kw = dict(timeout=timeout, infer_timeout=infer_timeout, retries=retries, log=log)
-        self.boot_timeout = boot_timeout
-        self.extra_cflags = extra_cflags
-        self.kernels = kernels
-        self.max_arena = max_arena
-        self.firmware = None
-        self.emulation = None
-        self.link: Link | None = None
-        self.info: BoardInfo | None = None
-        self._tmp = None
-
-    def __enter__(self) -> "Session":
-        try:
-            self._open()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def _open(self) -> None:
-        import tempfile
-
-        from . import build, sim
-
-        if self.board.is_emulated:
-            if self.workdir is None:
-                self._tmp = tempfile.TemporaryDirectory(prefix="bitgen-fw-")
-                self.workdir = self._tmp.name
-            self.firmware = build.build(self.model, self.board, self.workdir, name=self.name,
-                                        extra_cflags=self.extra_cflags, kernels=self.kernels,
-                                        max_arena=self.max_arena)
-            bottom = self.firmware.symbol("__bss_end") if self.board.emulator.get("kind") == "unicorn" else None
-            self.emulation = sim.start(self.board, self.firmware, stack_bottom=bottom)
-            url = self.emulation.url
-        elif not self.port:
-            raise LinkError(f"board {self.board.name} is real hardware: give its serial port "
-                            "(--port /dev/ttyACM0, or a pyserial URL)")
-        else:
-            url = self.port
-        self.link = Link.open(url, baud=int(self.board.uart.get("baud", 115200)), **self.kw)
-        try:
-            self.link.sync(timeout=self.boot_timeout)
-            out_size = int(np.prod(self.model.validate()[-1].shape))
-            self.info = self.link.check_identity(self.model.digest(), self.model.input.size, out_size)
-        except LinkError as e:
-            raise self.explain(e) from None
-
-    def explain(self, e: LinkError) -> LinkError:
-        """The emulator's own account of a failure, when it has one."""
-        why = self.emulation.failure() if self.emulation else None
-        if why and not isinstance(e, BoardFault):
-            return BoardFault(f"{e}; the emulator stopped: {why}")
-        return e
-
-    def close(self) -> None:
-        if self.link:
-            self.link.close()
-        if self.emulation:
-            self.emulation.close()
-        if self._tmp:
-            self._tmp.cleanup()
-            self._tmp = None
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .boards import Board
-from .errors import BitgenError
+from ..errors import BitgenError
 
 FLASH_TIMEOUT_S = 180
 

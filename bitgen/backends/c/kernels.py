@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import encodings, ir
+from ... import encodings, ir
 
 TARGETS = ("generic", "rv32ec", "rv32emc", "cortex-m4")
 HAS_MULTIPLIER = {"rv32emc", "cortex-m4"}

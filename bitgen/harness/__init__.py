@@ -1,0 +1,1 @@
+"""The MCU harness: boards, firmware builds, flashing, the wire protocol and board sessions."""
