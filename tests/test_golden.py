@@ -3,14 +3,15 @@ import numpy as np
 import pytest
 
 from bitgen import golden, ir
+from bitgen.ops.shiftnorm import dynamic_shift
 
 
 def test_requant_rounds_half_up_and_clamps():
     x = np.array([[-6, -5, -3, -2, 2, 3, 5, 6, 10000, -10000]], dtype=np.int32)
-    y = golden.requant(x, ir.Requant(multiplier=[1], shift=[2]))
+    y = ir.Requant(multiplier=[1], shift=[2]).golden(x)
     # (x + 2) >> 2: -5 -> -1 (-1.25), -2 -> 0 (tie -0.5 rounds up), 2 -> 1 (tie 0.5), 5 -> 1 (1.25)
     assert y.tolist() == [[-1, -1, -1, 0, 1, 1, 1, 2, 127, -128]]
-    y = golden.requant(x, ir.Requant(multiplier=[1], shift=[2], rounding="floor"))
+    y = ir.Requant(multiplier=[1], shift=[2], rounding="floor").golden(x)
     assert y.tolist() == [[-2, -2, -1, -1, 0, 0, 1, 1, 127, -128]]
 
 
@@ -18,32 +19,32 @@ def test_requant_multiplier_per_channel_and_shift_zero():
     x = np.array([[[7, -7]], [[7, -7]]], dtype=np.int32).reshape(1, 2, 1, 2)
     rq = ir.Requant(multiplier=[3, 5], shift=[0, 1], out_dtype="int32")
     # channel 0: 21, -21 (no rounding at shift 0); channel 1: (35 + 1) >> 1 = 18, (-35 + 1) >> 1 = -17
-    assert golden.requant(x, rq).reshape(-1).tolist() == [21, -21, 18, -17]
+    assert rq.golden(x).reshape(-1).tolist() == [21, -21, 18, -17]
 
 
 def test_shiftnorm_matches_its_definition():
     # max = 1000: 1000 >> 7 = 7 has 3 bits -> shift 3, rounding 4.
     x = np.array([[1000, 3, 4, -50, 0, 1023]], dtype=np.int32)
-    assert golden.shiftnorm_shift(x).tolist() == [3]
-    y = golden.shiftnorm(x)
+    assert dynamic_shift(x).tolist() == [3]
+    y = ir.ShiftNorm().golden(x)
     assert y.tolist() == [[125, 0, 1, 0, 0, 127]]  # (1023 + 4) >> 3 = 128 -> clamped to 127
     # max < 128: shift 0, values pass through; all negative: shift 0 and everything 0.
-    assert golden.shiftnorm(np.array([[5, 127, -1]])).tolist() == [[5, 127, 0]]
-    assert golden.shiftnorm(np.array([[-500, -1]])).tolist() == [[0, 0]]
+    assert ir.ShiftNorm().golden(np.array([[5, 127, -1]])).tolist() == [[5, 127, 0]]
+    assert ir.ShiftNorm().golden(np.array([[-500, -1]])).tolist() == [[0, 0]]
 
 
 def test_shiftnorm_is_per_sample():
     x = np.array([[256, 128], [100, 50]], dtype=np.int32)  # shifts 2 and 0
-    assert golden.shiftnorm(x).tolist() == [[64, 32], [100, 50]]
+    assert ir.ShiftNorm().golden(x).tolist() == [[64, 32], [100, 50]]
 
 
 def test_avgpool_rounds_half_up_with_floor_division():
     x = np.array([-1, -2, 0, 0], dtype=np.int8).reshape(1, 1, 2, 2)  # mean -0.75 -> -1
-    assert golden.avgpool2d(x, ir.AvgPool2d(2)).item() == -1
+    assert ir.AvgPool2d(2).golden(x).item() == -1
     x = np.array([-1, -1, 0, 0], dtype=np.int8).reshape(1, 1, 2, 2)  # mean -0.5 -> 0 (half up)
-    assert golden.avgpool2d(x, ir.AvgPool2d(2)).item() == 0
+    assert ir.AvgPool2d(2).golden(x).item() == 0
     x = np.array([1, 0, 0, 0, 0, 0, 0, 0, 0], dtype=np.int8).reshape(1, 1, 3, 3)  # 1/9 -> 0
-    assert golden.avgpool2d(x, ir.AvgPool2d(3)).item() == 0
+    assert ir.AvgPool2d(3).golden(x).item() == 0
 
 
 def test_conv2d_against_a_direct_loop():
@@ -51,7 +52,7 @@ def test_conv2d_against_a_direct_loop():
     x = rng.integers(-128, 128, (2, 4, 7, 6)).astype(np.int8)
     w = rng.integers(-8, 8, (6, 2, 3, 2))
     layer = ir.Conv2d(weight=w, encoding="4bit", bias=rng.integers(-99, 99, 6), stride=(2, 1), padding=(1, 2), groups=2)
-    y = golden.conv2d(x, layer)
+    y = layer.golden(x)
     xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (1, 1), (2, 2)))
     oh, ow = (7 + 2 - 3) // 2 + 1, (6 + 4 - 2) // 1 + 1
     assert y.shape == (2, 6, oh, ow)

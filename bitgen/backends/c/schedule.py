@@ -29,16 +29,6 @@ class Step:
         return range(self.first, self.last + 1)
 
 
-def channel_local(layer: ir.Layer, t_in: ir.TensorType) -> bool:
-    """True when output channel c depends on input channel c alone."""
-    if len(t_in.shape) != 3:
-        return False
-    if isinstance(layer, ir.Conv2d):
-        c = t_in.shape[0]
-        return layer.groups == c and layer.weight.shape[0] == c
-    return isinstance(layer, (ir.ReLU, ir.Requant, ir.MaxPool2d, ir.AvgPool2d))
-
-
 def steps(model: ir.Model, types: list[ir.TensorType]) -> list[Step]:
     """Group the layers: each convolution with the channel-local layers that follow it."""
     out: list[Step] = []
@@ -46,7 +36,7 @@ def steps(model: ir.Model, types: list[ir.TensorType]) -> list[Step]:
     while i < n:
         j = i
         if isinstance(model.layers[i], ir.Conv2d):
-            while j + 1 < n and channel_local(model.layers[j + 1], types[j + 1]):
+            while j + 1 < n and model.layers[j + 1].channel_local(types[j + 1]):
                 j += 1
         out.append(Step(i, j))
         i = j + 1

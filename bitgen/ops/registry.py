@@ -1,0 +1,15 @@
+"""The ops of the IR, by kind. Adding an op: its module here, its C kernel(s), this one entry."""
+from __future__ import annotations
+
+from .base import Op
+from .conv2d import Conv2d
+from .flatten import Flatten
+from .linear import Linear
+from .pool import AvgPool2d, MaxPool2d
+from .relu import ReLU
+from .requant import Requant
+from .shiftnorm import ShiftNorm
+
+OPS: dict[str, type[Op]] = {
+    op.kind: op for op in (Linear, Conv2d, ReLU, MaxPool2d, AvgPool2d, Flatten, Requant, ShiftNorm)
+}
