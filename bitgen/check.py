@@ -68,7 +68,7 @@ class CheckResult:
             "accuracy": self.accuracy,
             "argmax_agreement": self.agreement,
             "strict_compile": self.strict_compile,
-            "target": self.report["target"],
+            "target": self.report["kernels"],
             "weight_bytes": self.report["weight_bytes"],
             "arena_bytes": self.report["arena_bytes"],
             "macs": self.report["macs"],
@@ -142,7 +142,7 @@ def run_check(
     """Emit, strictly compile, build and compare on every input set."""
     with tempfile.TemporaryDirectory(prefix="bitgen-check-") as tmp:
         out = Path(workdir) if workdir else Path(tmp)
-        em = emit.emit(model, out / "c", name=name, target=target)
+        em = emit.emit(model, out / "c", name=name, kernels=target)
         host.compile_check(em)
         hm = host.build(em, out / "build")
         try:

@@ -80,7 +80,7 @@ def test_fixed_3x3_planes_equal_golden(tmp_path_factory, target, model):
     if mp.steps[0].channelwise:
         assert all(mp.choices[i].kernel.startswith("conv3x3") for i in convs)
     out = tmp_path_factory.mktemp("c3")
-    em = emit.emit(model, out, name="c3", target=target)
+    em = emit.emit(model, out, name="c3", kernels=target)
     hm = host.build(em, out / "b")
     try:
         x = np.concatenate([check.random_inputs(model.input.shape, 24), check.extreme_inputs(model.input.shape),

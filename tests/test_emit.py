@@ -4,7 +4,8 @@ import shutil
 import numpy as np
 import pytest
 
-from bitgen.backends.c import emit, host, kernels
+from bitgen.backends.c import emit, host, kernels, targets
+from bitgen.backends.c.kernels import lut
 from bitgen import ir
 from models_for_tests import every_kernel_model, mlp
 
@@ -26,7 +27,7 @@ def test_same_model_gives_same_bytes(tmp_path):
 @pytest.mark.parametrize("compiler", sorted(CROSS) + ["cc"])
 def test_every_target_compiles_warning_free(tmp_path, compiler, target):
     assert shutil.which(compiler), f"{compiler} is not installed (make setup installs it)"
-    em = emit.emit(every_kernel_model(), tmp_path, name="net", target=target)
+    em = emit.emit(every_kernel_model(), tmp_path, name="net", kernels=target)
     flags = CROSS.get(compiler, "-O2").split()
     host.compile_check(em, compiler, host.STRICT_FLAGS + flags)
 
@@ -85,13 +86,13 @@ def test_first_layer_never_writes_the_callers_input(tmp_path):
     assert y.tolist() == [[0, 0, 5, 7]]
 
 
-@pytest.mark.parametrize("name, target, msg", [
+@pytest.mark.parametrize("name, kernels, msg", [
     ("1bad", "generic", "not a C identifier"),
-    ("ok", "avr", "unknown target"),
+    ("ok", "avr", "unknown kernel set"),
 ])
-def test_bad_emit_options(tmp_path, name, target, msg):
+def test_bad_emit_options(tmp_path, name, kernels, msg):
     with pytest.raises(emit.EmitError, match=msg):
-        emit.emit(mlp(), tmp_path, name=name, target=target)
+        emit.emit(mlp(), tmp_path, name=name, kernels=kernels)
 
 
 def test_max_arena_trades_lut_tables_for_sram(tmp_path):
@@ -102,14 +103,14 @@ def test_max_arena_trades_lut_tables_for_sram(tmp_path):
     m = mlp(seed=3, widths=(256, 64, 64, 10))
     fast = emit.plan_model(m, "rv32ec")
     assert fast.memory.arena_bytes > 400
-    em = emit.emit(m, tmp_path / "c", name="small", target="rv32ec", max_arena=400)
+    em = emit.emit(m, tmp_path / "c", name="small", kernels="rv32ec", max_arena=400)
     rep = em.report
     assert rep["arena_bytes"] <= 400 and rep["max_arena"] == 400
     scratch = {lay["index"]: lay["scratch_bytes"] for lay in rep["layers"] if lay["kernel"] == "lut"}
-    default = 2 * (17 * kernels.LUT_CHUNK["rv32ec"] + 1)
+    default = lut.scratch_bytes(targets.get("rv32ec").lut_chunk)
     assert min(scratch.values()) < default  # some layer gave up tables...
     assert scratch[max(scratch)] == default  # ...but not the last, small one
     x = np.concatenate([check.random_inputs(m.input.shape, 32), check.extreme_inputs(m.input.shape)])
     assert np.array_equal(golden.run(m, x), host.build(em, tmp_path / "b").run(x)[0])
     with pytest.raises(emit.EmitError, match=r"arena needs \d+ B at least, over the limit of 100 B"):
-        emit.emit(m, tmp_path / "d", target="rv32ec", max_arena=100)
+        emit.emit(m, tmp_path / "d", kernels="rv32ec", max_arena=100)

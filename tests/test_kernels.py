@@ -25,7 +25,7 @@ def _lut_model(enc: str, n_in: int, n_out: int, seed: int, first: bool) -> ir.Mo
 def test_lut_linear_equals_golden(tmp_path, enc, first, n_in, n_out):
     m = _lut_model(enc, n_in, n_out, seed=n_in * 31 + n_out, first=first)
     assert emit.plan_model(m, "rv32ec").choices[-1].kernel == "lut"
-    em = emit.emit(m, tmp_path, name="lut", target="rv32ec")
+    em = emit.emit(m, tmp_path, name="lut", kernels="rv32ec")
     hm = host.build(em, tmp_path / "b")
     rng = np.random.default_rng(0)
     x = np.concatenate([
@@ -48,7 +48,7 @@ def test_simd_linear_equals_golden(tmp_path, enc, n_in, n_out):
     m = _lut_model(enc, n_in, n_out, seed=n_in * 7 + n_out, first=True)
     fits_int8 = m.layers[-1].weight.max() <= 127  # FP1.3.0's +128 has no int8 code
     assert emit.plan_model(m, "cortex-m4").choices[-1].kernel == ("simd" if fits_int8 else "lut")
-    em = emit.emit(m, tmp_path, name="simd", target="cortex-m4")
+    em = emit.emit(m, tmp_path, name="simd", kernels="cortex-m4")
     hm = host.build(em, tmp_path / "b")
     x = np.concatenate([check.random_inputs(m.input.shape, 64), check.extreme_inputs(m.input.shape)])
     assert np.array_equal(golden.run(m, x), hm.run(x)[0])  # rows of 5 inputs: unaligned words
@@ -57,7 +57,7 @@ def test_simd_linear_equals_golden(tmp_path, enc, n_in, n_out):
 def test_simd_linear_extreme_products(tmp_path):
     """-128 * -128 in every lane: each SMLAD adds two products of 2^14."""
     m = ir.Model(ir.InputSpec((12,)), [ir.Linear(weight=np.full((5, 12), -128), encoding="8bit")])
-    em = emit.emit(m, tmp_path, name="simd", target="cortex-m4")
+    em = emit.emit(m, tmp_path, name="simd", kernels="cortex-m4")
     assert em.report["layers"][0]["kernel"] == "simd"
     x = check.extreme_inputs(m.input.shape)
     assert np.array_equal(golden.run(m, x), host.build(em, tmp_path / "b").run(x)[0])
@@ -86,7 +86,7 @@ def test_plane_conv_equals_golden(tmp_path, target, enc, kh, kw):
     plane = "conv3x3" if (kh, kw) == (3, 3) else "plane"
     assert [c.kernel for c in mp.choices] == [plane + "+offset", "fused", "fused", plane, "generic"]
     assert mp.steps[0].channelwise
-    em = emit.emit(m, tmp_path, name="cnn", target=target)
+    em = emit.emit(m, tmp_path, name="cnn", kernels=target)
     hm = host.build(em, tmp_path / "b")
     x = np.concatenate([check.random_inputs(m.input.shape, 64), check.extreme_inputs(m.input.shape)])
     _, _, layers = hm.run(x, trace=True)
@@ -168,7 +168,7 @@ def test_plane_conv_fused_maxpool_equals_golden(tmp_path, target, h, w, kh, kw, 
     kernel = "conv3x3" if (kh, kw) == (3, 3) else "plane"
     assert mp.choices[conv].kernel.startswith(kernel) and mp.choices[conv].fuses == pool - conv
     assert mp.choices[pool].kernel == "fused"
-    em = emit.emit(m, tmp_path, name="cnn", target=target)
+    em = emit.emit(m, tmp_path, name="cnn", kernels=target)
     hm = host.build(em, tmp_path / "b")
     rng = np.random.default_rng(h * w)
     x = np.concatenate([
@@ -208,7 +208,7 @@ def test_plane_conv_on_the_model_input_per_channel(tmp_path, target):
     for k, m in enumerate(models):
         kernel = emit.plan_model(m, target).choices[0].kernel
         assert kernel == ("conv3x3+offset" if k == 0 else "generic")
-        em = emit.emit(m, tmp_path / str(k), name="cnn", target=target)
+        em = emit.emit(m, tmp_path / str(k), name="cnn", kernels=target)
         x = np.concatenate([check.random_inputs(m.input.shape, 48), check.extreme_inputs(m.input.shape)])
         y, _, _ = host.build(em, tmp_path / str(k) / "b").run(x)
         assert np.array_equal(golden.run(m, x).reshape(y.shape), y)

@@ -17,7 +17,7 @@ EXAMPLES = 200
 
 
 def _compare_all_layers(model, c_dir: Path, target: str):
-    em = emit.emit(model, c_dir, name="prop", target=target)
+    em = emit.emit(model, c_dir, name="prop", kernels=target)
     hm = host.build(em, c_dir / "build")
     try:
         x = np.concatenate([

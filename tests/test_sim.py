@@ -176,7 +176,7 @@ def test_ch32v003_sim_computes_what_the_c_computes_for_every_kernel(tmp_path):
     model = every_kernel_model(seed=1)
     x = np.random.default_rng(1).integers(-128, 128, (6,) + model.input.shape).astype(np.int8)
     board = boards.get("ch32v003-sim")
-    hm = host.build(emit.emit(model, tmp_path / "host", name="model", target=board.kernels[0]))
+    hm = host.build(emit.emit(model, tmp_path / "host", name="model", kernels=board.kernels[0]))
     expect, expect_cls, _ = hm.run(x)
     with Session(board, model, workdir=str(tmp_path / "fw")) as s:
         for i in range(len(x)):

@@ -22,7 +22,7 @@ def default_name(model_name: str) -> str:
 def run(args: argparse.Namespace) -> int:
     loaded = load_model(args)
     name = args.name or default_name(loaded.ir.name)
-    em = emit.emit(loaded.ir, args.out, name=name, target=args.target, max_arena=args.max_arena)
+    em = emit.emit(loaded.ir, args.out, name=name, kernels=args.target, max_arena=args.max_arena)
     r = em.report
     print(f"wrote {len(em.files)} files to {em.outdir}/ ({name}.h, {name}.c, {name}.json, runtime)")
     print(f"  layers {len(r['layers'])}  weights {r['weight_bytes']} B  arena {r['arena_bytes']} B  "

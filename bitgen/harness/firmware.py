@@ -336,7 +336,7 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
     if obj.exists():
         shutil.rmtree(obj)
     obj.mkdir(parents=True)
-    em = emit.emit(model, src, name=name, target=kernels, max_arena=max_arena)
+    em = emit.emit(model, src, name=name, kernels=kernels, max_arena=max_arena)
     for f in PROTOCOL_FILES:
         shutil.copyfile(C_RUNTIME / f, src / f)
     render_firmware(board, em, src / "firmware.c", HARNESSES[harness])

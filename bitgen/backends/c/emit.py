@@ -1,8 +1,8 @@
 """IR -> static C: ``NAME.h``, ``NAME.c``, the runtime kernels they use, and ``NAME.json``.
 
-The emitter reads only the IR. It groups layers into steps (:mod:`bitgen.schedule`), picks a
-kernel per layer (:mod:`bitgen.kernels`), plans the arena (:mod:`bitgen.memory`), packs weights
-(:mod:`bitgen.encodings`) and renders ``templates/model.*.j2``.
+The emitter reads only the IR. It groups layers into steps (:mod:`.schedule`), picks a kernel
+per layer from the kernel set (:mod:`.kernels`, :mod:`.targets`), plans the arena
+(:mod:`.memory`) and renders ``templates/model.*.j2``; the kernels pack their own weights.
 Output is deterministic: the same model gives the same bytes.
 """
 from __future__ import annotations
@@ -18,7 +18,9 @@ import jinja2
 import numpy as np
 
 from ... import __version__, encodings, ir
-from . import kernels, memory, schedule
+from . import memory, schedule, targets
+from .kernels import FUSED, Choice, KernelError, ModelSource, Pointers, choose, choose_group, model_input_only_before
+from .literals import C_TYPE, SUFFIX, arena_ptr
 from ...errors import BitgenError
 from ...paths import C_RUNTIME, TEMPLATES
 
@@ -74,13 +76,13 @@ def _shape_str(shape: tuple[int, ...]) -> str:
 def _ptr(loc: memory.Location, dtype: str, const: bool) -> str:
     if loc.external:
         return "input"  # only ever an int8 input, read-only
-    return f"({'const ' if const else ''}{kernels.C_TYPE[dtype]} *)(arena + {loc.offset})"
+    return arena_ptr(loc.offset, C_TYPE[dtype], const)
 
 
 @dataclass
 class ModelPlan:
     types: list[ir.TensorType]  # input, then every layer's output
-    choices: list[kernels.Choice]  # kernel of every layer
+    choices: list[Choice]  # kernel of every layer
     steps: list[schedule.Step]
     memory: memory.Plan  # locations at step boundaries; scratch per step
 
@@ -100,14 +102,16 @@ def _plane_region(types: list[ir.TensorType], st: schedule.Step) -> int:
     return max(_round4(types[i + 1].nbytes // types[i + 1].shape[0]) for i in st.layers[:-1])
 
 
-def plan_model(model: ir.Model, target: str = "generic", lut_chunks: dict[int, int] | None = None) -> ModelPlan:
+def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[int, int] | None = None) -> ModelPlan:
     """Types of every tensor, the kernel of every layer, the schedule and the arena plan.
-    `lut_chunks`: tables per pass of the LUT kernel of some layers, if not the target's default."""
-    if target not in kernels.TARGETS:
-        raise EmitError(f"unknown target '{target}' (available: {', '.join(kernels.TARGETS)})")
+    `lut_chunks`: tables per pass of the LUT kernel of some layers, if not the kernel set's default."""
+    try:
+        target = targets.get(kernel_set)
+    except targets.KernelError as e:
+        raise EmitError(str(e)) from None
     types = [model.input_type()] + model.validate()
     steps = schedule.steps(model, types)
-    choices: list[kernels.Choice] = []
+    choices: list[Choice] = []
     for st in steps:
         for i in st.layers:
             if i < len(choices):  # fused into the kernel of an earlier layer
@@ -115,17 +119,17 @@ def plan_model(model: ir.Model, target: str = "generic", lut_chunks: dict[int, i
             layer = model.layers[i]
             choice = None
             if st.channelwise and isinstance(layer, ir.Conv2d):
-                choice = kernels.plane_conv_group(model, types, i, st.last, target)
+                choice = choose_group(model, types, i, st.last, target)
             try:
-                choice = choice or kernels.choose(layer, types[i], types[i + 1], target,
-                                                  kernels.reads_model_input(model, i),
+                choice = choice or choose(layer, types[i], types[i + 1], target,
+                                                  model_input_only_before(model, i),
                                                   (lut_chunks or {}).get(i))
-            except kernels.KernelError as e:
+            except KernelError as e:
                 raise EmitError(f"layer {i} {layer.describe()}: {e}") from None
             if st.channelwise and not choice.per_channel:
                 raise EmitError(f"layer {i} {layer.describe()}: kernel '{choice.kernel}' cannot run per channel")
             choices.append(choice)
-            choices += [kernels.FUSED] * choice.fuses
+            choices += [FUSED] * choice.fuses
     needs = []
     for st in steps:
         c = choices[st.first]
@@ -135,38 +139,38 @@ def plan_model(model: ir.Model, target: str = "generic", lut_chunks: dict[int, i
         else:
             needs.append(memory.Need(out_bytes=types[st.first + 1].nbytes, in_bytes=types[st.first].nbytes,
                                      in_place=c.in_place, out_region=c.out_region, scratch=c.scratch,
-                                     alias=c.kernel == "alias"))
+                                     alias=c.alias))
     return ModelPlan(types, choices, steps, memory.plan(needs))
 
 
-def _step_code(model: ir.Model, mp: ModelPlan, k: int, em: kernels.Emitter) -> tuple[list[str], dict[int, int | None]]:
+def _step_code(model: ir.Model, mp: ModelPlan, k: int, src: ModelSource) -> tuple[list[str], dict[int, int | None]]:
     """C lines of step k and the arena offset each of its layers writes to (None: the input)."""
     st, types = mp.steps[k], mp.types
     loc_in, loc_out = mp.memory.locations[k], mp.memory.locations[k + 1]
     scratch = mp.memory.scratch[k]
     if not st.channelwise:
         i = st.first
-        ptrs = kernels.Pointers(
+        ptrs = Pointers(
             x=_ptr(loc_in, types[i].dtype, const=True),
             y=_ptr(loc_out, types[i + 1].dtype, const=False),
-            scratch=None if scratch is None else f"(int16_t *)(arena + {scratch})",
+            scratch=scratch,
         )
-        call = mp.choices[i].render(em, i, ptrs)
+        call = mp.choices[i].render(src, i, ptrs)
         done = f"BG_LAYER_PART({i}, 0, {_ptr(loc_out, types[i + 1].dtype, const=True)}, {types[i + 1].nbytes});"
         return ([call] if call else []) + [done], {i: None if loc_out.external else loc_out.offset}
     # Channel by channel: planes ping-pong between two buffers in the scratch area.
     plane = _plane_region(types, st)
     planes = [scratch, scratch + plane]
-    kernel_scratch = f"(int32_t *)(arena + {scratch + 2 * plane})"  # the first kernel's own scratch
+    kernel_scratch = scratch + 2 * plane  # the first kernel's own scratch
     channels = types[st.last + 1].shape[0]
     first = mp.choices[st.first]
-    lines = [first.prologue.format(scratch=kernel_scratch)] if first.prologue else []
+    lines = [first.prologue.code(kernel_scratch)] if first.prologue else []
     lines.append(f"for (c = 0; c < {channels}u; c++) {{")
     offsets: dict[int, int | None] = {}
     cur = None  # index into `planes` holding the current plane; None: the step's input
     for i in st.layers:
         choice = mp.choices[i]
-        if choice is kernels.FUSED:
+        if choice is FUSED:
             offsets.setdefault(i, None)
             continue
         t_in, t_out = types[i], types[i + 1 + choice.fuses]
@@ -185,9 +189,9 @@ def _step_code(model: ir.Model, mp: ModelPlan, k: int, em: kernels.Emitter) -> t
             shown = _ptr_at(planes[nxt], t_out.dtype, True)
             offsets[i] = planes[nxt]
             cur = nxt
-        ptrs = kernels.Pointers(x=x, y=y, channel="c", x_is_plane=i != st.first,
+        ptrs = Pointers(x=x, y=y, channel="c", x_is_plane=i != st.first,
                                 scratch=kernel_scratch if i == st.first else None)
-        lines.append("    " + choice.render(em, i, ptrs))
+        lines.append("    " + choice.render(src, i, ptrs))
         lines.append(f"    BG_LAYER_PART({i_shown}, c * {plane_bytes}u, {shown}, {plane_bytes});")
         offsets[i_shown] = offsets[i]
     lines.append("}")
@@ -213,15 +217,15 @@ def _ptr_at(offset: int, dtype: str, const: bool) -> str:
     return _ptr(memory.Location(external=False, offset=offset), dtype, const)
 
 
-def plan_within(model: ir.Model, target: str, max_arena: int | None) -> ModelPlan:
+def plan_within(model: ir.Model, kernel_set: str, max_arena: int | None) -> ModelPlan:
     """The plan with the target's fastest kernels, or, when its arena is over `max_arena`
     bytes, a plan whose arena is not: fewer LUT tables per pass (the only kernel scratch that
     trades speed for SRAM), lowered only in the layers that must, each as little as it can."""
-    mp = plan_model(model, target)
+    mp = plan_model(model, kernel_set)
     if max_arena is None or mp.memory.arena_bytes <= max_arena:
         return mp
-    luts = [i for i, c in enumerate(mp.choices) if c.kernel == "lut"]
-    least = plan_model(model, target, {i: 1 for i in luts})
+    luts = [i for i, c in enumerate(mp.choices) if c.trades_scratch]
+    least = plan_model(model, kernel_set, {i: 1 for i in luts})
     if least.memory.arena_bytes > max_arena:
         raise EmitError(f"the arena needs {least.memory.arena_bytes} B at least, over the limit of "
                         f"{max_arena} B (--max-arena)")
@@ -229,30 +233,31 @@ def plan_within(model: ir.Model, target: str, max_arena: int | None) -> ModelPla
     # others at their smallest, then check the combination.
     chunks = {}
     for i in luts:
-        for chunk in range(kernels.LUT_CHUNK[target], 0, -1):
-            if plan_model(model, target, {j: 1 for j in luts} | {i: chunk}).memory.arena_bytes <= max_arena:
+        for chunk in range(targets.get(kernel_set).lut_chunk, 0, -1):
+            if plan_model(model, kernel_set, {j: 1 for j in luts} | {i: chunk}).memory.arena_bytes <= max_arena:
                 chunks[i] = chunk
                 break
-    mp = plan_model(model, target, chunks)
+    mp = plan_model(model, kernel_set, chunks)
     return mp if mp.memory.arena_bytes <= max_arena else least
 
 
-def emit(model: ir.Model, outdir: str | Path, name: str = "model", target: str = "generic",
+def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str = "generic",
          max_arena: int | None = None) -> Emitted:
     """Write the C for `model` into `outdir`; returns the file list and the report.
     `max_arena`: bytes the arena may take at most (see plan_within)."""
     if not IDENT.match(name):
         raise EmitError(f"--name '{name}' is not a C identifier (letters, digits, _; max 41)")
-    mp = plan_within(model, target, max_arena)
+    kernel_set = kernels  # the name of the kernel set (targets.KERNEL_SETS)
+    mp = plan_within(model, kernel_set, max_arena)
     types, choices, plan = mp.types, mp.choices, mp.memory
-    em = kernels.Emitter(name)
+    src = ModelSource(name)
     layers: list[LayerPlan] = []
     body: list[str] = []
     runtime = set(ALWAYS)
     # a kernel writes the output of its last fused layer; the layers before it never exist
-    stored = {i + c.fuses for i, c in enumerate(choices) if c is not kernels.FUSED}
+    stored = {i + c.fuses for i, c in enumerate(choices) if c is not FUSED}
     for k, st in enumerate(mp.steps):
-        lines, offsets = _step_code(model, mp, k, em)
+        lines, offsets = _step_code(model, mp, k, src)
         body += lines
         for i in st.layers:
             layer, choice = model.layers[i], choices[i]
@@ -266,15 +271,15 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", target: str =
                 kernel=choice.kernel + ("/channelwise" if st.channelwise else ""),
                 traced=i in stored,
                 encoding=layer.encoding if is_mac else None,
-                flash_bytes=em.flash_of_layer(i),
+                flash_bytes=src.flash_of_layer(i),
                 macs=t_out.size * int(np.prod(layer.weight.shape[1:])) if is_mac else 0,
                 arena_offset=offsets[i],
                 scratch_bytes=choice.scratch,
             ))
     if any(st.channelwise for st in mp.steps):
         body.insert(0, "uint32_t c;")
-    if any(c.prologue and "z =" in c.prologue for c in choices):
-        body.insert(0, "int32_t z;")
+    for decl in sorted({d for c in choices if c.prologue for d in c.prologue.locals}, reverse=True):
+        body.insert(0, f"{decl};")
 
     t_final = types[-1]
     digest = model.digest()
@@ -288,14 +293,14 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", target: str =
         "output_size": t_final.size,
         "output_shape": _shape_str(t_final.shape),
         "output_dtype": t_final.dtype,
-        "output_suffix": kernels.SUFFIX[t_final.dtype],
+        "output_suffix": SUFFIX[t_final.dtype],
         "arena_bytes": plan.arena_bytes,
-        "weight_bytes": em.flash_bytes,
+        "weight_bytes": src.flash_bytes,
         "macs": sum(lp.macs for lp in layers),
         "layers": layers,
         "body": body,
-        "data": em.data,
-        "functions": em.functions,
+        "data": src.data,
+        "functions": src.functions,
         "final_ptr": _ptr(plan.locations[-1], t_final.dtype, const=True),
         "headers": sorted(f for f in runtime if f.endswith(".h") and f != "bg_runtime.h"),
     }
@@ -322,7 +327,7 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", target: str =
         "name": name,
         "bitgen_version": __version__,
         "model_hash": digest,
-        "target": target,
+        "kernels": kernel_set,
         "input": {"shape": list(model.input.shape), "dtype": "int8",
                   "scale": model.input.scale, "zero_point": model.input.zero_point},
         "output": {"shape": list(t_final.shape), "dtype": t_final.dtype},

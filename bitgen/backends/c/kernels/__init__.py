@@ -1,0 +1,51 @@
+"""The C back end's kernel registry: which kernel computes each layer, for a kernel set.
+
+Each kernel module declares, in code a reader can check against its C, when it applies
+(layer kind, shapes, encodings, the kernel set's :class:`~..targets.Target` properties), its
+weight layout, its scratch and in-place needs as numbers, its exactness precondition (through
+:func:`bitgen.ir.bounds.partial_sum_bound`, the bound ``ir.validate`` uses) and how it is
+called (:class:`.base.Choice`):
+
+* :mod:`.generic`: one reference kernel per op, always applicable;
+* :mod:`.lut`: the nibble lookup-table fully connected kernel;
+* :mod:`.simd`: the Cortex-M4 dual multiply-accumulate fully connected kernel;
+* :mod:`.plane`: single-plane convolutions with a fused output stage (channel-by-channel steps).
+
+A kernel is chosen in two steps: :func:`choose` or :func:`choose_group` (before arena planning:
+how much scratch and output room the kernel needs, which layers it fuses) and
+``Choice.render`` (after planning: the constant data and the call).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from .... import ir
+from ..targets import NAMES as TARGETS  # noqa: F401  (the kernel set names)
+from ..targets import KernelError, Target
+from . import generic, lut, plane, simd
+from .base import FUSED, Choice, Context, ModelSource, Pointers, Prologue  # noqa: F401
+from .plane import choose_group, model_input_only_before  # noqa: F401
+
+# Kernels a kernel set can list for a layer before the generic one (Target.linear).
+SPECIALIZED: dict[str, Callable[[ir.Layer, ir.TensorType, ir.TensorType, Context], Choice | None]] = {
+    "lut": lut.choose,
+    "simd": simd.choose,
+}
+
+
+def choose(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType, target: Target, first: bool,
+           lut_chunk: int | None = None) -> Choice:
+    """The kernel for `layer` on `target` when it runs on its own (see choose_group for
+    convolutions inside channel-by-channel steps). `first`: the layer reads the model input;
+    `lut_chunk`: tables per pass of the LUT kernel, if not the target's default."""
+    if isinstance(layer, ir.Linear):
+        ctx = Context(target, reads_input=first, lut_chunk=lut_chunk)
+        for name in target.linear:
+            choice = SPECIALIZED[name](layer, t_in, t_out, ctx)
+            if choice is not None:
+                return choice
+    return generic.choose(layer, t_in, t_out)
+
+
+__all__ = ["FUSED", "TARGETS", "Choice", "Context", "KernelError", "ModelSource", "Pointers", "Prologue",
+           "Target", "choose", "choose_group", "model_input_only_before"]

@@ -1,0 +1,121 @@
+"""The typed interface between the C emitter and its kernels.
+
+A kernel is offered a layer (or, for a plane convolution, a layer and the channel-local
+layers after it) and answers with a :class:`Choice`, or None where it does not apply. A
+Choice states in numbers what the planner must give it (scratch bytes, output room, whether it
+may write over its input, whether it runs one channel plane at a time, how many following
+layers it computes itself) and renders its C call once the arena is planned. The emitter never
+looks inside the C text a kernel writes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .... import encodings, ir
+from ..literals import c_int, hex_lines, int_lines
+from ..targets import KernelError, Target  # noqa: F401  (re-exported for the kernels)
+
+
+@dataclass
+class Data:
+    """One constant of the emitted source (flash)."""
+
+    decl: str
+    lines: list[str]
+    nbytes: int
+    layer: int
+
+
+class ModelSource:
+    """The constant data and file-scope C of one model's source, as kernels add to it."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.data: list[Data] = []
+        self.functions: list[str] = []  # file-scope C: kernel instances with fixed shapes
+
+    def array(self, ctype: str, ident: str, lines: list[str], nbytes: int, layer: int) -> str:
+        full = f"{self.name}_{ident}"
+        self.data.append(Data(f"static const {ctype} {full}[]", lines, nbytes, layer))
+        return full
+
+    def struct(self, ctype: str, ident: str, fields: list[Any]) -> str:
+        full = f"{self.name}_{ident}"
+        body = ", ".join(f if isinstance(f, str) else c_int(int(f)) for f in fields)
+        self.data.append(Data(f"static const {ctype} {full}", [body], 0, -1))
+        return full
+
+    def flash_of_layer(self, layer: int) -> int:
+        """Bytes of weights and parameters (arrays) emitted for one layer."""
+        return sum(d.nbytes for d in self.data if d.layer == layer)
+
+    def packed_weights(self, i: int, layer: ir.Linear | ir.Conv2d) -> tuple[str, str]:
+        """The packed weights and the bias (or "0") of layer i."""
+        return self.weights(i, layer), self.bias(i, layer)
+
+    def weights(self, i: int, layer: ir.Linear | ir.Conv2d) -> str:
+        """Layer i's weights in the packed row format of its encoding (bg_weight reads it)."""
+        enc = encodings.get(layer.encoding)
+        packed = enc.pack_rows(layer.weight.reshape(layer.weight.shape[0], -1))
+        return self.array("uint8_t", f"w{i}", hex_lines(packed), len(packed), i)
+
+    def bias(self, i: int, layer: ir.Linear | ir.Conv2d) -> str:
+        if layer.bias is None:
+            return "0"
+        return self.array("int32_t", f"b{i}", int_lines(layer.bias), 4 * layer.bias.size, i)
+
+    @property
+    def flash_bytes(self) -> int:
+        return sum(d.nbytes for d in self.data)
+
+
+@dataclass
+class Pointers:
+    """Where a kernel call reads and writes, once the arena is planned."""
+
+    x: str  # input pointer expression (const)
+    y: str  # output pointer expression
+    scratch: int | None = None  # arena offset of the kernel's own scratch
+    channel: str | None = None  # C expression of the channel, when computing one plane
+    x_is_plane: bool = False  # with `channel`: x is that channel's plane, not the whole tensor
+
+
+@dataclass
+class Prologue:
+    """C run once before a channel-by-channel step, and the locals it sets."""
+
+    locals: list[str]  # declarations, e.g. "int32_t z"
+    code: Callable[[int], str]  # arena offset of the kernel's scratch -> C statement
+
+
+@dataclass
+class Choice:
+    kernel: str  # recorded in NAME.json
+    files: list[str]  # runtime files (c_runtime/) the call needs
+    render: Callable[[ModelSource, int, Pointers], str | None]
+    scratch: int = 0  # bytes of scratch in the arena while the layer runs
+    out_region: int | None = None  # bytes the output needs, when more than the tensor
+    in_place: bool = False  # may write its output over its input
+    alias: bool = False  # no code at all: the output is the input's bytes (flatten)
+    per_channel: bool = False  # render() can compute a single channel plane (Pointers.channel)
+    fuses: int = 0  # the next `fuses` layers are computed inside this kernel's output stage
+    prologue: Prologue | None = None
+    trades_scratch: bool = False  # a smaller `lut_chunk` gives less scratch and more instructions
+
+
+FUSED = Choice("fused", [], lambda src, i, p: None, per_channel=True)  # computed by an earlier kernel
+
+
+@dataclass
+class Context:
+    """What a kernel may know besides its layer."""
+
+    target: Target
+    reads_input: bool = False  # the layer reads the model input (only flattens before it)
+    lut_chunk: int | None = None  # tables per pass of the LUT kernel, if not the target's default
+
+
+def enc_id(layer: ir.Linear | ir.Conv2d) -> str:
+    return f"BG_ENC_{encodings.get(layer.encoding).c_id}"
+

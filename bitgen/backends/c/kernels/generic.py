@@ -1,0 +1,121 @@
+"""The reference kernels of ``c_runtime/bg_*.c``: one per op, any shape, no layout tricks."""
+from __future__ import annotations
+
+import numpy as np
+
+from .... import encodings, ir
+from ..literals import SUFFIX, int_lines
+from .base import Choice, KernelError, ModelSource, Pointers, enc_id
+
+FILES = {
+    "linear": ["bg_linear.c", "bg_linear.inc"],
+    "conv2d": ["bg_conv2d.c", "bg_conv2d.inc"],
+    "maxpool2d": ["bg_pool.c", "bg_pool.inc"],
+    "avgpool2d": ["bg_pool.c", "bg_pool.inc"],
+    "relu": ["bg_elementwise.c", "bg_elementwise.inc"],
+    "requant": ["bg_elementwise.c", "bg_elementwise.inc"],
+    "shiftnorm": ["bg_elementwise.c", "bg_elementwise.inc"],
+    "flatten": [],
+}
+
+
+def conv_call(src: ModelSource, i: int, layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType,
+              p: Pointers, fn: str) -> str:
+    """Call of a conv kernel `fn` with the bg_conv2d_* signature, whole tensor or one channel."""
+    c, h, wd = t_in.shape
+    co, oh, ow = t_out.shape
+    kh, kw = layer.weight.shape[2:]
+    g = layer.groups
+    w, b = src.packed_weights(i, layer)
+    enc = encodings.get(layer.encoding)
+    if p.channel is None:
+        s = src.struct("bg_conv_shape_t", f"conv{i}", [c, h, wd, co, oh, ow, kh, kw, *layer.stride, *layer.padding, g])
+        return f"{fn}({p.x}, {p.y}, &{s}, {w}, {enc_id(layer)}, {b});"
+    cig = 1 if p.x_is_plane else c // g
+    s = src.struct("bg_conv_shape_t", f"conv{i}", [cig, h, wd, 1, oh, ow, kh, kw, *layer.stride, *layer.padding, 1])
+    x = p.x
+    if not p.x_is_plane and g > 1:  # the input channels of this output channel's group
+        group = p.channel if co == g else f"({p.channel} / {co // g}u)"
+        x = f"{p.x} + {group} * {cig * h * wd}u"
+    row = enc.row_bytes(int(np.prod(layer.weight.shape[1:])))
+    bias = b if b == "0" else f"{b} + {p.channel}"
+    return f"{fn}({x}, {p.y}, &{s}, {w} + {p.channel} * {row}u, {enc_id(layer)}, {bias});"
+
+
+def requant_fits_32(layer: ir.Requant, t_in: ir.TensorType) -> tuple[bool, bool]:
+    """(32-bit arithmetic is exact, with the multiplier split in two 8-bit halves) for
+    bg_requant32_to: |x| * m < 2^32 formed directly, or split when s >= 8 and |x| < 2^23; the
+    result must fit int32. Otherwise the kernel forms 64-bit products."""
+    amax = t_in.amax
+    pairs = [(int(m), int(sh)) for m, sh in zip(layer.multiplier, layer.shift)]
+    fits = all(m < 2**16 and sh <= 31 and (amax * m >> sh) + 1 < 2**31 for m, sh in pairs)
+    direct = fits and all(amax * m < 2**32 for m, _ in pairs)
+    split = fits and not direct and amax < 2**23 and all(sh >= 8 for _, sh in pairs)
+    return direct or split, split
+
+
+def choose(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType) -> Choice:
+    """The generic kernel of `layer` (every op has one)."""
+    sin = SUFFIX[t_in.dtype]
+    files = FILES[layer.kind]
+
+    def plane(p: Pointers, t: ir.TensorType) -> int:
+        """Elements the kernel handles: the whole tensor, or one channel of it."""
+        return t.size if p.channel is None else t.size // t.shape[0]
+
+    if isinstance(layer, ir.Linear):
+        def render(src: ModelSource, i: int, p: Pointers) -> str:
+            w, b = src.packed_weights(i, layer)
+            return (f"bg_linear_{sin}({p.x}, {p.y}, {layer.in_features}, {layer.out_features}, "
+                    f"{w}, {enc_id(layer)}, {b});")
+        return Choice("generic", files, render)
+
+    if isinstance(layer, ir.Conv2d):
+        for v in (*t_in.shape, *t_out.shape, layer.groups):
+            if v > 0xFFFF:
+                raise KernelError(f"dimension {v} exceeds 65535")
+        for v in (*layer.weight.shape[2:], *layer.stride, *layer.padding):
+            if v > 255:
+                raise KernelError(f"kernel, stride or padding {v} exceeds 255")
+        return Choice("generic", files, lambda src, i, p: conv_call(src, i, layer, t_in, t_out, p, f"bg_conv2d_{sin}"),
+                      per_channel=True)
+
+    if isinstance(layer, (ir.MaxPool2d, ir.AvgPool2d)):
+        c, h, wd = t_in.shape
+        _, oh, ow = t_out.shape
+
+        def render(src: ModelSource, i: int, p: Pointers) -> str:
+            cc = c if p.channel is None else 1
+            s = src.struct("bg_pool_shape_t", f"pool{i}", [cc, h, wd, oh, ow, *layer.kernel, *layer.stride])
+            return f"bg_{layer.kind}_{sin}({p.x}, {p.y}, &{s});"
+        return Choice("generic", files, render, in_place=True, per_channel=True)
+
+    if isinstance(layer, ir.ReLU):
+        return Choice("generic", files, lambda src, i, p: f"bg_relu_{sin}({p.x}, {p.y}, {plane(p, t_in)});",
+                      in_place=True, per_channel=True)
+
+    if isinstance(layer, ir.Requant):
+        ch = layer.multiplier.size
+        half_up = 1 if layer.rounding == "half_up" else 0
+        fits32, split = requant_fits_32(layer, t_in)
+        width, mtype, mbytes = ("32", "uint16_t", 2) if fits32 else ("", "int32_t", 4)
+
+        def render(src: ModelSource, i: int, p: Pointers) -> str:
+            m = src.array(mtype, f"m{i}", int_lines(layer.multiplier), mbytes * ch, i)
+            sh = src.array("uint8_t", f"s{i}", int_lines(layer.shift), ch, i)
+            fields = [m, sh, ch, half_up] + ([int(split)] if fits32 else []) + [layer.out_min, layer.out_max]
+            q = src.struct(f"bg_requant{width}_t", f"q{i}", fields)
+            fn = f"bg_requant{width}_to_{SUFFIX[t_out.dtype]}"
+            if p.channel is None:
+                return f"{fn}({p.x}, {p.y}, {t_in.size // ch}, &{q}, 0, {ch});"
+            first = p.channel if ch > 1 else "0"  # this channel's own multiplier and shift
+            return f"{fn}({p.x}, {p.y}, {plane(p, t_in)}, &{q}, {first}, 1);"
+        return Choice("generic", files, render, in_place=True, per_channel=True)
+
+    if isinstance(layer, ir.ShiftNorm):
+        return Choice("generic", files, lambda src, i, p: f"bg_shiftnorm({p.x}, {p.y}, {t_in.size});", in_place=True)
+
+    if isinstance(layer, ir.Flatten):
+        return Choice("alias", files, lambda src, i, p: None, in_place=True, alias=True)
+
+    raise KernelError(f"no C kernel for {layer.kind}")

@@ -1,0 +1,193 @@
+"""Plane convolutions: a conv that runs one channel plane at a time (inside a channel-by-channel
+step, :mod:`..schedule`), with the ReLU / requantization after it and a 2x2 stride-2 max pool
+fused into its output stage. 3x3 kernels use ``bg_conv3x3.inc``, instantiated in the model
+source once per layer with the layer's shapes and output stage as constants; other sizes use
+``bg_conv2d_plane.c``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .... import encodings, ir
+from ....ir.bounds import partial_sum_bound
+from ..literals import C_TYPE, SUFFIX, arena_ptr, c_int, int_lines
+from .base import Choice, ModelSource, Pointers, Prologue, Target, enc_id
+
+PLANE_FILES = ["bg_conv2d_plane.c", "bg_conv2d_plane.h", "bg_conv2d_plane.inc"]
+# bg_conv3x3.inc instances use bg_post_t's output stage, and a first layer bg_offset_s8
+CONV3X3_FILES = PLANE_FILES + ["bg_conv3x3.h", "bg_conv3x3.inc"]
+
+
+def model_input_only_before(model: ir.Model, index: int) -> bool:
+    """Whether layer `index` reads the model's input (only flattens before it)."""
+    return all(isinstance(layer, ir.Flatten) for layer in model.layers[:index])
+
+
+def post_stage(fused: list[ir.Layer], types: list[ir.TensorType]) -> dict[str, Any] | None:
+    """The bg_post_t of the layers fused after a conv (ReLU? Requant? ReLU? then a 2x2 stride-2
+    MaxPool2d?), or None if the sequence cannot be fused. `types[k]` is the input type of fused[k]."""
+    pool = bool(fused) and isinstance(fused[-1], ir.MaxPool2d)
+    if pool:
+        if fused[-1].kernel != (2, 2) or fused[-1].stride != (2, 2):
+            return None
+        fused, types = fused[:-1], types[:-1]
+    kinds = [layer.kind for layer in fused]
+    if kinds not in ([], ["relu"], ["requant"], ["relu", "requant"], ["requant", "relu"], ["relu", "requant", "relu"]):
+        return None
+    rq = next((layer for layer in fused if isinstance(layer, ir.Requant)), None)
+    post = {"requant": rq, "lo": ir.INT32[0], "hi": ir.INT32[1], "wide": 0, "pool": int(pool),
+            "relu_before": int(bool(kinds) and kinds[0] == "relu"),
+            "relu_after": int(bool(kinds) and kinds[-1] == "relu" and rq is not None)}
+    if rq is not None:
+        t_in = types[fused.index(rq)]  # the requant's input range decides 32 or 64 bits
+        amax = max(abs(t_in.lo), abs(t_in.hi))
+        post.update(lo=rq.out_min, hi=rq.out_max, wide=int(any(
+            amax * int(m) + (1 << int(sh)) > ir.INT32[1] for m, sh in zip(rq.multiplier, rq.shift))))
+    return post
+
+
+def _plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType,
+                fused: list[ir.Layer], fused_types: list[ir.TensorType], offset: bool) -> Choice | None:
+    """The sliding-window kernel for a conv that runs on one plane, with `fused` layers (their
+    output types in `fused_types`) applied in its output stage; None where it does not apply."""
+    kh, kw = layer.weight.shape[2:]
+    if layer.stride != (1, 1) or layer.padding != (0, 0) or kh * kw > 49:
+        return None
+    if layer.weight.shape[1] != 1:  # the kernel reads one input plane per output plane
+        return None
+    for v in (*t_in.shape, *t_out.shape):
+        if v > 0xFFFF:
+            return None
+    post = post_stage(fused, [t_out] + fused_types)
+    if post is None:
+        return None
+    t_final = fused_types[-1] if fused else t_out
+    # Exactness with the offset: sums of w * (x - z) plus bias + z * sum(w) must fit int32.
+    wsum = layer.weight.astype(object).reshape(layer.weight.shape[0], -1).sum(axis=1)
+    if offset and partial_sum_bound(layer.weight, layer.bias, t_in.hi - t_in.lo, zero=t_in.amax) > ir.INT32[1]:
+        offset = False
+    # Any order of the sums is exact: every partial sum lies within |bias| + sum |w| * max |x|
+    # (ir.validate's bound; with the offset, the check above). A fused pool compares the values
+    # golden's pool compares (the kernel may take the maximum before a ReLU and floor shift,
+    # which are non-decreasing: the same result).
+    sparse = offset or t_in.lo >= 0
+    # with the offset, the kernel reads the int32 plane x - z that the step's prologue wrote
+    t_x = "int32" if offset else t_in.dtype
+    fixed = conv3x3_extent(layer, t_out, post)
+
+    def render(src: ModelSource, i: int, p: Pointers) -> str:
+        c = p.channel  # the C expression of the channel this call computes
+        _, h, wd = t_in.shape
+        co, oh, ow = t_out.shape
+        x = "(const int32_t *)" + arena_ptr(p.scratch, "int32_t") if offset else p.x
+        if not p.x_is_plane and layer.groups > 1:
+            group = c if co == layer.groups else f"({c} / {co // layer.groups}u)"
+            x = f"{x} + {group} * {h * wd}u"  # this channel's plane (of the offset copy too)
+        b = src.bias(i, layer)
+        bias_expr = "0" if b == "0" else f"{b}[{c}]"
+        if offset:  # sum w x = sum w (x - z) + z * sum w
+            ws = src.array("int32_t", f"ws{i}", int_lines(np.array(wsum, dtype=np.int64)), 4 * len(wsum), i)
+            bias_expr = f"{bias_expr} + z * {ws}[{c}]"
+        rq_index = i + 1 + next((k for k, f in enumerate(fused) if f.kind == "requant"), 0)
+        if fixed:
+            return _conv3x3_call(src, i, layer, t_x, t_final.dtype, wd, fixed, post, rq_index, sparse,
+                                 bias_expr, x, p.y, c)
+        fn = f"bg_conv2d_plane_{SUFFIX[t_x]}_{SUFFIX[t_final.dtype]}"
+        w = src.weights(i, layer)
+        shape = src.struct("bg_conv_shape_t", f"conv{i}", [1, h, wd, 1, oh, ow, kh, kw, 1, 1, 0, 0, 1])
+        row = encodings.get(layer.encoding).row_bytes(kh * kw)
+        post_arg = "0"
+        if fused:
+            rq, j = post["requant"], rq_index
+            m = sh = "0"
+            if rq is not None:
+                m = src.array("int32_t", f"m{j}", int_lines(rq.multiplier), 4 * rq.multiplier.size, j)
+                sh = src.array("uint8_t", f"s{j}", int_lines(rq.shift), rq.shift.size, j)
+            post_arg = "&" + src.struct("bg_post_t", f"post{i}", [
+                m, sh, post["lo"], post["hi"], int(rq is not None and rq.multiplier.size > 1),
+                post["relu_before"], int(rq is not None), post["relu_after"],
+                int(rq is not None and rq.rounding == "half_up"), post["wide"], post["pool"]])
+        return f"{fn}({x}, {p.y}, &{shape}, {w} + {c} * {row}u, {enc_id(layer)}, {bias_expr}, {post_arg}, {c});"
+
+    return Choice(("conv3x3" if fixed else "plane") + ("+offset" if offset else ""),
+                  CONV3X3_FILES if fixed else PLANE_FILES, render, per_channel=True,
+                  fuses=len(fused), scratch=4 * t_in.size if offset else 0,
+                  prologue=Prologue(["int32_t z"], lambda scratch: f"z = bg_offset_s8(input, {arena_ptr(scratch, 'int32_t')}, {t_in.size});")
+                  if offset else None)
+
+
+def conv3x3_extent(layer: ir.Conv2d, t_out: ir.TensorType, post: dict[str, Any]) -> tuple[int, int] | None:
+    """(rows, columns) of outputs that the fixed-shape 3x3 kernel computes for this layer, or
+    None where it does not apply (other kernel sizes, planes under 2 columns or 1 row)."""
+    if layer.weight.shape[2:] != (3, 3):
+        return None
+    _, oh, ow = t_out.shape
+    rows, cols = (oh & ~1, ow & ~1) if post["pool"] else (oh, ow)
+    return (rows, cols) if rows >= 1 and cols >= 2 else None
+
+
+def _conv3x3_call(src: ModelSource, i: int, layer: ir.Conv2d, in_dtype: str, out_dtype: str, width: int,
+                  extent: tuple[int, int], post: dict[str, Any], rq_index: int, sparse: bool,
+                  bias_expr: str, x: str, y: str, c: str) -> str:
+    """An instance of bg_conv3x3.inc for layer i (its shapes and output stage as constants),
+    added to the emitted source, and the call that computes channel c with it. rq_index: the
+    fused requantization's layer (its parameters are attributed to it)."""
+    co = layer.weight.shape[0]
+    tap = "int8_t" if layer.weight.min() >= -128 and layer.weight.max() <= 127 else "int16_t"  # FP1.3.0: 128
+    taps = src.array(tap, f"k{i}", int_lines(layer.weight.reshape(co, 9)), 9 * co * (1 if tap == "int8_t" else 2), i)
+    rq = post["requant"]
+    m_expr = sh_expr = "0"
+    per_channel = False
+    mult, shift = 1, 0
+    if rq is not None:
+        mults, shifts = {int(v) for v in rq.multiplier}, {int(v) for v in rq.shift}
+        if len(mults) == 1 and len(shifts) == 1:
+            mult, shift = mults.pop(), shifts.pop()
+        else:  # the channel's own, as arguments
+            per_channel = True
+            m = src.array("int32_t", f"m{rq_index}", int_lines(rq.multiplier), 4 * rq.multiplier.size, rq_index)
+            sh = src.array("uint8_t", f"s{rq_index}", int_lines(rq.shift), rq.shift.size, rq_index)
+            m_expr = f"{m}[{c}]" if rq.multiplier.size > 1 else f"{m}[0]"
+            sh_expr = f"{sh}[{c}]" if rq.shift.size > 1 else f"{sh}[0]"
+    fn = f"{src.name}_conv3x3_{i}"
+    params = {
+        "NAME": fn, "IN": C_TYPE[in_dtype], "OUT": C_TYPE[out_dtype], "TAP": tap, "W": width,
+        "ROWS": extent[0], "COLS": extent[1], "POOL": post["pool"], "SPARSE": int(sparse),
+        "BIAS": int(bias_expr != "0"),
+        "RELU_BEFORE": post["relu_before"], "REQUANT": int(rq is not None), "WIDE": post["wide"],
+        "HALF_UP": int(rq is not None and rq.rounding == "half_up"),
+        "LO": c_int(post["lo"]), "HI": c_int(post["hi"]), "RELU_AFTER": post["relu_after"],
+        "MULT": mult, "SHIFT": shift,
+    }
+    lines = [f"/* layer {i}: 3x3 convolution, {extent[0]}x{extent[1]} outputs of one channel per call */"]
+    lines += [f"#define BG_C3_{k} {v}" for k, v in params.items()]
+    if per_channel:
+        lines.append("#define BG_C3_PER_CHANNEL")
+    lines.append('#include "bg_conv3x3.inc"')
+    src.functions.append("\n".join(lines))
+    return f"{fn}({x}, {y}, {taps} + {c} * 9u, {bias_expr}, {m_expr}, {sh_expr});"
+
+
+def choose_group(model: ir.Model, types: list[ir.TensorType], i: int, last: int, target: Target) -> Choice | None:
+    """For a conv at i inside a channel-by-channel step ending at `last`: the plane kernel
+    fused with as many following ReLU/Requant layers (and a 2x2 max pool after them) as it can
+    take, or None."""
+    if not target.plane_conv:
+        return None
+    layer = model.layers[i]
+    offset = model_input_only_before(model, i) and types[0].lo < 0 and types[0].dtype == "int8"
+    best = None
+    for n in range(0, 5):
+        if i + n > last:
+            break
+        fused = model.layers[i + 1 : i + 1 + n]
+        if any(not isinstance(f, (ir.ReLU, ir.Requant, ir.MaxPool2d)) for f in fused):
+            break
+        choice = _plane_conv(layer, types[i], types[i + 1], list(fused), types[i + 2 : i + 2 + n], offset)
+        if choice is not None:
+            best = choice
+        if fused and isinstance(fused[-1], ir.MaxPool2d):  # nothing is fused after a pool
+            break
+    return best
