@@ -119,3 +119,17 @@ def test_board_matches_golden(dut):
     for i in range(len(x)):
         r = session.link.classify(x[i])
         assert np.array_equal(r.outputs, expect[i]) and r.cls == golden.argmax(expect[i : i + 1])[0]
+
+
+@needs_rv
+def test_an_emulated_board_is_an_executor_check_compares_like_the_host(tmp_path):
+    """check.compare takes any back end's executor: here the emulated CH32V003 running the
+    protocol firmware, against golden, with the same result object as the host build."""
+    from bitgen import check
+
+    model = mlp(seed=17, widths=(64, 16, 10))
+    inputs = check.InputSet("random", check.random_inputs(model.input.shape, 6, seed=3))
+    with Session(boards.get("ch32v003-sim"), model, workdir=str(tmp_path)) as s:
+        res, gold, pred = check.compare(model, s, inputs)
+    assert res.compared == 6 and res.mismatches == 0
+    assert np.array_equal(gold, pred)

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         sets.append(check.InputSet("random", check.random_inputs(model.input.shape, args.random, args.seed)))
     sets.append(check.InputSet("extreme", check.extreme_inputs(model.input.shape)))
     res = check.run_check(model, sets, loaded.torch_model, workdir=args.keep,
-                          name=default_name(model.name), target=args.target)
+                          name=default_name(model.name), kernels=args.target)
     rep = res.to_json()
     print(f"model {res.model_hash[:16]}  {args.target} kernels  weights {rep['weight_bytes']} B  "
           f"arena {rep['arena_bytes']} B  MACs {rep['macs']}  strict compile: {res.strict_compile}")

@@ -72,6 +72,23 @@ class Session:
         except LinkError as e:
             raise self.explain(e) from None
 
+    def run(self, x: np.ndarray, trace: bool = False) -> tuple[np.ndarray, np.ndarray, None]:
+        """The board as an executor (:class:`bitgen.backends.base.Executor`): classify each
+        input of ``x`` (N, *input shape); a board cannot trace its layers."""
+        assert self.link is not None and self.info is not None, "use the session inside `with`"
+        x = np.asarray(x, dtype=np.int8).reshape((-1, self.model.input.size))
+        outs, preds = [], []
+        for row in x:
+            try:
+                res = self.link.classify(row)
+            except LinkError as e:
+                raise self.explain(e) from None
+            outs.append(res.outputs)
+            preds.append(res.cls)
+        dtype = np.int8 if self.info.output_dtype == "int8" else np.int32
+        y = np.stack(outs) if outs else np.zeros((0, self.info.output_size), dtype=dtype)
+        return y, np.asarray(preds, dtype=np.int32), None
+
     def explain(self, e: LinkError) -> LinkError:
         """The emulator's own account of a failure, when it has one."""
         why = self.emulation.failure() if self.emulation else None

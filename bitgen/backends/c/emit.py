@@ -19,6 +19,7 @@ import numpy as np
 
 from ... import __version__, encodings, ir
 from . import memory, schedule, targets
+from ..base import Artifact
 from .kernels import FUSED, Choice, KernelError, ModelSource, Pointers, choose, choose_group, model_input_only_before
 from .literals import C_TYPE, SUFFIX, arena_ptr
 from ...errors import BitgenError
@@ -60,13 +61,7 @@ class LayerPlan:
         }
 
 
-@dataclass
-class Emitted:
-    name: str
-    outdir: Path
-    files: list[Path]
-    report: dict[str, Any]
-    sources: list[Path] = field(default_factory=list)  # the .c files to compile
+Emitted = Artifact  # sources: the .c files to compile
 
 
 def _shape_str(shape: tuple[int, ...]) -> str:
