@@ -1,6 +1,8 @@
 """The reference kernels of ``c_runtime/bg_*.c``: one per op, any shape, no layout tricks."""
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 
 from .... import encodings, ir
@@ -54,68 +56,87 @@ def requant_fits_32(layer: ir.Requant, t_in: ir.TensorType) -> tuple[bool, bool]
     return direct or split, split
 
 
-def choose(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType) -> Choice:
-    """The generic kernel of `layer` (every op has one)."""
+def _plane(p: Pointers, t: ir.TensorType) -> int:
+    """Elements a kernel handles: the whole tensor, or one channel of it."""
+    return t.size if p.channel is None else t.size // t.shape[0]
+
+
+def _linear(layer: ir.Linear, t_in: ir.TensorType, t_out: ir.TensorType) -> Choice:
     sin = SUFFIX[t_in.dtype]
-    files = FILES[layer.kind]
 
-    def plane(p: Pointers, t: ir.TensorType) -> int:
-        """Elements the kernel handles: the whole tensor, or one channel of it."""
-        return t.size if p.channel is None else t.size // t.shape[0]
+    def render(src: ModelSource, i: int, p: Pointers) -> str:
+        w, b = src.packed_weights(i, layer)
+        return (f"bg_linear_{sin}({p.x}, {p.y}, {layer.in_features}, {layer.out_features}, "
+                f"{w}, {enc_id(layer)}, {b});")
+    return Choice("generic", FILES["linear"], render)
 
-    if isinstance(layer, ir.Linear):
-        def render(src: ModelSource, i: int, p: Pointers) -> str:
-            w, b = src.packed_weights(i, layer)
-            return (f"bg_linear_{sin}({p.x}, {p.y}, {layer.in_features}, {layer.out_features}, "
-                    f"{w}, {enc_id(layer)}, {b});")
-        return Choice("generic", files, render)
 
-    if isinstance(layer, ir.Conv2d):
-        for v in (*t_in.shape, *t_out.shape, layer.groups):
-            if v > 0xFFFF:
-                raise KernelError(f"dimension {v} exceeds 65535")
-        for v in (*layer.weight.shape[2:], *layer.stride, *layer.padding):
-            if v > 255:
-                raise KernelError(f"kernel, stride or padding {v} exceeds 255")
-        return Choice("generic", files, lambda src, i, p: conv_call(src, i, layer, t_in, t_out, p, f"bg_conv2d_{sin}"),
-                      per_channel=True)
+def _conv2d(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType) -> Choice:
+    for v in (*t_in.shape, *t_out.shape, layer.groups):
+        if v > 0xFFFF:
+            raise KernelError(f"dimension {v} exceeds 65535")
+    for v in (*layer.weight.shape[2:], *layer.stride, *layer.padding):
+        if v > 255:
+            raise KernelError(f"kernel, stride or padding {v} exceeds 255")
+    fn = f"bg_conv2d_{SUFFIX[t_in.dtype]}"
+    return Choice("generic", FILES["conv2d"], lambda src, i, p: conv_call(src, i, layer, t_in, t_out, p, fn),
+                  per_channel=True)
 
-    if isinstance(layer, (ir.MaxPool2d, ir.AvgPool2d)):
-        c, h, wd = t_in.shape
-        _, oh, ow = t_out.shape
 
-        def render(src: ModelSource, i: int, p: Pointers) -> str:
-            cc = c if p.channel is None else 1
-            s = src.struct("bg_pool_shape_t", f"pool{i}", [cc, h, wd, oh, ow, *layer.kernel, *layer.stride])
-            return f"bg_{layer.kind}_{sin}({p.x}, {p.y}, &{s});"
-        return Choice("generic", files, render, in_place=True, per_channel=True)
+def _pool(layer: ir.MaxPool2d | ir.AvgPool2d, t_in: ir.TensorType, t_out: ir.TensorType) -> Choice:
+    c, h, wd = t_in.shape
+    _, oh, ow = t_out.shape
 
-    if isinstance(layer, ir.ReLU):
-        return Choice("generic", files, lambda src, i, p: f"bg_relu_{sin}({p.x}, {p.y}, {plane(p, t_in)});",
-                      in_place=True, per_channel=True)
+    def render(src: ModelSource, i: int, p: Pointers) -> str:
+        cc = c if p.channel is None else 1
+        s = src.struct("bg_pool_shape_t", f"pool{i}", [cc, h, wd, oh, ow, *layer.kernel, *layer.stride])
+        return f"bg_{layer.kind}_{SUFFIX[t_in.dtype]}({p.x}, {p.y}, &{s});"
+    return Choice("generic", FILES[layer.kind], render, in_place=True, per_channel=True)
 
-    if isinstance(layer, ir.Requant):
-        ch = layer.multiplier.size
-        half_up = 1 if layer.rounding == "half_up" else 0
-        fits32, split = requant_fits_32(layer, t_in)
-        width, mtype, mbytes = ("32", "uint16_t", 2) if fits32 else ("", "int32_t", 4)
 
-        def render(src: ModelSource, i: int, p: Pointers) -> str:
-            m = src.array(mtype, f"m{i}", int_lines(layer.multiplier), mbytes * ch, i)
-            sh = src.array("uint8_t", f"s{i}", int_lines(layer.shift), ch, i)
-            fields = [m, sh, ch, half_up] + ([int(split)] if fits32 else []) + [layer.out_min, layer.out_max]
-            q = src.struct(f"bg_requant{width}_t", f"q{i}", fields)
-            fn = f"bg_requant{width}_to_{SUFFIX[t_out.dtype]}"
-            if p.channel is None:
-                return f"{fn}({p.x}, {p.y}, {t_in.size // ch}, &{q}, 0, {ch});"
-            first = p.channel if ch > 1 else "0"  # this channel's own multiplier and shift
-            return f"{fn}({p.x}, {p.y}, {plane(p, t_in)}, &{q}, {first}, 1);"
-        return Choice("generic", files, render, in_place=True, per_channel=True)
+def _relu(layer: ir.ReLU, t_in: ir.TensorType, t_out: ir.TensorType) -> Choice:
+    sin = SUFFIX[t_in.dtype]
+    return Choice("generic", FILES["relu"], lambda src, i, p: f"bg_relu_{sin}({p.x}, {p.y}, {_plane(p, t_in)});",
+                  in_place=True, per_channel=True)
 
-    if isinstance(layer, ir.ShiftNorm):
-        return Choice("generic", files, lambda src, i, p: f"bg_shiftnorm({p.x}, {p.y}, {t_in.size});", in_place=True)
 
-    if isinstance(layer, ir.Flatten):
-        return Choice("alias", files, lambda src, i, p: None, in_place=True, alias=True)
+def _requant(layer: ir.Requant, t_in: ir.TensorType, t_out: ir.TensorType) -> Choice:
+    ch = layer.multiplier.size
+    half_up = 1 if layer.rounding == "half_up" else 0
+    fits32, split = requant_fits_32(layer, t_in)
+    width, mtype, mbytes = ("32", "uint16_t", 2) if fits32 else ("", "int32_t", 4)
 
-    raise KernelError(f"no C kernel for {layer.kind}")
+    def render(src: ModelSource, i: int, p: Pointers) -> str:
+        m = src.array(mtype, f"m{i}", int_lines(layer.multiplier), mbytes * ch, i)
+        sh = src.array("uint8_t", f"s{i}", int_lines(layer.shift), ch, i)
+        fields = [m, sh, ch, half_up] + ([int(split)] if fits32 else []) + [layer.out_min, layer.out_max]
+        q = src.struct(f"bg_requant{width}_t", f"q{i}", fields)
+        fn = f"bg_requant{width}_to_{SUFFIX[t_out.dtype]}"
+        if p.channel is None:
+            return f"{fn}({p.x}, {p.y}, {t_in.size // ch}, &{q}, 0, {ch});"
+        first = p.channel if ch > 1 else "0"  # this channel's own multiplier and shift
+        return f"{fn}({p.x}, {p.y}, {_plane(p, t_in)}, &{q}, {first}, 1);"
+    return Choice("generic", FILES["requant"], render, in_place=True, per_channel=True)
+
+
+def _shiftnorm(layer: ir.ShiftNorm, t_in: ir.TensorType, t_out: ir.TensorType) -> Choice:
+    return Choice("generic", FILES["shiftnorm"], lambda src, i, p: f"bg_shiftnorm({p.x}, {p.y}, {t_in.size});",
+                  in_place=True)
+
+
+def _flatten(layer: ir.Flatten, t_in: ir.TensorType, t_out: ir.TensorType) -> Choice:
+    return Choice("alias", FILES["flatten"], lambda src, i, p: None, in_place=True, alias=True)
+
+
+# op kind -> its generic kernel (every op of bitgen.ops.registry has one)
+KERNELS: dict[str, Callable[[Any, ir.TensorType, ir.TensorType], Choice]] = {
+    "linear": _linear, "conv2d": _conv2d, "maxpool2d": _pool, "avgpool2d": _pool, "relu": _relu,
+    "requant": _requant, "shiftnorm": _shiftnorm, "flatten": _flatten,
+}
+
+
+def choose(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType) -> Choice:
+    """The generic kernel of `layer`."""
+    if layer.kind not in KERNELS:
+        raise KernelError(f"no C kernel for {layer.kind}")
+    return KERNELS[layer.kind](layer, t_in, t_out)
