@@ -1,4 +1,4 @@
-"""bitgen.export.to_ir: which modules export, to what, and the one-line errors for the rest."""
+"""bitgen.nn.export.to_ir: which modules export, to what, and the one-line errors for the rest."""
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""The call-graph stack bound (bitgen.stack) on code compiled here with -fcallgraph-info=su."""
+"""The call-graph stack bound (bitgen.harness.stack) on code compiled here with -fcallgraph-info=su."""
 import subprocess
 
 import pytest

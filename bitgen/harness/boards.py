@@ -84,8 +84,8 @@ class Board:
 
     @property
     def kernels(self) -> list[str]:
-        """The emitter's kernel targets for this part (bitgen.kernels.TARGETS), fastest first:
-        bitgen build takes the first whose image fits the budget."""
+        """The C kernel sets for this part (bitgen.backends.c.targets), fastest first: bitgen
+        build takes the first whose image fits the budget."""
         k = self._own("kernels", "generic")
         return [str(v) for v in (k if isinstance(k, list) else [k])]
 

@@ -1,6 +1,6 @@
 """pytest plugin: the same board tests against emulated boards in CI and real boards on a desk.
 
-Loaded by the project's pytest configuration (``-p bitgen.pytest_plugin`` in pyproject.toml),
+Loaded by the project's pytest configuration (``-p bitgen.harness.pytest_plugin`` in pyproject.toml),
 early enough that ``--port /dev/ttyACM0`` is parsed as an option value.
 
     pytest tests/test_run.py                                   # emulated boards only
@@ -9,7 +9,7 @@ early enough that ``--port /dev/ttyACM0`` is parsed as an option value.
 
 Tests marked ``hardware`` run only when ``--board`` names a real board; they get the ``dut``
 fixture: ``dut(model)`` builds (and, for a real board, flashes) the firmware of ``model`` and
-returns a connected :class:`bitgen.link.Session`. Without ``--board`` the ``dut`` fixture uses
+returns a connected :class:`bitgen.harness.session.Session`. Without ``--board`` the ``dut`` fixture uses
 ``ch32v003-sim``.
 """
 from __future__ import annotations
@@ -49,7 +49,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def dut(request: pytest.FixtureRequest, tmp_path):
-    """Factory: dut(model) -> an open bitgen.link.Session on the board under test."""
+    """Factory: dut(model) -> an open bitgen.harness.session.Session on the board under test."""
     from bitgen.harness import boards, firmware, flash
     from bitgen.harness.session import Session
 

@@ -4,7 +4,7 @@ The network computes in the *integer domain*: its input is the int8 tensor that
 :meth:`bitgen.ir.InputSpec.quantize` produces (held in a float tensor), every quantized layer
 outputs the exact integer accumulator, and the norm layers turn accumulators into int8 with
 the golden model's rounding. In eval mode the forward pass equals
-``bitgen.golden.run(bitgen.export.to_ir(model), x)`` bit for bit; in training the same
+``bitgen.golden.run(bitgen.nn.export.to_ir(model), x)`` bit for bit; in training the same
 function runs in float32 with straight-through gradients. The last layer's integer logits are
 scaled only inside the loss.
 

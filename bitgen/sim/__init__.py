@@ -133,7 +133,7 @@ def _first_line(proc: subprocess.Popen, timeout: float) -> str:
 
 def start(board: Board, firmware, *, socket_port: int | None = None, timeout: float = 20.0,
           stack_bottom: int | None = None) -> Emulation:
-    """Run ``firmware`` (a bitgen.build.Firmware) on ``board``'s emulator. With ``stack_bottom``
+    """Run ``firmware`` (a bitgen.harness.firmware.Firmware) on ``board``'s emulator. With ``stack_bottom``
     (the end of .bss) a Unicorn emulator reports the stack's high-water mark in ``stats``."""
     emu = board.emulator
     if not emu:
