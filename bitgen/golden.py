@@ -29,7 +29,7 @@ def run(model: ir.Model, x: np.ndarray, *, all_layers: bool = False, batch: int 
     """Run the model on int8 inputs ``x`` of shape ``(N, *input.shape)``.
 
     Returns the final output ``(N, ...)`` or, with ``all_layers=True``, a list holding every
-    layer's output in order. Processes ``batch`` samples at a time to bound memory.
+    node's output in execution order. Processes ``batch`` samples at a time to bound memory.
     """
     model.validate()
     x = np.asarray(x)
@@ -41,14 +41,25 @@ def run(model: ir.Model, x: np.ndarray, *, all_layers: bool = False, batch: int 
     x = x.reshape(shape)
     chunks: list[list[np.ndarray]] = []
     for start in range(0, max(x.shape[0], 1), batch):
-        t = x[start : start + batch]
-        outs = []
-        for layer in model.layers:
-            t = layer.golden(t)
-            outs.append(t)
-        chunks.append(outs if all_layers else [t])
+        outs = _run_nodes(model, x[start : start + batch])
+        chunks.append(outs if all_layers else outs[-1:])
     joined = [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
     return joined if all_layers else joined[0]
+
+
+def _run_nodes(model: ir.Model, x: np.ndarray) -> list[np.ndarray]:
+    """Every node's output, in order, for one batch; a tensor is dropped after its last reader."""
+    last_read = {name: i for i, node in enumerate(model.nodes) for name in node.inputs}
+    env = {ir.INPUT: x}
+    outs = []
+    for i, node in enumerate(model.nodes):
+        y = node.op.golden(*(env[name] for name in node.inputs))
+        for name in node.inputs:
+            if last_read[name] == i and name != node.output:
+                env.pop(name, None)
+        env[node.output] = y
+        outs.append(y)
+    return outs
 
 
 def argmax(logits: np.ndarray) -> np.ndarray:

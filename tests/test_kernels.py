@@ -188,7 +188,7 @@ def test_plane_conv_fused_maxpool_equals_golden(tmp_path, target, h, w, kh, kw, 
 
 def test_maxpool_other_than_2x2_stride_2_is_not_fused():
     m = _cnn_model("8bit", 3, 3, seed=1)  # ends in MaxPool2d(2, stride=1)
-    m.layers[-1] = ir.MaxPool2d(3, stride=2)
+    m.nodes[-1].op = ir.MaxPool2d(3, stride=2)
     mp = emit.plan_model(m, "rv32emc")
     assert [c.kernel for c in mp.choices][-2:] == ["conv3x3", "generic"]
 

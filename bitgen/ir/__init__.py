@@ -36,14 +36,14 @@ from ..ops.registry import OPS
 from ..ops.relu import ReLU
 from ..ops.requant import Requant
 from ..ops.shiftnorm import ShiftNorm
-from .model import FORMAT, VERSION, InputSpec, Model, infer_type
+from .model import FORMAT, INPUT, VERSION, InputSpec, Model, Node, chain, infer_type
 from .types import DTYPE_RANGE, INT8, INT32, IRError, TensorType
 
 Layer = Op  # an op as one layer of a model
 LAYER_TYPES = OPS
 
 __all__ = [
-    "AvgPool2d", "Conv2d", "DTYPE_RANGE", "FORMAT", "Flatten", "INT32", "INT8", "IRError", "InputSpec",
-    "LAYER_TYPES", "Layer", "Linear", "MaxPool2d", "Model", "OPS", "Op", "ReLU", "Requant", "ShiftNorm",
+    "AvgPool2d", "Conv2d", "DTYPE_RANGE", "FORMAT", "Flatten", "INPUT", "INT32", "INT8", "IRError", "InputSpec",
+    "LAYER_TYPES", "Layer", "Linear", "MaxPool2d", "Model", "Node", "OPS", "Op", "chain", "ReLU", "Requant", "ShiftNorm",
     "TensorType", "VERSION", "infer_type",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,7 @@ from ..ops.registry import OPS
 from .types import INT8, IRError, TensorType
 
 FORMAT = "bitgen-ir"
-VERSION = 1
+VERSION = 2  # 1: a list of layers (sequential); 2: a graph of nodes
 
 
 @dataclass
@@ -51,27 +51,93 @@ class InputSpec:
         return np.clip(q, -128, 127).astype(np.int8).reshape((raw.shape[0],) + self.shape)
 
 
+INPUT = "input"  # the name of the model input tensor
+
+
 @dataclass(eq=False)
+class Node:
+    """One op of a graph, the tensors it reads (by name, in the order the op takes them) and
+    the name of the tensor it writes."""
+
+    op: Op
+    inputs: tuple[str, ...]
+    output: str
+
+    def __post_init__(self) -> None:
+        self.inputs = tuple(str(v) for v in self.inputs)
+        self.output = str(self.output)
+
+
 class Model:
-    input: InputSpec
-    layers: list[Op]
-    labels: list[str] | None = None
-    name: str = "model"
-    meta: dict[str, Any] = field(default_factory=dict)
+    """An input specification and a graph of integer ops over named tensors.
+
+    The nodes are in execution order; each reads the model input (``"input"``) or tensors that
+    earlier nodes wrote, and the last node writes the model output. A sequential model is the
+    special case where each node reads the one before it: ``Model(input, layers=[...])`` builds
+    it, and ``model.layers`` lists the ops of any model in execution order.
+    """
+
+    def __init__(self, input: InputSpec, layers: list[Op] | None = None, labels: list[str] | None = None,
+                 name: str = "model", meta: dict[str, Any] | None = None, *, nodes: list[Node] | None = None):
+        if (layers is None) == (nodes is None):
+            raise IRError("give a model either layers (a sequence) or nodes (a graph)")
+        self.input = input
+        self.nodes = list(nodes) if nodes is not None else chain(layers or [])
+        self.labels = labels
+        self.name = name
+        self.meta = dict(meta or {})
+
+    @property
+    def layers(self) -> list[Op]:
+        return [n.op for n in self.nodes]
+
+    @layers.setter
+    def layers(self, ops: list[Op]) -> None:
+        if not self.is_sequential:
+            raise IRError("a graph's ops cannot be replaced by a sequence; edit model.nodes")
+        self.nodes = chain(list(ops))
+
+    @property
+    def is_sequential(self) -> bool:
+        """Each node reads the output of the node before it (the first: the model input)."""
+        prev = INPUT
+        for n in self.nodes:
+            if n.inputs != (prev,):
+                return False
+            prev = n.output
+        return True
 
     # ---------------------------------------------------------------- checking
     def validate(self) -> list[TensorType]:
-        """Infer and check the type of every layer output; raises IRError (one line)."""
-        if not self.layers:
+        """Infer and check the type of every node's output, in order; raises IRError (one line)."""
+        if not self.nodes:
             raise IRError("model has no layers")
-        t = TensorType(self.input.shape, "int8", *INT8)
+        types = {INPUT: self.input_type()}
+        readers: dict[str, int] = {}
         out = []
-        for i, layer in enumerate(self.layers):
+        for i, node in enumerate(self.nodes):
+            layer = node.op
+            where = f"layer {i} {layer.describe()}" if isinstance(layer, Op) else f"layer {i}"
+            if not isinstance(layer, Op):
+                raise IRError(f"{where}: unsupported layer type {type(layer).__name__}")
+            if node.output in types:
+                raise IRError(f"{where}: writes tensor '{node.output}', which already exists")
+            missing = [t for t in node.inputs if t not in types]
+            if missing:
+                raise IRError(f"{where}: reads tensor '{missing[0]}' before any node writes it")
+            if len(node.inputs) != layer.arity:
+                raise IRError(f"{where}: takes {layer.arity} input(s), given {len(node.inputs)}")
             try:
-                t = infer_type(layer, t)
+                t = layer.infer(*(types[name] for name in node.inputs))
             except IRError as e:
-                raise IRError(f"layer {i} {layer.describe()}: {e}") from None
+                raise IRError(f"{where}: {e}") from None
+            for name in node.inputs:
+                readers[name] = readers.get(name, 0) + 1
+            types[node.output] = t
             out.append(t)
+        unused = [n.output for n in self.nodes[:-1] if n.output not in readers]
+        if unused:
+            raise IRError(f"tensor '{unused[0]}' is never read (the last layer writes the model output)")
         if self.labels is not None and len(self.labels) != out[-1].size:
             raise IRError(
                 f"{len(self.labels)} labels given but the model has {out[-1].size} outputs"
@@ -83,20 +149,25 @@ class Model:
 
     # ----------------------------------------------------------- serialization
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (dicts, lists, str, int, float, numpy int arrays): safe to store."""
+        """Plain data (dicts, lists, str, int, float, numpy int arrays): safe to store.
+
+        A sequential model is written as IR version 1 (a list of layers, as every bitgen before
+        graphs wrote it, so its identity does not change); a graph as version 2 (nodes with
+        their inputs and output)."""
         layers = []
-        for layer in self.layers:
-            d: dict[str, Any] = {"kind": layer.kind}
-            for k, v in layer.params().items():
+        for node in self.nodes:
+            d: dict[str, Any] = {"kind": node.op.kind}
+            for k, v in node.op.params().items():
                 if isinstance(v, np.ndarray):
                     v = v.astype(np.int32 if k != "weight" else _weight_dtype(v))
                 elif isinstance(v, tuple):
                     v = list(v)
                 d[k] = v
             layers.append(d)
-        return {
+        graph = not self.is_sequential
+        d = {
             "format": FORMAT,
-            "version": VERSION,
+            "version": VERSION if graph else 1,
             "name": self.name,
             "input": {
                 "shape": list(self.input.shape),
@@ -105,8 +176,12 @@ class Model:
             },
             "labels": None if self.labels is None else [str(s) for s in self.labels],
             "meta": dict(self.meta),
-            "layers": layers,
         }
+        if graph:
+            d["nodes"] = [ld | {"inputs": list(n.inputs), "output": n.output} for ld, n in zip(layers, self.nodes)]
+        else:
+            d["layers"] = layers
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Model":
@@ -115,24 +190,25 @@ class Model:
         if int(d.get("version", -1)) > VERSION:
             raise IRError(f"IR version {d.get('version')} is newer than this bitgen ({VERSION})")
         try:
-            layers = []
-            for ld in d["layers"]:
+            graph = "nodes" in d
+            ops, wiring = [], []
+            for ld in d["nodes"] if graph else d["layers"]:
                 ld = dict(ld)
                 kind = ld.pop("kind")
                 if kind not in OPS:
                     raise IRError(f"unknown layer kind '{kind}'")
+                if graph:
+                    wiring.append((tuple(ld.pop("inputs")), ld.pop("output")))
                 args = {k: (np.asarray(v) if hasattr(v, "shape") else v) for k, v in ld.items()}
                 if isinstance(args.get("stride"), list):
                     args["stride"] = tuple(args["stride"])
-                layers.append(OPS[kind](**args))
+                ops.append(OPS[kind](**args))
             inp = d["input"]
-            return cls(
-                input=InputSpec(tuple(inp["shape"]), inp["scale"], inp["zero_point"]),
-                layers=layers,
-                labels=d.get("labels"),
-                name=str(d.get("name", "model")),
-                meta=dict(d.get("meta") or {}),
-            )
+            common = dict(input=InputSpec(tuple(inp["shape"]), inp["scale"], inp["zero_point"]),
+                          labels=d.get("labels"), name=str(d.get("name", "model")), meta=dict(d.get("meta") or {}))
+            if graph:
+                return cls(nodes=[Node(op, ins, out) for op, (ins, out) in zip(ops, wiring)], **common)
+            return cls(layers=ops, **common)
         except (KeyError, TypeError) as e:
             raise IRError(f"malformed IR: {e}") from None
 
@@ -160,6 +236,15 @@ class Model:
         """Multiply-accumulates per inference."""
         types = self.validate()
         return sum(layer.macs(t_out) for layer, t_out in zip(self.layers, types))
+
+
+def chain(layers: list[Op]) -> list[Node]:
+    """The nodes of a sequential model: layer i reads layer i - 1's output."""
+    nodes, prev = [], INPUT
+    for i, op in enumerate(layers):
+        nodes.append(Node(op, (prev,), f"t{i}"))
+        prev = f"t{i}"
+    return nodes
 
 
 def _weight_dtype(w: np.ndarray) -> type:

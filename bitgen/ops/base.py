@@ -37,6 +37,7 @@ def fit(y: np.ndarray, dtype: str, what: str) -> np.ndarray:
 
 class Op:
     kind: ClassVar[str]
+    arity: ClassVar[int] = 1  # how many tensors the op reads
     name: str
 
     def params(self) -> dict[str, Any]:
@@ -45,12 +46,12 @@ class Op:
     def describe(self) -> str:
         return f"'{self.name}' ({self.kind})" if self.name else self.kind
 
-    def infer(self, t: TensorType) -> TensorType:
-        """The output type for an input of type `t` (raises IRError, one line)."""
+    def infer(self, *ts: TensorType) -> TensorType:
+        """The output type for inputs of types `ts` (one per input; raises IRError, one line)."""
         raise NotImplementedError
 
-    def golden(self, x: np.ndarray) -> np.ndarray:
-        """The output for a batch ``x`` (N, *input shape)."""
+    def golden(self, *xs: np.ndarray) -> np.ndarray:
+        """The output for batches ``xs`` (N, *input shape), one per input."""
         raise NotImplementedError
 
     def macs(self, t_out: TensorType) -> int:
