@@ -38,3 +38,52 @@ def models(draw, max_layers=6):
         t = t_next
     assume(layers)
     return ir.Model(ir.InputSpec(shape), layers)
+
+
+def _binary(draw, rng, available):
+    """An Add, Sub or Concat over two available tensors that fit it, or None."""
+    pairs = [(a, b) for a in available for b in available if a[1].shape == b[1].shape]
+    cat = [(a, b) for a in available for b in available
+           if len(a[1].shape) == len(b[1].shape) and a[1].shape[1:] == b[1].shape[1:] and a[1].dtype == b[1].dtype]
+    kinds = (["add", "sub"] if pairs else []) + (["concat"] if cat else [])
+    if not kinds:
+        return None
+    kind = draw(st.sampled_from(kinds))
+    a, b = draw(st.sampled_from(pairs if kind != "concat" else cat))
+    return OPS[kind].random(draw, rng, a[1] if a[1].amax >= b[1].amax else b[1]), (a[0], b[0])
+
+
+@st.composite
+def graphs(draw, max_nodes=8):
+    """Random graphs: chains with branches that rejoin through Add, Sub and Concat."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if draw(st.integers(0, 3)):
+        shape = (draw(st.integers(1, 4)), draw(st.integers(1, 7)), draw(st.integers(1, 7)))
+    else:
+        shape = (draw(st.integers(1, 24)),)
+    available = [(ir.INPUT, ir.TensorType(shape, "int8", *ir.INT8))]
+    nodes = []
+    for k in range(draw(st.integers(1, max_nodes))):
+        made = _binary(draw, rng, available) if len(available) > 1 and draw(st.booleans()) else None
+        if made is None:
+            # mostly continue from the newest tensor, sometimes branch off an older one
+            src = available[-1] if draw(st.integers(0, 2)) else draw(st.sampled_from(available))
+            kind = draw(st.sampled_from(_candidates(src[1])))
+            made = OPS[kind].random(draw, rng, src[1]), (src[0],)
+        op, inputs = made
+        types = dict(available)
+        try:
+            t = op.infer(*(types[name] for name in inputs))
+        except ir.IRError:
+            continue
+        name = f"n{k}"
+        nodes.append(ir.Node(op, inputs, name))
+        available.append((name, t))
+    assume(nodes)
+    # keep what the last node needs (every other tensor must be read)
+    needed, kept = {nodes[-1].output}, []
+    for node in reversed(nodes):
+        if node.output in needed:
+            kept.append(node)
+            needed.update(node.inputs)
+    return ir.Model(ir.InputSpec(shape), nodes=kept[::-1])

@@ -27,8 +27,12 @@ A user can build a model by hand::
     m.validate()
 """
 
+from ..ops.absolute import Abs
 from ..ops.base import Op
+from ..ops.concat import Concat
 from ..ops.conv2d import Conv2d
+from ..ops.conv_transpose2d import ConvTranspose2d
+from ..ops.eltwise import Add, Sub
 from ..ops.flatten import Flatten
 from ..ops.linear import Linear
 from ..ops.pool import AvgPool2d, MaxPool2d
@@ -36,6 +40,7 @@ from ..ops.registry import OPS
 from ..ops.relu import ReLU
 from ..ops.requant import Requant
 from ..ops.shiftnorm import ShiftNorm
+from ..ops.upsample import Upsample
 from .model import FORMAT, INPUT, VERSION, InputSpec, Model, Node, chain, infer_type
 from .types import DTYPE_RANGE, INT8, INT32, IRError, TensorType
 
@@ -43,6 +48,7 @@ Layer = Op  # an op as one layer of a model
 LAYER_TYPES = OPS
 
 __all__ = [
+    "Abs", "Add", "Concat", "ConvTranspose2d", "Sub", "Upsample",
     "AvgPool2d", "Conv2d", "DTYPE_RANGE", "FORMAT", "Flatten", "INPUT", "INT32", "INT8", "IRError", "InputSpec",
     "LAYER_TYPES", "Layer", "Linear", "MaxPool2d", "Model", "Node", "OPS", "Op", "chain", "ReLU", "Requant", "ShiftNorm",
     "TensorType", "VERSION", "infer_type",

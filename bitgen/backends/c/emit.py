@@ -76,9 +76,14 @@ def _ptr(loc: memory.Location, dtype: str, const: bool) -> str:
 @dataclass
 class ModelPlan:
     types: list[ir.TensorType]  # input, then every layer's output
+    reads: list[list[int]]  # per layer: the indices into `types` of the tensors it reads
     choices: list[Choice]  # kernel of every layer
     steps: list[schedule.Step]
-    memory: memory.Plan  # locations at step boundaries; scratch per step
+    memory: memory.Plan  # where each step reads and writes; scratch per step
+
+    def in_type(self, i: int) -> ir.TensorType:
+        """The type of layer i's (first) input."""
+        return self.types[self.reads[i][0]]
 
     def plane_bytes(self, i: int) -> int:
         """Bytes of one channel of layer i's output."""
@@ -104,6 +109,8 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
     except targets.KernelError as e:
         raise EmitError(str(e)) from None
     types = [model.input_type()] + model.validate()
+    index = {ir.INPUT: 0} | {n.output: i + 1 for i, n in enumerate(model.nodes)}
+    reads = [[index[name] for name in n.inputs] for n in model.nodes]
     steps = schedule.steps(model, types)
     choices: list[Choice] = []
     for st in steps:
@@ -112,12 +119,12 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
                 continue
             layer = model.layers[i]
             choice = None
+            t_in = types[reads[i][0]]
             if st.channelwise and isinstance(layer, ir.Conv2d):
-                choice = choose_group(model, types, i, st.last, target)
+                choice = choose_group(model, t_in, types, i, st.last, target)
             try:
-                choice = choice or choose(layer, types[i], types[i + 1], target,
-                                                  model_input_only_before(model, i),
-                                                  (lut_chunks or {}).get(i))
+                choice = choice or choose(layer, t_in, types[i + 1], target, model_input_only_before(model, i),
+                                          (lut_chunks or {}).get(i), [types[j] for j in reads[i][1:]])
             except KernelError as e:
                 raise EmitError(f"layer {i} {layer.describe()}: {e}") from None
             if st.channelwise and not choice.per_channel:
@@ -125,29 +132,37 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
             choices.append(choice)
             choices += [FUSED] * choice.fuses
     needs = []
+    step_of = {st.last + 1: k for k, st in enumerate(steps)}  # tensor index -> the step writing it
     for st in steps:
         c = choices[st.first]
-        if st.channelwise:  # two plane buffers, then the first kernel's own scratch
+        # channel by channel: two plane buffers, then the first kernel's own scratch
+        scratch = 2 * _plane_region(types, st) + _round4(c.scratch) if st.channelwise else c.scratch
+        if model.is_sequential:
             needs.append(memory.Need(out_bytes=types[st.last + 1].nbytes, in_bytes=types[st.first].nbytes,
-                                     scratch=2 * _plane_region(types, st) + _round4(c.scratch)))
+                                     scratch=scratch, **({} if st.channelwise else dict(
+                                         in_place=c.in_place, out_region=c.out_region, alias=c.alias))))
         else:
-            needs.append(memory.Need(out_bytes=types[st.first + 1].nbytes, in_bytes=types[st.first].nbytes,
-                                     in_place=c.in_place, out_region=c.out_region, scratch=c.scratch,
-                                     alias=c.alias))
-    return ModelPlan(types, choices, steps, memory.plan(needs))
+            needs.append(memory.GraphNeed(
+                out_bytes=types[st.last + 1].nbytes, inputs=tuple(step_of.get(j, -1) for j in reads[st.first]),
+                scratch=scratch, **({} if st.channelwise else dict(
+                    in_place=c.in_place, out_region=c.out_region, alias=c.alias))))
+    plan = memory.plan(needs) if model.is_sequential else memory.plan_graph(needs)
+    return ModelPlan(types, reads, choices, steps, plan)
 
 
 def _step_code(model: ir.Model, mp: ModelPlan, k: int, src: ModelSource) -> tuple[list[str], dict[int, int | None]]:
     """C lines of step k and the arena offset each of its layers writes to (None: the input)."""
     st, types = mp.steps[k], mp.types
-    loc_in, loc_out = mp.memory.locations[k], mp.memory.locations[k + 1]
+    loc_in, loc_out = mp.memory.inputs[k][0], mp.memory.outputs[k]
     scratch = mp.memory.scratch[k]
     if not st.channelwise:
         i = st.first
         ptrs = Pointers(
-            x=_ptr(loc_in, types[i].dtype, const=True),
+            x=_ptr(loc_in, mp.in_type(i).dtype, const=True),
             y=_ptr(loc_out, types[i + 1].dtype, const=False),
             scratch=scratch,
+            others=tuple(_ptr(loc, types[j].dtype, const=True)
+                         for loc, j in zip(mp.memory.inputs[k][1:], mp.reads[i][1:])),
         )
         call = mp.choices[i].render(src, i, ptrs)
         done = f"BG_LAYER_PART({i}, 0, {_ptr(loc_out, types[i + 1].dtype, const=True)}, {types[i + 1].nbytes});"
@@ -167,7 +182,7 @@ def _step_code(model: ir.Model, mp: ModelPlan, k: int, src: ModelSource) -> tupl
         if choice is FUSED:
             offsets.setdefault(i, None)
             continue
-        t_in, t_out = types[i], types[i + 1 + choice.fuses]
+        t_in, t_out = mp.in_type(i), types[i + 1 + choice.fuses]
         i_shown = i + choice.fuses  # the layer whose output this kernel writes
         x = _ptr(loc_in, t_in.dtype, const=True) if cur is None else _ptr_at(planes[cur], t_in.dtype, True)
         plane_bytes = mp.plane_bytes(i_shown)
@@ -294,7 +309,7 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str 
         "body": body,
         "data": src.data,
         "functions": src.functions,
-        "final_ptr": _ptr(plan.locations[-1], t_final.dtype, const=True),
+        "final_ptr": _ptr(plan.outputs[-1], t_final.dtype, const=True),
         "headers": sorted(f for f in runtime if f.endswith(".h") and f != "bg_runtime.h"),
     }
     env = jinja2.Environment(

@@ -1,4 +1,4 @@
-"""Static arena planning for a sequential model.
+"""Static arena planning: a sequential model (:func:`plan`) and a graph (:func:`plan_graph`).
 
 Each layer's output lives from the layer that writes it to the layer that reads it. A layer
 whose kernel may run in place (ReLU, requantization, ShiftNorm, pooling: each output is
@@ -9,6 +9,13 @@ arena from its input ("ping-pong"), with its scratch (if the kernel needs any) i
 input, output and scratch never overlap. The arena size is the largest
 input region + scratch + output region over those layers, each rounded up to 4 bytes so int32
 tensors stay aligned. The model input is the caller's buffer and is never written.
+
+A graph (residual branches, concatenations) has tensors that outlive the next step. There each
+step output is a buffer alive from the step that writes it to the last step that reads it
+(the model output to the end); an in-place kernel or an alias shares its input's buffer when
+nothing reads that buffer later; buffers, and each step's scratch (alive during its step), are
+then placed greedily, largest first, at the lowest offset that overlaps no buffer alive at the
+same time (the "greedy by size" planner of TFLite Micro and others).
 """
 from __future__ import annotations
 
@@ -35,11 +42,29 @@ class Need:
     alias: bool = False  # no code: the output is the input (flatten)
 
 
+@dataclass(frozen=True)
+class GraphNeed:
+    """What one step of a graph asks of the planner."""
+
+    out_bytes: int
+    inputs: tuple[int, ...]  # the steps whose outputs it reads, in order (-1: the model input)
+    in_place: bool = False  # the kernel may write its output over its first input
+    out_region: int | None = None
+    scratch: int = 0
+    alias: bool = False  # no code: the output is the first input's bytes
+
+
 @dataclass
 class Plan:
     arena_bytes: int
-    locations: list[Location]  # [input, output of layer 0, output of layer 1, ...]
-    scratch: list[int | None]  # scratch offset of each layer, or None
+    inputs: list[list[Location]]  # per step: where each of its inputs is
+    outputs: list[Location]  # per step: where its output goes
+    scratch: list[int | None]  # scratch offset of each step, or None
+
+    @property
+    def locations(self) -> list[Location]:
+        """A sequential model's tensors: [input, output of step 0, output of step 1, ...]."""
+        return [self.inputs[0][0]] + self.outputs if self.inputs else []
 
 
 def _round4(n: int) -> int:
@@ -84,4 +109,64 @@ def plan(needs: list[Need]) -> Plan:
             scratch.append(None)
         else:
             scratch.append(out.offset - _round4(need.scratch) if out.top else out.offset + out.region)
-    return Plan(arena_bytes=arena, locations=locs, scratch=scratch)
+    return Plan(arena_bytes=arena, inputs=[[loc] for loc in locs[:-1]], outputs=locs[1:], scratch=scratch)
+
+
+def plan_graph(needs: list[GraphNeed]) -> Plan:
+    external = Location(external=True)
+    buffer_of: list[int | None] = []  # per step: its output's buffer (None: the model input's bytes)
+    tensors: list[list[int]] = []  # per buffer: the steps whose outputs live in it
+    last_read = {j: k for k, need in enumerate(needs) for j in need.inputs}
+    region: list[int] = []
+    for k, need in enumerate(needs):
+        src = need.inputs[0] if need.inputs else -1
+        src_buf = buffer_of[src] if src >= 0 else None
+        shared = None
+        if need.alias:
+            shared = src_buf if src >= 0 else -1
+        elif need.in_place and src_buf is not None and not need.scratch \
+                and need.out_bytes <= needs[src].out_bytes \
+                and all(last_read.get(t, -1) <= k for t in tensors[src_buf]) \
+                and need.inputs.count(src) == 1:
+            shared = src_buf  # nothing reads the input's bytes after this step
+        if shared == -1 or (need.alias and src_buf is None):
+            buffer_of.append(None)
+            continue
+        if shared is None:
+            tensors.append([])
+            region.append(0)
+            shared = len(tensors) - 1
+        buffer_of.append(shared)
+        tensors[shared].append(k)
+        region[shared] = max(region[shared], _round4(max(need.out_bytes, need.out_region or 0)))
+    end = len(needs) - 1
+    # lifetimes [first write, last read]; the model output lives to the end
+    spans = []
+    for b, ts in enumerate(tensors):
+        last = max(max(last_read.get(t, t) for t in ts), max(ts))
+        spans.append((min(ts), end if end in ts else last, region[b]))
+    spans += [(k, k, _round4(n.scratch)) for k, n in enumerate(needs) if n.scratch]
+    offsets: dict[int, int] = {}
+    order = sorted(range(len(spans)), key=lambda b: (-spans[b][2], spans[b][0], b))
+    for b in order:
+        lo, hi, size = spans[b]
+        busy = sorted((offsets[o], offsets[o] + spans[o][2]) for o in offsets
+                      if spans[o][0] <= hi and lo <= spans[o][1])
+        at = 0
+        for start, stop in busy:
+            if at + size <= start:
+                break
+            at = max(at, stop)
+        offsets[b] = at
+    arena = max((offsets[b] + spans[b][2] for b in offsets), default=0)
+
+    def loc(step: int) -> Location:
+        if step < 0 or buffer_of[step] is None:
+            return external
+        b = buffer_of[step]
+        return Location(external=False, offset=offsets[b], region=region[b])
+
+    scratch_at = iter(range(len(tensors), len(spans)))
+    scratch = [offsets[next(scratch_at)] if n.scratch else None for n in needs]
+    return Plan(arena_bytes=arena, inputs=[[loc(j) for j in n.inputs] for n in needs],
+                outputs=[loc(k) for k in range(len(needs))], scratch=scratch)

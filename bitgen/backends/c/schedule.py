@@ -30,13 +30,20 @@ class Step:
 
 
 def steps(model: ir.Model, types: list[ir.TensorType]) -> list[Step]:
-    """Group the layers: each convolution with the channel-local layers that follow it."""
+    """Group the layers: each convolution with the channel-local layers that follow it, as long
+    as each reads the one before it and nothing else reads what they pass on (in a graph)."""
+    readers: dict[str, int] = {}
+    for node in model.nodes:
+        for name in node.inputs:
+            readers[name] = readers.get(name, 0) + 1
+    nodes = model.nodes
     out: list[Step] = []
-    i, n = 0, len(model.layers)
+    i, n = 0, len(nodes)
     while i < n:
         j = i
-        if isinstance(model.layers[i], ir.Conv2d):
-            while j + 1 < n and model.layers[j + 1].channel_local(types[j + 1]):
+        if isinstance(nodes[i].op, ir.Conv2d):
+            while (j + 1 < n and nodes[j + 1].inputs == (nodes[j].output,) and readers[nodes[j].output] == 1
+                   and nodes[j + 1].op.channel_local(types[j + 1])):
                 j += 1
         out.append(Step(i, j))
         i = j + 1

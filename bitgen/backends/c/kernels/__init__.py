@@ -34,17 +34,18 @@ SPECIALIZED: dict[str, Callable[[ir.Layer, ir.TensorType, ir.TensorType, Context
 
 
 def choose(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType, target: Target, first: bool,
-           lut_chunk: int | None = None) -> Choice:
+           lut_chunk: int | None = None, others: list[ir.TensorType] | None = None) -> Choice:
     """The kernel for `layer` on `target` when it runs on its own (see choose_group for
     convolutions inside channel-by-channel steps). `first`: the layer reads the model input;
-    `lut_chunk`: tables per pass of the LUT kernel, if not the target's default."""
+    `lut_chunk`: tables per pass of the LUT kernel, if not the target's default; `others`: the
+    types of the inputs after the first."""
     if isinstance(layer, ir.Linear):
         ctx = Context(target, reads_input=first, lut_chunk=lut_chunk)
         for name in target.linear:
             choice = SPECIALIZED[name](layer, t_in, t_out, ctx)
             if choice is not None:
                 return choice
-    return generic.choose(layer, t_in, t_out)
+    return generic.choose(layer, t_in, t_out, others)
 
 
 __all__ = ["FUSED", "TARGETS", "Choice", "Context", "KernelError", "ModelSource", "Pointers", "Prologue",

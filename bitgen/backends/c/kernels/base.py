@@ -79,6 +79,7 @@ class Pointers:
     scratch: int | None = None  # arena offset of the kernel's own scratch
     channel: str | None = None  # C expression of the channel, when computing one plane
     x_is_plane: bool = False  # with `channel`: x is that channel's plane, not the whole tensor
+    others: tuple[str, ...] = ()  # pointers to the inputs after the first (const)
 
 
 @dataclass

@@ -6,7 +6,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .... import encodings, ir
-from ..literals import SUFFIX, int_lines
+from ..literals import SUFFIX, hex_lines, int_lines
 from .base import Choice, KernelError, ModelSource, Pointers, enc_id
 
 FILES = {
@@ -18,6 +18,12 @@ FILES = {
     "requant": ["bg_elementwise.c", "bg_elementwise.inc"],
     "shiftnorm": ["bg_elementwise.c", "bg_elementwise.inc"],
     "flatten": [],
+    "add": ["bg_eltwise.c", "bg_eltwise.h", "bg_eltwise.inc"],
+    "sub": ["bg_eltwise.c", "bg_eltwise.h", "bg_eltwise.inc"],
+    "abs": ["bg_eltwise.c", "bg_eltwise.h", "bg_eltwise.inc"],
+    "concat": ["bg_eltwise.c", "bg_eltwise.h", "bg_eltwise.inc"],
+    "upsample": ["bg_upsample.c", "bg_upsample.h", "bg_upsample.inc"],
+    "conv_transpose2d": ["bg_conv_transpose2d.c", "bg_conv_transpose2d.h", "bg_conv_transpose2d.inc"],
 }
 
 
@@ -61,7 +67,7 @@ def _plane(p: Pointers, t: ir.TensorType) -> int:
     return t.size if p.channel is None else t.size // t.shape[0]
 
 
-def _linear(layer: ir.Linear, t_in: ir.TensorType, t_out: ir.TensorType) -> Choice:
+def _linear(layer: ir.Linear, t_in: ir.TensorType, t_out: ir.TensorType, others: list[ir.TensorType]) -> Choice:
     sin = SUFFIX[t_in.dtype]
 
     def render(src: ModelSource, i: int, p: Pointers) -> str:
@@ -71,7 +77,7 @@ def _linear(layer: ir.Linear, t_in: ir.TensorType, t_out: ir.TensorType) -> Choi
     return Choice("generic", FILES["linear"], render)
 
 
-def _conv2d(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType) -> Choice:
+def _conv2d(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, others: list[ir.TensorType]) -> Choice:
     for v in (*t_in.shape, *t_out.shape, layer.groups):
         if v > 0xFFFF:
             raise KernelError(f"dimension {v} exceeds 65535")
@@ -83,7 +89,7 @@ def _conv2d(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType) -> Choi
                   per_channel=True)
 
 
-def _pool(layer: ir.MaxPool2d | ir.AvgPool2d, t_in: ir.TensorType, t_out: ir.TensorType) -> Choice:
+def _pool(layer: ir.MaxPool2d | ir.AvgPool2d, t_in: ir.TensorType, t_out: ir.TensorType, others: list[ir.TensorType]) -> Choice:
     c, h, wd = t_in.shape
     _, oh, ow = t_out.shape
 
@@ -94,13 +100,13 @@ def _pool(layer: ir.MaxPool2d | ir.AvgPool2d, t_in: ir.TensorType, t_out: ir.Ten
     return Choice("generic", FILES[layer.kind], render, in_place=True, per_channel=True)
 
 
-def _relu(layer: ir.ReLU, t_in: ir.TensorType, t_out: ir.TensorType) -> Choice:
+def _relu(layer: ir.ReLU, t_in: ir.TensorType, t_out: ir.TensorType, others: list[ir.TensorType]) -> Choice:
     sin = SUFFIX[t_in.dtype]
     return Choice("generic", FILES["relu"], lambda src, i, p: f"bg_relu_{sin}({p.x}, {p.y}, {_plane(p, t_in)});",
                   in_place=True, per_channel=True)
 
 
-def _requant(layer: ir.Requant, t_in: ir.TensorType, t_out: ir.TensorType) -> Choice:
+def _requant(layer: ir.Requant, t_in: ir.TensorType, t_out: ir.TensorType, others: list[ir.TensorType]) -> Choice:
     ch = layer.multiplier.size
     half_up = 1 if layer.rounding == "half_up" else 0
     fits32, split = requant_fits_32(layer, t_in)
@@ -119,24 +125,77 @@ def _requant(layer: ir.Requant, t_in: ir.TensorType, t_out: ir.TensorType) -> Ch
     return Choice("generic", FILES["requant"], render, in_place=True, per_channel=True)
 
 
-def _shiftnorm(layer: ir.ShiftNorm, t_in: ir.TensorType, t_out: ir.TensorType) -> Choice:
+def _shiftnorm(layer: ir.ShiftNorm, t_in: ir.TensorType, t_out: ir.TensorType, others: list[ir.TensorType]) -> Choice:
     return Choice("generic", FILES["shiftnorm"], lambda src, i, p: f"bg_shiftnorm({p.x}, {p.y}, {t_in.size});",
                   in_place=True)
 
 
-def _flatten(layer: ir.Flatten, t_in: ir.TensorType, t_out: ir.TensorType) -> Choice:
+def _flatten(layer: ir.Flatten, t_in: ir.TensorType, t_out: ir.TensorType, others: list[ir.TensorType]) -> Choice:
     return Choice("alias", FILES["flatten"], lambda src, i, p: None, in_place=True, alias=True)
 
 
+def _eltwise(layer: ir.Add | ir.Sub, t_in: ir.TensorType, t_out: ir.TensorType,
+             others: list[ir.TensorType]) -> Choice:
+    fn = f"bg_eltwise_{SUFFIX[t_in.dtype]}_{SUFFIX[others[0].dtype]}_to_{SUFFIX[t_out.dtype]}"
+
+    def render(src: ModelSource, i: int, p: Pointers) -> str:
+        prm = src.struct("bg_eltwise_t", f"elt{i}", [layer.scale_a, layer.sign * layer.scale_b, layer.shift,
+                                                     layer.out_min, layer.out_max])
+        return f"{fn}({p.x}, {p.others[0]}, {p.y}, {t_out.size}, &{prm});"
+    return Choice("generic", FILES[layer.kind], render, in_place=True)
+
+
+def _abs(layer: ir.Abs, t_in: ir.TensorType, t_out: ir.TensorType, others: list[ir.TensorType]) -> Choice:
+    sin = SUFFIX[t_in.dtype]
+    return Choice("generic", FILES["abs"], lambda src, i, p: f"bg_abs_{sin}({p.x}, {p.y}, {_plane(p, t_in)});",
+                  in_place=True, per_channel=True)
+
+
+def _concat(layer: ir.Concat, t_in: ir.TensorType, t_out: ir.TensorType, others: list[ir.TensorType]) -> Choice:
+    def render(src: ModelSource, i: int, p: Pointers) -> str:
+        return (f"bg_concat((const uint8_t *){p.x}, {t_in.nbytes}u, (const uint8_t *){p.others[0]}, "
+                f"{others[0].nbytes}u, (uint8_t *){p.y});")
+    return Choice("generic", FILES["concat"], render)
+
+
+def _upsample(layer: ir.Upsample, t_in: ir.TensorType, t_out: ir.TensorType, others: list[ir.TensorType]) -> Choice:
+    c, h, w = t_in.shape
+    fh, fw = layer.factor
+    return Choice("generic", FILES["upsample"],
+                  lambda src, i, p: f"bg_upsample_{SUFFIX[t_in.dtype]}({p.x}, {p.y}, {c}u, {h}u, {w}u, {fh}u, {fw}u);")
+
+
+def _conv_transpose2d(layer: ir.ConvTranspose2d, t_in: ir.TensorType, t_out: ir.TensorType,
+                      others: list[ir.TensorType]) -> Choice:
+    for v in (*t_in.shape, *t_out.shape, layer.groups):
+        if v > 0xFFFF:
+            raise KernelError(f"dimension {v} exceeds 65535")
+    rows = layer.output_rows()  # one packed row per output channel
+
+    def render(src: ModelSource, i: int, p: Pointers) -> str:
+        enc = encodings.get(layer.encoding)
+        packed = enc.pack_rows(rows.reshape(rows.shape[0], -1))
+        w = src.array("uint8_t", f"w{i}", hex_lines(packed), len(packed), i)
+        b = src.bias(i, layer)
+        c, h, wd = t_in.shape
+        co, oh, ow = t_out.shape
+        s = src.struct("bg_conv_shape_t", f"convt{i}", [c, h, wd, co, oh, ow, *rows.shape[2:], *layer.stride,
+                                                       *layer.padding, layer.groups])
+        return f"bg_conv_transpose2d_{SUFFIX[t_in.dtype]}({p.x}, {p.y}, &{s}, {w}, {enc_id(layer)}, {b});"
+    return Choice("generic", FILES["conv_transpose2d"], render)
+
+
 # op kind -> its generic kernel (every op of bitgen.ops.registry has one)
-KERNELS: dict[str, Callable[[Any, ir.TensorType, ir.TensorType], Choice]] = {
+KERNELS: dict[str, Callable[[Any, ir.TensorType, ir.TensorType, list[ir.TensorType]], Choice]] = {
     "linear": _linear, "conv2d": _conv2d, "maxpool2d": _pool, "avgpool2d": _pool, "relu": _relu,
-    "requant": _requant, "shiftnorm": _shiftnorm, "flatten": _flatten,
+    "requant": _requant, "shiftnorm": _shiftnorm, "flatten": _flatten, "add": _eltwise, "sub": _eltwise,
+    "abs": _abs, "concat": _concat, "upsample": _upsample, "conv_transpose2d": _conv_transpose2d,
 }
 
 
-def choose(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType) -> Choice:
-    """The generic kernel of `layer`."""
+def choose(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType,
+           others: list[ir.TensorType] | None = None) -> Choice:
+    """The generic kernel of `layer`; `others`: the types of its inputs after the first."""
     if layer.kind not in KERNELS:
         raise KernelError(f"no C kernel for {layer.kind}")
-    return KERNELS[layer.kind](layer, t_in, t_out)
+    return KERNELS[layer.kind](layer, t_in, t_out, others or [])

@@ -21,8 +21,15 @@ CONV3X3_FILES = PLANE_FILES + ["bg_conv3x3.h", "bg_conv3x3.inc"]
 
 
 def model_input_only_before(model: ir.Model, index: int) -> bool:
-    """Whether layer `index` reads the model's input (only flattens before it)."""
-    return all(isinstance(layer, ir.Flatten) for layer in model.layers[:index])
+    """Whether layer `index` reads the model's input (through flattens only)."""
+    by_output = {n.output: n for n in model.nodes}
+    name = model.nodes[index].inputs[0]
+    while name != ir.INPUT:
+        node = by_output[name]
+        if not isinstance(node.op, ir.Flatten):
+            return False
+        name = node.inputs[0]
+    return True
 
 
 def post_stage(fused: list[ir.Layer], types: list[ir.TensorType]) -> dict[str, Any] | None:
@@ -170,7 +177,8 @@ def _conv3x3_call(src: ModelSource, i: int, layer: ir.Conv2d, in_dtype: str, out
     return f"{fn}({x}, {y}, {taps} + {c} * 9u, {bias_expr}, {m_expr}, {sh_expr});"
 
 
-def choose_group(model: ir.Model, types: list[ir.TensorType], i: int, last: int, target: Target) -> Choice | None:
+def choose_group(model: ir.Model, t_in: ir.TensorType, types: list[ir.TensorType], i: int, last: int,
+                 target: Target) -> Choice | None:
     """For a conv at i inside a channel-by-channel step ending at `last`: the plane kernel
     fused with as many following ReLU/Requant layers (and a 2x2 max pool after them) as it can
     take, or None."""
@@ -185,7 +193,7 @@ def choose_group(model: ir.Model, types: list[ir.TensorType], i: int, last: int,
         fused = model.layers[i + 1 : i + 1 + n]
         if any(not isinstance(f, (ir.ReLU, ir.Requant, ir.MaxPool2d)) for f in fused):
             break
-        choice = _plane_conv(layer, types[i], types[i + 1], list(fused), types[i + 2 : i + 2 + n], offset)
+        choice = _plane_conv(layer, t_in, types[i + 1], list(fused), types[i + 2 : i + 2 + n], offset)
         if choice is not None:
             best = choice
         if fused and isinstance(fused[-1], ir.MaxPool2d):  # nothing is fused after a pool
