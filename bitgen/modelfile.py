@@ -79,9 +79,11 @@ def save(model: Any, path: str | Path, *, input: ir.InputSpec | None = None,
         from .nn import export
 
         irm = export.to_ir(model, input=input, labels=labels, name=name)
+        # a user's own module class is stored as the Graph torch.fx traced (plain data)
+        stored = model if export.as_plain_data(model) else export.as_graph(model)
         qat = {
-            "arch": nn.to_spec(model),
-            "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            "arch": nn.to_spec(stored),
+            "state": {k: v.detach().cpu().clone() for k, v in stored.state_dict().items()},
         }
     if name:
         irm.name = name

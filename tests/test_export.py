@@ -75,7 +75,7 @@ def test_float_linear_error_points_to_the_quantized_layer():
         export.to_ir(tnn.Sequential(tnn.Linear(4, 2)), input=ir.InputSpec((4,)))
 
 
-def test_custom_container_is_refused():
+def test_custom_module_is_traced_and_data_dependent_control_flow_refused():
     class Net(tnn.Module):
         def __init__(self):
             super().__init__()
@@ -84,8 +84,16 @@ def test_custom_container_is_refused():
         def forward(self, x):
             return self.fc(x)
 
-    with pytest.raises(export.ExportError, match="unsupported op Net .*only nn.Sequential"):
-        export.to_ir(Net(), input=ir.InputSpec((4,)))
+    m = export.to_ir(Net(), input=ir.InputSpec((4,)))
+    assert m.is_sequential and [layer.kind for layer in m.layers] == ["linear"]
+
+    class Branchy(Net):
+        def forward(self, x):
+            return self.fc(x) if x.sum() > 0 else self.fc(-x)
+
+    with pytest.raises(export.ExportError, match="cannot trace Branchy with torch.fx") as e:
+        export.to_ir(Branchy(), input=ir.InputSpec((4,)))
+    assert "\n" not in str(e.value)
 
 
 def test_input_spec_sources():

@@ -21,12 +21,24 @@ Example (the USPS MLP)::
     model.input_spec = ir.InputSpec((1, 16, 16), scale=1 / 127)   # carried into model.pt
 
 ``ReLU``, ``MaxPool2d`` and ``Flatten`` are the ``torch.nn`` modules (exact on integers).
+Graphs (residual blocks, concatenated inputs, decoders) join tensors with :class:`Add`,
+:class:`Sub` and :class:`Concat`, either in a :class:`Graph` (plain data, what config files
+build) or in the ``forward`` of your own module (traced with torch.fx on export)::
+
+    class Block(tnn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.conv = nn.QuantConv2d(c, c, 3, padding=1, encoding="4bitsym")
+            self.norm, self.add = nn.Requant(), nn.Add()
+        def forward(self, x):
+            return self.add(self.norm(self.conv(x)), x)
 """
 from torch.nn import Flatten, MaxPool2d, ReLU  # noqa: F401  (exact on integer values)
 
 from .calibration import calibrate, set_quantization  # noqa: F401
-from .layers import QuantConv2d, QuantLinear  # noqa: F401
+from .graph import Add, Concat, Graph, Sub  # noqa: F401
+from .layers import QuantConv2d, QuantConvTranspose2d, QuantLinear  # noqa: F401
 from .norms import STATISTICS, Requant, Shift, ShiftNorm, multiplier_shift  # noqa: F401
 from .pooling import AvgPool2d  # noqa: F401
 from .quantizers import SCALES, WeightQuantizer, to_levels  # noqa: F401
-from .spec import from_spec, input_spec_of, sequential, to_spec  # noqa: F401
+from .spec import from_spec, graph, input_spec_of, sequential, to_spec  # noqa: F401

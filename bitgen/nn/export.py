@@ -1,10 +1,14 @@
 """PyTorch module -> :class:`bitgen.ir.Model` (integers only), validated.
 
-Accepted: an ``nn.Sequential`` (nested ones are flattened) of ``bitgen.nn`` layers
-(``QuantLinear``, ``QuantConv2d``, ``Requant``, ``Shift``, ``ShiftNorm``, ``AvgPool2d``) and the plain
-``torch.nn`` layers ``ReLU``, ``MaxPool2d``, ``AvgPool2d``, ``Flatten`` (plus ``Dropout`` and
-``Identity``, which do nothing at inference), or a single such layer. Anything else raises
-:class:`ExportError` naming the layer and the op.
+Accepted layers: ``bitgen.nn``'s (``QuantLinear``, ``QuantConv2d``, ``QuantConvTranspose2d``,
+``Requant``, ``Shift``, ``ShiftNorm``, ``AvgPool2d``, ``Add``, ``Sub``, ``Concat``) and the plain
+``torch.nn`` layers ``ReLU``, ``MaxPool2d``, ``AvgPool2d``, ``Flatten``, ``Upsample`` (nearest,
+integer factors), plus ``Dropout`` and ``Identity``, which do nothing at inference. They may be
+composed as an ``nn.Sequential`` (nested ones are flattened: a sequential IR), a
+:class:`bitgen.nn.Graph`, or any module whose ``forward`` wires them, which is traced with
+torch.fx (``a + b`` and ``a - b`` of two tensors become exact int32 adds, ``torch.cat(.., 1)`` a
+Concat, ``torch.flatten(x, 1)`` a Flatten). Anything else raises :class:`ExportError` naming
+the layer and the op.
 
 A static ``Requant`` directly followed by ``ReLU`` becomes one ``ir.Requant`` with
 ``out_min = 0``: ``max(clamp(v, -128, 127), 0) == clamp(v, 0, 127)``.
@@ -66,6 +70,23 @@ def _pool(index: int, name: str, m: torch.nn.Module) -> ir.Layer:
 
 def _layer(index: int, name: str, m: torch.nn.Module) -> ir.Layer | None:
     """The IR layer for one module (None: nothing to do at inference)."""
+    if isinstance(m, bnn.QuantConvTranspose2d):
+        b = m.integer_bias()
+        return ir.ConvTranspose2d(weight=m.integer_weight().numpy(), encoding=m.encoding,
+                                  bias=None if b is None else b.numpy(), stride=m.stride, padding=m.padding,
+                                  output_padding=m.output_padding, groups=m.groups, name=name)
+    if isinstance(m, (bnn.Add, bnn.Sub)):
+        return (ir.Sub if isinstance(m, bnn.Sub) else ir.Add)(
+            scale_a=m.scale_a, scale_b=m.scale_b, shift=m.shift, out_dtype=m.out_dtype,
+            out_min=m.out_min, out_max=m.out_max, name=name)
+    if isinstance(m, bnn.Concat):
+        return ir.Concat(name=name)
+    if type(m) is torch.nn.Upsample:
+        f = m.scale_factor
+        f = (f, f) if not isinstance(f, tuple) else f
+        if m.mode != "nearest" or m.size is not None or any(float(v) != int(v) or int(v) < 1 for v in f):
+            raise _unsupported(index, name, m, "only mode='nearest' with integer scale factors")
+        return ir.Upsample(factor=(int(f[0]), int(f[1])), name=name)
     if isinstance(m, bnn.QuantLinear):
         b = m.integer_bias()
         return ir.Linear(weight=m.integer_weight().numpy(), encoding=m.encoding,
@@ -98,8 +119,6 @@ def _layer(index: int, name: str, m: torch.nn.Module) -> ir.Layer | None:
     hint = ""
     if type(m) in (torch.nn.Linear, torch.nn.Conv2d):
         hint = f"float weights; use bitgen.nn.Quant{type(m).__name__}"
-    elif len(list(m.children())):
-        hint = "only nn.Sequential containers can be exported"
     raise _unsupported(index, name, m, hint)
 
 
@@ -120,11 +139,136 @@ def _input_spec(module: torch.nn.Module, leaves: list[tuple[str, torch.nn.Module
                       "(on the command line --input-shape C,H,W) or set model.input_spec")
 
 
+LEAVES = (bnn.QuantLinear, bnn.QuantConv2d, bnn.QuantConvTranspose2d, bnn.Requant, bnn.Shift, bnn.ShiftNorm,
+          bnn.AvgPool2d, bnn.Add, bnn.Sub, bnn.Concat, torch.nn.ReLU, torch.nn.MaxPool2d, torch.nn.AvgPool2d,
+          torch.nn.Flatten, torch.nn.Upsample, torch.nn.Dropout, torch.nn.Identity)
+
+
+def _is_sequential(module: torch.nn.Module) -> bool:
+    """A Sequential of Sequentials and leaves (or a single leaf): exported as a chain."""
+    if type(module) is torch.nn.Sequential:
+        return all(_is_sequential(c) for c in module.children())
+    return not isinstance(module, bnn.Graph) and (isinstance(module, LEAVES) or not list(module.children()))
+
+
+def as_graph(module: torch.nn.Module) -> "bnn.Graph":
+    """The same layers (shared, not copied) as a :class:`bitgen.nn.Graph`: a composite module
+    traced with torch.fx, a Graph as it is. A Graph is plain data: this is how a user's own
+    module is saved without pickling its class."""
+    if isinstance(module, bnn.Graph):
+        return module
+    import operator
+
+    import torch.fx
+
+    class Tracer(torch.fx.Tracer):
+        def is_leaf_module(self, m: torch.nn.Module, qualname: str) -> bool:
+            return isinstance(m, LEAVES)
+
+    try:
+        graph = Tracer().trace(module)
+    except Exception as e:  # torch.fx raises many kinds (data-dependent control flow, ...)
+        raise ExportError(f"cannot trace {type(module).__name__} with torch.fx ({_first_line(e)}); "
+                          "use nn.Sequential or bitgen.nn.Graph") from None
+    nodes: list[tuple[str, torch.nn.Module, list[str]]] = []
+    names: dict[str, str] = {}  # fx node -> tensor name
+
+    def arg_names(args) -> list[str]:
+        out = []
+        for a in args:
+            if not isinstance(a, torch.fx.Node):
+                raise ExportError(f"'{n.name}': only tensors can flow between layers, got {a!r}")
+            out.append(names[a.name])
+        return out
+
+    for n in graph.nodes:
+        if n.op == "placeholder":
+            if names:
+                raise ExportError(f"{type(module).__name__}.forward takes more than one input")
+            names[n.name] = "input"
+            continue
+        if n.op == "output":
+            if not isinstance(n.args[0], torch.fx.Node):
+                raise ExportError(f"{type(module).__name__}.forward must return one tensor")
+            last = names[n.args[0].name]
+            if not nodes or nodes[-1][0] != last:  # the result is not the last layer's
+                nodes.append((f"{last}_out", torch.nn.Identity(), [last]))
+            continue
+        if n.op == "call_module":
+            m, inputs = module.get_submodule(n.target), arg_names(n.args)
+        elif n.op == "call_function" and n.target in (operator.add, torch.add, operator.sub, torch.sub):
+            m = (bnn.Sub if n.target in (operator.sub, torch.sub) else bnn.Add)(out_dtype="int32")
+            inputs = arg_names(n.args)
+        elif n.op == "call_function" and n.target is torch.cat:
+            tensors, dim = n.args[0], (n.args[1] if len(n.args) > 1 else n.kwargs.get("dim", 0))
+            if dim != 1 or len(tensors) != 2:
+                raise ExportError(f"'{n.name}': only torch.cat of two tensors along dim 1")
+            m, inputs = bnn.Concat(), arg_names(tensors)
+        elif n.op == "call_function" and n.target is torch.flatten:
+            if n.args[1:] != (1,) and n.kwargs.get("start_dim", 1) != 1:
+                raise ExportError(f"'{n.name}': only torch.flatten(x, 1)")
+            m, inputs = torch.nn.Flatten(), arg_names(n.args[:1])
+        elif n.op == "call_function" and n.target in (torch.relu, torch.nn.functional.relu):
+            m, inputs = torch.nn.ReLU(), arg_names(n.args[:1])
+        else:
+            raise ExportError(f"'{n.name}': unsupported operation {n.op} {getattr(n.target, '__name__', n.target)}")
+        name = n.name.replace(".", "_")
+        names[n.name] = name
+        nodes.append((name, m, inputs))
+    g = bnn.Graph(nodes)
+    for attr in ("input_spec", "labels", "model_name"):
+        if getattr(module, attr, None) is not None:
+            setattr(g, attr, getattr(module, attr))
+    return g
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _graph_nodes(g: "bnn.Graph") -> list[ir.Node]:
+    """IR nodes of a Graph: nested Sequentials become chains, layers that do nothing vanish,
+    and a ReLU that alone reads a static Requant's output folds into its clamp."""
+    nodes: list[ir.Node] = []
+    rename: dict[str, str] = {"input": ir.INPUT}
+    for index, (name, inputs) in enumerate(g.wiring):
+        srcs = [rename[i] for i in inputs]
+        module = g.layers[name]
+        chain = _leaves(module) if type(module) is torch.nn.Sequential else [(name, module)]
+        for k, (lname, m) in enumerate(chain):
+            where = name if len(chain) == 1 else f"{name}.{lname}"
+            if isinstance(m, (bnn.Graph, torch.nn.Sequential)) or (list(m.children()) and not isinstance(m, LEAVES)):
+                raise _unsupported(index, where, m, "nest graphs as Graph nodes of plain layers")
+            layer = _layer(index, where, m)
+            if layer is None:  # nothing at inference: the output is the input
+                continue
+            nodes.append(ir.Node(layer, srcs, where))
+            srcs = [where]
+        rename[name] = srcs[0] if len(srcs) == 1 else name
+    readers: dict[str, int] = {}
+    for node in nodes:
+        for t in node.inputs:
+            readers[t] = readers.get(t, 0) + 1
+    by_output = {node.output: node for node in nodes}
+    kept = []
+    for node in nodes:
+        src = by_output.get(node.inputs[0])
+        if isinstance(node.op, ir.ReLU) and src is not None and isinstance(src.op, ir.Requant) \
+                and readers[src.output] == 1 and src.op.out_min <= 0:
+            src.op.out_min = 0  # max(clamp(v, lo, hi), 0) == clamp(v, 0, hi)
+            src.output = node.output  # the Requant now writes what the ReLU wrote
+            continue
+        kept.append(node)
+    return kept
+
+
 def to_ir(module: torch.nn.Module, input: ir.InputSpec | None = None,
           labels: list[str] | None = None, name: str | None = None) -> ir.Model:
     """Export ``module`` (see the module docstring); the result is validated."""
     if not isinstance(module, torch.nn.Module):
         raise ExportError(f"expected a torch.nn.Module, got {type(module).__name__}")
+    if not _is_sequential(module):
+        return _graph_to_ir(as_graph(module), module, input, labels, name)
     leaves = _leaves(module)
     layers: list[ir.Layer] = []
     fused_prev = False
@@ -147,8 +291,37 @@ def to_ir(module: torch.nn.Module, input: ir.InputSpec | None = None,
     model = ir.Model(input=_input_spec(module, leaves, input), layers=layers,
                      labels=None if labels is None else [str(s) for s in labels],
                      name=name or getattr(module, "model_name", None) or "model")
+    return _validated(model)
+
+
+def _graph_to_ir(g: "bnn.Graph", module: torch.nn.Module, input: ir.InputSpec | None,
+                 labels: list[str] | None, name: str | None) -> ir.Model:
+    nodes = _graph_nodes(g)
+    if not nodes:
+        raise ExportError("the model has no layers to export")
+    if labels is None and getattr(module, "labels", None) is not None:
+        labels = [str(s) for s in module.labels]
+    leaves = [(n.output, g.layers[n.output]) for n in nodes if n.output in g.layers]
+    model = ir.Model(input=_input_spec(module, leaves, input), nodes=nodes,
+                     labels=None if labels is None else [str(s) for s in labels],
+                     name=name or getattr(module, "model_name", None) or "model")
+    if model.is_sequential:  # a graph that is a chain: the same model as its Sequential
+        model = ir.Model(input=model.input, layers=model.layers, labels=model.labels, name=model.name)
+    return _validated(model)
+
+
+def _validated(model: ir.Model) -> ir.Model:
     try:
         model.validate()
     except ir.IRError as e:
         raise ExportError(f"exported model is not valid: {e}") from None
     return model
+
+
+def as_plain_data(module: torch.nn.Module) -> bool:
+    """Whether :func:`bitgen.nn.to_spec` can describe the module as it is (Sequentials,
+    Graphs and the known layers), rather than through :func:`as_graph`."""
+    if type(module) in (torch.nn.Sequential, bnn.Graph):
+        children = module.layers.values() if isinstance(module, bnn.Graph) else module.children()
+        return all(as_plain_data(c) for c in children)
+    return isinstance(module, LEAVES)

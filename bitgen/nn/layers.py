@@ -140,3 +140,53 @@ class QuantConv2d(_QuantMixin, torch.nn.Module):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}, groups={self.groups}, "
                 f"bias={self.bias is not None}")
+
+
+class QuantConvTranspose2d(_QuantMixin, torch.nn.Module):
+    """Transposed 2-D convolution with integer weights (PyTorch's definition: weight
+    ``(in, out // groups, kh, kw)``, stride, padding, output_padding, groups). One weight scale
+    for the whole tensor. Exports to :class:`bitgen.ir.ConvTranspose2d`.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, padding=0,
+                 output_padding=0, groups: int = 1, bias: bool = False, encoding: str = "4bitsym",
+                 scale: str = "absmean", per_channel: bool = False):
+        super().__init__()
+        if per_channel:
+            raise ValueError("QuantConvTranspose2d has one weight scale (per_channel=False)")
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
+        self.output_padding = _pair(output_padding)
+        self.groups = int(groups)
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"groups={groups} must divide in_channels={in_channels} "
+                             f"and out_channels={out_channels}")
+        kh, kw = self.kernel_size
+        self.weight = torch.nn.Parameter(
+            torch.empty(self.in_channels, self.out_channels // self.groups, kh, kw))
+        self.bias = torch.nn.Parameter(torch.zeros(self.out_channels)) if bias else None
+        self.quant = WeightQuantizer(encoding, scale, False)
+        _init_weight(self.weight, self.in_channels // self.groups * kh * kw)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = self._compute_dtype(x)
+        q, b = self._quantized(dtype)
+        if b is not None:
+            b = b.expand(self.out_channels)  # one scale: the bias units are per tensor
+        return F.conv_transpose2d(x.to(dtype), q, b, self.stride, self.padding, self.output_padding, self.groups)
+
+    def integer_bias(self) -> torch.Tensor | None:
+        b = super().integer_bias()
+        return None if b is None else b.expand(self.out_channels).clone()
+
+    def spec(self) -> dict:
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "padding": list(self.padding), "output_padding": list(self.output_padding),
+                "groups": self.groups, "bias": self.bias is not None, "encoding": self.quant.encoding,
+                "scale": self.quant.scale_mode}
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, output_padding={self.output_padding}, "
+                f"groups={self.groups}, bias={self.bias is not None}")

@@ -8,11 +8,13 @@ never name a class to instantiate.
 Format::
 
     {"format": "bitgen-nn", "version": 1,
-     "module": {"type": "Sequential", "names": [...], "layers": [<module>, ...]},
+     "module": {"type": "Sequential", "names": [...], "layers": [<module>, ...]}
+             | {"type": "Graph", "nodes": [{"name": str, "inputs": [str, ...], "module": <module>}, ...]},
      "input": {"shape": [...], "scale": float, "zero_point": int} | None,
      "labels": [str, ...] | None}
 
-and each ``<module>`` is ``{"type": NAME, "args": {constructor keyword arguments}}``.
+and each ``<module>`` is ``{"type": NAME, "args": {constructor keyword arguments}}`` (or a
+Sequential or Graph).
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ from typing import Any, Callable
 import torch
 
 from .. import ir
-from .layers import QuantConv2d, QuantLinear
+from .graph import Add, Concat, Graph, Sub
+from .layers import QuantConv2d, QuantConvTranspose2d, QuantLinear
 from .norms import Requant, Shift, ShiftNorm
 from .pooling import AvgPool2d
 
@@ -41,6 +44,8 @@ def _torch_args(m: torch.nn.Module) -> dict:
         keys = ("start_dim", "end_dim")
     elif isinstance(m, torch.nn.Dropout):
         keys = ("p",)
+    elif isinstance(m, torch.nn.Upsample):
+        keys = ("scale_factor", "mode")
     else:
         keys = ()
     return {k: plain(getattr(m, k)) for k in keys}
@@ -50,6 +55,11 @@ def _torch_args(m: torch.nn.Module) -> dict:
 _TYPES: dict[str, tuple[type, Callable[[Any], dict]]] = {
     "QuantLinear": (QuantLinear, lambda m: m.spec()),
     "QuantConv2d": (QuantConv2d, lambda m: m.spec()),
+    "QuantConvTranspose2d": (QuantConvTranspose2d, lambda m: m.spec()),
+    "Add": (Add, lambda m: m.spec()),
+    "Sub": (Sub, lambda m: m.spec()),
+    "Concat": (Concat, lambda m: {}),
+    "Upsample": (torch.nn.Upsample, _torch_args),
     "Requant": (Requant, lambda m: m.spec()),
     "ShiftNorm": (ShiftNorm, lambda m: m.spec()),
     "Shift": (Shift, lambda m: m.spec()),
@@ -65,6 +75,10 @@ _NAME_OF = {cls: name for name, (cls, _) in _TYPES.items()}
 
 
 def _module_spec(m: torch.nn.Module, where: str) -> dict:
+    if type(m) is Graph:
+        return {"type": "Graph", "nodes": [
+            {"name": name, "inputs": list(inputs), "module": _module_spec(m.layers[name], f"{where}.{name}" if where else name)}
+            for name, inputs in m.wiring]}
     if type(m) is torch.nn.Sequential:
         names = [n for n, _ in m.named_children()]
         return {"type": "Sequential", "names": names,
@@ -74,8 +88,8 @@ def _module_spec(m: torch.nn.Module, where: str) -> dict:
         from .export import ExportError
 
         raise ExportError(f"layer '{where}': cannot describe {type(m).__name__} as plain data "
-                          "(only bitgen.nn layers, ReLU, MaxPool2d, AvgPool2d, Flatten, "
-                          "Dropout, Identity and nn.Sequential)")
+                          "(only bitgen.nn layers, ReLU, MaxPool2d, AvgPool2d, Flatten, Upsample, "
+                          "Dropout, Identity, nn.Sequential and bitgen.nn.Graph)")
     return {"type": name, "args": _TYPES[name][1](m)}
 
 
@@ -105,6 +119,8 @@ def to_spec(module: torch.nn.Module) -> dict:
 
 def _build(d: dict) -> torch.nn.Module:
     kind = d["type"]
+    if kind == "Graph":
+        return Graph([(n["name"], _build(n["module"]), list(n["inputs"])) for n in d["nodes"]])
     if kind == "Sequential":
         from collections import OrderedDict
 
@@ -127,6 +143,26 @@ def sequential(layers: list[dict]) -> torch.nn.Sequential:
             raise ValueError(f"layer entry {d!r} has no 'type'")
     return _build({"type": "Sequential", "names": names,
                    "layers": [{k: v for k, v in d.items() if k != "name"} for d in layers]})
+
+
+def graph(nodes: list[dict]) -> Graph:
+    """A :class:`Graph` from a list of ``{"name": ..., "type": NAME, "args": {...}, "inputs": [...]}``
+    (a config file's ``nodes``): ``inputs`` defaults to the node before (the first: ``input``),
+    ``name`` to the node's index. Raises ValueError/TypeError on a bad entry."""
+    if not isinstance(nodes, list) or not nodes:
+        raise ValueError("'nodes' must be a non-empty list of {\"name\": ..., \"type\": ..., \"inputs\": [...]}")
+    built, prev = [], "input"
+    for i, d in enumerate(nodes):
+        if not isinstance(d, dict) or "type" not in d:
+            raise ValueError(f"node entry {d!r} has no 'type'")
+        name = str(d.get("name", i))
+        inputs = d.get("inputs", [prev])
+        if isinstance(inputs, str) or not isinstance(inputs, list):
+            raise ValueError(f"node '{name}': 'inputs' must be a list of tensor names")
+        module = _build({k: v for k, v in d.items() if k not in ("name", "inputs")})
+        built.append((name, module, [str(v) for v in inputs]))
+        prev = name
+    return Graph(built)
 
 
 def from_spec(spec: dict) -> torch.nn.Module:

@@ -72,8 +72,8 @@ class ConvTranspose2d(Op):
         oh, ow = (h - 1) * sh - 2 * ph + kh + oph, (w - 1) * sw - 2 * pw + kw + opw
         if oh < 1 or ow < 1:
             raise IRError(f"padding {ph},{pw} leaves no output for input {h}x{w}")
-        check_weights(self.weight, self.encoding, self.bias)
         rows = self.output_rows()
+        check_weights(rows, self.encoding, self.bias)  # rows: one per output channel, as the bias
         bias = self.bias
         worst = partial_sum_bound(rows, bias, t.amax)
         if worst > INT32[1]:

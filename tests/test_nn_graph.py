@@ -1,0 +1,91 @@
+"""Graphs on the training side: a user's own module (residual blocks, a transposed conv, a
+concatenation) traced with torch.fx, a Graph built from plain data, saved and reloaded without
+pickling, and in eval mode equal to the golden model of the exported IR bit for bit."""
+import numpy as np
+import torch
+from torch import nn as tnn
+
+from bitgen import golden, ir, modelfile
+from bitgen import nn as bnn
+from bitgen.nn import export
+
+
+class Block(tnn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv = bnn.QuantConv2d(c, c, 3, padding=1, encoding="4bitsym")
+        self.norm, self.relu, self.add = bnn.Requant(), tnn.ReLU(), bnn.Add()
+
+    def forward(self, x):
+        return self.add(self.relu(self.norm(self.conv(x))), x)
+
+
+class Net(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = tnn.Sequential(bnn.QuantConv2d(1, 4, 3, padding=1, encoding="8bit"), bnn.Requant(), tnn.ReLU())
+        self.b1, self.b2 = Block(4), Block(4)
+        self.up = bnn.QuantConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1, encoding="4bit", bias=True)
+        self.q = bnn.Requant()
+        self.head = bnn.QuantLinear(2 * 16 * 16 + 4 * 8 * 8, 10)
+
+    def forward(self, x):
+        y = self.b2(self.b1(self.stem(x)))
+        u = self.q(self.up(y))
+        return self.head(torch.cat([torch.flatten(u, 1), torch.flatten(y, 1)], 1))
+
+
+def _calibrated(m, shape):
+    torch.manual_seed(0)
+    x = torch.randint(-128, 128, (64,) + shape).double()
+    bnn.calibrate(m, x.float())
+    return m.eval(), x
+
+
+def test_traced_module_exports_a_graph_equal_to_torch(tmp_path):
+    torch.manual_seed(1)
+    m, x = _calibrated(Net(), (1, 8, 8))
+    m.input_spec = ir.InputSpec((1, 8, 8))
+    irm = export.to_ir(m)
+    kinds = [n.op.kind for n in irm.nodes]
+    assert kinds.count("add") == 2 and "concat" in kinds and "conv_transpose2d" in kinds
+    assert "relu" not in kinds  # each ReLU folded into the clamp of the Requant it alone reads
+    assert irm.nodes[4].inputs == ("b1_relu", "stem_2")  # the residual reads the stem's output
+    got = golden.run(irm, x.numpy().astype(np.int8))
+    assert np.array_equal(m(x).numpy(), got)
+    modelfile.save(m, tmp_path / "net.pt")
+    back = modelfile.load(tmp_path / "net.pt")
+    assert back.ir.digest() == irm.digest()
+    assert type(back.torch_model) is bnn.Graph  # stored as plain data, not as the class Net
+    assert np.array_equal(back.torch_model(x).detach().numpy(), got)
+
+
+def test_graph_from_plain_data_and_its_sequential_special_case():
+    g = bnn.graph([
+        {"name": "c", "type": "QuantConv2d", "args": {"in_channels": 1, "out_channels": 1, "kernel_size": 3, "padding": 1}},
+        {"name": "q", "type": "Requant"},
+        {"name": "a", "type": "Add", "inputs": ["q", "input"]},
+        {"name": "f", "type": "Flatten"},
+        {"name": "l", "type": "QuantLinear", "args": {"in_features": 64, "out_features": 3}},
+    ])
+    g.input_spec = ir.InputSpec((1, 8, 8))
+    g, x = _calibrated(g, (1, 8, 8))
+    gi = export.to_ir(g)
+    assert gi.to_dict()["version"] == 2
+    assert np.array_equal(g(x).numpy(), golden.run(gi, x.numpy().astype(np.int8)))
+    chain = bnn.graph([{"type": "Flatten"}, {"type": "QuantLinear", "args": {"in_features": 64, "out_features": 3}}])
+    chain.input_spec = ir.InputSpec((1, 8, 8))
+    assert export.to_ir(chain).to_dict()["version"] == 1  # a chain is a sequential model
+
+
+def test_add_trains_through_its_saturation_and_rounding():
+    add = bnn.Add(scale_a=3, shift=2)
+    a = torch.tensor([3.0, -3.0, 200.0], requires_grad=True)
+    b = torch.zeros(3)
+    y = add(a, b)
+    assert y.tolist() == [2.0, -2.0, 127.0]  # half up once, then saturation
+    y.sum().backward()
+    assert a.grad.tolist() == [0.75, 0.75, 0.0]
+    add.eval()
+    ref = ir.Add(scale_a=3, shift=2).golden(np.array([[3, -3, 127]], np.int8), np.zeros((1, 3), np.int8))
+    assert add(torch.tensor([[3.0, -3.0, 127.0]]), torch.zeros(1, 3)).tolist() == ref.tolist()
