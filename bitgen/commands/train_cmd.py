@@ -4,7 +4,10 @@ Options come from the command line and, optionally, a JSON or TOML ``--config`` 
 keys are the long option names (``arch``, ``weights``, ``norm``, ``epochs``, ``lr``, ...;
 see ``bitgen.train.Recipe`` and ``LayerOptions``) and may hold ``layers``: an explicit stack
 in the ``bitgen.nn`` spec format, e.g.
-``[{"type": "Flatten"}, {"type": "QuantLinear", "args": {"in_features": 256, "out_features": 10}}]``.
+``[{"type": "Flatten"}, {"type": "QuantLinear", "args": {"in_features": 256, "out_features": 10}}]``,
+or ``nodes``: a graph, the same entries with a ``name`` and the ``inputs`` they read (default:
+the node before; ``"input"`` is the model input), e.g. a residual connection
+``{"name": "sum", "type": "Add", "inputs": ["conv2_q", "block_in"]}`` (``bitgen.nn.graph``).
 Options given on the command line win over the file.
 """
 from __future__ import annotations
@@ -84,7 +87,7 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
     conf = _read_config(args.config) if args.config else {}
     # keys starting with "_" are comments (JSON has no other kind)
     conf = {k.replace("-", "_"): v for k, v in conf.items() if not k.startswith("_")}
-    known = set(_RECIPE_KEYS) | set(_LAYER_KEYS) | {"arch", "layers", "seed", "threads", "dataset",
+    known = set(_RECIPE_KEYS) | set(_LAYER_KEYS) | {"arch", "layers", "nodes", "seed", "threads", "dataset",
                                                    "data", "name"}
     unknown = sorted(set(conf) - known)
     if unknown:
@@ -98,8 +101,11 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
         v = getattr(args, key, None)
         if v is not None:
             merged[key] = v
+    if "layers" in merged and "nodes" in merged:
+        raise TrainError(f"{args.config}: give 'layers' (a stack) or 'nodes' (a graph), not both")
     if args.arch is not None:
         merged.pop("layers", None)  # an explicit --arch replaces the file's stack
+        merged.pop("nodes", None)
     return merged
 
 
@@ -117,11 +123,12 @@ def _build_model(opts: dict[str, Any], recipe: Recipe, spec: ir.InputSpec, n_cla
     from .. import nn as bnn
     from .. import train
 
-    if "layers" in opts:
-        try:
-            return bnn.sequential(opts["layers"])
-        except (ValueError, TypeError) as e:
-            raise TrainError(f"config 'layers': {str(e).splitlines()[0]}") from None
+    for key, build in (("layers", bnn.sequential), ("nodes", bnn.graph)):
+        if key in opts:
+            try:
+                return build(opts[key])
+            except (ValueError, TypeError) as e:
+                raise TrainError(f"config '{key}': {str(e).splitlines()[0]}") from None
     return train.build(str(opts["arch"]), spec.shape, n_classes, recipe.layer)
 
 
@@ -158,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
     x_test = test_ds.quantized(spec)
     print(f"dataset {name}: {len(train_ds)} train, {len(test_ds)} test samples, input {spec.shape} "
           f"(scale {spec.scale:.6g}), {n_classes} classes")
-    print(f"model: {opts.get('arch') if 'layers' not in opts else 'layers from ' + str(args.config)}, "
+    from_file = next((k for k in ("layers", "nodes") if k in opts), None)
+    print(f"model: {opts.get('arch') if not from_file else from_file + ' from ' + str(args.config)}, "
           f"weights {recipe.layer.weights}, norm {recipe.layer.norm}, "
           f"{sum(p.numel() for p in model.parameters())} parameters")
     start = time.perf_counter()
@@ -171,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     which = "test" if held_out else "training (no separate test split)"
     meta = {
         "dataset": name, "data": None if data is None else str(data),
-        "arch": opts.get("arch") if "layers" not in opts else "config",
+        "arch": opts.get("arch") if not from_file else "config",
         "weights": recipe.layer.weights, "norm": recipe.layer.norm, "seed": int(opts["seed"]),
         "recipe": recipe.to_dict(),
         "accuracy": {"torch": acc_torch, "golden": acc_golden, "split": "test" if held_out else "train",
