@@ -160,3 +160,15 @@ def run_check(
         finally:
             hm.close()
         return CheckResult(model.digest(), results, accuracy, em.report, "ok", agreement)
+
+
+def check_emitted(
+    model: ir.Model, em: emit.Emitted, sets: list[InputSet], build_dir: str | Path | None = None
+) -> list[SetResult]:
+    """Compare sources already emitted (the files on disk, not emitted again) with the golden
+    model on every set: how `bitgen build` proves the very files it cross-compiles."""
+    hm = host.build(em, build_dir)
+    try:
+        return [compare(model, hm, s)[0] for s in sets]
+    finally:
+        hm.close()
