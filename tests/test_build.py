@@ -242,6 +242,7 @@ def test_a_mismatch_refuses_the_build_naming_the_first_layer(tmp_path, monkeypat
     assert not any((out / f"firmware.{k}").exists() for k in ("bin", "hex", "elf"))
     rep = json.loads((out / "build.json").read_text())
     assert rep["proof"]["mismatches"] > 0 and rep["proof"]["first_mismatch"]["layer"] == 0
+    assert cli.main(["flash", "--board", "ch32v003", str(out), "--dry-run"]) != 0
 
 
 def test_build_cli_prove_option(tmp_path, capsys):
