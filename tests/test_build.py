@@ -262,3 +262,12 @@ def test_build_cli_prove_option(tmp_path, capsys):
 def test_bench_images_carry_no_proof(tmp_path):
     rep = firmware.build(mlp(widths=(16, 4)), boards.get("ch32v003"), tmp_path, harness="bench").report
     assert rep["proof"] is None
+
+
+def test_build_target_with_a_kernel_set_is_kernels(tmp_path, capsys):
+    path = tmp_path / "m.pt"
+    modelfile.save(mlp(widths=(16, 8, 4)), path)
+    assert cli.main(["build", "--board", "host", str(path), "-o", str(tmp_path / "fw"), "--target", "rv32ec"]) == 0
+    rep = json.loads((tmp_path / "fw" / "build.json").read_text())
+    assert rep["kernels"] == rep["proof"]["kernels"] == "rv32ec"
+    assert "note: the kernel set is now --kernels rv32ec" in capsys.readouterr().err

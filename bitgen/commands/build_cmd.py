@@ -7,7 +7,8 @@ import shutil
 from pathlib import Path
 
 from ..harness import boards, firmware
-from .common import UsageError, add_max_arena_argument, add_model_argument, load_model
+from .common import (UsageError, add_kernels_argument, add_max_arena_argument, add_model_argument, load_model,
+                     resolve_kernels)
 from .emit_cmd import default_name
 
 
@@ -17,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out", metavar="DIR", help="output folder (default: build/BOARD)")
     p.add_argument("--json", metavar="FILE", help="also write the build report (build.json) here")
     p.add_argument("--name", help="C name prefix (default: the model's name, else 'model')")
-    p.add_argument("--kernels", help="kernel target (default: the board's, fastest that fits)")
+    add_kernels_argument(p, "kernel set (default: the board's, fastest that fits)")
     add_max_arena_argument(p)
     p.add_argument("--prove", type=int, default=firmware.DEFAULT_PROVE, metavar="N",
                    help="random int8 inputs on which the image's own sources, compiled for this machine, "
@@ -32,13 +33,14 @@ def default_dir(board: boards.Board) -> Path:
 def run(args: argparse.Namespace) -> int:
     if args.prove < 1:
         raise UsageError(f"--prove {args.prove}: at least 1 input (an unproved image is never flashed)")
+    kernels = resolve_kernels(args)
     board = boards.get(args.board)
     loaded = load_model(args)
     out = Path(args.out) if args.out else default_dir(board)
     name = args.name or default_name(loaded.ir.name)
     try:
         fw = firmware.build(loaded.ir, board, out, name=name, model_path=str(Path(args.model).resolve()),
-                         kernels=args.kernels, max_arena=args.max_arena, prove=args.prove)
+                         kernels=kernels, max_arena=args.max_arena, prove=args.prove)
         rep = fw.report
     except firmware.BudgetError as e:
         rep = e.report
