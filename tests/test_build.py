@@ -163,6 +163,111 @@ def test_falls_back_to_smaller_kernels_when_the_fast_ones_do_not_fit(tmp_path, c
     (tried,) = rep["kernels_tried"]
     assert tried["kernels"] == "rv32ec" and not tried["fits"] and tried["flash_bytes"] > 16384
     assert rep["kernels"] == "generic" and rep["fits"] and rep["flash_bytes"] <= 16384
+    assert rep["proof"]["kernels"] == "generic" and rep["proof"]["mismatches"] == 0  # the image kept is proved
     assert "over budget, so generic kernels were used" in capsys.readouterr().out
     with pytest.raises(firmware.BudgetError):  # asked for explicitly, the fast kernels are refused
         firmware.build(static_norm_mlp(classes=26), boards.get("ch32v003"), tmp_path / "fast", kernels="rv32ec")
+
+
+# ------------------------------------------------------------------ the build proves what it compiles
+def _emitted_hash(model, folder, **kw):
+    from bitgen.backends.c import emit
+
+    em = emit.emit(model, folder, name="usps", **kw)
+    return firmware.sources_sha256(folder, firmware.proved_files(em))
+
+
+@needs("ch32v003")
+def test_build_proves_the_very_sources_it_compiles(usps_sized, tmp_path):
+    import hashlib
+
+    fw = firmware.build(usps_sized, boards.get("ch32v003"), tmp_path / "fw", name="usps")
+    rep = json.loads((tmp_path / "fw" / "build.json").read_text())
+    p = rep["proof"]
+    assert rep["kernels"] == p["kernels"] == "rv32ec" and p["max_arena"] is None
+    assert p["compared"] == firmware.DEFAULT_PROVE + 5 and p["mismatches"] == 0
+    assert p["inputs"] == {"random": firmware.DEFAULT_PROVE, "extreme": 5, "seed": 0}
+    src = tmp_path / "fw" / "src"
+    # every model source the cross compiler read is among the proved files, byte for byte
+    compiled = {o.stem for o in (tmp_path / "fw" / "obj").glob("*.o")}
+    assert {n.removesuffix(".c") for n in p["sources"] if n.endswith(".c")} <= compiled
+    assert p["sha256"] == firmware.sources_sha256(src, list(p["sources"]))
+    assert all(firmware.file_sha256(src / n) == h for n, h in p["sources"].items())
+    # the rv32ec emission, not the generic one `bitgen check` proves by default
+    assert p["sha256"] == _emitted_hash(usps_sized, tmp_path / "rv32ec", target="rv32ec")
+    assert p["sha256"] != _emitted_hash(usps_sized, tmp_path / "generic", target="generic")
+    for kind, path in ((k, getattr(fw, k)) for k in ("bin", "hex", "elf")):
+        assert rep["sha256"][kind] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@needs("ch32v003")
+def test_the_proof_covers_the_max_arena_emission(tmp_path):
+    m = mlp(seed=3, widths=(256, 64, 64, 10))
+    rep = firmware.build(m, boards.get("ch32v003"), tmp_path / "fw", name="usps", max_arena=400, prove=50).report
+    p = rep["proof"]
+    assert p["max_arena"] == 400 and p["arena_bytes"] <= 400 and p["compared"] == 55
+    assert p["sha256"] == _emitted_hash(m, tmp_path / "small", target="rv32ec", max_arena=400)
+    assert p["sha256"] != _emitted_hash(m, tmp_path / "fast", target="rv32ec")
+
+
+def _corrupt_first_weight(monkeypatch):
+    """Make the emitter write one wrong bit into the first weight word of the model it emits: what
+    a kernel or emitter bug would ship."""
+    real = firmware.emit.emit
+
+    def emit_with_a_bug(model, outdir, **kw):
+        em = real(model, outdir, **kw)
+        c = em.outdir / f"{em.name}.c"
+        text = c.read_text()
+        m = re.search(r"_w0\[\] = \{\s*0x([0-9a-f]{8})u", text)
+        word = f"{int(m.group(1), 16) ^ 1:08x}"
+        c.write_text(text[: m.start(1)] + word + text[m.end(1):])
+        return em
+
+    monkeypatch.setattr(firmware.emit, "emit", emit_with_a_bug)
+
+
+@needs("ch32v003")
+def test_a_mismatch_refuses_the_build_naming_the_first_layer(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "m.pt"
+    modelfile.save(mlp(widths=(16, 8, 4)), path)
+    _corrupt_first_weight(monkeypatch)
+    out = tmp_path / "fw"
+    rc = cli.main(["build", "--board", "ch32v003", str(path), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc != 0 and err.count("\n") == 1, err
+    assert re.search(r"error: the rv32ec C in \S+/src differs from the golden model on \d+ of 2005 inputs "
+                     r"\(first at layer 0 \(linear '\w+'\), random input \d+, element \d+: golden -?\d+, C -?\d+\); "
+                     r"no image written", err), err
+    assert not any((out / f"firmware.{k}").exists() for k in ("bin", "hex", "elf"))
+    rep = json.loads((out / "build.json").read_text())
+    assert rep["proof"]["mismatches"] > 0 and rep["proof"]["first_mismatch"]["layer"] == 0
+    assert cli.main(["flash", "--board", "ch32v003", str(out), "--dry-run"]) != 0
+
+
+def test_build_cli_prove_option(tmp_path, capsys):
+    path = tmp_path / "m.pt"
+    modelfile.save(mlp(widths=(16, 8, 4)), path)
+    assert cli.main(["build", "--board", "host", str(path), "-o", str(tmp_path / "fw"), "--prove", "40"]) == 0
+    assert json.loads((tmp_path / "fw" / "build.json").read_text())["proof"]["compared"] == 45
+    assert "equal the golden model on 45 inputs (40 random, 5 extreme)" in capsys.readouterr().out
+    for n in ("0", "-3"):
+        assert cli.main(["build", "--board", "host", str(path), "-o", str(tmp_path / "x"), "--prove", n]) != 0
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"--prove {n}: at least 1 input" in err
+    assert not (tmp_path / "x").exists()
+
+
+@needs("ch32v003")
+def test_bench_images_carry_no_proof(tmp_path):
+    rep = firmware.build(mlp(widths=(16, 4)), boards.get("ch32v003"), tmp_path, harness="bench").report
+    assert rep["proof"] is None
+
+
+def test_build_target_with_a_kernel_set_is_kernels(tmp_path, capsys):
+    path = tmp_path / "m.pt"
+    modelfile.save(mlp(widths=(16, 8, 4)), path)
+    assert cli.main(["build", "--board", "host", str(path), "-o", str(tmp_path / "fw"), "--target", "rv32ec"]) == 0
+    rep = json.loads((tmp_path / "fw" / "build.json").read_text())
+    assert rep["kernels"] == rep["proof"]["kernels"] == "rv32ec"
+    assert "note: the kernel set is now --kernels rv32ec" in capsys.readouterr().err

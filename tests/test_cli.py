@@ -35,10 +35,59 @@ def test_check_reports_bit_exact_and_writes_json(model_file, tmp_path, capsys):
     assert "bit-exact" in capsys.readouterr().out
 
 
-def test_check_every_target(model_file, capsys):
-    for target in ("rv32ec", "rv32emc", "cortex-m4"):
-        assert main(["check", str(model_file), "--random", "300", "--target", target]) == 0
-        assert f"{target} kernels" in capsys.readouterr().out
+def test_check_every_kernel_set(model_file, tmp_path, capsys):
+    for kernels in ("rv32ec", "rv32emc", "cortex-m4"):
+        js = tmp_path / f"{kernels}.json"
+        assert main(["check", str(model_file), "--random", "300", "--kernels", kernels, "--json", str(js)]) == 0
+        assert f"{kernels} kernels" in capsys.readouterr().out
+        rep = json.loads(js.read_text())
+        assert rep["kernels"] == kernels and rep["target"] == "c" and rep["mismatches"] == 0
+
+
+def test_check_json_names_kernels_and_back_end(model_file, tmp_path):
+    js = tmp_path / "check.json"
+    assert main(["check", str(model_file), "--random", "10", "--json", str(js)]) == 0
+    rep = json.loads(js.read_text())
+    assert rep["kernels"] == "generic" and rep["target"] == "c" and rep["compared"] == 15
+
+
+@pytest.mark.parametrize("argv", [["emit", "-o", "OUT"], ["check", "--random", "10", "--json", "OUT/x.json"]])
+def test_target_with_a_kernel_set_is_kernels_with_one_note(model_file, tmp_path, capsys, argv):
+    argv = [a.replace("OUT", str(tmp_path / "o")) for a in argv]
+    assert main([argv[0], str(model_file), *argv[1:], "--target", "rv32ec"]) == 0
+    out, err = capsys.readouterr()
+    assert err == "bitgen " + argv[0] + ": note: the kernel set is now --kernels rv32ec (--target names the back end: c)\n"
+    if argv[0] == "emit":
+        (report,) = (tmp_path / "o").glob("*.json")
+        emitted = json.loads(report.read_text())
+        assert emitted.get("kernels", emitted.get("target")) == "rv32ec"  # the emitter's key is being renamed
+    else:
+        assert json.loads((tmp_path / "o" / "x.json").read_text())["kernels"] == "rv32ec"
+    assert main([argv[0], str(model_file), *argv[1:], "--target", "c", "--kernels", "cortex-m4"]) == 0
+    assert capsys.readouterr().err == ""  # --target c: the back end, no note
+
+
+@pytest.mark.parametrize("command", ["emit", "check", "build", "bench", "run"])
+@pytest.mark.parametrize("flags, match", [
+    (["--target", "avr"], "unknown --target 'avr' (back ends: c; kernel sets go in --kernels: generic, rv32ec"),
+    (["--kernels", "avr"], "unknown kernel set 'avr' for --kernels (available: generic, rv32ec"),
+    (["--target", "rv32ec", "--kernels", "generic"], "--target rv32ec and --kernels generic disagree"),
+])
+def test_kernel_options_are_checked_on_every_command(tmp_path, capsys, command, flags, match):
+    argv = [command, str(tmp_path / "nope.pt"), *flags]
+    if command in ("build", "bench", "run"):
+        argv += ["--board", "ch32v003-sim"]
+    if command == "emit":
+        argv += ["-o", str(tmp_path / "c")]
+    _one_line_error(capsys, argv, match)
+
+
+def test_check_board_checks_its_first_kernel_set(model_file, tmp_path, capsys):
+    js = tmp_path / "check.json"
+    assert main(["check", str(model_file), "--random", "10", "--board", "ch32v003", "--json", str(js)]) == 0
+    assert json.loads(js.read_text())["kernels"] == "rv32ec" and "rv32ec kernels" in capsys.readouterr().out
+    _one_line_error(capsys, ["check", str(model_file), "--board", "ch32v003", "--kernels", "cortex-m4"],
+                    "board ch32v003 builds with rv32ec, generic kernels, not cortex-m4")
 
 
 def _one_line_error(capsys, argv, match):

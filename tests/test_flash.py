@@ -6,6 +6,7 @@ import json
 import shutil
 import stat
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -92,12 +93,23 @@ def test_cli_without_probe_exits_non_zero_with_one_line(fw_dir, bare_path, capsy
     assert rc != 0 and err.count("\n") == 1 and "bitgen flash: error: could not flash ch32v003" in err
 
 
-def test_max78000_says_which_flashers_were_tried(tmp_path, bare_path, monkeypatch):
-    d = tmp_path / "fw"
-    d.mkdir()
+def fake_build(d, board: str, image: bytes) -> None:
+    """A build folder as bitgen build leaves it, without a toolchain: one source, its proof, one ELF."""
+    (d / "src").mkdir(parents=True)
+    (d / "src" / "model.c").write_text("int x;\n")
     elf = d / "firmware.elf"
-    elf.write_bytes(b"\x7fELF")
-    (d / "build.json").write_text(json.dumps({"image_board": "max78000", "fits": True, "files": {"elf": str(elf)}}))
+    elf.write_bytes(image)
+    proof = {"sha256": firmware.sources_sha256(d / "src", ["model.c"]),
+             "sources": {"model.c": firmware.file_sha256(d / "src" / "model.c")},
+             "kernels": "generic", "compared": 5, "mismatches": 0}
+    (d / "build.json").write_text(json.dumps({"image_board": board, "fits": True, "kernels": "generic",
+                                              "proof": proof, "files": {"elf": str(elf)},
+                                              "sha256": {"elf": firmware.file_sha256(elf)}}))
+
+
+def test_max78000_says_which_flashers_were_tried(tmp_path, bare_path, monkeypatch):
+    fake_build(tmp_path / "fw", "max78000", b"\x7fELF")
+    d = tmp_path / "fw"
     monkeypatch.delenv("MAXIM_PATH", raising=False)
     fake_tool(bare_path, "openocd", 0)
     import importlib.util
@@ -134,3 +146,89 @@ def test_emulated_board_needs_no_flashing(fw_dir):
     assert "emulated: nothing to flash" in said[0]
 
 
+
+
+# ------------------------------------------------------------------ only the proved image is flashed
+def copy_build(src, dst):
+    """A copy of a build folder whose build.json names the copy's files."""
+    shutil.copytree(src, dst)
+    rep = json.loads((dst / "build.json").read_text())
+    rep["files"] = {k: v and str(dst / Path(v).name) for k, v in rep["files"].items()}
+    (dst / "build.json").write_text(json.dumps(rep))
+    return rep
+
+
+def refusal(capsys, fw, *extra):
+    """bitgen flash --dry-run's one-line error (it must fail)."""
+    rc = cli.main(["flash", "--board", "ch32v003", str(fw), "--dry-run", *extra])
+    err = capsys.readouterr().err
+    assert rc != 0 and err.count("\n") == 1, err
+    return err
+
+
+@needs_rv
+def test_untouched_build_carries_its_proof_and_passes_dry_run(fw_dir, tmp_path, capsys):
+    rep = copy_build(fw_dir, tmp_path / "fw")
+    p = rep["proof"]
+    assert p["mismatches"] == 0 and p["compared"] == firmware.DEFAULT_PROVE + 5 and p["kernels"] == rep["kernels"]
+    assert cli.main(["flash", "--board", "ch32v003", str(tmp_path / "fw"), "--dry-run"]) == 0
+    assert "rebuild" not in capsys.readouterr().err
+
+
+@needs_rv
+@pytest.mark.parametrize("kind", ["bin", "hex", "elf"])
+def test_an_edited_image_is_refused(fw_dir, tmp_path, capsys, kind):
+    fw = tmp_path / "fw"
+    copy_build(fw_dir, fw)
+    image = fw / f"firmware.{kind}"
+    data = bytearray(image.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit of one byte
+    image.write_bytes(bytes(data))
+    err = refusal(capsys, fw)
+    assert f"{image} is not the image bitgen build wrote (its SHA-256 differs): rebuild with bitgen build" in err
+
+
+@needs_rv
+@pytest.mark.parametrize("name", ["model.c", "bg_runtime.h"])
+def test_an_edited_source_is_refused(fw_dir, tmp_path, capsys, name):
+    fw = tmp_path / "fw"
+    copy_build(fw_dir, fw)
+    with open(fw / "src" / name, "a") as f:
+        f.write("/* edited */\n")
+    assert f"{fw / 'src'} differs from the sources proved at build time ({name}): rebuild" in refusal(capsys, fw)
+
+
+@needs_rv
+def test_a_build_without_a_proof_is_refused(fw_dir, tmp_path, capsys):
+    fw = tmp_path / "fw"
+    rep = copy_build(fw_dir, fw)
+    del rep["proof"]
+    (fw / "build.json").write_text(json.dumps(rep))
+    err = refusal(capsys, fw)
+    assert "holds an unproved image (build.json has no host proof): rebuild with bitgen build --board ch32v003" in err
+    with pytest.raises(FlashError, match="unproved image"):  # nor is it written without --dry-run
+        flash(boards.get("ch32v003"), fw, say=lambda s: None)
+
+
+@needs_rv
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r["proof"].update(mismatches=3), "the host proof did not pass (3 mismatches"),
+    (lambda r: r["proof"].update(compared=0), "the host proof did not pass (0 mismatches of 0 inputs)"),
+    (lambda r: r["proof"].update(kernels="generic"), "the proof is of generic kernels but the image has rv32ec"),
+    (lambda r: r["sha256"].pop("bin"), "build.json records no SHA-256 for"),
+    (lambda r: r["proof"].update(sha256="0" * 64), "differs from the sources proved at build time (the recorded hash)"),
+])
+def test_a_build_json_that_does_not_vouch_for_the_image_is_refused(fw_dir, tmp_path, capsys, edit, message):
+    fw = tmp_path / "fw"
+    rep = copy_build(fw_dir, fw)
+    edit(rep)
+    (fw / "build.json").write_text(json.dumps(rep))
+    assert message in refusal(capsys, fw)
+
+
+@needs_rv
+def test_an_image_built_without_a_proof_is_refused(tmp_path, capsys):
+    """What emulated sessions build (prove=0: the emulator compares that image with golden)."""
+    fw = firmware.build(mlp(widths=(16, 8, 4)), boards.get("ch32v003"), tmp_path / "fw", name="model", prove=0)
+    assert fw.report["proof"] is None and fw.bin.is_file()
+    assert "holds an unproved image" in refusal(capsys, tmp_path / "fw")

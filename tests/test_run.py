@@ -57,6 +57,20 @@ def test_run_on_host_board(model_path, tmp_path):
     assert "nanoseconds" in rep["cycle_source"]
 
 
+def test_run_kernels_option_builds_that_kernel_set(model_path, tmp_path, capsys):
+    out = tmp_path / "run.json"
+    argv = ["run", "--board", "host", str(model_path), "--random", "3", "--json", str(out)]
+    assert cli.main([*argv, "--kernels", "rv32ec"]) == 0
+    assert json.loads(out.read_text())["build"]["kernels"] == "rv32ec"
+    assert cli.main([*argv, "--target", "cortex-m4"]) == 0
+    assert json.loads(out.read_text())["build"]["kernels"] == "cortex-m4"
+    assert "note: the kernel set is now --kernels cortex-m4" in capsys.readouterr().err
+    rc = cli.main(["run", "--board", "ch32v003", "--port", "loop://", str(model_path), "--random", "1",
+                   "--kernels", "generic"])
+    err = capsys.readouterr().err
+    assert rc != 0 and err.count("\n") == 1 and "--kernels builds the firmware of an emulated board" in err
+
+
 def test_any_output_mismatch_exits_non_zero(model_path, monkeypatch, capsys):
     real = golden.run
 

@@ -23,7 +23,8 @@ from ..harness import boards, firmware
 from ..harness.link import LinkError
 from ..harness.session import Session
 from ..sim import bench as sim_bench
-from .common import UsageError, add_dataset_arguments, add_max_arena_argument, load_dataset, load_model
+from .common import (UsageError, add_dataset_arguments, add_kernels_argument, add_max_arena_argument,
+                     load_dataset, load_model, resolve_kernels)
 from .emit_cmd import default_name
 
 # The firmware's layer hook, in builds made to split the count per layer: one volatile store
@@ -40,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-shape", metavar="C,H,W", help="input shape of a pickled module")
     add_dataset_arguments(p)
     p.add_argument("--random", type=int, default=0, metavar="N", help="run N random int8 inputs (no dataset)")
-    p.add_argument("--kernels", help="kernel target (default: the board's fastest that fits)")
+    add_kernels_argument(p, "kernel set (default: the board's fastest that fits)")
     add_max_arena_argument(p)
     p.add_argument("--json", metavar="FILE", help="write bench.json here")
     p.add_argument("--md", metavar="FILE", help="write the Markdown table here")
@@ -125,7 +126,7 @@ def _bench_emulated(board, model, name, x, expect, kernels, max_arena):
                     per_layer[i] = per_layer.get(i, 0) + n / len(mruns)
         try:  # does the firmware `bitgen flash` writes (with the protocol) fit as well?
             fw = firmware.build(model, board, Path(tmp) / "protocol", name=name, kernels=kernels,
-                             max_arena=max_arena).report
+                             max_arena=max_arena, prove=0).report  # only measured, never flashed
             protocol = {"fits": True, "flash_bytes": fw["flash_bytes"], "sram_bytes": fw["sram_bytes"]}
         except firmware.BudgetError as e:
             protocol = {"fits": False, "flash_bytes": e.report["flash_bytes"], "sram_bytes": e.report["sram_bytes"]}
@@ -133,6 +134,7 @@ def _bench_emulated(board, model, name, x, expect, kernels, max_arena):
 
 
 def run(args: argparse.Namespace) -> int:
+    args.kernels = resolve_kernels(args)
     board = boards.get(args.board)
     loaded = load_model(args)
     model = loaded.ir

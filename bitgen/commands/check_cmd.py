@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 from .. import check
-from .common import add_dataset_arguments, add_model_argument, load_dataset, load_model
+from ..harness import boards
+from .common import (UsageError, add_dataset_arguments, add_kernels_argument, add_model_argument,
+                     load_dataset, load_model, resolve_kernels)
 from .emit_cmd import default_name
 
 
@@ -18,15 +20,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("--json", metavar="FILE", help="write the report as JSON")
     p.add_argument("--keep", metavar="DIR", help="keep the emitted C and the host build here")
-    p.add_argument("--target", default="generic",
-                   help="kernels to check (generic, rv32ec, rv32emc, cortex-m4; all are portable C)")
+    add_kernels_argument(p, "kernel set to check (default: generic, or the --board's first; all are portable C)")
+    p.add_argument("--board", help="check the kernel set this board's firmware uses first "
+                                   f"(available: {', '.join(boards.available())})")
 
 
 def _pct(v):
     return "-" if v is None else f"{100 * v:.2f} %"
 
 
+def kernels_of(args: argparse.Namespace) -> str:
+    kernels = resolve_kernels(args)
+    if args.board:
+        board_sets = boards.get(args.board).image_board.kernels
+        if kernels is None:
+            return board_sets[0]
+        if kernels not in board_sets:
+            raise UsageError(f"board {args.board} builds with {', '.join(board_sets)} kernels, not {kernels}")
+    return kernels or "generic"
+
+
 def run(args: argparse.Namespace) -> int:
+    kernels = kernels_of(args)
     loaded = load_model(args)
     model = loaded.ir
     sets = []
@@ -37,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
         sets.append(check.InputSet("random", check.random_inputs(model.input.shape, args.random, args.seed)))
     sets.append(check.InputSet("extreme", check.extreme_inputs(model.input.shape)))
     res = check.run_check(model, sets, loaded.torch_model, workdir=args.keep,
-                          name=default_name(model.name), kernels=args.target)
+                          name=default_name(model.name), kernels=kernels)
     rep = res.to_json()
-    print(f"model {res.model_hash[:16]}  {args.target} kernels  weights {rep['weight_bytes']} B  "
+    print(f"model {res.model_hash[:16]}  {kernels} kernels  weights {rep['weight_bytes']} B  "
           f"arena {rep['arena_bytes']} B  MACs {rep['macs']}  strict compile: {res.strict_compile}")
     for s in res.sets:
         print(f"  {s.name:8s} {s.compared:6d} inputs   mismatches {s.mismatches}")

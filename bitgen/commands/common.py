@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,39 @@ def add_max_arena_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-arena", type=int, metavar="BYTES",
                    help="largest arena (activations and kernel scratch) to plan for; kernels trade "
                         "speed for SRAM to fit it (default: the fastest kernels)")
+
+
+BACKENDS = ("c",)  # what --target names; later back ends join here
+
+
+def add_kernels_argument(p: argparse.ArgumentParser, help: str) -> None:
+    """--kernels (the kernel set) and --target (the back end; a kernel set there still works)."""
+    from ..backends.c import kernels
+
+    p.add_argument("--kernels", metavar="SET", help=f"{help} ({', '.join(kernels.TARGETS)})")
+    p.add_argument("--target", metavar="BACKEND",
+                   help=f"back end ({', '.join(BACKENDS)}); a kernel set given here is taken as --kernels")
+
+
+def resolve_kernels(args: argparse.Namespace) -> str | None:
+    """The kernel set of --kernels, or of an old-style --target KERNELS (with a note); None when
+    neither names one."""
+    from ..backends.c import kernels
+
+    chosen = args.kernels
+    target = getattr(args, "target", None)
+    if target is not None and target not in BACKENDS:
+        if target not in kernels.TARGETS:
+            raise UsageError(f"unknown --target '{target}' (back ends: {', '.join(BACKENDS)}; kernel sets "
+                             f"go in --kernels: {', '.join(kernels.TARGETS)})")
+        if chosen is not None and chosen != target:
+            raise UsageError(f"--target {target} and --kernels {chosen} disagree: give --kernels only")
+        print(f"bitgen {getattr(args, 'command', '')}: note: the kernel set is now --kernels {target} "
+              f"(--target names the back end: {', '.join(BACKENDS)})", file=sys.stderr)
+        chosen = target
+    if chosen is not None and chosen not in kernels.TARGETS:
+        raise UsageError(f"unknown kernel set '{chosen}' for --kernels (available: {', '.join(kernels.TARGETS)})")
+    return chosen
 
 
 def load_model(args: argparse.Namespace) -> modelfile.LoadedModel:

@@ -4,14 +4,14 @@ from __future__ import annotations
 import argparse
 
 from ..backends.c import emit
-from .common import add_max_arena_argument, add_model_argument, load_model
+from .common import add_kernels_argument, add_max_arena_argument, add_model_argument, load_model, resolve_kernels
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_argument(p)
     p.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output folder")
     p.add_argument("--name", help="C name prefix (default: the model's name, else 'model')")
-    p.add_argument("--target", default="generic", help="kernel target (default: generic)")
+    add_kernels_argument(p, "kernel set (default: generic)")
     add_max_arena_argument(p)
 
 
@@ -20,11 +20,12 @@ def default_name(model_name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    kernels = resolve_kernels(args) or "generic"
     loaded = load_model(args)
     name = args.name or default_name(loaded.ir.name)
-    em = emit.emit(loaded.ir, args.out, name=name, kernels=args.target, max_arena=args.max_arena)
+    em = emit.emit(loaded.ir, args.out, name=name, kernels=kernels, max_arena=args.max_arena)
     r = em.report
-    print(f"wrote {len(em.files)} files to {em.outdir}/ ({name}.h, {name}.c, {name}.json, runtime)")
+    print(f"wrote {len(em.files)} files to {em.outdir}/ ({name}.h, {name}.c, {name}.json, {kernels} kernels)")
     print(f"  layers {len(r['layers'])}  weights {r['weight_bytes']} B  arena {r['arena_bytes']} B  "
           f"MACs {r['macs']}  model {r['model_hash'][:16]}")
     return 0

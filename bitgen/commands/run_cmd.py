@@ -15,7 +15,8 @@ from ..harness import boards
 from ..harness.link import LinkError
 from ..harness.session import Session
 from .build_cmd import default_dir
-from .common import UsageError, add_dataset_arguments, load_dataset, load_model
+from .common import (UsageError, add_dataset_arguments, add_kernels_argument, load_dataset, load_model,
+                     resolve_kernels)
 from .emit_cmd import default_name
 
 
@@ -36,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds per inference (default 60)")
     p.add_argument("--retries", type=int, default=3, help="attempts after a failed exchange (default 3)")
     p.add_argument("--keep", metavar="DIR", help="emulated boards: keep the firmware built for the run here")
+    add_kernels_argument(p, "emulated boards: kernel set of the firmware built for the run "
+                            "(default: the board's fastest that fits)")
     p.add_argument("--trace", action="store_true", help="print every line on the wire")
 
 
@@ -58,7 +61,11 @@ def _default_model(board: boards.Board) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    kernels = resolve_kernels(args)
     board = boards.get(args.board)
+    if kernels and not board.is_emulated:
+        raise UsageError(f"--kernels builds the firmware of an emulated board; {board.name} runs the image "
+                         "bitgen flash wrote (choose its kernels with bitgen build --kernels)")
     if args.model is None:
         args.model = _default_model(board)
     loaded = load_model(args)
@@ -85,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     mismatches: list[int] = []
     with Session(board, model, port=args.port, name=default_name(model.name), workdir=args.keep,
                  timeout=args.timeout, infer_timeout=args.infer_timeout, retries=args.retries,
-                 log=log) as s:
+                 log=log, kernels=kernels) as s:
         info = s.info
         print(f"{board.name}: model {info.model} {info.hash[:16]} (matches), board reports flash "
               f"{info.flash_bytes} B, SRAM {info.sram_bytes} B, clock {info.clock_hz} Hz", file=sys.stderr)
@@ -132,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
         "clock_hz": info.clock_hz,
         "board_flash_bytes": info.flash_bytes,
         "board_sram_bytes": info.sram_bytes,
-        "build": {k: fw.get(k) for k in ("flash_bytes", "sram_bytes", "flash_budget", "sram_budget", "stack")}
+        "build": {k: fw.get(k) for k in ("kernels", "flash_bytes", "sram_bytes", "flash_budget", "sram_budget",
+                                          "stack")}
         if fw else None,
         "retried_inputs": int(sum(a > 1 for a in attempts)),
         "link_events": events[:50],

@@ -10,23 +10,32 @@ list several kernel targets, fastest first (the CH32V003: lookup-table kernels, 
 smaller generic ones): the first image that fits is kept. An image that fits with none is refused before anything can be flashed
 (:class:`BudgetError`, with the report on ``.report``).
 
+Before an image is written, the model's emitted sources in ``src/`` (the same files, kernel set
+and arena limit that were cross-compiled) are compiled for this machine and compared with the
+golden model on random and extreme int8 inputs (:func:`bitgen.check.check_emitted`); a mismatch
+refuses the build (:class:`ProofError`). ``build.json`` records the proof (``proof``: SHA-256 of
+the proved sources, kernels, max_arena, inputs compared, mismatches) and the SHA-256 of every
+image file (``sha256``), which `bitgen flash` checks before writing anything.
+
 Outputs in ``outdir``: ``firmware.elf``, ``firmware.bin`` (what a flasher writes and what the
 emulated boards load), ``firmware.hex``, ``firmware.map``, ``build.json`` and ``src/`` with every
 source that went in.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from .. import __version__, ir
+from .. import __version__, check, ir
 from ..backends.c import emit
 from . import stack
 from .boards import Board, BoardError, Region
@@ -38,10 +47,18 @@ PROTOCOL_FILES = ["bg_protocol.c", "bg_protocol.h"]
 HARNESSES = {"protocol": "firmware.c.j2", "bench": "bench.c.j2"}  # harness -> firmware template
 # Enlargement of the memory regions for the link that only measures an over-budget image.
 MEASURE_SCALE = 64
+# Random int8 inputs of the host proof by default (plus check.extreme_inputs); milliseconds to
+# run, the host compile (about a second) is most of the proof's cost.
+DEFAULT_PROVE = 2000
+PROOF_SEED = 0
 
 
 class BuildError(BitgenError):
     pass
+
+
+class ProofError(BuildError):
+    """The emitted sources, compiled for the host, differ from the golden model."""
 
 
 class BudgetError(BuildError):
@@ -126,6 +143,61 @@ def render_firmware(board: Board, em: emit.Emitted, path: Path, template: str = 
         cycles_per_us=max(1, counter_hz // 1_000_000),
     )
     path.write_text(text)
+
+
+# ------------------------------------------------------------------------------ the proof
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def sources_sha256(folder: str | Path, names: list[str]) -> str:
+    """SHA-256 over files of one folder: for each name in sorted order, the name, a NUL, the
+    length (8 bytes, little-endian) and the bytes (the length keeps the split unambiguous)."""
+    h = hashlib.sha256()
+    for n in sorted(names):
+        data = (Path(folder) / n).read_bytes()
+        h.update(n.encode() + b"\0" + len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def proved_files(em: emit.Emitted) -> list[str]:
+    """What the host compile of the model reads: every emitted file but the JSON report."""
+    return sorted(f.name for f in em.files if f.suffix != ".json")
+
+
+def prove_sources(model: ir.Model, em: emit.Emitted, kernels: str, max_arena: int | None, count: int,
+          build_dir: Path) -> dict[str, Any]:
+    """Compile the emitted files in place for the host and compare them with the golden model on
+    ``count`` random inputs and the extreme ones; returns build.json's ``proof``."""
+    start = time.perf_counter()
+    names = proved_files(em)
+    shape = model.input.shape
+    sets = [check.InputSet("random", check.random_inputs(shape, count, PROOF_SEED)),
+            check.InputSet("extreme", check.extreme_inputs(shape))]
+    results = check.check_emitted(model, em, sets, build_dir)
+    first = next((r.first_mismatch for r in results if r.first_mismatch), None)
+    return {
+        "sha256": sources_sha256(em.outdir, names),
+        "sources": {n: file_sha256(em.outdir / n) for n in names},
+        "kernels": kernels,
+        "max_arena": max_arena,
+        "arena_bytes": em.report["arena_bytes"],
+        "compared": sum(r.compared for r in results),
+        "mismatches": sum(r.mismatches for r in results),
+        "inputs": {r.name: r.compared for r in results} | {"seed": PROOF_SEED},
+        "first_mismatch": first,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+
+
+def _proof_failure(proof: dict[str, Any], src: Path) -> str:
+    fm = proof["first_mismatch"] or {}
+    where = (f"first at layer {fm['layer']} ({fm['op']} '{fm['layer_name']}'), {fm.get('set')} input "
+             f"{fm.get('input_index')}, element {fm['element']}: golden {fm['golden']}, C {fm['c']}"
+             if fm.get("layer") is not None else fm.get("note", "no layer named"))
+    return (f"the {proof['kernels']} C in {src} differs from the golden model on {proof['mismatches']} of "
+            f"{proof['compared']} inputs ({where}); no image written")
 
 
 # ------------------------------------------------------------------------------ size report
@@ -296,20 +368,29 @@ def harness_size(rep: dict[str, Any]) -> dict[str, int]:
 # ------------------------------------------------------------------------------------- build
 def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "model",
           extra_cflags: list[str] | None = None, model_path: str | None = None,
-          kernels: str | None = None, harness: str = "protocol", max_arena: int | None = None) -> Firmware:
+          kernels: str | None = None, harness: str = "protocol", max_arena: int | None = None,
+          prove: int | None = None) -> Firmware:
     """Build the firmware image of ``board`` running ``model`` into ``outdir``.
 
     Without ``kernels`` the board's kernel targets are tried fastest first, and the first image
     that fits is kept; the report lists every image tried (``kernels_tried``). ``harness``:
     ``protocol`` (the wire protocol: what `bitgen flash` writes) or ``bench`` (start-up and the
-    model only, driven through memory by bitgen.sim.bench). ``max_arena``: see emit.plan_within."""
+    model only, driven through memory by bitgen.sim.bench). ``max_arena``: see emit.plan_within.
+    ``prove``: random inputs of the host proof of the kept image's sources (default
+    DEFAULT_PROVE for the protocol harness, none for bench); 0 skips it, and `bitgen flash`
+    refuses the unproved image (emulated runs compare the image itself with golden instead)."""
     if harness not in HARNESSES:
         raise BuildError(f"unknown harness '{harness}' (known: {', '.join(HARNESSES)})")
+    if prove is None:
+        prove = DEFAULT_PROVE if harness == "protocol" else 0
+    if prove < 0:
+        raise BuildError(f"prove must be 0 or more inputs, not {prove}")
     choices = [kernels] if kernels else board.image_board.kernels
     tried: list[dict[str, Any]] = []
     for i, k in enumerate(choices):
         try:
-            fw = _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, max_arena)
+            fw = _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, max_arena,
+                        prove)
         except BudgetError as e:
             tried.append({"kernels": k, "flash_bytes": e.report["flash_bytes"],
                           "sram_bytes": e.report["sram_bytes"], "fits": False})
@@ -322,7 +403,7 @@ def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "mod
 
 def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_cflags: list[str] | None,
            model_path: str | None, kernels: str, tried: list[dict[str, Any]], harness: str,
-           max_arena: int | None) -> Firmware:
+           max_arena: int | None, prove: int) -> Firmware:
     img = board.image_board
     tc = img.toolchain
     if not tc:
@@ -362,7 +443,7 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
         write_memory_ld(img, obj / "memory.ld")
         link += ["-T", str(img.path / script), "-L", str(obj)]
     link += [*map(str, objects), *tc.get("libs", []), f"-Wl,-Map={map_path}", "-o", str(elf)]
-    for stale in (elf, outdir / "firmware.bin", outdir / "firmware.hex"):
+    for stale in (elf, outdir / "firmware.bin", outdir / "firmware.hex", outdir / "firmware-unproved.elf"):
         stale.unlink(missing_ok=True)
 
     over = None
@@ -418,11 +499,19 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
             why = f"the stack can reach {st['bytes']} B, over the {st['reserved']} B reserved"
         raise BudgetError(f"model does not fit {img.name}: {why}", report)
 
+    # Only the image kept is proved: the sources in src/ are now exactly those compiled into it.
+    report["proof"] = prove_sources(model, em, kernels, max_arena, prove, obj / "host") if prove else None
+    if report["proof"] and report["proof"]["mismatches"]:
+        (outdir / "build.json").write_text(json.dumps(report, indent=2) + "\n")
+        elf.replace(outdir / "firmware-unproved.elf")  # kept for inspection, never for a flasher
+        raise ProofError(_proof_failure(report["proof"], src))
+
     binp = hexp = None
     if script:
         binp, hexp = outdir / "firmware.bin", outdir / "firmware.hex"
         _run([img.tool("objcopy"), "-O", "binary", str(elf), str(binp)], "objcopy -O binary")
         _run([img.tool("objcopy"), "-O", "ihex", str(elf), str(hexp)], "objcopy -O ihex")
     report["files"] = {"elf": str(elf), "bin": str(binp) if binp else None, "hex": str(hexp) if hexp else None}
+    report["sha256"] = {k: file_sha256(v) for k, v in report["files"].items() if v}
     (outdir / "build.json").write_text(json.dumps(report, indent=2) + "\n")
     return Firmware(board=board, outdir=outdir, elf=elf, bin=binp, hex=hexp, report=report)

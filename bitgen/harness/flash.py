@@ -5,6 +5,9 @@ Each flasher is an existing, well-kept tool: a command line (``rvprog``, ``minic
 board's order; the first one that is installed runs, and when it fails (no probe, no target) the
 next installed one is tried. The error names every flasher and why it could not be used, and
 ``dry_run`` shows the commands without touching any hardware.
+
+Nothing is written (not even in a dry run) unless build.json carries the host proof of the
+sources and the image files still hash to what the build recorded (:func:`verify_build`).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .boards import Board
+from .firmware import file_sha256, sources_sha256
 from ..errors import BitgenError
 
 FLASH_TIMEOUT_S = 180
@@ -68,7 +72,42 @@ def find_firmware(board: Board, fw_dir: str | Path) -> dict[str, Path]:
     for kind, path in files.items():
         if not path.is_file():
             raise FlashError(f"{path} is missing: rebuild with bitgen build")
+    verify_build(board, fw_dir, rep, files)
     return files
+
+
+def verify_build(board: Board, fw_dir: Path, rep: dict[str, Any], files: dict[str, Path]) -> None:
+    """Refuse an image without a clean host proof, or whose files (the image, or the proved
+    sources in src/) no longer hash to what bitgen build recorded."""
+    model = (rep.get("model") or {}).get("path") or "MODEL"
+    rebuild = f"rebuild with bitgen build --board {board.image_board.name} {model} -o {fw_dir}"
+    proof = rep.get("proof")
+    if not isinstance(proof, dict):
+        raise FlashError(f"{fw_dir} holds an unproved image (build.json has no host proof): {rebuild}")
+    if proof.get("mismatches") != 0 or not proof.get("compared"):
+        raise FlashError(f"{fw_dir}: the host proof did not pass ({proof.get('mismatches')} mismatches of "
+                         f"{proof.get('compared')} inputs): {rebuild}")
+    if proof.get("kernels") != rep.get("kernels"):
+        raise FlashError(f"{fw_dir}: the proof is of {proof.get('kernels')} kernels but the image has "
+                         f"{rep.get('kernels')}: {rebuild}")
+    src = fw_dir / "src"
+    names = sorted(proof.get("sources") or {})
+    try:
+        same = bool(names) and sources_sha256(src, names) == proof.get("sha256")
+    except OSError:
+        same = False
+    if not same:
+        edited = [n for n in names if not (src / n).is_file() or file_sha256(src / n) != proof["sources"][n]]
+        raise FlashError(f"{src} differs from the sources proved at build time "
+                         f"({', '.join(edited) or 'the recorded hash'}): {rebuild}")
+    hashes = rep.get("sha256") or {}
+    if not files:
+        raise FlashError(f"{fw_dir}: build.json lists no image files: {rebuild}")
+    for kind, path in files.items():
+        if kind not in hashes:
+            raise FlashError(f"build.json records no SHA-256 for {path}: {rebuild}")
+        if file_sha256(path) != hashes[kind]:
+            raise FlashError(f"{path} is not the image bitgen build wrote (its SHA-256 differs): {rebuild}")
 
 
 def candidates(board: Board, files: dict[str, Path]) -> list[Candidate]:
