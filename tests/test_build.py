@@ -194,8 +194,8 @@ def test_build_proves_the_very_sources_it_compiles(usps_sized, tmp_path):
     assert p["sha256"] == firmware.sources_sha256(src, list(p["sources"]))
     assert all(firmware.file_sha256(src / n) == h for n, h in p["sources"].items())
     # the rv32ec emission, not the generic one `bitgen check` proves by default
-    assert p["sha256"] == _emitted_hash(usps_sized, tmp_path / "rv32ec", target="rv32ec")
-    assert p["sha256"] != _emitted_hash(usps_sized, tmp_path / "generic", target="generic")
+    assert p["sha256"] == _emitted_hash(usps_sized, tmp_path / "rv32ec", kernels="rv32ec")
+    assert p["sha256"] != _emitted_hash(usps_sized, tmp_path / "generic", kernels="generic")
     for kind, path in ((k, getattr(fw, k)) for k in ("bin", "hex", "elf")):
         assert rep["sha256"][kind] == hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -206,8 +206,8 @@ def test_the_proof_covers_the_max_arena_emission(tmp_path):
     rep = firmware.build(m, boards.get("ch32v003"), tmp_path / "fw", name="usps", max_arena=400, prove=50).report
     p = rep["proof"]
     assert p["max_arena"] == 400 and p["arena_bytes"] <= 400 and p["compared"] == 55
-    assert p["sha256"] == _emitted_hash(m, tmp_path / "small", target="rv32ec", max_arena=400)
-    assert p["sha256"] != _emitted_hash(m, tmp_path / "fast", target="rv32ec")
+    assert p["sha256"] == _emitted_hash(m, tmp_path / "small", kernels="rv32ec", max_arena=400)
+    assert p["sha256"] != _emitted_hash(m, tmp_path / "fast", kernels="rv32ec")
 
 
 def _corrupt_first_weight(monkeypatch):

@@ -89,3 +89,31 @@ def test_add_trains_through_its_saturation_and_rounding():
     add.eval()
     ref = ir.Add(scale_a=3, shift=2).golden(np.array([[3, -3, 127]], np.int8), np.zeros((1, 3), np.int8))
     assert add(torch.tensor([[3.0, -3.0, 127.0]]), torch.zeros(1, 3)).tolist() == ref.tolist()
+
+
+def test_a_small_conditional_decoder_exports_and_its_c_equals_golden(tmp_path):
+    """The electronic die's shape at a small size: latent + one-hot label -> Linear -> 4x4xC ->
+    transposed convolutions (stride 2, padding 1, output_padding 1) -> an image."""
+    from bitgen.backends.c import emit, host
+
+    torch.manual_seed(3)
+    dec = tnn.Sequential(
+        bnn.QuantLinear(7, 4 * 4 * 4, encoding="8bit", bias=True), bnn.Requant(), tnn.ReLU(),
+        tnn.Unflatten(1, (4, 4, 4)),
+        bnn.QuantConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1, encoding="4bit"), bnn.Requant(), tnn.ReLU(),
+        bnn.QuantConvTranspose2d(4, 1, 3, stride=2, padding=1, output_padding=1, encoding="4bit"),
+    )
+    dec.input_spec = ir.InputSpec((7,))
+    dec, x = _calibrated(dec, (7,))
+    irm = export.to_ir(dec)
+    assert irm.validate()[-1].shape == (1, 16, 16)
+    got = golden.run(irm, x.numpy().astype(np.int8))
+    assert np.array_equal(dec(x).numpy(), got)
+    for kernels in ("generic", "rv32ec"):
+        em = emit.emit(irm, tmp_path / kernels, name="die", kernels=kernels)
+        hm = host.build(em, tmp_path / f"b{kernels}")
+        try:
+            y = hm.run(x.numpy().astype(np.int8))[0]
+        finally:
+            hm.close()
+        assert np.array_equal(y.reshape(got.shape), got)

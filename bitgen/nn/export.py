@@ -2,7 +2,7 @@
 
 Accepted layers: ``bitgen.nn``'s (``QuantLinear``, ``QuantConv2d``, ``QuantConvTranspose2d``,
 ``Requant``, ``Shift``, ``ShiftNorm``, ``AvgPool2d``, ``Add``, ``Sub``, ``Concat``) and the plain
-``torch.nn`` layers ``ReLU``, ``MaxPool2d``, ``AvgPool2d``, ``Flatten``, ``Upsample`` (nearest,
+``torch.nn`` layers ``ReLU``, ``MaxPool2d``, ``AvgPool2d``, ``Flatten``, ``Unflatten``, ``Upsample`` (nearest,
 integer factors), plus ``Dropout`` and ``Identity``, which do nothing at inference. They may be
 composed as an ``nn.Sequential`` (nested ones are flattened: a sequential IR), a
 :class:`bitgen.nn.Graph`, or any module whose ``forward`` wires them, which is traced with
@@ -110,6 +110,10 @@ def _layer(index: int, name: str, m: torch.nn.Module) -> ir.Layer | None:
         return ir.ReLU(name=name)
     if type(m) in (torch.nn.MaxPool2d, torch.nn.AvgPool2d):
         return _pool(index, name, m)
+    if type(m) is torch.nn.Unflatten:
+        if m.dim != 1 or len(m.unflattened_size) != 3:
+            raise _unsupported(index, name, m, "only Unflatten(1, (C, H, W))")
+        return ir.Unflatten(shape=tuple(int(v) for v in m.unflattened_size), name=name)
     if type(m) is torch.nn.Flatten:
         if m.start_dim != 1 or m.end_dim != -1:
             raise _unsupported(index, name, m, "only Flatten(start_dim=1, end_dim=-1)")
@@ -141,7 +145,7 @@ def _input_spec(module: torch.nn.Module, leaves: list[tuple[str, torch.nn.Module
 
 LEAVES = (bnn.QuantLinear, bnn.QuantConv2d, bnn.QuantConvTranspose2d, bnn.Requant, bnn.Shift, bnn.ShiftNorm,
           bnn.AvgPool2d, bnn.Add, bnn.Sub, bnn.Concat, torch.nn.ReLU, torch.nn.MaxPool2d, torch.nn.AvgPool2d,
-          torch.nn.Flatten, torch.nn.Upsample, torch.nn.Dropout, torch.nn.Identity)
+          torch.nn.Flatten, torch.nn.Unflatten, torch.nn.Upsample, torch.nn.Dropout, torch.nn.Identity)
 
 
 def _is_sequential(module: torch.nn.Module) -> bool:

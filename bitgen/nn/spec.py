@@ -46,6 +46,8 @@ def _torch_args(m: torch.nn.Module) -> dict:
         keys = ("p",)
     elif isinstance(m, torch.nn.Upsample):
         keys = ("scale_factor", "mode")
+    elif isinstance(m, torch.nn.Unflatten):
+        keys = ("dim", "unflattened_size")
     else:
         keys = ()
     return {k: plain(getattr(m, k)) for k in keys}
@@ -60,6 +62,7 @@ _TYPES: dict[str, tuple[type, Callable[[Any], dict]]] = {
     "Sub": (Sub, lambda m: m.spec()),
     "Concat": (Concat, lambda m: {}),
     "Upsample": (torch.nn.Upsample, _torch_args),
+    "Unflatten": (torch.nn.Unflatten, _torch_args),
     "Requant": (Requant, lambda m: m.spec()),
     "ShiftNorm": (ShiftNorm, lambda m: m.spec()),
     "Shift": (Shift, lambda m: m.spec()),

@@ -13,9 +13,10 @@ from .pool import AvgPool2d, MaxPool2d
 from .relu import ReLU
 from .requant import Requant
 from .shiftnorm import ShiftNorm
+from .unflatten import Unflatten
 from .upsample import Upsample
 
 OPS: dict[str, type[Op]] = {
     op.kind: op for op in (Linear, Conv2d, ReLU, MaxPool2d, AvgPool2d, Flatten, Requant, ShiftNorm,
-                           Add, Sub, Concat, ConvTranspose2d, Upsample, Abs)
+                           Add, Sub, Concat, ConvTranspose2d, Upsample, Abs, Unflatten)
 }

@@ -18,6 +18,7 @@ FILES = {
     "requant": ["bg_elementwise.c", "bg_elementwise.inc"],
     "shiftnorm": ["bg_elementwise.c", "bg_elementwise.inc"],
     "flatten": [],
+    "unflatten": [],
     "add": ["bg_eltwise.c", "bg_eltwise.h", "bg_eltwise.inc"],
     "sub": ["bg_eltwise.c", "bg_eltwise.h", "bg_eltwise.inc"],
     "abs": ["bg_eltwise.c", "bg_eltwise.h", "bg_eltwise.inc"],
@@ -130,8 +131,9 @@ def _shiftnorm(layer: ir.ShiftNorm, t_in: ir.TensorType, t_out: ir.TensorType, o
                   in_place=True)
 
 
-def _flatten(layer: ir.Flatten, t_in: ir.TensorType, t_out: ir.TensorType, others: list[ir.TensorType]) -> Choice:
-    return Choice("alias", FILES["flatten"], lambda src, i, p: None, in_place=True, alias=True)
+def _flatten(layer: ir.Flatten | ir.Unflatten, t_in: ir.TensorType, t_out: ir.TensorType,
+             others: list[ir.TensorType]) -> Choice:
+    return Choice("alias", [], lambda src, i, p: None, in_place=True, alias=True)  # the bytes do not move
 
 
 def _eltwise(layer: ir.Add | ir.Sub, t_in: ir.TensorType, t_out: ir.TensorType,
@@ -188,7 +190,7 @@ def _conv_transpose2d(layer: ir.ConvTranspose2d, t_in: ir.TensorType, t_out: ir.
 # op kind -> its generic kernel (every op of bitgen.ops.registry has one)
 KERNELS: dict[str, Callable[[Any, ir.TensorType, ir.TensorType, list[ir.TensorType]], Choice]] = {
     "linear": _linear, "conv2d": _conv2d, "maxpool2d": _pool, "avgpool2d": _pool, "relu": _relu,
-    "requant": _requant, "shiftnorm": _shiftnorm, "flatten": _flatten, "add": _eltwise, "sub": _eltwise,
+    "requant": _requant, "shiftnorm": _shiftnorm, "flatten": _flatten, "unflatten": _flatten, "add": _eltwise, "sub": _eltwise,
     "abs": _abs, "concat": _concat, "upsample": _upsample, "conv_transpose2d": _conv_transpose2d,
 }
 
