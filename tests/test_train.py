@@ -150,6 +150,42 @@ def test_train_command_with_json_and_toml_config(tmp_path, capsys):
     assert irm.layers[1].encoding == "8bit" and irm.layers[2].kind == "shiftnorm"
 
 
+def test_train_command_with_a_graph_config(tmp_path, capsys):
+    """A residual block in TOML `nodes`: trains, saves a graph, checks bit-exact."""
+    toml = tmp_path / "res.toml"
+    toml.write_text("""epochs = 1
+[[nodes]]
+name = "conv"
+type = "QuantConv2d"
+args = { in_channels = 1, out_channels = 1, kernel_size = 3, padding = 1, encoding = "4bitsym" }
+[[nodes]]
+name = "q"
+type = "Requant"
+[[nodes]]
+name = "sum"
+type = "Add"
+inputs = ["q", "input"]
+args = { out_min = 0 }
+[[nodes]]
+type = "Flatten"
+[[nodes]]
+type = "QuantLinear"
+args = { in_features = 64, out_features = 10 }
+""")
+    code, out = _train(tmp_path, "--config", str(toml))
+    assert code == 0, capsys.readouterr().err
+    irm = bitgen.load(out).ir
+    assert not irm.is_sequential and irm.nodes[2].op.kind == "add" and irm.nodes[2].inputs == ("q", "input")
+    assert main(["check", str(out), "--dataset", "digits", "--random", "300"]) == 0
+    toml.write_text(toml.read_text().replace('inputs = ["q", "input"]', 'inputs = ["q", "nowhere"]'))
+    assert _train(tmp_path, "--config", str(toml))[0] != 0
+    assert "reads 'nowhere' before any node writes it" in capsys.readouterr().err
+    both = tmp_path / "both.json"
+    both.write_text(json.dumps({"layers": [{"type": "Flatten"}], "nodes": [{"type": "Flatten"}]}))
+    assert _train(tmp_path, "--config", str(both))[0] != 0
+    assert "not both" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, match", [
     (["--arch", "mlp:x"], "positive integers"),
     (["--dataset", "usps", "--data", "/nonexistent/usps"], "no such file"),
