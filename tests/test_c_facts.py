@@ -22,7 +22,7 @@ def _c_program(tmp_path, body: str, includes: list[str], include_dirs, flags=(),
            *map(str, sources), "-o", str(exe)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([str(exe)], capture_output=True, text=True, env=host._sanitizer_env())
+    r = subprocess.run([str(exe)], capture_output=True, text=True, env=host.sanitizer_env())
     assert r.returncode == 0, host.sanitizer_report_line(r.stderr) or r.stderr
     return r.stdout.split()
 

@@ -178,7 +178,7 @@ def sanitizer_support(compiler: str = CC) -> str | None:
         r = subprocess.run([compiler, *SANITIZE_FLAGS, str(src), "-o", str(exe)], capture_output=True, text=True)
         if r.returncode != 0:
             return f"{compiler} cannot build with -fsanitize=address,undefined: {_first_line(r.stderr)}"
-        r = subprocess.run([str(exe)], capture_output=True, text=True, env=_sanitizer_env())
+        r = subprocess.run([str(exe)], capture_output=True, text=True, env=sanitizer_env())
         if r.returncode != 0:
             return f"sanitized programs do not run here: {_first_line(r.stderr) or f'exit {r.returncode}'}"
     return None
@@ -189,7 +189,8 @@ def _first_line(text: str) -> str:
     return lines[0] if lines else ""
 
 
-def _sanitizer_env() -> dict[str, str]:
+def sanitizer_env() -> dict[str, str]:
+    """The environment to run a sanitized program in: SANITIZER_ENV before the caller's options."""
     env = dict(os.environ)
     for k, v in SANITIZER_ENV.items():  # the caller's own options come last, so they win
         env[k] = v + (":" + env[k] if env.get(k) else "")
@@ -395,7 +396,7 @@ class SanitizedModel(_Built):
         x = np.ascontiguousarray(np.asarray(x, dtype=np.int8).reshape(-1, self.input_size))
         n = x.shape[0]
         head = np.array([n, 1 if trace else 0], dtype=np.uint32).tobytes()
-        r = subprocess.run([str(self.exe)], input=head + x.tobytes(), capture_output=True, env=_sanitizer_env())
+        r = subprocess.run([str(self.exe)], input=head + x.tobytes(), capture_output=True, env=sanitizer_env())
         err = r.stderr.decode(errors="replace")
         report = sanitizer_report_line(err)
         if report or r.returncode != 0:
