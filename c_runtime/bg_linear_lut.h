@@ -10,12 +10,16 @@ typedef struct {
     const int32_t *bias;   /* n_out values, or 0 */
     const int16_t *rowsum; /* n_out sums of each row's weight values, or 0: no input offset */
     uint16_t n_in, n_out;
-    uint16_t chunk;        /* tables built per pass (scratch holds 17 * chunk + 1 int16) */
+    uint16_t chunk;        /* tables built per pass (scratch: BG_LUT_SCRATCH_BYTES(chunk)) */
     uint8_t enc;
     uint8_t tail_rows;     /* 0, 2 or 4: n_out % 8 rounded up */
 } bg_lut_fc_t;
 
-/* y must hold n_out rounded up to the tail block; scratch 17 * p->chunk + 1 int16. */
+/* Bytes of scratch for `chunk` tables per pass: 17 int16 per table and the int16 that ends
+ * them. The emitter reserves the same (kernels.py's LUT choice; tests/test_c_facts.py checks). */
+#define BG_LUT_SCRATCH_BYTES(chunk) (2u * (17u * (uint32_t)(chunk) + 1u))
+
+/* y must hold n_out rounded up to the tail block; scratch BG_LUT_SCRATCH_BYTES(p->chunk) bytes. */
 void bg_linear_lut_s8(const int8_t *x, int32_t *y, const bg_lut_fc_t *p, int16_t *scratch);
 
 #endif /* BG_LINEAR_LUT_H */

@@ -54,23 +54,39 @@ static inline uint32_t bg_row_bytes(uint32_t row_len, uint8_t enc)
     return (row_len * bg_enc_bits(enc) + 7u) >> 3;
 }
 
-/* Value of weight k of a packed row. */
+/* Code k of a packed row of 2-bit / 4-bit codes. */
+static inline int32_t bg_code2(const uint8_t *row, uint32_t k)
+{
+    return (row[k >> 2] >> ((k & 3u) << 1)) & 3;
+}
+
+static inline int32_t bg_code4(const uint8_t *row, uint32_t k)
+{
+    return (row[k >> 1] >> ((k & 1u) << 2)) & 15;
+}
+
+/* Value of weight k of a packed row. Each branch reads only its own encoding's byte: a row
+ * holds (n * bits + 7) / 8 bytes, so a wider read would run past the end of a short row. */
 static inline int32_t bg_weight(const uint8_t *row, uint32_t k, uint8_t enc)
 {
-    const int32_t c2 = (row[k >> 2] >> ((k & 3u) << 1)) & 3;  /* 2-bit code */
-    const int32_t c4 = (row[k >> 1] >> ((k & 1u) << 2)) & 15; /* 4-bit code */
     if (BG_USES(BG_ENC_BINARY) && enc == BG_ENC_BINARY)
         return ((row[k >> 3] >> (k & 7u)) & 1u) ? 1 : -1;
-    if (BG_USES(BG_ENC_TERNARY) && enc == BG_ENC_TERNARY)
-        return c2 == 3 ? -1 : c2;
+    if (BG_USES(BG_ENC_TERNARY) && enc == BG_ENC_TERNARY) {
+        const int32_t c = bg_code2(row, k);
+        return c == 3 ? -1 : c;
+    }
     if (BG_USES(BG_ENC_2BITSYM) && enc == BG_ENC_2BITSYM)
-        return 2 * c2 - 3;
+        return 2 * bg_code2(row, k) - 3;
     if (BG_USES(BG_ENC_4BITSYM) && enc == BG_ENC_4BITSYM)
-        return 2 * c4 - 15;
-    if (BG_USES(BG_ENC_4BIT) && enc == BG_ENC_4BIT)
-        return c4 >= 8 ? c4 - 16 : c4;
-    if (BG_USES(BG_ENC_FP130) && enc == BG_ENC_FP130)
-        return (c4 & 8) ? -(1 << (c4 & 7)) : (1 << (c4 & 7));
+        return 2 * bg_code4(row, k) - 15;
+    if (BG_USES(BG_ENC_4BIT) && enc == BG_ENC_4BIT) {
+        const int32_t c = bg_code4(row, k);
+        return c >= 8 ? c - 16 : c;
+    }
+    if (BG_USES(BG_ENC_FP130) && enc == BG_ENC_FP130) {
+        const int32_t c = bg_code4(row, k);
+        return (c & 8) ? -(1 << (c & 7)) : (1 << (c & 7));
+    }
     return (int8_t)row[k]; /* 8bit */
 }
 

@@ -1,5 +1,11 @@
 """Property: for random architectures over every op and encoding, the emitted C equals golden
-on every layer's output, for random and extreme inputs."""
+on every layer's output, for random and extreme inputs.
+
+Examples per target: BITGEN_EXAMPLES (default 200), e.g. BITGEN_EXAMPLES=2000 for a long run.
+A quarter as many more per target run in the ASan + UBSan build, where any out-of-bounds access
+or undefined behaviour fails the example. Both link the runtime compiled once per session
+(every encoding enabled); `bitgen check` and test_check cover the exact emitted sources."""
+import os
 import tempfile
 from pathlib import Path
 
@@ -13,12 +19,22 @@ from bitgen.backends.c import emit, host, kernels
 
 from random_models import models
 
-EXAMPLES = 200
+
+def _examples() -> int:
+    text = os.environ.get("BITGEN_EXAMPLES", "200")
+    if not text.isdigit() or int(text) < 1:
+        raise pytest.UsageError(f"BITGEN_EXAMPLES={text!r}: expected a positive whole number of examples")
+    return int(text)
 
 
-def _compare_all_layers(model, c_dir: Path, target: str):
+EXAMPLES = _examples()
+SANITIZED_EXAMPLES = max(1, EXAMPLES // 4)
+PROPERTY = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _compare_all_layers(model, c_dir: Path, target: str, build):
     em = emit.emit(model, c_dir, name="prop", kernels=target)
-    hm = host.build(em, c_dir / "build")
+    hm = build(em, c_dir / "build")
     try:
         x = np.concatenate([
             check.random_inputs(model.input.shape, 48, seed=len(model.layers)),
@@ -37,9 +53,20 @@ def _compare_all_layers(model, c_dir: Path, target: str):
 
 
 @pytest.mark.parametrize("target", kernels.TARGETS)
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@PROPERTY
 @given(model=models())
-def test_random_architectures_are_bit_exact(target, model):
+def test_random_architectures_are_bit_exact(host_runtime, target, model):
     """Every kernel variant (each target picks different kernels) against golden."""
     with tempfile.TemporaryDirectory() as tmp:
-        _compare_all_layers(model, Path(tmp), target)
+        _compare_all_layers(model, Path(tmp), target,
+                            lambda em, d: host.build(em, d, runtime=host_runtime))
+
+
+@pytest.mark.parametrize("target", kernels.TARGETS)
+@settings(PROPERTY, max_examples=SANITIZED_EXAMPLES)
+@given(model=models())
+def test_random_architectures_are_clean_under_sanitizers(sanitized_runtime, target, model):
+    """The same comparison in the ASan + UBSan build: bit-exact and no invalid access."""
+    with tempfile.TemporaryDirectory() as tmp:
+        _compare_all_layers(model, Path(tmp), target,
+                            lambda em, d: host.build_sanitized(em, d, runtime=sanitized_runtime))

@@ -17,7 +17,8 @@ FILES = ["bg_linear_lut.c", "bg_linear_lut.h"]
 
 
 def scratch_bytes(chunk: int) -> int:
-    """Scratch of one pass over `chunk` tables: 17 int16 entries each, and one more."""
+    """Scratch of one pass over `chunk` tables: 17 int16 entries each, and one more (the C side:
+    BG_LUT_SCRATCH_BYTES in bg_linear_lut.h; tests/test_c_facts.py checks they agree)."""
     return 2 * (17 * chunk + 1)
 
 
