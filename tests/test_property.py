@@ -1,5 +1,6 @@
-"""Property: for random architectures over every op and encoding, the emitted C equals golden
-on every layer's output, for random and extreme inputs.
+"""Property: for random architectures over every op and encoding, sequential models and graphs
+(residual branches, concatenations, transposed convolutions, upsampling), the emitted C equals
+golden on every layer's output, for random and extreme inputs.
 
 Examples per target: BITGEN_EXAMPLES (default 200), e.g. BITGEN_EXAMPLES=2000 for a long run.
 A quarter as many more per target run in the ASan + UBSan build, where any out-of-bounds access
@@ -17,7 +18,7 @@ import pytest
 from bitgen import check, golden
 from bitgen.backends.c import emit, host, kernels
 
-from random_models import models
+from random_models import graphs, models
 
 
 def _examples() -> int:
@@ -67,6 +68,25 @@ def test_random_architectures_are_bit_exact(host_runtime, target, model):
 @given(model=models())
 def test_random_architectures_are_clean_under_sanitizers(sanitized_runtime, target, model):
     """The same comparison in the ASan + UBSan build: bit-exact and no invalid access."""
+    with tempfile.TemporaryDirectory() as tmp:
+        _compare_all_layers(model, Path(tmp), target,
+                            lambda em, d: host.build_sanitized(em, d, runtime=sanitized_runtime))
+
+
+@pytest.mark.parametrize("target", kernels.TARGETS)
+@PROPERTY
+@given(model=graphs())
+def test_random_graphs_are_bit_exact(host_runtime, target, model):
+    """Graphs: tensors read by several layers, planned by lifetime, joined by Add/Sub/Concat."""
+    with tempfile.TemporaryDirectory() as tmp:
+        _compare_all_layers(model, Path(tmp), target,
+                            lambda em, d: host.build(em, d, runtime=host_runtime))
+
+
+@pytest.mark.parametrize("target", kernels.TARGETS)
+@settings(PROPERTY, max_examples=SANITIZED_EXAMPLES)
+@given(model=graphs())
+def test_random_graphs_are_clean_under_sanitizers(sanitized_runtime, target, model):
     with tempfile.TemporaryDirectory() as tmp:
         _compare_all_layers(model, Path(tmp), target,
                             lambda em, d: host.build_sanitized(em, d, runtime=sanitized_runtime))

@@ -147,3 +147,17 @@ def test_an_emulated_board_is_an_executor_check_compares_like_the_host(tmp_path)
         res, gold, pred = check.compare(model, s, inputs)
     assert res.compared == 6 and res.mismatches == 0
     assert np.array_equal(gold, pred)
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs gcc-arm-none-eabi")
+def test_cortex_m_stack_bound_counts_the_reset_handler(tmp_path):
+    """On the MAX78000 the reset handler is C with a frame of its own under main's: the bound
+    starts there, and holds what the emulator saw (before, it started at main and was 8 B short)."""
+    path = tmp_path / "m.pt"
+    modelfile.save(mlp(seed=5, widths=(64, 32, 10)), path)
+    out = tmp_path / "run.json"
+    assert cli.main(["run", "--board", "max78000-sim", str(path), "--random", "3", "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    stack = rep["build"]["stack"]
+    assert stack["path"][0] == "reset_handler" and stack["path"][1] == "main"
+    assert 0 < rep["emulator"]["stack_peak"] <= stack["bytes"]

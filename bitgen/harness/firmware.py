@@ -475,11 +475,17 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
     if script:
         report.update(size_report(img, elf, map_path.read_text(), name))
         report["harness"] = harness_size(report)
-        try:  # the protocol calls the model through a pointer (templates/firmware.c.j2: bg_run)
-            est = stack.estimate(sorted(obj.glob("*.ci")), "main", indirect=("bg_run",))
+        # From the reset handler where it is C (the Cortex-M boards: its own frame comes on top
+        # of main's), else from main (RISC-V start-up code is assembly with no frame). The
+        # protocol calls the model through a pointer (templates/firmware.c.j2: bg_run).
+        report["stack"] = None  # main not compiled by this toolchain's C compiler: no bound
+        for entry in ("reset_handler", "main"):
+            try:
+                est = stack.estimate(sorted(obj.glob("*.ci")), entry, indirect=("bg_run",))
+            except ValueError:
+                continue
             report["stack"] = est.report() | {"reserved": img.stack_bytes}
-        except ValueError:  # main not compiled by this toolchain's C compiler: no bound
-            report["stack"] = None
+            break
     else:
         report.update({"flash_bytes": None, "sram_bytes": None, "flash_budget": None, "sram_budget": None})
 
