@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import pytest
 
@@ -53,40 +54,30 @@ def _compare_all_layers(model, c_dir: Path, target: str, build):
     assert np.array_equal(pred, golden.argmax(want[-1]))
 
 
+MODELS = {"sequential": models(), "graph": graphs()}
+
+
+@pytest.mark.parametrize("kind", MODELS)
 @pytest.mark.parametrize("target", kernels.TARGETS)
 @PROPERTY
-@given(model=models())
-def test_random_architectures_are_bit_exact(host_runtime, target, model):
-    """Every kernel variant (each target picks different kernels) against golden."""
+@given(data=st.data())
+def test_random_models_are_bit_exact(host_runtime, target, kind, data):
+    """Every kernel variant (each target picks different kernels) against golden, on random
+    sequential models and on graphs (tensors read by several layers, planned by lifetime,
+    joined by Add/Sub/Concat)."""
+    model = data.draw(MODELS[kind])
     with tempfile.TemporaryDirectory() as tmp:
         _compare_all_layers(model, Path(tmp), target,
                             lambda em, d: host.build(em, d, runtime=host_runtime))
 
 
+@pytest.mark.parametrize("kind", MODELS)
 @pytest.mark.parametrize("target", kernels.TARGETS)
 @settings(PROPERTY, max_examples=SANITIZED_EXAMPLES)
-@given(model=models())
-def test_random_architectures_are_clean_under_sanitizers(sanitized_runtime, target, model):
+@given(data=st.data())
+def test_random_models_are_clean_under_sanitizers(sanitized_runtime, target, kind, data):
     """The same comparison in the ASan + UBSan build: bit-exact and no invalid access."""
-    with tempfile.TemporaryDirectory() as tmp:
-        _compare_all_layers(model, Path(tmp), target,
-                            lambda em, d: host.build_sanitized(em, d, runtime=sanitized_runtime))
-
-
-@pytest.mark.parametrize("target", kernels.TARGETS)
-@PROPERTY
-@given(model=graphs())
-def test_random_graphs_are_bit_exact(host_runtime, target, model):
-    """Graphs: tensors read by several layers, planned by lifetime, joined by Add/Sub/Concat."""
-    with tempfile.TemporaryDirectory() as tmp:
-        _compare_all_layers(model, Path(tmp), target,
-                            lambda em, d: host.build(em, d, runtime=host_runtime))
-
-
-@pytest.mark.parametrize("target", kernels.TARGETS)
-@settings(PROPERTY, max_examples=SANITIZED_EXAMPLES)
-@given(model=graphs())
-def test_random_graphs_are_clean_under_sanitizers(sanitized_runtime, target, model):
+    model = data.draw(MODELS[kind])
     with tempfile.TemporaryDirectory() as tmp:
         _compare_all_layers(model, Path(tmp), target,
                             lambda em, d: host.build_sanitized(em, d, runtime=sanitized_runtime))

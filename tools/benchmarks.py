@@ -2,7 +2,8 @@
 """Regenerate the benchmark table of the README from scratch.
 
 For each model of BitNetMCU's published CH32V003 benchmarks (same layouts, trained here with
-`bitgen train` on USPS, which is 16x16 like BitNetMCU's MNIST-16), this script trains the model,
+`bitgen train` on USPS, which is 16x16 like BitNetMCU's MNIST-16), and a small ResNet (a graph
+with residual connections, examples/resnet.toml), this script trains the model,
 runs `bitgen bench` on every target board over the first 8 USPS test images (bit-exact against
 the golden model, or it stops), and writes a Markdown table beside BitNetMCU's figures.
 
@@ -44,6 +45,9 @@ MODELS = [
     ("cnn", "depthwise CNN, 64 channels (BitNetMCU layout)",
      ["--config", str(ROOT / "tools" / "bitnetmcu_cnn.json")],
      {"rv32emc-sim": 1_612_387}),
+    # a graph: the layout of a MAX78000 gesture ResNet at USPS size (issue 10)
+    ("resnet", "ResNet, 3 residual blocks of 16 channels (`examples/resnet.toml`)",
+     ["--config", str(ROOT / "examples" / "resnet.toml")], {}),
 ]
 BOARDS = ["ch32v003-sim", "rv32emc-sim", "max78000-sim"]
 
@@ -75,11 +79,10 @@ def bench(model: Path, board: str, data: str, out: Path, kernels: str | None = N
 def int8_copy(model: Path, dest: Path) -> Path | None:
     """The same model with every weight stored as int8, or None if a weight does not fit."""
     import bitgen
-    from bitgen import ir
 
     m = bitgen.load(model).ir
     for layer in m.layers:
-        if isinstance(layer, (ir.Linear, ir.Conv2d)):
+        if getattr(layer, "encoding", None):  # the weighted layers
             if layer.weight.min() < -128 or layer.weight.max() > 127:
                 return None  # FP1.3.0's +128 has no int8 code
             layer.encoding = "8bit"
@@ -152,7 +155,7 @@ def num(v) -> str:
 
 def render(results: dict[str, dict]) -> str:
     lines = [
-        "| model (BitNetMCU layout) | USPS test accuracy (golden) | RV32EC, no multiplier (`ch32v003-sim`) "
+        "| model | USPS test accuracy (golden) | RV32EC, no multiplier (`ch32v003-sim`) "
         f"and arena | RV32EC, arena ≤ {SMALL_ARENA} B | BitNetMCU, no mul | RV32EMC (`rv32emc-sim`) "
         "| BitNetMCU, rv32emc | Cortex-M4 (`max78000-sim`) | Cortex-M4, int8 C loop |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",

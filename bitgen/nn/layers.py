@@ -102,6 +102,17 @@ def _pair(v) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
+def _conv_geometry(m: torch.nn.Module, in_channels: int, out_channels: int, kernel_size, stride, padding,
+                   groups: int) -> None:
+    """The fields every convolution keeps, checked (groups must divide both channel counts)."""
+    m.in_channels, m.out_channels = int(in_channels), int(out_channels)
+    m.kernel_size, m.stride, m.padding = _pair(kernel_size), _pair(stride), _pair(padding)
+    m.groups = int(groups)
+    if m.in_channels % m.groups or m.out_channels % m.groups:
+        raise ValueError(f"groups={groups} must divide in_channels={in_channels} "
+                         f"and out_channels={out_channels}")
+
+
 class QuantConv2d(_QuantMixin, torch.nn.Module):
     """2-D convolution with integer weights, zero padding, stride and groups
     (``groups == in_channels == out_channels`` is depthwise). Exports to :class:`bitgen.ir.Conv2d`.
@@ -111,12 +122,7 @@ class QuantConv2d(_QuantMixin, torch.nn.Module):
                  groups: int = 1, bias: bool = False, encoding: str = "4bitsym",
                  scale: str = "absmean", per_channel: bool = False):
         super().__init__()
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
-        self.groups = int(groups)
-        if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError(f"groups={groups} must divide in_channels={in_channels} "
-                             f"and out_channels={out_channels}")
+        _conv_geometry(self, in_channels, out_channels, kernel_size, stride, padding, groups)
         kh, kw = self.kernel_size
         self.weight = torch.nn.Parameter(
             torch.empty(self.out_channels, self.in_channels // self.groups, kh, kw))
@@ -154,13 +160,8 @@ class QuantConvTranspose2d(_QuantMixin, torch.nn.Module):
         super().__init__()
         if per_channel:
             raise ValueError("QuantConvTranspose2d has one weight scale (per_channel=False)")
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
+        _conv_geometry(self, in_channels, out_channels, kernel_size, stride, padding, groups)
         self.output_padding = _pair(output_padding)
-        self.groups = int(groups)
-        if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError(f"groups={groups} must divide in_channels={in_channels} "
-                             f"and out_channels={out_channels}")
         kh, kw = self.kernel_size
         self.weight = torch.nn.Parameter(
             torch.empty(self.in_channels, self.out_channels // self.groups, kh, kw))
