@@ -29,7 +29,8 @@ def run(model: ir.Model, x: np.ndarray, *, all_layers: bool = False, batch: int 
     """Run the model on int8 inputs ``x`` of shape ``(N, *input.shape)``.
 
     Returns the final output ``(N, ...)`` or, with ``all_layers=True``, a list holding every
-    node's output in execution order. Processes ``batch`` samples at a time to bound memory.
+    node's output in execution order. A model with states runs each sample as the first frame
+    of a sequence (see :func:`run_sequence`). Processes ``batch`` samples at a time to bound memory.
     """
     model.validate()
     x = np.asarray(x)
@@ -41,25 +42,57 @@ def run(model: ir.Model, x: np.ndarray, *, all_layers: bool = False, batch: int 
     x = x.reshape(shape)
     chunks: list[list[np.ndarray]] = []
     for start in range(0, max(x.shape[0], 1), batch):
-        outs = _run_nodes(model, x[start : start + batch])
+        outs = _run_nodes(model, x[start : start + batch], initial_states(model, len(x[start : start + batch])))
         chunks.append(outs if all_layers else outs[-1:])
     joined = [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
     return joined if all_layers else joined[0]
 
 
-def _run_nodes(model: ir.Model, x: np.ndarray) -> list[np.ndarray]:
-    """Every node's output, in order, for one batch; a tensor is dropped after its last reader."""
+def _run_nodes(model: ir.Model, x: np.ndarray, states: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+    """Every node's output, in order, for one batch (one frame, with the states' values);
+    a tensor is dropped after its last reader unless a state takes its value."""
     last_read = {name: i for i, node in enumerate(model.nodes) for name in node.inputs}
-    env = {ir.INPUT: x}
+    keep = {st.source for st in model.states}
+    env = {ir.INPUT: x, **(states or {})}
     outs = []
     for i, node in enumerate(model.nodes):
         y = node.op.golden(*(env[name] for name in node.inputs))
         for name in node.inputs:
-            if last_read[name] == i and name != node.output:
+            if last_read[name] == i and name != node.output and name not in keep:
                 env.pop(name, None)
         env[node.output] = y
         outs.append(y)
     return outs
+
+
+def initial_states(model: ir.Model, n: int) -> dict[str, np.ndarray]:
+    """Every state's value before the first frame, for a batch of n sequences."""
+    return {st.name: np.full((n,) + st.shape, st.init, dtype=NP_DTYPE[st.dtype]) for st in model.states}
+
+
+def run_sequence(model: ir.Model, x: np.ndarray, *, all_layers: bool = False):
+    """Run the model over sequences of frames ``x`` (N, T, *input.shape), int8; every sequence
+    starts from the states' initial values. Returns the output of every frame (N, T, ...) or,
+    with ``all_layers=True``, every node's output per frame: a list of (N, T, ...) arrays."""
+    model.validate()
+    x = np.asarray(x)
+    if x.ndim < 2:
+        raise ValueError("run_sequence expects (N, T, *input shape) frames")
+    if x.dtype != np.int8:
+        if x.size and (x.min() < -128 or x.max() > 127):
+            raise ValueError("golden.run_sequence expects int8 input values")
+        x = x.astype(np.int8)
+    n, frames = x.shape[:2]
+    x = x.reshape((n, frames) + model.input.shape)
+    states = initial_states(model, n)
+    per_frame = []
+    for t in range(frames):
+        outs = _run_nodes(model, x[:, t], states)
+        by_name = {node.output: y for node, y in zip(model.nodes, outs)}
+        states = {st.name: by_name[st.source] for st in model.states}
+        per_frame.append(outs if all_layers else outs[-1:])
+    stacked = [np.stack([f[i] for f in per_frame], axis=1) for i in range(len(per_frame[0]))] if frames else []
+    return stacked if all_layers else stacked[0]
 
 
 def argmax(logits: np.ndarray) -> np.ndarray:

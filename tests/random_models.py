@@ -80,10 +80,24 @@ def graphs(draw, max_nodes=8):
         nodes.append(ir.Node(op, inputs, name))
         available.append((name, t))
     assume(nodes)
+    states = []
+    if draw(st.integers(0, 2)) == 0:  # a recurrence: u = f(t, s); s takes u's value each frame
+        name, t = draw(st.sampled_from(available[1:]))
+        lo, hi = ir.DTYPE_RANGE[t.dtype]
+        init = draw(st.integers(lo, hi))
+        op = OPS[draw(st.sampled_from(["add", "sub"]))].random(draw, rng, ir.TensorType(t.shape, t.dtype, lo, hi))
+        op.out_dtype, op.out_min, op.out_max = t.dtype, lo, hi  # u has the state's type
+        nodes.append(ir.Node(op, (name, "s") if draw(st.booleans()) else ("s", name), "u"))
+        states.append(ir.State("s", t.shape, t.dtype, "u", init=init))
     # keep what the last node needs (every other tensor must be read)
     needed, kept = {nodes[-1].output}, []
     for node in reversed(nodes):
         if node.output in needed:
             kept.append(node)
             needed.update(node.inputs)
-    return ir.Model(ir.InputSpec(shape), nodes=kept[::-1])
+    model = ir.Model(ir.InputSpec(shape), nodes=kept[::-1], states=states)
+    try:
+        model.validate()
+    except ir.IRError:  # e.g. a recurrence whose scaled sum could overflow int32
+        assume(False)
+    return model

@@ -42,10 +42,22 @@ def _compare_all_layers(model, c_dir: Path, target: str, build):
             check.random_inputs(model.input.shape, 48, seed=len(model.layers)),
             check.extreme_inputs(model.input.shape),
         ])
-        want = golden.run(model, x, all_layers=True)
-        y, pred, got = hm.run(x, trace=True)
+        if not model.states:
+            _same(model, golden.run(model, x, all_layers=True), *hm.run(x, trace=True))
+            return
+        # with state: the 53 inputs as one sequence, and each extreme input held for 4 frames
+        for seq in (x[None], np.repeat(check.extreme_inputs(model.input.shape)[:, None], 4, axis=1)):
+            frames = seq.shape[0] * seq.shape[1]
+            want = [w.reshape((frames,) + w.shape[2:]) for w in golden.run_sequence(model, seq, all_layers=True)]
+            y, pred, got = hm.run_sequence(seq, trace=True)
+            _same(model, want, y.reshape(frames, -1), pred.reshape(-1),
+                  [None if g is None else g.reshape((frames,) + g.shape[2:]) for g in got])
     finally:
         hm.close()
+
+
+def _same(model, want, y, pred, got):
+    """Every layer's output, the model output and the argmax, frame by frame."""
     for i, (w, g) in enumerate(zip(want, got)):
         if g is not None:  # None: fused into an earlier kernel, never in memory
             assert np.array_equal(w.reshape(g.shape), g), f"layer {i} ({model.layers[i].kind}) differs"

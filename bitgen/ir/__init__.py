@@ -42,7 +42,7 @@ from ..ops.requant import Requant
 from ..ops.shiftnorm import ShiftNorm
 from ..ops.unflatten import Unflatten
 from ..ops.upsample import Upsample
-from .model import FORMAT, INPUT, VERSION, InputSpec, Model, Node, chain, infer_type
+from .model import FORMAT, INPUT, VERSION, InputSpec, Model, Node, State, chain, infer_type
 from .types import DTYPE_RANGE, INT8, INT32, IRError, TensorType
 
 Layer = Op  # an op as one layer of a model
@@ -51,6 +51,6 @@ LAYER_TYPES = OPS
 __all__ = [
     "Abs", "Add", "Concat", "ConvTranspose2d", "Sub", "Unflatten", "Upsample",
     "AvgPool2d", "Conv2d", "DTYPE_RANGE", "FORMAT", "Flatten", "INPUT", "INT32", "INT8", "IRError", "InputSpec",
-    "LAYER_TYPES", "Layer", "Linear", "MaxPool2d", "Model", "Node", "OPS", "Op", "chain", "ReLU", "Requant", "ShiftNorm",
+    "LAYER_TYPES", "Layer", "Linear", "MaxPool2d", "Model", "Node", "OPS", "Op", "State", "chain", "ReLU", "Requant", "ShiftNorm",
     "TensorType", "VERSION", "infer_type",
 ]

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..ops.base import Op
 from ..ops.registry import OPS
-from .types import INT8, IRError, TensorType
+from .types import DTYPE_RANGE, INT8, IRError, TensorType
 
 FORMAT = "bitgen-ir"
 VERSION = 2  # 1: a list of layers (sequential); 2: a graph of nodes
@@ -68,21 +68,45 @@ class Node:
         self.output = str(self.output)
 
 
+@dataclass(eq=False)
+class State:
+    """A tensor read in frame t that was written in frame t - 1: recurrent cells, stream models.
+
+    Nodes read it by ``name`` like any tensor. Before the first frame every element is
+    ``init``; at the end of each frame it takes the value of tensor ``source`` (which must have
+    its ``shape`` and ``dtype``). A cycle in a model is only possible through a state.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    source: str
+    init: int = 0
+
+    def __post_init__(self) -> None:
+        self.name, self.source, self.dtype = str(self.name), str(self.source), str(self.dtype)
+        self.shape = tuple(int(v) for v in self.shape)
+        self.init = int(self.init)
+
+
 class Model:
     """An input specification and a graph of integer ops over named tensors.
 
-    The nodes are in execution order; each reads the model input (``"input"``) or tensors that
-    earlier nodes wrote, and the last node writes the model output. A sequential model is the
-    special case where each node reads the one before it: ``Model(input, layers=[...])`` builds
-    it, and ``model.layers`` lists the ops of any model in execution order.
+    The nodes are in execution order; each reads the model input (``"input"``), a
+    :class:`State`, or tensors that earlier nodes wrote, and the last node writes the model
+    output. A sequential model is the special case where each node reads the one before it:
+    ``Model(input, layers=[...])`` builds it, and ``model.layers`` lists the ops of any model in
+    execution order. A model with states runs over sequences of frames (``golden.run_sequence``).
     """
 
     def __init__(self, input: InputSpec, layers: list[Op] | None = None, labels: list[str] | None = None,
-                 name: str = "model", meta: dict[str, Any] | None = None, *, nodes: list[Node] | None = None):
+                 name: str = "model", meta: dict[str, Any] | None = None, *, nodes: list[Node] | None = None,
+                 states: list[State] | None = None):
         if (layers is None) == (nodes is None):
             raise IRError("give a model either layers (a sequence) or nodes (a graph)")
         self.input = input
         self.nodes = list(nodes) if nodes is not None else chain(layers or [])
+        self.states = list(states or [])
         self.labels = labels
         self.name = name
         self.meta = dict(meta or {})
@@ -105,14 +129,58 @@ class Model:
             if n.inputs != (prev,):
                 return False
             prev = n.output
-        return True
+        return not self.states
 
     # ---------------------------------------------------------------- checking
     def validate(self) -> list[TensorType]:
         """Infer and check the type of every node's output, in order; raises IRError (one line)."""
+        return self.infer_types()[0]
+
+    def infer_types(self) -> tuple[list[TensorType], dict[str, TensorType]]:
+        """(every node's output type, every state's type). A state's interval holds its initial
+        value and every value its source can take, found by iterating to a fixed point (after 16
+        rounds without one, the whole range of its dtype)."""
         if not self.nodes:
             raise IRError("model has no layers")
-        types = {INPUT: self.input_type()}
+        states = self._check_states()
+        for rounds in range(18):
+            out = self._infer(states)
+            sources = {n.output: t for n, t in zip(self.nodes, out)}
+            grown = {}
+            for st in self.states:
+                t, src = states[st.name], sources[st.source]
+                if src.shape != st.shape or src.dtype != st.dtype:
+                    raise IRError(f"state '{st.name}' is {st.dtype} {st.shape}, its source '{st.source}' is "
+                                  f"{src.dtype} {src.shape}")
+                lo, hi = min(t.lo, src.lo), max(t.hi, src.hi)
+                if rounds == 16 and (lo, hi) != (t.lo, t.hi):
+                    lo, hi = DTYPE_RANGE[st.dtype]  # no fixed point in sight: widen once
+                grown[st.name] = TensorType(st.shape, st.dtype, lo, hi)
+            if grown == states:
+                return out, states
+            states = grown
+        raise IRError("state intervals do not settle")  # unreachable: widened to the dtype range
+
+    def _check_states(self) -> dict[str, TensorType]:
+        outputs = {n.output for n in self.nodes}
+        types: dict[str, TensorType] = {}
+        for st in self.states:
+            if st.name in types or st.name == INPUT or st.name in outputs:
+                raise IRError(f"state '{st.name}' is named like another tensor")
+            if st.dtype not in DTYPE_RANGE:
+                raise IRError(f"state '{st.name}': dtype must be int8 or int32, got '{st.dtype}'")
+            lo, hi = DTYPE_RANGE[st.dtype]
+            if not lo <= st.init <= hi:
+                raise IRError(f"state '{st.name}': initial value {st.init} is outside {st.dtype}")
+            if st.source not in outputs:
+                raise IRError(f"state '{st.name}': no node writes its source '{st.source}'")
+            if not st.shape or min(st.shape) < 1:
+                raise IRError(f"state '{st.name}': shape {st.shape} must be positive sizes")
+            types[st.name] = TensorType(st.shape, st.dtype, st.init, st.init)
+        return types
+
+    def _infer(self, states: dict[str, TensorType]) -> list[TensorType]:
+        types = {INPUT: self.input_type(), **states}
         readers: dict[str, int] = {}
         out = []
         for i, node in enumerate(self.nodes):
@@ -135,7 +203,8 @@ class Model:
                 readers[name] = readers.get(name, 0) + 1
             types[node.output] = t
             out.append(t)
-        unused = [n.output for n in self.nodes[:-1] if n.output not in readers]
+        sources = {st.source for st in self.states}
+        unused = [n.output for n in self.nodes[:-1] if n.output not in readers and n.output not in sources]
         if unused:
             raise IRError(f"tensor '{unused[0]}' is never read (the last layer writes the model output)")
         if self.labels is not None and len(self.labels) != out[-1].size:
@@ -179,6 +248,9 @@ class Model:
         }
         if graph:
             d["nodes"] = [ld | {"inputs": list(n.inputs), "output": n.output} for ld, n in zip(layers, self.nodes)]
+            if self.states:
+                d["states"] = [{"name": st.name, "shape": list(st.shape), "dtype": st.dtype, "source": st.source,
+                                "init": st.init} for st in self.states]
         else:
             d["layers"] = layers
         return d
@@ -207,7 +279,8 @@ class Model:
             common = dict(input=InputSpec(tuple(inp["shape"]), inp["scale"], inp["zero_point"]),
                           labels=d.get("labels"), name=str(d.get("name", "model")), meta=dict(d.get("meta") or {}))
             if graph:
-                return cls(nodes=[Node(op, ins, out) for op, (ins, out) in zip(ops, wiring)], **common)
+                states = [State(**sd) for sd in d.get("states") or []]
+                return cls(nodes=[Node(op, ins, out) for op, (ins, out) in zip(ops, wiring)], states=states, **common)
             return cls(layers=ops, **common)
         except (KeyError, TypeError) as e:
             raise IRError(f"malformed IR: {e}") from None

@@ -67,9 +67,9 @@ def _shape_str(shape: tuple[int, ...]) -> str:
     return "x".join(str(s) for s in shape)
 
 
-def _ptr(loc: memory.Location, dtype: str, const: bool) -> str:
-    if loc.external:
-        return "input"  # only ever an int8 input, read-only
+def _ptr(loc: memory.Location, dtype: str, const: bool, name: str = "") -> str:
+    if loc.external:  # read-only: the int8 input, or a state's buffer (written only between frames)
+        return "input" if loc.state is None else f"{name}_state{loc.state}"
     return arena_ptr(loc.offset, C_TYPE[dtype], const)
 
 
@@ -108,8 +108,11 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
         target = targets.get(kernel_set)
     except targets.KernelError as e:
         raise EmitError(str(e)) from None
-    types = [model.input_type()] + model.validate()
-    index = {ir.INPUT: 0} | {n.output: i + 1 for i, n in enumerate(model.nodes)}
+    node_types, state_types = model.infer_types()
+    # every tensor: the input, each node's output, then each state (read like an input)
+    types = [model.input_type()] + node_types + [state_types[st.name] for st in model.states]
+    index = {ir.INPUT: 0} | {n.output: i + 1 for i, n in enumerate(model.nodes)} | {
+        st.name: len(model.nodes) + 1 + k for k, st in enumerate(model.states)}
     reads = [[index[name] for name in n.inputs] for n in model.nodes]
     steps = schedule.steps(model, types)
     choices: list[Choice] = []
@@ -133,6 +136,8 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
             choices += [FUSED] * choice.fuses
     needs = []
     step_of = {st.last + 1: k for k, st in enumerate(steps)}  # tensor index -> the step writing it
+    step_of |= {len(model.nodes) + 1 + k: -2 - k for k in range(len(model.states))}  # states: outside
+    kept = {step_of[index[st.source]] for st in model.states}  # a state takes its value at the end
     for st in steps:
         c = choices[st.first]
         # channel by channel: two plane buffers, then the first kernel's own scratch
@@ -144,7 +149,7 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
         else:
             needs.append(memory.GraphNeed(
                 out_bytes=types[st.last + 1].nbytes, inputs=tuple(step_of.get(j, -1) for j in reads[st.first]),
-                scratch=scratch, **({} if st.channelwise else dict(
+                scratch=scratch, keep=len(needs) in kept, **({} if st.channelwise else dict(
                     in_place=c.in_place, out_region=c.out_region, alias=c.alias))))
     plan = memory.plan(needs) if model.is_sequential else memory.plan_graph(needs)
     return ModelPlan(types, reads, choices, steps, plan)
@@ -158,10 +163,10 @@ def _step_code(model: ir.Model, mp: ModelPlan, k: int, src: ModelSource) -> tupl
     if not st.channelwise:
         i = st.first
         ptrs = Pointers(
-            x=_ptr(loc_in, mp.in_type(i).dtype, const=True),
+            x=_ptr(loc_in, mp.in_type(i).dtype, const=True, name=src.name),
             y=_ptr(loc_out, types[i + 1].dtype, const=False),
             scratch=scratch,
-            others=tuple(_ptr(loc, types[j].dtype, const=True)
+            others=tuple(_ptr(loc, types[j].dtype, const=True, name=src.name)
                          for loc, j in zip(mp.memory.inputs[k][1:], mp.reads[i][1:])),
         )
         call = mp.choices[i].render(src, i, ptrs)
@@ -184,7 +189,7 @@ def _step_code(model: ir.Model, mp: ModelPlan, k: int, src: ModelSource) -> tupl
             continue
         t_in, t_out = mp.in_type(i), types[i + 1 + choice.fuses]
         i_shown = i + choice.fuses  # the layer whose output this kernel writes
-        x = _ptr(loc_in, t_in.dtype, const=True) if cur is None else _ptr_at(planes[cur], t_in.dtype, True)
+        x = _ptr(loc_in, t_in.dtype, const=True, name=src.name) if cur is None else _ptr_at(planes[cur], t_in.dtype, True)
         plane_bytes = mp.plane_bytes(i_shown)
         if i_shown == st.last:  # write straight into channel c of the step's output
             base = _ptr(loc_out, t_out.dtype, const=False)
@@ -205,6 +210,20 @@ def _step_code(model: ir.Model, mp: ModelPlan, k: int, src: ModelSource) -> tupl
         offsets[i_shown] = offsets[i]
     lines.append("}")
     return lines, offsets
+
+
+def _state_code(model: ir.Model, mp: ModelPlan, name: str) -> list[dict[str, Any]]:
+    """Each state's buffer (outside the arena: it outlives the frame), its initial value and
+    where its source is at the end of a frame."""
+    out = []
+    step_of = {st.last: k for k, st in enumerate(mp.steps)}
+    for k, st in enumerate(model.states):
+        node = next(i for i, n in enumerate(model.nodes) if n.output == st.source)
+        loc = mp.memory.outputs[step_of[node]]
+        t = mp.types[node + 1]
+        out.append({"ident": f"{name}_state{k}", "name": st.name, "ctype": C_TYPE[st.dtype], "size": t.size,
+                    "init": st.init, "source": st.source, "source_ptr": _ptr(loc, st.dtype, const=True, name=name)})
+    return out
 
 
 def _config_header(model: ir.Model) -> str:
@@ -289,7 +308,7 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str 
     for decl in sorted({d for c in choices if c.prologue for d in c.prologue.locals}, reverse=True):
         body.insert(0, f"{decl};")
 
-    t_final = types[-1]
+    t_final = types[len(model.nodes)]  # the last node writes the model output
     digest = model.digest()
     context = {
         "name": name,
@@ -309,7 +328,8 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str 
         "body": body,
         "data": src.data,
         "functions": src.functions,
-        "final_ptr": _ptr(plan.outputs[-1], t_final.dtype, const=True),
+        "final_ptr": _ptr(plan.outputs[-1], t_final.dtype, const=True, name=name),
+        "states": _state_code(model, mp, name),
         "headers": sorted(f for f in runtime if f.endswith(".h") and f != "bg_runtime.h"),
     }
     env = jinja2.Environment(

@@ -61,11 +61,18 @@ _WRAPPER = """\
 #include <string.h>
 
 """ + _TRACE_HOOK + """
-int bg_host_run(const int8_t *x, uint32_t count, {name}_output_t *y, int32_t *pred,
+/* count inputs; a model with state starts a new sequence every `frames` inputs */
+int bg_host_run(const int8_t *x, uint32_t count, uint32_t frames, {name}_output_t *y, int32_t *pred,
                 uint8_t *trace)
 {{
     uint32_t i;
     for (i = 0; i < count; i++) {{
+#ifdef {upper}_HAS_STATE
+        if (i % frames == 0)
+            {name}_reset();
+#else
+        (void)frames;
+#endif
         bg_host_trace = trace ? trace + (uint64_t)i * {trace_bytes}u : 0;
         pred[i] = {name}_run(x + (uint64_t)i * {upper}_INPUT_SIZE, y + (uint64_t)i * {upper}_OUTPUT_SIZE);
     }}
@@ -75,8 +82,9 @@ int bg_host_run(const int8_t *x, uint32_t count, {name}_output_t *y, int32_t *pr
 """
 
 _DRIVER = """\
-/* Host-only sanitizer driver around {name}.c. stdin: uint32 count, uint32 trace flag, then
- * count inputs; stdout: per input its int32 argmax, its output and (when traced) its trace. */
+/* Host-only sanitizer driver around {name}.c. stdin: uint32 count, uint32 trace flag, uint32
+ * frames per sequence (a model with state is reset every `frames` inputs), then count inputs;
+ * stdout: per input its int32 argmax, its output and (when traced) its trace. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,9 +111,13 @@ static void bg_host_io(void *p, size_t n, int in)
 
 int main(void)
 {{
-    uint32_t head[2], i;
+    uint32_t head[3], i;
     bg_host_io(head, sizeof head, 1);
     for (i = 0; i < head[0]; i++) {{
+#ifdef {upper}_HAS_STATE
+        if (i % head[2] == 0)
+            {name}_reset();
+#endif
         /* every buffer on the heap at its exact size: any access past one is reported */
         int8_t *x = bg_host_alloc({upper}_INPUT_SIZE);
         {name}_output_t *y = bg_host_alloc(sizeof(*y) * {upper}_OUTPUT_SIZE);
@@ -318,6 +330,15 @@ class _Built:
             key = _digest(text.encode(), self.runtime.key.encode(), *(p.read_bytes() for p in own))
         return wrap, others, key
 
+    def run_sequence(self, x: np.ndarray, trace: bool = False):
+        """Sequences of frames (N, T, *input shape), each from the initial state ->
+        (outputs (N, T, out), argmax (N, T), per-layer list of (N, T, ...) or None)."""
+        x = np.asarray(x, dtype=np.int8)
+        n, frames = x.shape[:2]
+        y, pred, layers = self.run(x.reshape((n * frames, -1)), trace=trace, frames=max(frames, 1))
+        split = lambda a: None if a is None else a.reshape((n, frames) + a.shape[1:])  # noqa: E731
+        return split(y), split(pred), None if layers is None else [split(a) for a in layers]
+
     def _layers(self, tr: np.ndarray, n: int) -> list[np.ndarray | None]:
         """The per-layer list of a trace (n, trace_bytes); None for layers never stored."""
         layers: list[np.ndarray | None] = []
@@ -352,14 +373,16 @@ class HostModel(_Built):
         out_t = self.out_ctype = "int8_t" if self.output_dtype == "int8" else "int32_t"
         self.ffi = cffi.FFI()
         self.ffi.cdef(
-            f"int bg_host_run(const int8_t *x, uint32_t count, {out_t} *y, int32_t *pred, uint8_t *trace);"
+            f"int bg_host_run(const int8_t *x, uint32_t count, uint32_t frames, {out_t} *y, int32_t *pred, "
+            "uint8_t *trace);"
         )
         return self.ffi.dlopen(str(lib))
 
-    def run(self, x: np.ndarray, trace: bool = False):
+    def run(self, x: np.ndarray, trace: bool = False, frames: int = 1):
         """Run int8 inputs (N, ...) -> (outputs (N, out), argmax (N,), per-layer list or None).
-
-        In the per-layer list, layers that are not traced (fused) are None."""
+        A model with state starts a sequence every `frames` inputs (1: each input is the first
+        frame, as golden.run; see run_sequence). In the per-layer list, layers that are not
+        traced (fused) are None."""
         x = np.ascontiguousarray(np.asarray(x, dtype=np.int8).reshape(-1, self.input_size))
         n = x.shape[0]
         y = np.zeros((n, self.output_size), dtype=NP[self.output_dtype])
@@ -369,6 +392,7 @@ class HostModel(_Built):
         self._lib.bg_host_run(
             ffi.from_buffer("int8_t[]", x),
             n,
+            frames,
             ffi.from_buffer(f"{self.out_ctype}[]", y),
             ffi.from_buffer("int32_t[]", pred),
             ffi.from_buffer("uint8_t[]", tr) if trace else ffi.NULL,
@@ -391,11 +415,11 @@ class SanitizedModel(_Built):
             _run_cc([CC, *SANITIZE_FLAGS, "-I", str(self.emitted.outdir), str(wrap), *others, "-o", str(self.exe)],
                     "sanitized host compile")
 
-    def run(self, x: np.ndarray, trace: bool = False):
+    def run(self, x: np.ndarray, trace: bool = False, frames: int = 1):
         """As :meth:`HostModel.run`, in the sanitized executable."""
         x = np.ascontiguousarray(np.asarray(x, dtype=np.int8).reshape(-1, self.input_size))
         n = x.shape[0]
-        head = np.array([n, 1 if trace else 0], dtype=np.uint32).tobytes()
+        head = np.array([n, 1 if trace else 0, frames], dtype=np.uint32).tobytes()
         r = subprocess.run([str(self.exe)], input=head + x.tobytes(), capture_output=True, env=sanitizer_env())
         err = r.stderr.decode(errors="replace")
         report = sanitizer_report_line(err)

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Location:
-    external: bool  # the caller's input buffer
+    external: bool  # outside the arena: the caller's input buffer, or a state's own buffer
     offset: int = 0  # byte offset in the arena
     region: int = 0  # bytes reserved at this place (>= the tensor, 4-aligned)
     top: bool = False  # at the high end of the arena
+    state: int | None = None  # external: the index of the state whose buffer this is
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,13 @@ class GraphNeed:
     """What one step of a graph asks of the planner."""
 
     out_bytes: int
-    inputs: tuple[int, ...]  # the steps whose outputs it reads, in order (-1: the model input)
+    inputs: tuple[int, ...]  # the steps whose outputs it reads, in order (-1: the model input,
+    # -2 - k: state k)
     in_place: bool = False  # the kernel may write its output over its first input
     out_region: int | None = None
     scratch: int = 0
     alias: bool = False  # no code: the output is the first input's bytes
+    keep: bool = False  # alive to the end of the run (a state takes its value then)
 
 
 @dataclass
@@ -114,9 +117,12 @@ def plan(needs: list[Need]) -> Plan:
 
 def plan_graph(needs: list[GraphNeed]) -> Plan:
     external = Location(external=True)
-    buffer_of: list[int | None] = []  # per step: its output's buffer (None: the model input's bytes)
+    buffer_of: list[int | None] = []  # per step: its output's buffer (None: outside the arena)
+    external_of: dict[int, int] = {}  # such a step's output: whose bytes (-1: the input, -2 - k: state k)
     tensors: list[list[int]] = []  # per buffer: the steps whose outputs live in it
+    end = len(needs) - 1
     last_read = {j: k for k, need in enumerate(needs) for j in need.inputs}
+    last_read |= {k: end for k, need in enumerate(needs) if need.keep}
     region: list[int] = []
     for k, need in enumerate(needs):
         src = need.inputs[0] if need.inputs else -1
@@ -130,7 +136,8 @@ def plan_graph(needs: list[GraphNeed]) -> Plan:
                 and need.inputs.count(src) == 1:
             shared = src_buf  # nothing reads the input's bytes after this step
         if shared == -1 or (need.alias and src_buf is None):
-            buffer_of.append(None)
+            buffer_of.append(None)  # an alias of the model input or of a state: not in the arena
+            external_of[k] = src
             continue
         if shared is None:
             tensors.append([])
@@ -139,7 +146,6 @@ def plan_graph(needs: list[GraphNeed]) -> Plan:
         buffer_of.append(shared)
         tensors[shared].append(k)
         region[shared] = max(region[shared], _round4(max(need.out_bytes, need.out_region or 0)))
-    end = len(needs) - 1
     # lifetimes [first write, last read]; the model output lives to the end
     spans = []
     for b, ts in enumerate(tensors):
@@ -161,7 +167,11 @@ def plan_graph(needs: list[GraphNeed]) -> Plan:
     arena = max((offsets[b] + spans[b][2] for b in offsets), default=0)
 
     def loc(step: int) -> Location:
-        if step < 0 or buffer_of[step] is None:
+        while step >= 0 and buffer_of[step] is None:
+            step = external_of[step]
+        if step < -1:
+            return Location(external=True, state=-2 - step)
+        if step < 0:
             return external
         b = buffer_of[step]
         return Location(external=False, offset=offsets[b], region=region[b])

@@ -32,7 +32,7 @@ class Step:
 def steps(model: ir.Model, types: list[ir.TensorType]) -> list[Step]:
     """Group the layers: each convolution with the channel-local layers that follow it, as long
     as each reads the one before it and nothing else reads what they pass on (in a graph)."""
-    readers: dict[str, int] = {}
+    readers: dict[str, int] = {st.source: 1 for st in model.states}  # a state reads it after the frame
     for node in model.nodes:
         for name in node.inputs:
             readers[name] = readers.get(name, 0) + 1

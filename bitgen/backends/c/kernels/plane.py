@@ -25,8 +25,8 @@ def model_input_only_before(model: ir.Model, index: int) -> bool:
     by_output = {n.output: n for n in model.nodes}
     name = model.nodes[index].inputs[0]
     while name != ir.INPUT:
-        node = by_output[name]
-        if not isinstance(node.op, ir.Flatten):
+        node = by_output.get(name)  # None: a state
+        if node is None or not isinstance(node.op, ir.Flatten):
             return False
         name = node.inputs[0]
     return True
