@@ -21,8 +21,9 @@ from .backends.base import Artifact, Executor, Options
 @dataclass
 class InputSet:
     name: str
-    x: np.ndarray  # int8 (N, *input.shape)
+    x: np.ndarray  # int8 (N, *input.shape), or (N, T, *input.shape) for sequences
     y: np.ndarray | None = None  # labels, when known
+    sequence: bool = False  # x holds N sequences of T frames (a model with state runs them in order)
 
 
 @dataclass
@@ -84,6 +85,17 @@ def extreme_inputs(shape: tuple[int, ...]) -> np.ndarray:
     return np.stack(rows).astype(np.int8).reshape((len(rows),) + tuple(shape))
 
 
+def as_sequences(x: np.ndarray, frames: int) -> np.ndarray:
+    """Inputs (N, *shape) as sequences: whole runs of `frames` consecutive inputs (N // frames, frames, *shape)."""
+    n = (x.shape[0] // frames) * frames
+    return x[:n].reshape((n // frames, frames) + x.shape[1:])
+
+
+def held(x: np.ndarray, frames: int) -> np.ndarray:
+    """Each input held still for `frames` frames: (N, frames, *shape)."""
+    return np.repeat(x[:, None], frames, axis=1)
+
+
 def random_inputs(shape: tuple[int, ...], count: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.integers(-128, 128, size=(count,) + tuple(shape), dtype=np.int64).astype(np.int8)
@@ -93,7 +105,9 @@ def compare(
     model: ir.Model, hm: Executor, inputs: InputSet
 ) -> tuple[SetResult, np.ndarray, np.ndarray]:
     """Run golden and an executor on one input set; returns the result, golden's and the
-    executor's argmax."""
+    executor's argmax. Sequences are compared frame by frame (each frame counts once)."""
+    if inputs.sequence:
+        return _compare_sequences(model, hm, inputs)
     expected = golden.run(model, inputs.x)
     got, pred, _ = hm.run(inputs.x)
     n = inputs.x.shape[0]
@@ -108,10 +122,31 @@ def compare(
     return res, golden.argmax(expected), pred
 
 
-def locate(model: ir.Model, hm: Executor, x: np.ndarray) -> dict[str, Any]:
-    """Compare every layer's output for one input; name the first layer that differs."""
-    want = golden.run(model, x, all_layers=True)
-    _, _, got = hm.run(x, trace=True)
+def _compare_sequences(model: ir.Model, hm: Executor, inputs: InputSet) -> tuple[SetResult, np.ndarray, np.ndarray]:
+    n, frames = inputs.x.shape[:2]
+    expected = golden.run_sequence(model, inputs.x).reshape(n * frames, -1)
+    got, pred, _ = hm.run_sequence(inputs.x)
+    pred, want_pred = pred.reshape(-1), golden.argmax(expected)
+    diff = expected != got.reshape(n * frames, -1)
+    bad = np.flatnonzero(diff.any(axis=1) | (pred != want_pred))
+    first = None
+    if bad.size:
+        seq, frame = divmod(int(bad[0]), frames)
+        first = locate(model, hm, inputs.x[seq : seq + 1], frame=frame)
+        first.update({"set": inputs.name, "input_index": seq, "frame": frame})
+    return SetResult(inputs.name, n * frames, int(bad.size), int(diff.sum()), first), want_pred, pred
+
+
+def locate(model: ir.Model, hm: Executor, x: np.ndarray, frame: int | None = None) -> dict[str, Any]:
+    """Compare every layer's output for one input (or `frame` of one sequence); name the first
+    layer that differs."""
+    if frame is None:
+        want = golden.run(model, x, all_layers=True)
+        _, _, got = hm.run(x, trace=True)
+    else:
+        want = [w[:, frame] for w in golden.run_sequence(model, x, all_layers=True)]
+        _, _, got = hm.run_sequence(x, trace=True)
+        got = None if got is None else [None if g is None else g[:, frame] for g in got]
     if got is None:
         return {"layer": None, "op": None, "note": "this executor cannot trace layers"}
     for i, (w, g) in enumerate(zip(want, got)):

@@ -157,3 +157,91 @@ def test_residual_graph_in_c_equals_golden(tmp_path, kernels):
     # the input is read again by the Add: its bytes are the caller's, and c1's output must not
     # have been placed where r2 still needs to be read
     assert em.report["arena_bytes"] > 0
+
+
+# ------------------------------------------------------------------------------------ state
+def _leaky(init=7):
+    """h_t = round((x_t + h_{t-1}) / 2): a running average of the frames; y_t = W h_t."""
+    rng = np.random.default_rng(0)
+    nodes = [ir.Node(ir.Add(shift=1), ["input", "h"], "h_new"),
+             ir.Node(ir.Linear(weight=rng.integers(-3, 4, (3, 4)), encoding="8bit"), ["h_new"], "y")]
+    return ir.Model(ir.InputSpec((4,)), nodes=nodes, states=[ir.State("h", (4,), "int8", "h_new", init=init)])
+
+
+def test_state_carries_a_value_from_frame_to_frame():
+    m = _leaky(init=7)
+    x = np.array([[[1, 2, 3, -4], [9, 9, 9, 9], [0, 0, 0, 0]]], dtype=np.int8)  # one sequence, 3 frames
+    h = golden.run_sequence(m, x, all_layers=True)[0]
+    # (x + h + 1) >> 1 from h = 7: (1+7+1)>>1 = 4, (2+7+1)>>1 = 5, (3+7+1)>>1 = 5, (-4+7+1)>>1 = 2
+    assert h[0, 0].tolist() == [4, 5, 5, 2]
+    assert h[0, 1].tolist() == [7, 7, 7, 6] and h[0, 2].tolist() == [4, 4, 4, 3]
+    # golden.run treats each sample as the first frame of a sequence
+    assert np.array_equal(golden.run(m, x[:, 0]), golden.run_sequence(m, x[:, :1])[:, 0])
+    _, states = m.infer_types()
+    # the fixed point of the recurrence: lo = (-128 + lo + 1) >> 1 settles at -127, hi at 127
+    assert (states["h"].lo, states["h"].hi) == (-127, 127)
+
+
+@pytest.mark.parametrize("state, msg", [
+    (ir.State("h", (4,), "int8", "nowhere"), "no node writes its source"),
+    (ir.State("h", (4,), "int32", "h_new"), "is int32 \\(4,\\), its source 'h_new' is int8 \\(4,\\)"),
+    (ir.State("input", (4,), "int8", "h_new"), "named like another tensor"),
+    (ir.State("h", (4,), "int8", "h_new", init=300), "initial value 300 is outside int8"),
+    (ir.State("h", (4,), "int16", "h_new"), "dtype must be int8 or int32"),
+])
+def test_state_errors_are_one_line(state, msg):
+    m = _leaky()
+    m.states = [state]
+    with pytest.raises(ir.IRError, match=msg) as e:
+        m.validate()
+    assert "\n" not in str(e.value)
+
+
+def test_a_model_with_state_round_trips_and_is_not_sequential(tmp_path):
+    m = _leaky(init=-3)
+    assert not m.is_sequential and m.to_dict()["states"][0] == {
+        "name": "h", "shape": [4], "dtype": "int8", "source": "h_new", "init": -3}
+    modelfile.save(m, tmp_path / "s.pt")
+    back = modelfile.load(tmp_path / "s.pt").ir
+    assert back.digest() == m.digest() and back.states[0].init == -3
+
+
+@pytest.mark.parametrize("kernels", ["generic", "rv32ec", "cortex-m4"])
+def test_state_in_c_every_frame_equals_golden(tmp_path, kernels):
+    m = _leaky()
+    em = emit.emit(m, tmp_path / "c", name="leaky", kernels=kernels)
+    assert "void leaky_reset(void);" in (tmp_path / "c" / "leaky.h").read_text()
+    x = np.random.default_rng(5).integers(-128, 128, (6, 10, 4)).astype(np.int8)
+    want = golden.run_sequence(m, x)
+    hm = host.build(em, tmp_path / "b")
+    try:
+        assert np.array_equal(hm.run_sequence(x)[0].reshape(want.shape), want)
+        # each sequence starts from the initial state, whatever ran before
+        assert np.array_equal(hm.run_sequence(x[::-1])[0].reshape(want.shape), want[::-1])
+    finally:
+        hm.close()
+
+
+def test_check_compares_every_frame_and_names_the_one_that_differs(tmp_path):
+    from bitgen import check
+
+    m = _leaky()
+    em = emit.emit(m, tmp_path / "c", name="leaky")
+    hm = host.build(em, tmp_path / "b")
+
+    class OneFrameWrong:  # frame 3 of sequence 1 off by one: check must say where
+        def run_sequence(self, x, trace=False):
+            y, pred, layers = hm.run_sequence(x, trace=trace)
+            if x.shape[0] > 1:
+                y = y.copy()
+                y[1, 3, 0] += 1
+            return y, pred, layers
+
+    x = check.as_sequences(check.random_inputs((4,), 64, seed=1), 8)
+    try:
+        res, _, _ = check.compare(m, hm, check.InputSet("random", x, sequence=True))
+        assert res.compared == 64 and res.mismatches == 0
+        res, _, _ = check.compare(m, OneFrameWrong(), check.InputSet("random", x, sequence=True))
+        assert res.mismatches == 1 and res.first_mismatch["input_index"] == 1 and res.first_mismatch["frame"] == 3
+    finally:
+        hm.close()

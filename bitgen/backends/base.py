@@ -46,6 +46,11 @@ class Executor(Protocol):
 
     def run(self, x: np.ndarray, trace: bool = False) -> tuple[np.ndarray, np.ndarray, list | None]: ...
 
+    def run_sequence(self, x: np.ndarray, trace: bool = False) -> tuple[np.ndarray, np.ndarray, list | None]:
+        """For models with state: sequences (N, T, *input shape), each from the initial state;
+        the same results with a frame axis after the first."""
+        ...
+
     def close(self) -> None: ...
 
 

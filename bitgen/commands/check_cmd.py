@@ -18,6 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random", type=int, default=10000, metavar="N",
                    help="random int8 inputs to compare (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--frames", type=int, default=16, metavar="T",
+                   help="models with state: frames per random sequence (default 16)")
     p.add_argument("--json", metavar="FILE", help="write the report as JSON")
     p.add_argument("--keep", metavar="DIR", help="keep the emitted C and the host build here")
     add_kernels_argument(p, "kernel set to check (default: generic, or the --board's first; all are portable C)")
@@ -42,22 +44,32 @@ def kernels_of(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     kernels = kernels_of(args)
+    if args.frames < 1:
+        raise UsageError("--frames must be at least 1")
     loaded = load_model(args)
     model = loaded.ir
     sets = []
     data = load_dataset(args, model)
     if data is not None:
         sets.append(check.InputSet("dataset", data[0], data[1]))
-    if args.random > 0:
-        sets.append(check.InputSet("random", check.random_inputs(model.input.shape, args.random, args.seed)))
-    sets.append(check.InputSet("extreme", check.extreme_inputs(model.input.shape)))
+    rand = check.random_inputs(model.input.shape, args.random, args.seed) if args.random > 0 else None
+    extreme = check.extreme_inputs(model.input.shape)
+    if model.states:  # a model with state: whole sequences, every frame compared
+        if rand is not None and len(rand) >= args.frames:
+            sets.append(check.InputSet("random", check.as_sequences(rand, args.frames), sequence=True))
+        sets.append(check.InputSet("extreme", check.held(extreme, args.frames), sequence=True))
+    else:
+        if rand is not None:
+            sets.append(check.InputSet("random", rand))
+        sets.append(check.InputSet("extreme", extreme))
     res = check.run_check(model, sets, loaded.torch_model, workdir=args.keep,
                           name=default_name(model.name), kernels=kernels)
     rep = res.to_json()
     print(f"model {res.model_hash[:16]}  {kernels} kernels  weights {rep['weight_bytes']} B  "
           f"arena {rep['arena_bytes']} B  MACs {rep['macs']}  strict compile: {res.strict_compile}")
     for s in res.sets:
-        print(f"  {s.name:8s} {s.compared:6d} inputs   mismatches {s.mismatches}")
+        unit = "frames" if next(i.sequence for i in sets if i.name == s.name) else "inputs"
+        print(f"  {s.name:8s} {s.compared:6d} {unit:6s}   mismatches {s.mismatches}")
     if data is not None:
         acc = res.accuracy
         print(f"  accuracy  torch {_pct(acc['torch'])}  golden {_pct(acc['golden'])}  C {_pct(acc['c'])}")
