@@ -287,11 +287,11 @@ static void cmd_info(void)
     }
 }
 
-enum { C_NAME, C_PROFILE, C_TIMESTAMP, C_DB, C_INFER, C_RESULTS, C_INFO, C_SYNC, C_COUNT };
+enum { C_NAME, C_PROFILE, C_TIMESTAMP, C_DB, C_INFER, C_RESULTS, C_INFO, C_SYNC, C_RESET, C_COUNT };
 
 static void dispatch(const char *p)
 {
-    static const char commands[] = "name\0profile\0timestamp\0db\0infer\0results\0bg-info\0bg-sync";
+    static const char commands[] = "name\0profile\0timestamp\0db\0infer\0results\0bg-info\0bg-sync\0bg-reset";
     const char *c = commands, *q = 0;
     int i;
     p = skip_spaces(p);
@@ -327,6 +327,11 @@ static void dispatch(const char *p)
         break;
     case C_SYNC:
         kv("m-bg-sync-[", q);
+        break;
+    case C_RESET:
+        if (M->reset)
+            M->reset();
+        puts_("m-bg-reset-done\r\n");
         break;
     default:
         kv("e-[Unknown command: ", p);

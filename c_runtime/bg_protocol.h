@@ -19,6 +19,9 @@
  *   bg-info%             m-bg-KEY-[VALUE] lines: model, hash, input, output, board, counter,
  *                        proto, clock, flash, sram (bytes the image uses)
  *   bg-sync TOKEN%       m-bg-sync-[TOKEN] (lets the host resynchronise without a reset)
+ *   bg-reset%            m-bg-reset-done: a model with state (a recurrent cell, a stream model)
+ *                        starts a new sequence; each inference after it is one frame (warm-ups
+ *                        are frames too: use W = 0). Nothing to do for other models.
  *
  * Results block: m-results-[v0,v1,...] (integer outputs), m-bg-class-[argmax],
  * m-bg-cycles-[counter ticks of one inference], then m-bg-crc-[CRC]: the CRC-32 of the input
@@ -51,6 +54,7 @@ typedef struct {
     int8_t *input_buf;
     const void *output_buf;
     int (*run)(void); /* runs the model on input_buf into output_buf, returns the argmax */
+    void (*reset)(void); /* a model with state: back to the initial state; 0 for others */
 } bg_model_t;
 
 /* Serves commands forever. */

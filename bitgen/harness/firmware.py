@@ -141,6 +141,7 @@ def render_firmware(board: Board, em: emit.Emitted, path: Path, template: str = 
         counter=_c_string(str(img.counter.get("name", "cycles"))),
         clock_hz=img.clock_hz,
         cycles_per_us=max(1, counter_hz // 1_000_000),
+        has_state=bool(rep.get("states")),
     )
     path.write_text(text)
 

@@ -326,6 +326,12 @@ class Link:
                 self.events.append(str(e))
         raise LinkError(f"no valid result after {self.retries + 1} attempts; last error: {last}")
 
+    def reset(self) -> None:
+        """Start a new sequence: a model with state goes back to its initial state."""
+        lines = self.command("bg-reset")
+        if lines != ["m-bg-reset-done"]:
+            raise LinkCorrupt(f"unexpected reply to bg-reset: {lines[:2]}")
+
     def check_identity(self, model_hash: str, input_size: int, output_size: int) -> BoardInfo:
         info = self.info_ or self.info()
         if info.hash != model_hash:

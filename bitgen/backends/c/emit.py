@@ -366,6 +366,9 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str 
         "macs": context["macs"],
         "layers": [lp.report() for lp in layers],
     }
+    if model.states:  # carried from frame to frame: NAME_reset() starts a sequence
+        report["states"] = [{"name": s["name"], "source": s["source"], "size": s["size"], "dtype": st.dtype,
+                             "init": s["init"]} for s, st in zip(context["states"], model.states)]
     (outdir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     files.append(outdir / f"{name}.json")
     sources = [outdir / f"{name}.c"] + [outdir / f for f in sorted(runtime) if f.endswith(".c")]
