@@ -180,3 +180,21 @@ def test_a_model_with_state_runs_sequences_on_the_emulated_ch32v003(tmp_path):
         # a second run of the first sequence gives the same frames: reset really resets
         y, _, _ = s.run_sequence(seqs[:1])
     assert np.array_equal(y[0], golden.run_sequence(model, seqs[:1])[0].reshape(16, -1))
+
+
+@needs_rv
+def test_bitgen_run_streams_sequences_of_frames(tmp_path, capsys):
+    from bitgen import ir
+
+    rng = np.random.default_rng(3)
+    nodes = [ir.Node(ir.Sub(shift=1), ["input", "h"], "h_new"),
+             ir.Node(ir.Linear(weight=rng.integers(-3, 4, (4, 16)), encoding="4bit"), ["h_new"], "y")]
+    path = tmp_path / "rnn.pt"
+    modelfile.save(ir.Model(ir.InputSpec((16,)), nodes=nodes, states=[ir.State("h", (16,), "int8", "h_new")]), path)
+    out = tmp_path / "run.json"
+    assert cli.main(["run", "--board", "ch32v003-sim", str(path), "--random", "32", "--frames", "8",
+                     "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["compared"] == 32 and rep["mismatches"] == 0
+    assert cli.main(["run", "--board", "ch32v003-sim", str(path), "--random", "30", "--frames", "8"]) == 2
+    assert "not whole sequences" in capsys.readouterr().err

@@ -31,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_dataset_arguments(p)
     p.add_argument("--random", type=int, default=0, metavar="N", help="also run N random int8 inputs")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--frames", type=int, default=16, metavar="T",
+                   help="models with state: consecutive inputs form sequences of T frames (default 16)")
     p.add_argument("--json", metavar="FILE", help="write the run report (run.json) here")
     p.add_argument("--timeout", type=float, default=3.0, metavar="S", help="seconds per command (default 3)")
     p.add_argument("--infer-timeout", type=float, default=60.0, metavar="S",
@@ -81,7 +83,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("nothing to run: give --dataset/--data, or --random N")
     x = np.concatenate([s[1] for s in sets])
     labels = data[1] if data is not None else None
-    expect = golden.run(model, x)
+    if model.states:  # consecutive inputs are the frames of sequences of --frames each
+        if args.frames < 1 or len(x) % args.frames:
+            raise UsageError(f"a model with state runs sequences of --frames {args.frames}: "
+                             f"{len(x)} inputs are not whole sequences")
+        seqs = x.reshape((-1, args.frames) + x.shape[1:])
+        expect = golden.run_sequence(model, seqs).reshape((len(x),) + golden.run(model, x[:1]).shape[1:])
+    else:
+        expect = golden.run(model, x)
     expect_cls = golden.argmax(expect)
 
     from tqdm import tqdm
@@ -97,10 +106,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"{board.name}: model {info.model} {info.hash[:16]} (matches), board reports flash "
               f"{info.flash_bytes} B, SRAM {info.sram_bytes} B, clock {info.clock_hz} Hz", file=sys.stderr)
         bar = tqdm(total=len(x), unit="input", desc=board.name, file=sys.stderr, dynamic_ncols=True)
+        results = iter(())
         try:
             for i in range(len(x)):
                 try:
-                    r = s.link.classify(x[i])
+                    if not model.states:
+                        r = s.link.classify(x[i])
+                    else:  # a whole sequence at a time, from the reset
+                        if i % args.frames == 0:
+                            results = iter(s.run_frames(x[i : i + args.frames]))
+                        r = next(results)
                 except LinkError as e:
                     raise s.explain(e) from None
                 same = np.array_equal(r.outputs.reshape(expect[i].shape), expect[i]) and r.cls == expect_cls[i]

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import sim
 from . import firmware
-from .link import BoardFault, BoardInfo, Link, LinkError
+from .link import BoardFault, BoardInfo, Inference, Link, LinkError
 
 class Session:
     """A board ready to classify: for an emulated board, the firmware built and the emulator
@@ -91,36 +91,42 @@ class Session:
         y = np.stack(outs) if outs else np.zeros((0, self.info.output_size), dtype=dtype)
         return y, np.asarray(preds, dtype=np.int32), None
 
-    def run_sequence(self, x: np.ndarray, trace: bool = False) -> tuple[np.ndarray, np.ndarray, None]:
-        """Sequences of frames (N, T, *input shape) on a model with state: each sequence starts
-        with bg-reset, and each frame is loaded and run once. A failed exchange cannot be retried
-        frame by frame (the board may already have advanced its state), so the whole sequence is
-        replayed from the reset, up to the link's retries."""
-        assert self.link is not None and self.info is not None, "use the session inside `with`"
+    def run_frames(self, frames: np.ndarray) -> list[Inference]:
+        """One sequence of frames (T, *input shape) on a model with state: bg-reset, then each
+        frame loaded and run once. A failed exchange cannot be retried frame by frame (the
+        board may already have advanced its state), so the whole sequence is replayed from the
+        reset, up to the link's retries; each result's ``attempts`` says how many runs it took."""
+        assert self.link is not None, "use the session inside `with`"
         link = self.link
+        frames = np.asarray(frames, dtype=np.int8).reshape(len(frames), self.model.input.size)
+        for attempt in range(1, link.retries + 2):
+            try:
+                if attempt > 1:
+                    link.sync()
+                link.reset()
+                out = [link.infer(link.load(f.tobytes())) for f in frames]
+                for r in out:
+                    r.attempts = attempt
+                return out
+            except BoardFault as e:
+                raise self.explain(e) from None
+            except LinkError as e:
+                link.events.append(f"sequence replayed: {e}")
+                last = e
+        raise self.explain(LinkError(f"no valid run of the sequence after {link.retries + 1} attempts; "
+                                     f"last error: {last}"))
+
+    def run_sequence(self, x: np.ndarray, trace: bool = False) -> tuple[np.ndarray, np.ndarray, None]:
+        """The board as an executor for sequences (N, T, *input shape): :meth:`run_frames` each."""
+        assert self.info is not None, "use the session inside `with`"
         x = np.asarray(x, dtype=np.int8)
         n, frames = x.shape[:2]
-        x = x.reshape(n, frames, self.model.input.size)
         dtype = np.int8 if self.info.output_dtype == "int8" else np.int32
         y = np.zeros((n, frames, self.info.output_size), dtype=dtype)
         pred = np.zeros((n, frames), dtype=np.int32)
         for i in range(n):
-            for attempt in range(link.retries + 1):
-                try:
-                    if attempt:
-                        link.sync()
-                    link.reset()
-                    for t in range(frames):
-                        res = link.infer(link.load(x[i, t].tobytes()))
-                        y[i, t], pred[i, t] = res.outputs, res.cls
-                    break
-                except BoardFault as e:
-                    raise self.explain(e) from None
-                except LinkError as e:
-                    link.events.append(f"sequence {i}: {e}")
-                    if attempt == link.retries:
-                        raise self.explain(LinkError(
-                            f"sequence {i}: no valid run after {link.retries + 1} attempts; last error: {e}")) from None
+            for t, r in enumerate(self.run_frames(x[i])):
+                y[i, t], pred[i, t] = r.outputs, r.cls
         return y, pred, None
 
     def explain(self, e: LinkError) -> LinkError:
