@@ -95,8 +95,8 @@ def _norm(opts: LayerOptions, channels: int) -> list[tuple[str, torch.nn.Module]
             ("relu", torch.nn.ReLU())]
 
 
-def build(arch: str, input_shape: tuple[int, ...], n_classes: int,
-          opts: LayerOptions | None = None) -> torch.nn.Sequential:
+def model_from_arch(arch: str, input_shape: tuple[int, ...], n_classes: int,
+                    opts: LayerOptions | None = None) -> torch.nn.Sequential:
     """The QAT model for an architecture string (see the module docstring)."""
     opts = opts or LayerOptions()
     opts.check()

@@ -21,16 +21,16 @@ def _kinds(model):
 
 
 def test_mlp_arch_string():
-    m = train.build("mlp:64,32", (1, 16, 16), 10)
+    m = train.model_from_arch("mlp:64,32", (1, 16, 16), 10)
     assert _kinds(m) == ["flatten", "linear", "requant", "linear", "requant", "linear"]
     assert m.fc1.in_features == 256 and m.fc2.out_features == 32 and m.classifier.out_features == 10
-    m = train.build("mlp:64,64,64", (1, 16, 16), 10, train.LayerOptions(norm="shiftnorm", weights="fp130"))
+    m = train.model_from_arch("mlp:64,64,64", (1, 16, 16), 10, train.LayerOptions(norm="shiftnorm", weights="fp130"))
     assert _kinds(m) == ["flatten", "linear", "shiftnorm"] * 1 + ["linear", "shiftnorm"] * 2 + ["linear"]
     assert {mod.encoding for mod in m.modules() if isinstance(mod, bnn.QuantLinear)} == {"fp130"}
 
 
 def test_cnn_arch_string_with_depthwise_pointwise_and_pools():
-    m = train.build("cnn:c8,p2,dw,pw12,a2,c4s2k5,fc16", (1, 16, 16), 10)
+    m = train.model_from_arch("cnn:c8,p2,dw,pw12,a2,c4s2k5,fc16", (1, 16, 16), 10)
     irm = export.to_ir(m, input=bitgen.ir.InputSpec((1, 16, 16)))
     convs = [layer for layer in irm.layers if layer.kind == "conv2d"]
     assert [c.weight.shape for c in convs] == [(8, 1, 3, 3), (8, 1, 3, 3), (12, 8, 1, 1), (4, 12, 5, 5)]
@@ -50,7 +50,7 @@ def test_cnn_arch_string_with_depthwise_pointwise_and_pools():
 ])
 def test_bad_arch_strings(arch, match):
     with pytest.raises(train.TrainError, match=match):
-        train.build(arch, (1, 16, 16), 10)
+        train.model_from_arch(arch, (1, 16, 16), 10)
 
 
 def _digits():
@@ -62,7 +62,7 @@ def _digits():
 def test_fit_learns_digits_and_torch_equals_golden(norm):
     xtr, ytr, xte, yte = _digits()
     opts = train.LayerOptions(norm=norm)
-    m = train.build("mlp:32", (1, 8, 8), 10, opts)
+    m = train.model_from_arch("mlp:32", (1, 8, 8), 10, opts)
     hist = train.fit(m, xtr, ytr, train.Recipe(epochs=5, layer=opts), seed=0, progress=False)
     assert hist.loss[-1] < hist.loss[0]
     acc = train.accuracy(m, xte, yte)
@@ -77,7 +77,7 @@ def test_fit_is_reproducible_for_a_seed_and_differs_across_seeds():
 
     def run(seed):
         torch.manual_seed(seed)
-        m = train.build("cnn:c4,p2,fc8", (1, 8, 8), 10)
+        m = train.model_from_arch("cnn:c4,p2,fc8", (1, 8, 8), 10)
         train.fit(m, xtr[:300], ytr[:300], train.Recipe(epochs=2, float_warmup_epochs=1), seed=seed,
                   progress=False)
         return m.state_dict()

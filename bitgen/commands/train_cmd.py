@@ -129,7 +129,7 @@ def _build_model(opts: dict[str, Any], recipe: Recipe, spec: ir.InputSpec, n_cla
                 return build(opts[key])
             except (ValueError, TypeError) as e:
                 raise TrainError(f"config '{key}': {str(e).splitlines()[0]}") from None
-    return train.build(str(opts["arch"]), spec.shape, n_classes, recipe.layer)
+    return train.model_from_arch(str(opts["arch"]), spec.shape, n_classes, recipe.layer)
 
 
 def run(args: argparse.Namespace) -> int:

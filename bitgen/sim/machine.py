@@ -43,7 +43,7 @@ class SimStop(Exception):
 
 
 @dataclass
-class Region:
+class MappedRegion:
     name: str
     base: int
     size: int
@@ -91,7 +91,7 @@ class Machine:
         self.uart = uart  # the byte pipe the UART model talks to (bitgen.sim.wire)
         self.fault: str | None = None
         self._pending: Exception | None = None
-        self.regions: list[Region] = []
+        self.regions: list[MappedRegion] = []
         self._hooks: list[Any] = []  # keep ctypes callbacks alive
 
         image_loaded = False
@@ -140,7 +140,7 @@ class Machine:
         self.uc.hook_add(uc.UC_HOOK_INTR, self._on_interrupt)
 
     # ------------------------------------------------------------------ memory
-    def _map(self, m: dict[str, Any]) -> Region:
+    def _map(self, m: dict[str, Any]) -> MappedRegion:
         base, size, perms = _int(m["base"]), _int(m["size"]), m.get("perms", "rwx")
         mapped = _page_up(size)
         buf = (ctypes.c_uint8 * mapped)()
@@ -155,7 +155,7 @@ class Machine:
             self.uc.mem_map_ptr(b, mapped, prot, ctypes.addressof(buf))
             if mapped > size:  # the part ends inside the page: accesses past it fault
                 self._fault_range(b + size, b + mapped - 1, f"{m['name']} ({size} bytes at 0x{b:08x})")
-        region = Region(m["name"], base, size, perms, buf, mapped, aliases)
+        region = MappedRegion(m["name"], base, size, perms, buf, mapped, aliases)
         self.regions.append(region)
         return region
 
