@@ -16,7 +16,8 @@ typedef struct {
 } bg_lut_fc_t;
 
 /* Bytes of scratch for `chunk` tables per pass: 17 int16 per table and the int16 that ends
- * them. The emitter reserves the same (kernels.py's LUT choice; tests/test_c_facts.py checks). */
+ * them. The emitter reserves the same (bitgen/backends/c/kernels/lut.py: scratch_bytes;
+ * tests/test_c_facts.py checks that they agree). */
 #define BG_LUT_SCRATCH_BYTES(chunk) (2u * (17u * (uint32_t)(chunk) + 1u))
 
 /* y must hold n_out rounded up to the tail block; scratch BG_LUT_SCRATCH_BYTES(p->chunk) bytes. */
