@@ -3,7 +3,7 @@
  * Only <stdint.h> is needed, so the code builds freestanding (-ffreestanding) with toolchains
  * that ship no C library.
  *
- * Every kernel computes exactly what the op of the same name in bitgen/golden.py specifies.
+ * Every kernel computes exactly what the op of the same name in bitgen/ops/ specifies (its golden).
  * Tensors are CHW (channel-major) or flat vectors. Kernels are out-of-place in signature, and
  * the elementwise and pooling kernels also work in place (dst == src): each output is written
  * only after every input it depends on has been read, walking forward.
