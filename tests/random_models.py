@@ -41,11 +41,11 @@ def models(draw, max_layers=6):
 
 
 def _binary(draw, rng, available):
-    """An Add, Sub or Concat over two available tensors that fit it, or None."""
+    """An Add, Sub, Mul or Concat over two available tensors that fit it, or None."""
     pairs = [(a, b) for a in available for b in available if a[1].shape == b[1].shape]
     cat = [(a, b) for a in available for b in available
            if len(a[1].shape) == len(b[1].shape) and a[1].shape[1:] == b[1].shape[1:] and a[1].dtype == b[1].dtype]
-    kinds = (["add", "sub"] if pairs else []) + (["concat"] if cat else [])
+    kinds = (["add", "sub", "mul"] if pairs else []) + (["concat"] if cat else [])
     if not kinds:
         return None
     kind = draw(st.sampled_from(kinds))
@@ -55,7 +55,7 @@ def _binary(draw, rng, available):
 
 @st.composite
 def graphs(draw, max_nodes=8):
-    """Random graphs: chains with branches that rejoin through Add, Sub and Concat."""
+    """Random graphs: chains with branches that rejoin through Add, Sub, Mul and Concat."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     if draw(st.integers(0, 3)):
         shape = (draw(st.integers(1, 4)), draw(st.integers(1, 7)), draw(st.integers(1, 7)))

@@ -35,11 +35,13 @@ from ..ops.conv_transpose2d import ConvTranspose2d
 from ..ops.eltwise import Add, Sub
 from ..ops.flatten import Flatten
 from ..ops.linear import Linear
+from ..ops.mul import Mul
 from ..ops.pool import AvgPool2d, MaxPool2d
 from ..ops.registry import OPS
 from ..ops.relu import ReLU
 from ..ops.requant import Requant
 from ..ops.shiftnorm import ShiftNorm
+from ..ops.sign import Sign
 from ..ops.unflatten import Unflatten
 from ..ops.upsample import Upsample
 from .model import FORMAT, INPUT, VERSION, InputSpec, Model, Node, State, chain, infer_type
@@ -53,4 +55,5 @@ __all__ = [
     "AvgPool2d", "Conv2d", "DTYPE_RANGE", "FORMAT", "Flatten", "INPUT", "INT32", "INT8", "IRError", "InputSpec",
     "LAYER_TYPES", "Layer", "Linear", "MaxPool2d", "Model", "Node", "OPS", "Op", "State", "chain", "ReLU", "Requant", "ShiftNorm",
     "TensorType", "VERSION", "infer_type",
+    "Mul", "Sign",
 ]

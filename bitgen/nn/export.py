@@ -1,7 +1,7 @@
 """PyTorch module -> :class:`bitgen.ir.Model` (integers only), validated.
 
 Accepted layers: ``bitgen.nn``'s (``QuantLinear``, ``QuantConv2d``, ``QuantConvTranspose2d``,
-``Requant``, ``Shift``, ``ShiftNorm``, ``AvgPool2d``, ``Add``, ``Sub``, ``Concat``) and the plain
+``Requant``, ``Shift``, ``ShiftNorm``, ``AvgPool2d``, ``Add``, ``Sub``, ``Concat``, ``Sign``, ``Mul``) and the plain
 ``torch.nn`` layers ``ReLU``, ``MaxPool2d``, ``AvgPool2d``, ``Flatten``, ``Unflatten``, ``Upsample`` (nearest,
 integer factors), plus ``Dropout`` and ``Identity``, which do nothing at inference. They may be
 composed as an ``nn.Sequential`` (nested ones are flattened: a sequential IR), a
@@ -9,6 +9,8 @@ composed as an ``nn.Sequential`` (nested ones are flattened: a sequential IR), a
 torch.fx (``a + b`` and ``a - b`` of two tensors become exact int32 adds, ``torch.cat(.., 1)`` a
 Concat, ``torch.flatten(x, 1)`` a Flatten). Anything else raises :class:`ExportError` naming
 the layer and the op.
+``a * b`` of two tensors becomes an exact int32 Mul; ``torch.sign`` is refused (it is ternary,
+sign(0) = 0: use ``bitgen.nn.Sign``).
 
 A static ``Requant`` directly followed by ``ReLU`` becomes one ``ir.Requant`` with
 ``out_min = 0``: ``max(clamp(v, -128, 127), 0) == clamp(v, 0, 127)``.
@@ -81,6 +83,10 @@ def _layer(index: int, name: str, m: torch.nn.Module) -> ir.Layer | None:
             out_min=m.out_min, out_max=m.out_max, name=name)
     if isinstance(m, bnn.Concat):
         return ir.Concat(name=name)
+    if isinstance(m, bnn.Sign):
+        return ir.Sign(threshold=m.threshold.cpu().numpy(), name=name)
+    if isinstance(m, bnn.Mul):
+        return ir.Mul(shift=m.shift, out_dtype=m.out_dtype, out_min=m.out_min, out_max=m.out_max, name=name)
     if type(m) is torch.nn.Upsample:
         f = m.scale_factor
         f = (f, f) if not isinstance(f, tuple) else f
@@ -145,7 +151,7 @@ def _input_spec(module: torch.nn.Module, leaves: list[tuple[str, torch.nn.Module
 
 LEAVES = (bnn.QuantLinear, bnn.QuantConv2d, bnn.QuantConvTranspose2d, bnn.Requant, bnn.Shift, bnn.ShiftNorm,
           bnn.AvgPool2d, bnn.Add, bnn.Sub, bnn.Concat, torch.nn.ReLU, torch.nn.MaxPool2d, torch.nn.AvgPool2d,
-          torch.nn.Flatten, torch.nn.Unflatten, torch.nn.Upsample, torch.nn.Dropout, torch.nn.Identity)
+          bnn.Sign, bnn.Mul, torch.nn.Flatten, torch.nn.Unflatten, torch.nn.Upsample, torch.nn.Dropout, torch.nn.Identity)
 
 
 def _is_sequential(module: torch.nn.Module) -> bool:
@@ -203,6 +209,11 @@ def as_graph(module: torch.nn.Module) -> "bnn.Graph":
         elif n.op == "call_function" and n.target in (operator.add, torch.add, operator.sub, torch.sub):
             m = (bnn.Sub if n.target in (operator.sub, torch.sub) else bnn.Add)(out_dtype="int32")
             inputs = arg_names(n.args)
+        elif n.op == "call_function" and n.target in (operator.mul, torch.mul):
+            m, inputs = bnn.Mul(out_dtype="int32"), arg_names(n.args)  # exact, like a + b
+        elif n.op == "call_function" and n.target is torch.sign:
+            raise ExportError(f"'{n.name}': torch.sign is ternary (sign(0) = 0); use bitgen.nn.Sign "
+                              "(+1 if x > threshold else -1)")
         elif n.op == "call_function" and n.target is torch.cat:
             tensors, dim = n.args[0], (n.args[1] if len(n.args) > 1 else n.kwargs.get("dim", 0))
             if dim != 1 or len(tensors) != 2:

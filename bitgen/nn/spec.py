@@ -23,6 +23,7 @@ from typing import Any, Callable
 import torch
 
 from .. import ir
+from .binary import Mul, Sign
 from .graph import Add, Concat, Graph, Sub
 from .layers import QuantConv2d, QuantConvTranspose2d, QuantLinear
 from .norms import Requant, Shift, ShiftNorm
@@ -61,6 +62,8 @@ _TYPES: dict[str, tuple[type, Callable[[Any], dict]]] = {
     "Add": (Add, lambda m: m.spec()),
     "Sub": (Sub, lambda m: m.spec()),
     "Concat": (Concat, lambda m: {}),
+    "Sign": (Sign, lambda m: m.spec()),
+    "Mul": (Mul, lambda m: m.spec()),
     "Upsample": (torch.nn.Upsample, _torch_args),
     "Unflatten": (torch.nn.Unflatten, _torch_args),
     "Requant": (Requant, lambda m: m.spec()),

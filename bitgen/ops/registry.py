@@ -9,14 +9,16 @@ from .conv_transpose2d import ConvTranspose2d
 from .eltwise import Add, Sub
 from .flatten import Flatten
 from .linear import Linear
+from .mul import Mul
 from .pool import AvgPool2d, MaxPool2d
 from .relu import ReLU
 from .requant import Requant
 from .shiftnorm import ShiftNorm
+from .sign import Sign
 from .unflatten import Unflatten
 from .upsample import Upsample
 
 OPS: dict[str, type[Op]] = {
     op.kind: op for op in (Linear, Conv2d, ReLU, MaxPool2d, AvgPool2d, Flatten, Requant, ShiftNorm,
-                           Add, Sub, Concat, ConvTranspose2d, Upsample, Abs, Unflatten)
+                           Add, Sub, Concat, ConvTranspose2d, Upsample, Abs, Unflatten, Sign, Mul)
 }

@@ -25,6 +25,8 @@ FILES = {
     "concat": ["bg_eltwise.c", "bg_eltwise.h", "bg_eltwise.inc"],
     "upsample": ["bg_upsample.c", "bg_upsample.h", "bg_upsample.inc"],
     "conv_transpose2d": ["bg_conv_transpose2d.c", "bg_conv_transpose2d.h", "bg_conv_transpose2d.inc"],
+    "sign": ["bg_binary.c", "bg_binary.h", "bg_binary.inc"],
+    "mul": ["bg_binary.c", "bg_binary.h", "bg_binary.inc"],
 }
 
 
@@ -187,11 +189,34 @@ def _conv_transpose2d(layer: ir.ConvTranspose2d, t_in: ir.TensorType, t_out: ir.
     return Choice("generic", FILES["conv_transpose2d"], render)
 
 
+def _sign(layer: ir.Sign, t_in: ir.TensorType, t_out: ir.TensorType, others: list[ir.TensorType]) -> Choice:
+    n = layer.threshold.size
+    fn = f"bg_sign_{SUFFIX[t_in.dtype]}"
+
+    def render(src: ModelSource, i: int, p: Pointers) -> str:
+        t = src.array("int32_t", f"t{i}", int_lines(layer.threshold), 4 * n, i)
+        if p.channel is None:
+            return f"{fn}({p.x}, {p.y}, {t_in.size // n}u, {t}, {n}u);"
+        own = f"{t} + {p.channel}" if n > 1 else t  # this channel's threshold
+        return f"{fn}({p.x}, {p.y}, {_plane(p, t_in)}u, {own}, 1u);"
+    return Choice("generic", FILES["sign"], render, in_place=True, per_channel=True)
+
+
+def _mul(layer: ir.Mul, t_in: ir.TensorType, t_out: ir.TensorType, others: list[ir.TensorType]) -> Choice:
+    fn = f"bg_mul_{SUFFIX[t_in.dtype]}_{SUFFIX[others[0].dtype]}_to_{SUFFIX[t_out.dtype]}"
+
+    def render(src: ModelSource, i: int, p: Pointers) -> str:
+        prm = src.struct("bg_mul_t", f"mul{i}", [layer.shift, layer.out_min, layer.out_max])
+        return f"{fn}({p.x}, {p.others[0]}, {p.y}, {t_out.size}u, &{prm});"
+    return Choice("generic", FILES["mul"], render, in_place=True)
+
+
 # op kind -> its generic kernel (every op of bitgen.ops.registry has one)
 KERNELS: dict[str, Callable[[Any, ir.TensorType, ir.TensorType, list[ir.TensorType]], Choice]] = {
     "linear": _linear, "conv2d": _conv2d, "maxpool2d": _pool, "avgpool2d": _pool, "relu": _relu,
     "requant": _requant, "shiftnorm": _shiftnorm, "flatten": _flatten, "unflatten": _flatten, "add": _eltwise, "sub": _eltwise,
     "abs": _abs, "concat": _concat, "upsample": _upsample, "conv_transpose2d": _conv_transpose2d,
+    "sign": _sign, "mul": _mul,
 }
 
 
