@@ -89,3 +89,13 @@ def test_every_frame_is_bit_exact_on_the_emulated_ch32v003(tmp_path):
         res, _, _ = check.compare(m, s, check.InputSet("clips", x, sequence=True))
         assert s.firmware.report["fits"] and s.firmware.report["kernels"] == "rv32ec"
     assert res.compared == 3 * FRAMES and res.mismatches == 0
+
+
+@pytest.mark.skipif(shutil.which("riscv64-unknown-elf-gcc") is None, reason="needs gcc-riscv64-unknown-elf")
+def test_the_build_proves_a_model_with_state_over_sequences(tmp_path):
+    from bitgen.harness import firmware
+
+    fw = firmware.build(conv_rnn(), boards.get("ch32v003"), tmp_path / "fw", prove=160)
+    proof = fw.report["proof"]
+    assert proof["mismatches"] == 0 and proof["inputs"]["random"] == 160  # 10 sequences of 16 frames
+    assert proof["inputs"]["extreme"] == 5 * firmware.PROOF_FRAMES  # each extreme input held 16 frames

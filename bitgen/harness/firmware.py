@@ -51,6 +51,7 @@ MEASURE_SCALE = 64
 # run, the host compile (about a second) is most of the proof's cost.
 DEFAULT_PROVE = 2000
 PROOF_SEED = 0
+PROOF_FRAMES = 16  # frames per sequence when the model has state
 
 
 class BuildError(BitgenError):
@@ -170,12 +171,18 @@ def proved_files(em: emit.Emitted) -> list[str]:
 def prove_sources(model: ir.Model, em: emit.Emitted, kernels: str, max_arena: int | None, count: int,
           build_dir: Path) -> dict[str, Any]:
     """Compile the emitted files in place for the host and compare them with the golden model on
-    ``count`` random inputs and the extreme ones; returns build.json's ``proof``."""
+    ``count`` random inputs and the extreme ones (a model with state: as sequences of
+    PROOF_FRAMES frames, every frame compared); returns build.json's ``proof``."""
     start = time.perf_counter()
     names = proved_files(em)
     shape = model.input.shape
-    sets = [check.InputSet("random", check.random_inputs(shape, count, PROOF_SEED)),
-            check.InputSet("extreme", check.extreme_inputs(shape))]
+    rand, extreme = check.random_inputs(shape, count, PROOF_SEED), check.extreme_inputs(shape)
+    if model.states:
+        frames = min(PROOF_FRAMES, count)
+        sets = [check.InputSet("random", check.as_sequences(rand, frames), sequence=True),
+                check.InputSet("extreme", check.held(extreme, frames), sequence=True)]
+    else:
+        sets = [check.InputSet("random", rand), check.InputSet("extreme", extreme)]
     results = check.check_emitted(model, em, sets, build_dir)
     first = next((r.first_mismatch for r in results if r.first_mismatch), None)
     return {
