@@ -1,85 +1,48 @@
-/* Add, sub, abs and concatenation; see bg_eltwise.h. */
+/* Add, sub, mul, sign, abs and concatenation; see bg_eltwise.h. */
 #include "bg_eltwise.h"
 
-#define BG_TA int8_t
-#define BG_TB int8_t
-#define BG_TY int8_t
-#define BG_NAME bg_eltwise_s8_s8_to_s8
-#include "bg_eltwise.inc"
-#undef BG_TA
-#undef BG_TB
-#undef BG_TY
-#undef BG_NAME
+static int32_t bg_clamp(int32_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
 
-#define BG_TA int8_t
-#define BG_TB int8_t
-#define BG_TY int32_t
-#define BG_NAME bg_eltwise_s8_s8_to_s32
-#include "bg_eltwise.inc"
-#undef BG_TA
-#undef BG_TB
-#undef BG_TY
-#undef BG_NAME
+#define BG_ELTWISE(SA, TA, SB, TB, SY, TY)                                                      \
+    void bg_eltwise_##SA##_##SB##_to_##SY(const TA *a, const TB *b, TY *y, uint32_t n,         \
+                                         const bg_eltwise_t *p)                               \
+    {                                                                                           \
+        const int32_t sa = p->scale_a, sb = p->scale_b;                                         \
+        const int32_t rounding = (int32_t)((1u << p->shift) >> 1);                              \
+        uint32_t i;                                                                             \
+        for (i = 0; i < n; i++) {                                                               \
+            const int32_t v = (sa == 1 ? (int32_t)a[i] : (int32_t)a[i] * sa) +                  \
+                              (sb == 1 ? (int32_t)b[i] : (int32_t)b[i] * sb);                   \
+            y[i] = (TY)bg_clamp((v + rounding) >> p->shift, p->lo, p->hi);                      \
+        }                                                                                       \
+    }
+BG_ELTWISE_TYPES(BG_ELTWISE)
 
-#define BG_TA int8_t
-#define BG_TB int32_t
-#define BG_TY int8_t
-#define BG_NAME bg_eltwise_s8_s32_to_s8
-#include "bg_eltwise.inc"
-#undef BG_TA
-#undef BG_TB
-#undef BG_TY
-#undef BG_NAME
+#define BG_MUL(SA, TA, SB, TB, SY, TY)                                                          \
+    void bg_mul_##SA##_##SB##_to_##SY(const TA *a, const TB *b, TY *y, uint32_t n, const bg_mul_t *p) \
+    {                                                                                           \
+        const int32_t rounding = (int32_t)((1u << p->shift) >> 1);                              \
+        uint32_t i;                                                                             \
+        for (i = 0; i < n; i++)                                                                 \
+            y[i] = (TY)bg_clamp(((int32_t)a[i] * (int32_t)b[i] + rounding) >> p->shift, p->lo, p->hi); \
+    }
+BG_ELTWISE_TYPES(BG_MUL)
 
-#define BG_TA int8_t
-#define BG_TB int32_t
-#define BG_TY int32_t
-#define BG_NAME bg_eltwise_s8_s32_to_s32
-#include "bg_eltwise.inc"
-#undef BG_TA
-#undef BG_TB
-#undef BG_TY
-#undef BG_NAME
-
-#define BG_TA int32_t
-#define BG_TB int8_t
-#define BG_TY int8_t
-#define BG_NAME bg_eltwise_s32_s8_to_s8
-#include "bg_eltwise.inc"
-#undef BG_TA
-#undef BG_TB
-#undef BG_TY
-#undef BG_NAME
-
-#define BG_TA int32_t
-#define BG_TB int8_t
-#define BG_TY int32_t
-#define BG_NAME bg_eltwise_s32_s8_to_s32
-#include "bg_eltwise.inc"
-#undef BG_TA
-#undef BG_TB
-#undef BG_TY
-#undef BG_NAME
-
-#define BG_TA int32_t
-#define BG_TB int32_t
-#define BG_TY int8_t
-#define BG_NAME bg_eltwise_s32_s32_to_s8
-#include "bg_eltwise.inc"
-#undef BG_TA
-#undef BG_TB
-#undef BG_TY
-#undef BG_NAME
-
-#define BG_TA int32_t
-#define BG_TB int32_t
-#define BG_TY int32_t
-#define BG_NAME bg_eltwise_s32_s32_to_s32
-#include "bg_eltwise.inc"
-#undef BG_TA
-#undef BG_TB
-#undef BG_TY
-#undef BG_NAME
+#define BG_SIGN(SUF, T)                                                                          \
+    void bg_sign_##SUF(const T *x, int8_t *y, uint32_t plane, const int32_t *t, uint32_t channels) \
+    {                                                                                            \
+        uint32_t c, i;                                                                           \
+        for (c = 0; c < channels; c++, x += plane, y += plane) {                                 \
+            const int32_t th = t[c];                                                             \
+            for (i = 0; i < plane; i++)                                                          \
+                y[i] = (int32_t)x[i] > th ? 1 : -1;                                              \
+        }                                                                                        \
+    }
+BG_SIGN(s8, int8_t)
+BG_SIGN(s32, int32_t)
 
 /* For v < 0, t = -(v + 1) = |v| - 1 cannot overflow, and |v| = t + 1 unless t is the maximum. */
 #define BG_ABS(SUF, T, TMAX)                                                                     \

@@ -75,6 +75,31 @@ class Op:
         raise NotImplementedError
 
 
+# ------------------------------------------------ the output stage: rounding and a clamp range
+def clamp_defaults(out_dtype: str, out_min: int | None, out_max: int | None) -> tuple[int, int]:
+    """The clamp range of an output stage: the dtype's whole range where not given."""
+    lo, hi = DTYPE_RANGE.get(out_dtype, DTYPE_RANGE["int8"])
+    return (lo if out_min is None else int(out_min)), (hi if out_max is None else int(out_max))
+
+
+def check_output(out_dtype: str, out_min: int, out_max: int) -> None:
+    if out_dtype not in DTYPE_RANGE:
+        raise IRError(f"out_dtype must be int8 or int32, got '{out_dtype}'")
+    dlo, dhi = DTYPE_RANGE[out_dtype]
+    if not dlo <= out_min <= out_max <= dhi:
+        raise IRError(f"clamp range [{out_min}, {out_max}] outside {out_dtype}")
+
+
+def clamped_type(shape: tuple[int, ...], out_dtype: str, lo: int, hi: int, out_min: int, out_max: int) -> TensorType:
+    """The output type of values in [lo, hi] clamped to [out_min, out_max]."""
+    return TensorType(shape, out_dtype, min(max(lo, out_min), out_max), max(min(hi, out_max), out_min))
+
+
+def round_shift(v: int, shift: int) -> int:
+    """``v / 2**shift`` rounded half up (toward +inf on ties): ``(v + ((1 << s) >> 1)) >> s``."""
+    return (v + ((1 << shift) >> 1)) >> shift
+
+
 # ------------------------------------------------------------- shared by the weighted ops
 def check_weights(weight: np.ndarray, encoding: str, bias: np.ndarray | None) -> encodings.Encoding:
     try:

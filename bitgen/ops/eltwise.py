@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..ir.types import DTYPE_RANGE, INT8, INT32, IRError, TensorType
-from .base import NP_DTYPE, Op
+from ..ir.types import DTYPE_RANGE, INT32, IRError, TensorType
+from .base import NP_DTYPE, Op, check_output, clamp_defaults, clamped_type, round_shift
 
 
 @dataclass(eq=False)
@@ -25,21 +25,12 @@ class _Eltwise(Op):
 
     def __post_init__(self) -> None:
         self.scale_a, self.scale_b, self.shift = int(self.scale_a), int(self.scale_b), int(self.shift)
-        lo, hi = DTYPE_RANGE.get(self.out_dtype, INT8)
-        self.out_min = lo if self.out_min is None else int(self.out_min)
-        self.out_max = hi if self.out_max is None else int(self.out_max)
-
-    def _round(self, v: int) -> int:
-        return (v + ((1 << self.shift) >> 1)) >> self.shift
+        self.out_min, self.out_max = clamp_defaults(self.out_dtype, self.out_min, self.out_max)
 
     def infer(self, a: TensorType, b: TensorType) -> TensorType:
         if a.shape != b.shape:
             raise IRError(f"inputs have shapes {a.shape} and {b.shape}; they must be equal")
-        if self.out_dtype not in DTYPE_RANGE:
-            raise IRError(f"out_dtype must be int8 or int32, got '{self.out_dtype}'")
-        dlo, dhi = DTYPE_RANGE[self.out_dtype]
-        if not dlo <= self.out_min <= self.out_max <= dhi:
-            raise IRError(f"clamp range [{self.out_min}, {self.out_max}] outside {self.out_dtype}")
+        check_output(self.out_dtype, self.out_min, self.out_max)
         if not (0 <= self.scale_a <= INT32[1] and 0 <= self.scale_b <= INT32[1] and 0 <= self.shift <= 31):
             raise IRError("scales must be in 0..2**31-1 and the shift in 0..31")
         # The C kernel forms a * sa + sign * b * sb + rounding in int32.
@@ -51,9 +42,8 @@ class _Eltwise(Op):
         else:
             lo = a.lo * self.scale_a - b.hi * self.scale_b
             hi = a.hi * self.scale_a - b.lo * self.scale_b
-        lo, hi = self._round(lo), self._round(hi)
-        return TensorType(a.shape, self.out_dtype, min(max(lo, self.out_min), self.out_max),
-                          max(min(hi, self.out_max), self.out_min))
+        return clamped_type(a.shape, self.out_dtype, round_shift(lo, self.shift), round_shift(hi, self.shift),
+                            self.out_min, self.out_max)
 
     def golden(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """``clamp((a * scale_a ± b * scale_b + ((1 << shift) >> 1)) >> shift, out_min, out_max)``:

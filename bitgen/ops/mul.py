@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..ir.types import DTYPE_RANGE, INT8, INT32, IRError, TensorType
-from .base import NP_DTYPE, Op
+from ..ir.types import DTYPE_RANGE, INT32, IRError, TensorType
+from .base import NP_DTYPE, Op, check_output, clamp_defaults, clamped_type, round_shift
 
 
 @dataclass(eq=False)
@@ -27,30 +27,21 @@ class Mul(Op):
 
     def __post_init__(self) -> None:
         self.shift = int(self.shift)
-        lo, hi = DTYPE_RANGE.get(self.out_dtype, INT8)
-        self.out_min = lo if self.out_min is None else int(self.out_min)
-        self.out_max = hi if self.out_max is None else int(self.out_max)
-
-    def _round(self, v: int) -> int:
-        return (v + ((1 << self.shift) >> 1)) >> self.shift
+        self.out_min, self.out_max = clamp_defaults(self.out_dtype, self.out_min, self.out_max)
 
     def infer(self, a: TensorType, b: TensorType) -> TensorType:
         if a.shape != b.shape:
             raise IRError(f"inputs have shapes {a.shape} and {b.shape}; they must be equal")
-        if self.out_dtype not in DTYPE_RANGE:
-            raise IRError(f"out_dtype must be int8 or int32, got '{self.out_dtype}'")
-        dlo, dhi = DTYPE_RANGE[self.out_dtype]
-        if not dlo <= self.out_min <= self.out_max <= dhi:
-            raise IRError(f"clamp range [{self.out_min}, {self.out_max}] outside {self.out_dtype}")
+        check_output(self.out_dtype, self.out_min, self.out_max)
         if not 0 <= self.shift <= 30:
             raise IRError(f"shift must be in 0..30, got {self.shift}")
         if a.amax * b.amax + (1 << self.shift) > INT32[1]:
             raise IRError(f"the product may overflow int32 (|a| <= {a.amax}, |b| <= {b.amax}, "
                           f"shift {self.shift})")
         corners = [x * y for x in (a.lo, a.hi) for y in (b.lo, b.hi)]
-        lo, hi = self._round(min(corners)), self._round(max(corners))  # rounding is monotonic
-        return TensorType(a.shape, self.out_dtype, min(max(lo, self.out_min), self.out_max),
-                          max(min(hi, self.out_max), self.out_min))
+        # rounding is monotonic: the corners' rounded values bound every rounded product
+        return clamped_type(a.shape, self.out_dtype, round_shift(min(corners), self.shift),
+                            round_shift(max(corners), self.shift), self.out_min, self.out_max)
 
     def golden(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """``clamp((a * b + ((1 << shift) >> 1)) >> shift, out_min, out_max)``, exact in int64."""

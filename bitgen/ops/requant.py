@@ -6,8 +6,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..ir.types import DTYPE_RANGE, INT8, INT32, IRError, TensorType, int_array
-from .base import NP_DTYPE, Op
+from ..ir.types import DTYPE_RANGE, INT32, IRError, TensorType, int_array
+from .base import NP_DTYPE, Op, check_output, clamp_defaults, clamped_type
 
 ROUNDINGS = ("half_up", "floor")
 
@@ -38,9 +38,7 @@ class Requant(Op):
     def __post_init__(self) -> None:
         self.multiplier = int_array(np.atleast_1d(self.multiplier), "requant multiplier")
         self.shift = int_array(np.atleast_1d(self.shift), "requant shift")
-        lo, hi = DTYPE_RANGE.get(self.out_dtype, INT8)
-        self.out_min = lo if self.out_min is None else int(self.out_min)
-        self.out_max = hi if self.out_max is None else int(self.out_max)
+        self.out_min, self.out_max = clamp_defaults(self.out_dtype, self.out_min, self.out_max)
 
     @property
     def is_pure_shift(self) -> bool:
@@ -51,11 +49,7 @@ class Requant(Op):
             raise IRError("expects an int32 input (an accumulator)")
         if self.rounding not in ROUNDINGS:
             raise IRError(f"rounding must be 'half_up' or 'floor', got '{self.rounding}'")
-        if self.out_dtype not in DTYPE_RANGE:
-            raise IRError(f"out_dtype must be int8 or int32, got '{self.out_dtype}'")
-        dlo, dhi = DTYPE_RANGE[self.out_dtype]
-        if not dlo <= self.out_min <= self.out_max <= dhi:
-            raise IRError(f"clamp range [{self.out_min}, {self.out_max}] outside {self.out_dtype}")
+        check_output(self.out_dtype, self.out_min, self.out_max)
         n = self.multiplier.size
         if self.shift.size != n or n not in (1, t.shape[0]):
             raise IRError(f"multiplier/shift must have 1 or {t.shape[0]} (channel) entries, "
@@ -69,8 +63,7 @@ class Requant(Op):
         m, s = self.multiplier.astype(object), self.shift.astype(object)
         lo = min((t.lo * mi) >> si for mi, si in zip(m, s))
         hi = max((t.hi * mi + (1 << si)) >> si for mi, si in zip(m, s))
-        return TensorType(t.shape, self.out_dtype, min(max(lo, self.out_min), self.out_max),
-                          max(min(hi, self.out_max), self.out_min))
+        return clamped_type(t.shape, self.out_dtype, lo, hi, self.out_min, self.out_max)
 
     def golden(self, x: np.ndarray) -> np.ndarray:
         """``clamp(round(x * m / 2**s), out_min, out_max)`` per tensor or per channel.

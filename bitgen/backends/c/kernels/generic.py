@@ -9,6 +9,7 @@ from .... import encodings, ir
 from ..literals import SUFFIX, hex_lines, int_lines
 from .base import Choice, KernelError, ModelSource, Pointers, enc_id
 
+ELTWISE = ["bg_eltwise.c", "bg_eltwise.h"]  # the element-wise ops of graphs
 FILES = {
     "linear": ["bg_linear.c", "bg_linear.inc"],
     "conv2d": ["bg_conv2d.c", "bg_conv2d.inc"],
@@ -19,14 +20,14 @@ FILES = {
     "shiftnorm": ["bg_elementwise.c", "bg_elementwise.inc"],
     "flatten": [],
     "unflatten": [],
-    "add": ["bg_eltwise.c", "bg_eltwise.h", "bg_eltwise.inc"],
-    "sub": ["bg_eltwise.c", "bg_eltwise.h", "bg_eltwise.inc"],
-    "abs": ["bg_eltwise.c", "bg_eltwise.h", "bg_eltwise.inc"],
-    "concat": ["bg_eltwise.c", "bg_eltwise.h", "bg_eltwise.inc"],
+    "add": ELTWISE,
+    "sub": ELTWISE,
+    "abs": ELTWISE,
+    "concat": ELTWISE,
     "upsample": ["bg_upsample.c", "bg_upsample.h", "bg_upsample.inc"],
     "conv_transpose2d": ["bg_conv_transpose2d.c", "bg_conv_transpose2d.h", "bg_conv_transpose2d.inc"],
-    "sign": ["bg_binary.c", "bg_binary.h", "bg_binary.inc"],
-    "mul": ["bg_binary.c", "bg_binary.h", "bg_binary.inc"],
+    "sign": ELTWISE,
+    "mul": ELTWISE,
 }
 
 
