@@ -47,6 +47,24 @@ def test_sign_type_interval_and_checks():
         ir.Sign(threshold=[0.5])
 
 
+def test_binary_tensors_are_typed_as_such_and_only_where_no_zero_can_appear():
+    B = ir.TensorType((2, 4, 4), "int8", -1, 1, binary=True)
+    R = ir.TensorType((2, 4, 4), "int8", -1, 1)  # the same interval, but 0 is possible
+    assert ir.Sign().infer(ir.TensorType((2, 4, 4), "int32", -9, 9)).binary
+    assert ir.MaxPool2d(2).infer(B).binary and not ir.AvgPool2d(2).infer(B).binary
+    assert ir.Flatten().infer(B).binary and ir.Upsample(2).infer(B).binary
+    assert ir.Concat().infer(B, B).binary and not ir.Concat().infer(B, R).binary
+    assert ir.Mul().infer(B, B).binary and not ir.Mul().infer(B, R).binary
+    assert not ir.Mul(shift=1).infer(B, B).binary and not ir.Mul(out_min=0).infer(B, B).binary
+    assert not ir.ReLU().infer(B).binary and not ir.Abs().infer(B).binary
+    sign = ir.Node(ir.Sign(), ["input"], "s")
+    for init, source, binary in [(1, "g", True), (-1, "g", True), (0, "g", False), (1, "r", False)]:
+        nodes = [sign, ir.Node(ir.Mul(), ["s", "h"], "g"), ir.Node(ir.ReLU(), ["g"], "r")]
+        m = ir.Model(ir.InputSpec((1, 3, 3)), nodes=nodes,
+                     states=[ir.State("h", (1, 3, 3), "int8", source=source, init=init)])
+        assert m.infer_types()[1]["h"].binary is binary, (init, source)
+
+
 # ------------------------------------------------------------------- Mul: integer semantics
 def test_mul_rounds_half_up_once_then_saturates():
     a = np.array([[3, -3, 5, -5, 100, 127, 1, -1]], dtype=np.int8)

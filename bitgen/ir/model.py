@@ -153,9 +153,10 @@ class Model:
                     raise IRError(f"state '{st.name}' is {st.dtype} {st.shape}, its source '{st.source}' is "
                                   f"{src.dtype} {src.shape}")
                 lo, hi = min(t.lo, src.lo), max(t.hi, src.hi)
-                if rounds == 16 and (lo, hi) != (t.lo, t.hi):
-                    lo, hi = DTYPE_RANGE[st.dtype]  # no fixed point in sight: widen once
-                grown[st.name] = TensorType(st.shape, st.dtype, lo, hi)
+                binary = t.binary and src.binary
+                if rounds == 16 and (lo, hi, binary) != (t.lo, t.hi, t.binary):
+                    lo, hi, binary = *DTYPE_RANGE[st.dtype], False  # no fixed point in sight: widen once
+                grown[st.name] = TensorType(st.shape, st.dtype, lo, hi, binary)
             if grown == states:
                 return out, states
             states = grown
@@ -176,7 +177,8 @@ class Model:
                 raise IRError(f"state '{st.name}': no node writes its source '{st.source}'")
             if not st.shape or min(st.shape) < 1:
                 raise IRError(f"state '{st.name}': shape {st.shape} must be positive sizes")
-            types[st.name] = TensorType(st.shape, st.dtype, st.init, st.init)
+            # binary (±1) until a source that is not binary says otherwise
+            types[st.name] = TensorType(st.shape, st.dtype, st.init, st.init, st.init in (-1, 1))
         return types
 
     def _infer(self, states: dict[str, TensorType]) -> list[TensorType]:

@@ -21,12 +21,17 @@ class IRError(BitgenError, ValueError):
 
 @dataclass(frozen=True)
 class TensorType:
-    """A per-sample tensor: shape, dtype and the proved interval [lo, hi] of its values."""
+    """A per-sample tensor: shape, dtype and the proved interval [lo, hi] of its values.
+
+    ``binary``: every value is -1 or +1, never 0 (an interval [-1, 1] alone allows 0). Sign
+    outputs are binary, and ops that only move or multiply binary values keep them so; kernels
+    that pack a binary tensor as bits (XNOR-popcount) rely on it."""
 
     shape: tuple[int, ...]
     dtype: str
     lo: int
     hi: int
+    binary: bool = False
 
     @property
     def size(self) -> int:

@@ -24,7 +24,8 @@ class Concat(Op):
             raise IRError(f"inputs of shapes {a.shape} and {b.shape} differ beyond the first axis")
         if a.dtype != b.dtype:
             raise IRError(f"inputs are {a.dtype} and {b.dtype}; requantize one of them first")
-        return TensorType((a.shape[0] + b.shape[0],) + a.shape[1:], a.dtype, min(a.lo, b.lo), max(a.hi, b.hi))
+        return TensorType((a.shape[0] + b.shape[0],) + a.shape[1:], a.dtype, min(a.lo, b.lo), max(a.hi, b.hi),
+                          a.binary and b.binary)
 
     def golden(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """``np.concatenate([a, b], axis=1)`` (axis 0 of each sample)."""

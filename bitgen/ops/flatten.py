@@ -18,7 +18,7 @@ class Flatten(Op):
     name: str = ""
 
     def infer(self, t: TensorType) -> TensorType:
-        return TensorType((t.size,), t.dtype, t.lo, t.hi)
+        return TensorType((t.size,), t.dtype, t.lo, t.hi, t.binary)
 
     def golden(self, x: np.ndarray) -> np.ndarray:
         """``(N, C, H, W) -> (N, C*H*W)``, C order (memory does not move)."""

@@ -40,8 +40,11 @@ class Mul(Op):
                           f"shift {self.shift})")
         corners = [x * y for x in (a.lo, a.hi) for y in (b.lo, b.hi)]
         # rounding is monotonic: the corners' rounded values bound every rounded product
-        return clamped_type(a.shape, self.out_dtype, round_shift(min(corners), self.shift),
-                            round_shift(max(corners), self.shift), self.out_min, self.out_max)
+        t = clamped_type(a.shape, self.out_dtype, round_shift(min(corners), self.shift),
+                         round_shift(max(corners), self.shift), self.out_min, self.out_max)
+        # ±1 times ±1 is ±1, kept exactly when nothing shifts or clamps it
+        binary = a.binary and b.binary and self.shift == 0 and self.out_min <= -1 and self.out_max >= 1
+        return TensorType(t.shape, t.dtype, t.lo, t.hi, binary)
 
     def golden(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """``clamp((a * b + ((1 << shift) >> 1)) >> shift, out_min, out_max)``, exact in int64."""

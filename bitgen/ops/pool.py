@@ -35,7 +35,8 @@ class _Pool(Op):
             raise IRError("kernel and stride must be >= 1")
         if kh > h or kw > w:
             raise IRError(f"window {kh}x{kw} is larger than input {h}x{w}")
-        return TensorType((c, (h - kh) // sh + 1, (w - kw) // sw + 1), t.dtype, t.lo, t.hi)
+        binary = t.binary and self.kind == "maxpool2d"  # a max of ±1 is ±1; a mean need not be
+        return TensorType((c, (h - kh) // sh + 1, (w - kw) // sw + 1), t.dtype, t.lo, t.hi, binary)
 
     def channel_local(self, t_in: TensorType) -> bool:
         return len(t_in.shape) == 3

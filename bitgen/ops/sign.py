@@ -37,7 +37,7 @@ class Sign(Op):
             raise IRError(f"threshold must have 1 or {t.shape[0]} (channel) entries, got {n}")
         if self.threshold.min() < INT32[0] or self.threshold.max() > INT32[1]:
             raise IRError("thresholds must be in the int32 range")
-        return TensorType(t.shape, "int8", -1, 1)
+        return TensorType(t.shape, "int8", -1, 1, binary=True)
 
     def golden(self, x: np.ndarray) -> np.ndarray:
         """``where(x > threshold[c], 1, -1)`` as int8; strict, so ``x == threshold`` gives -1."""

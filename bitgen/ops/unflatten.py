@@ -29,7 +29,7 @@ class Unflatten(Op):
             raise IRError(f"shape must be three positive sizes (C, H, W), got {self.shape}")
         if math.prod(self.shape) != t.size:
             raise IRError(f"shape {self.shape} holds {math.prod(self.shape)} values, the input has {t.size}")
-        return TensorType(self.shape, t.dtype, t.lo, t.hi)
+        return TensorType(self.shape, t.dtype, t.lo, t.hi, t.binary)
 
     def golden(self, x: np.ndarray) -> np.ndarray:
         """``(N, C*H*W) -> (N, C, H, W)``, C order (memory does not move)."""

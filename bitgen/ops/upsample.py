@@ -28,7 +28,7 @@ class Upsample(Op):
         if not (1 <= fh <= 255 and 1 <= fw <= 255):
             raise IRError("factors must be in 1..255")
         c, h, w = t.shape
-        return TensorType((c, h * fh, w * fw), t.dtype, t.lo, t.hi)
+        return TensorType((c, h * fh, w * fw), t.dtype, t.lo, t.hi, t.binary)
 
     def golden(self, x: np.ndarray) -> np.ndarray:
         """Each value repeated ``fh`` times down and ``fw`` times across."""
