@@ -160,15 +160,12 @@ def locate(model: ir.Model, hm: Executor, x: np.ndarray, frame: int | None = Non
 
 
 def torch_predict(torch_model: Any, x: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """The PyTorch model's classes: of each input, or of each clip (N, T, ...) by its last frame."""
     import torch
 
-    preds = []
-    with torch.no_grad():
-        for start in range(0, x.shape[0], batch):
-            t = torch.from_numpy(x[start : start + batch].astype(np.float32))
-            out = torch_model(t)
-            preds.append(torch.argmax(out.reshape(out.shape[0], -1), dim=1).numpy())
-    return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+    from .train import predict
+
+    return predict(torch_model, torch.from_numpy(np.asarray(x, dtype=np.float32)), batch).numpy()
 
 
 def run_check(
@@ -195,6 +192,8 @@ def run_check(
             for s in sets:
                 res, gold_pred, c_pred = compare(model, hm, s)
                 results.append(res)
+                if s.sequence:  # a clip is classified by its last frame
+                    gold_pred, c_pred = (p.reshape(s.x.shape[:2])[:, -1] for p in (gold_pred, c_pred))
                 if s.y is not None:
                     accuracy["golden"] = float(np.mean(gold_pred == s.y))
                     accuracy["c"] = float(np.mean(c_pred == s.y))

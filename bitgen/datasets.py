@@ -11,12 +11,20 @@ spec of scale 1), ``y`` integer class indices, ``labels`` the class names and ``
 | usps      | folder with zip.train[.gz] / zip.test[.gz], or one such file | (1, 16, 16) | -1..1, scale 1/127 |
 | mnist     | folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] | (1, 28, 28) | 0..1 (pixel/255), scale 1/127 |
 | mnist16   | as mnist                                   | (1, 16, 16) | int8, BitNetMCU's "MNIST-16" preprocessing (below) |
-| npz       | a .npz with ``x``, ``y`` (and optionally ``labels``), or ``x_train``/``y_train``/``x_test``/``y_test`` | x.shape[1:]; (N, H, W) becomes (1, H, W) | int8: already quantized (scale 1); float: scale max|x|/127 |
+| usps-clips | as usps                                  | (1, 16, 16) per frame, 16 frames | as usps: each digit moving through the frame (below) |
+| npz       | a .npz with ``x``, ``y`` (and optionally ``labels``), or ``x_train``/``y_train``/``x_test``/``y_test`` | x.shape[1:]; (N, H, W) becomes (1, H, W); a 5-D x (N, T, C, H, W) holds clips | int8: already quantized (scale 1); float: scale max|x|/127 |
 
 MNIST-16: bilinear resize of the uint8 image to 16x16 exactly as Pillow's
 ``Image.resize((16, 16), Image.BILINEAR)`` computes it (reimplemented below, fixed point),
 then ``x / 255``, ``(x - 0.1307) / 0.3081``, and per image ``round(x * 127 / max|x|)``
 clipped to int8 (float32 arithmetic, like the PyTorch pipeline it reproduces).
+
+USPS clips (for models with state; ``x`` is ``(N, 16, 1, 16, 16)``, ``frames`` is 16): each USPS
+image becomes a clip in which the digit drifts through the frame at a constant velocity (up to
+a quarter pixel per frame on each axis, through the centre at the middle of the clip; the background
+-1 fills what moves in), with Gaussian noise of standard deviation 0.4 added to every frame and
+clipped to -1..1. One label per clip. Motions and noise come from a generator seeded by the split,
+so every machine builds the same clips.
 """
 from __future__ import annotations
 
@@ -29,7 +37,7 @@ import numpy as np
 from . import ir
 from .errors import BitgenError
 
-NAMES = ("digits", "usps", "mnist", "mnist16", "npz")
+NAMES = ("digits", "usps", "usps-clips", "mnist", "mnist16", "npz")
 SPLITS = ("train", "test")
 
 
@@ -51,6 +59,11 @@ class Dataset:
         return int(self.y.shape[0])
 
     @property
+    def frames(self) -> int:
+        """Frames per sample of a clip dataset (x is (N, T, *frame)), 0 for single images."""
+        return int(self.x.shape[1]) if self.x.ndim == len(self.input.shape) + 2 else 0
+
+    @property
     def prequantized(self) -> bool:
         return self.x.dtype == np.int8
 
@@ -58,6 +71,11 @@ class Dataset:
         """int8 model inputs ``(N, *spec.shape)`` (default: this dataset's own spec)."""
         spec = spec or self.input
         check_fits(self, spec)
+        if self.frames:  # (N, T, *spec.shape): each frame quantized like an image
+            n, t = self.x.shape[:2]
+            frames = self.x.reshape((n * t,) + self.x.shape[2:])
+            q = frames.reshape((n * t,) + spec.shape) if self.prequantized else spec.quantize(frames)
+            return q.reshape((n, t) + spec.shape)
         if self.prequantized:
             return self.x.reshape((len(self),) + spec.shape)
         return spec.quantize(self.x)
@@ -65,10 +83,11 @@ class Dataset:
 
 def check_fits(ds: Dataset, spec: ir.InputSpec) -> None:
     """Raise :class:`DatasetError` unless ``ds`` samples have ``spec``'s number of values."""
-    per = int(np.prod(ds.x.shape[1:]))
+    shape = tuple(ds.x.shape[2:] if ds.frames else ds.x.shape[1:])  # of one frame, for clips
+    per = int(np.prod(shape))
     if per != spec.size:
         raise DatasetError(
-            f"dataset '{ds.name}' has samples of shape {tuple(ds.x.shape[1:])} ({per} values), "
+            f"dataset '{ds.name}' has {'frames' if ds.frames else 'samples'} of shape {shape} ({per} values), "
             f"the model expects {tuple(spec.shape)} ({spec.size} values)")
 
 
@@ -76,7 +95,8 @@ def load(name: str, data: str | Path | None = None, split: str = "train") -> Dat
     """Load dataset ``name`` (see the module docstring); raises :class:`DatasetError`."""
     if split not in SPLITS:
         raise DatasetError(f"unknown split '{split}' (known: {', '.join(SPLITS)})")
-    loaders = {"digits": _digits, "usps": _usps, "mnist": _mnist, "mnist16": _mnist16, "npz": _npz}
+    loaders = {"digits": _digits, "usps": _usps, "usps-clips": _usps_clips, "mnist": _mnist, "mnist16": _mnist16,
+               "npz": _npz}
     if name not in loaders:
         raise DatasetError(f"unknown dataset '{name}' (known: {', '.join(NAMES)})")
     if name != "digits" and data is None:
@@ -137,6 +157,37 @@ def _usps(data: Path, split: str) -> Dataset:
         raise DatasetError(f"{path}: labels must be digits 0..9")
     return Dataset("usps", split, arr[:, 1:].reshape(-1, 1, 16, 16), y.astype(np.int64),
                    [str(i) for i in range(10)], ir.InputSpec((1, 16, 16), scale=1.0 / 127.0))
+
+
+CLIP_FRAMES = 16
+CLIP_NOISE = 0.4
+CLIP_MAX_SPEED = 0.25  # pixels per frame on each axis: at most 2 pixels off the centre
+
+
+def _usps_clips(data: Path, split: str) -> Dataset:
+    still = _usps(data, split)
+    x = moving_clips(still.x[:, 0], CLIP_FRAMES, np.random.default_rng(SPLITS.index(split)))
+    return Dataset("usps-clips", split, x[:, :, None], still.y, still.labels, still.input)
+
+
+def moving_clips(images: np.ndarray, frames: int, rng: np.random.Generator, background: float = -1.0,
+                 noise: float = CLIP_NOISE) -> np.ndarray:
+    """(N, H, W) images in -1..1 -> (N, frames, H, W) float32 clips: each image drifts at its own
+    constant velocity, passing the centre at the middle of the clip, shifted by whole pixels
+    (what moves in is ``background``), plus Gaussian noise of standard deviation ``noise``,
+    clipped to -1..1; see the module docstring."""
+    n, h, w = images.shape
+    speed = rng.uniform(-CLIP_MAX_SPEED, CLIP_MAX_SPEED, (n, 2))
+    t = np.arange(frames) - (frames - 1) / 2
+    offsets = np.rint(speed[:, None, :] * t[None, :, None]).astype(np.int64)  # (n, frames, 2)
+    pad = max(1, int(np.abs(offsets).max()))
+    big = np.full((n, h + 2 * pad, w + 2 * pad), background, dtype=np.float32)
+    big[:, pad:pad + h, pad:pad + w] = images
+    rows = pad - offsets[:, :, 0, None] + np.arange(h)  # (n, frames, h): the frame's source rows
+    cols = pad - offsets[:, :, 1, None] + np.arange(w)
+    clips = big[np.arange(n)[:, None, None, None], rows[:, :, :, None], cols[:, :, None, :]]
+    clips += rng.normal(0.0, noise, clips.shape).astype(np.float32)
+    return np.clip(clips, -1.0, 1.0)
 
 
 # -------------------------------------------------------------------------------- mnist
@@ -266,7 +317,7 @@ def _npz(data: Path, split: str) -> Dataset:
         labels = [str(i) for i in range(n_classes)]
     elif len(labels) < n_classes:
         raise DatasetError(f"{data}: {len(labels)} labels but class index {n_classes - 1} occurs")
-    shape = tuple(x.shape[1:])
+    shape = tuple(x.shape[2:] if x.ndim == 5 else x.shape[1:])  # (N, T, C, H, W): clips of frames
     if x.dtype == np.int8:
         spec = ir.InputSpec(shape, scale=1.0)
     elif x.dtype.kind in "iuf":

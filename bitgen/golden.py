@@ -101,4 +101,8 @@ def argmax(logits: np.ndarray) -> np.ndarray:
 
 
 def predict(model: ir.Model, x: np.ndarray) -> np.ndarray:
+    """Classes of inputs (N, *input shape), or of clips (N, T, *input shape) by their last frame."""
+    x = np.asarray(x)
+    if x.ndim == len(model.input.shape) + 2:
+        return argmax(run_sequence(model, x)[:, -1])
     return argmax(run(model, x))

@@ -240,14 +240,21 @@ def _shift_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out.permute(0, 3, 1, 2).contiguous()
 
 
+def logits_of(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The outputs a batch is classified by, (N, -1): of each sample, or of the last frame of
+    each clip (x of shape (N, T, ...)) for a model with state, as PixelRNN reads its o_T."""
+    if bnn.stateful(model):
+        return bnn.run_clips(model, x)[:, -1].reshape(x.shape[0], -1)
+    return model(x).reshape(x.shape[0], -1)
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, x: torch.Tensor, batch: int = 1024) -> torch.Tensor:
-    """Eval-mode argmax (first maximum) of the integer logits."""
+    """Eval-mode argmax (first maximum) of the integer logits (of the last frame, for clips)."""
     was = model.training
     model.eval()
     try:
-        out = [model(x[i:i + batch]).reshape(min(batch, x.shape[0] - i), -1).argmax(dim=1)
-               for i in range(0, x.shape[0], batch)]
+        out = [logits_of(model, x[i:i + batch]).argmax(dim=1) for i in range(0, x.shape[0], batch)]
     finally:
         model.train(was)
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64)
@@ -268,7 +275,9 @@ class History:
 
 def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int = 0,
         progress: bool = True, on_epoch: Callable[[int, dict], None] | None = None) -> History:
-    """Train ``model`` on int8 inputs ``x`` (N, *shape) and class indices ``y``; in place."""
+    """Train ``model`` on int8 inputs ``x`` (N, *shape) and class indices ``y``; in place. A
+    model with state trains on clips ``x`` (N, T, *shape), through time, on the output of
+    each clip's last frame."""
     import time
 
     from tqdm import tqdm
@@ -292,7 +301,8 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, recipe: Recipe, se
             return recipe.lr
         return recipe.lr * 0.5 * (1 + math.cos(math.pi * step / total))
 
-    shift = xt.dim() == 4 and min(xt.shape[2:]) > 2 and (
+    # images only: a clip's frames would each move differently
+    shift = xt.dim() == 4 and not bnn.stateful(model) and min(xt.shape[2:]) > 2 and (
         recipe.augment == "shift" or (recipe.augment == "auto" and min(xt.shape[2:]) >= 16))
     hist = History()
     start = time.perf_counter()
@@ -310,7 +320,7 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, recipe: Recipe, se
             xb, yb = xt[idx], yt[idx]
             if shift:
                 xb = _shift_batch(xb, gen)
-            logits = model(xb).reshape(xb.shape[0], -1)
+            logits = logits_of(model, xb)
             if first:  # start with logits of unit spread
                 with torch.no_grad():
                     log_t.fill_(-math.log(float(logits.detach().std()) + 1e-6))

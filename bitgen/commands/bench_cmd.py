@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     model = loaded.ir
     data = load_dataset(args, model)
     if data is not None:
-        x = data[0]
+        x = data[0].reshape((-1,) + model.input.shape)  # clips: each frame measured from reset
     elif args.random > 0:
         x = np.random.default_rng(0).integers(-128, 128, (args.random,) + model.input.shape).astype(np.int8)
     else:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import check
 from ..harness import boards
-from .common import (UsageError, add_dataset_arguments, add_kernels_argument, add_model_argument,
+from .common import (UsageError, add_dataset_arguments, add_kernels_argument, add_model_argument, is_clips,
                      load_dataset, load_model, resolve_kernels)
 from .emit_cmd import default_name
 
@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     sets = []
     data = load_dataset(args, model)
     if data is not None:
-        sets.append(check.InputSet("dataset", data[0], data[1]))
+        # clips: every frame compared, accuracy from each clip's last frame
+        sets.append(check.InputSet("dataset", data[0], data[1], sequence=is_clips(data[0], model)))
     rand = check.random_inputs(model.input.shape, args.random, args.seed) if args.random > 0 else None
     extreme = check.extreme_inputs(model.input.shape)
     if model.states:  # a model with state: whole sequences, every frame compared

@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import ir, modelfile
+from ..datasets import NAMES as DATASETS
 from ..errors import BitgenError
-
-DATASETS = ("digits", "usps", "mnist", "mnist16", "npz")
 
 
 class UsageError(BitgenError):
@@ -93,7 +92,8 @@ def guess_dataset(data: str) -> str:
 
 
 def load_dataset(args: argparse.Namespace, model: ir.Model, split: str = "test"):
-    """-> (int8 inputs quantized with the model's input spec, labels) or None without --dataset/--data."""
+    """-> (int8 inputs quantized with the model's input spec, labels) or None without --dataset/--data.
+    A clip dataset gives clips (N, T, *input shape), one label each (see :func:`is_clips`)."""
     name = args.dataset or (guess_dataset(args.data) if args.data else None)
     if name is None:
         return None
@@ -105,9 +105,22 @@ def load_dataset(args: argparse.Namespace, model: ir.Model, split: str = "test")
         if args.limit < 1:
             raise UsageError("--limit must be at least 1")
         x, y = x[: args.limit], y[: args.limit]
+    frames = ds.frames
+    if frames:  # every frame is quantized like an image
+        x = x.reshape((-1,) + x.shape[2:])
     try:
         xq = x if np.asarray(x).dtype == np.int8 and x[0].size == model.input.size else model.input.quantize(x)
         xq = np.asarray(xq).reshape((-1,) + model.input.shape)
     except ir.IRError as e:
         raise UsageError(f"dataset '{name}' does not fit the model: {e}") from None
+    if frames:
+        if not model.states:
+            raise UsageError(f"dataset '{name}' holds clips of {frames} frames; this model has no state "
+                             "(train one with a recurrent cell or a graph with states)")
+        xq = xq.reshape((-1, frames) + model.input.shape)
     return xq, y
+
+
+def is_clips(x: np.ndarray, model: ir.Model) -> bool:
+    """Whether inputs from :func:`load_dataset` are clips (N, T, *input shape)."""
+    return x.ndim == len(model.input.shape) + 2

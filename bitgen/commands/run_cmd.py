@@ -15,8 +15,8 @@ from ..harness import boards
 from ..harness.link import LinkError
 from ..harness.session import Session
 from .build_cmd import default_dir
-from .common import (UsageError, add_dataset_arguments, add_kernels_argument, load_dataset, load_model,
-                     resolve_kernels)
+from .common import (UsageError, add_dataset_arguments, add_kernels_argument, is_clips, load_dataset,
+                     load_model, resolve_kernels)
 from .emit_cmd import default_name
 
 
@@ -31,8 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_dataset_arguments(p)
     p.add_argument("--random", type=int, default=0, metavar="N", help="also run N random int8 inputs")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-    p.add_argument("--frames", type=int, default=16, metavar="T",
-                   help="models with state: consecutive inputs form sequences of T frames (default 16)")
+    p.add_argument("--frames", type=int, metavar="T",
+                   help="models with state: consecutive inputs form sequences of T frames (default: the "
+                        "length of a clip dataset's clips, else 16)")
     p.add_argument("--json", metavar="FILE", help="write the run report (run.json) here")
     p.add_argument("--timeout", type=float, default=3.0, metavar="S", help="seconds per command (default 3)")
     p.add_argument("--infer-timeout", type=float, default=60.0, metavar="S",
@@ -62,6 +63,15 @@ def _default_model(board: boards.Board) -> str:
     return path
 
 
+def _accuracy(classes: np.ndarray, labels: np.ndarray | None, per_clip: int) -> float | None:
+    """Accuracy of the dataset's inputs (first in `classes`): per input, or per clip of
+    `per_clip` frames by its last frame."""
+    if labels is None:
+        return None
+    last = np.asarray(classes)[: len(labels) * per_clip][per_clip - 1::per_clip]
+    return float(np.mean(last == labels))
+
+
 def run(args: argparse.Namespace) -> int:
     kernels = resolve_kernels(args)
     board = boards.get(args.board)
@@ -74,6 +84,13 @@ def run(args: argparse.Namespace) -> int:
     model = loaded.ir
     sets = []
     data = load_dataset(args, model)
+    per_clip = 1  # inputs per label: a clip dataset has one label per sequence of frames
+    if data is not None and is_clips(data[0], model):
+        per_clip = data[0].shape[1]
+        if args.frames not in (None, per_clip):
+            raise UsageError(f"the dataset's clips have {per_clip} frames, not --frames {args.frames}")
+        data = (data[0].reshape((-1,) + model.input.shape), data[1])
+    frames = args.frames if args.frames is not None else (per_clip if per_clip > 1 else 16)
     if data is not None:
         sets.append(("dataset", data[0], data[1]))
     if args.random > 0:
@@ -84,10 +101,10 @@ def run(args: argparse.Namespace) -> int:
     x = np.concatenate([s[1] for s in sets])
     labels = data[1] if data is not None else None
     if model.states:  # consecutive inputs are the frames of sequences of --frames each
-        if args.frames < 1 or len(x) % args.frames:
-            raise UsageError(f"a model with state runs sequences of --frames {args.frames}: "
+        if frames < 1 or len(x) % frames:
+            raise UsageError(f"a model with state runs sequences of --frames {frames}: "
                              f"{len(x)} inputs are not whole sequences")
-        seqs = x.reshape((-1, args.frames) + x.shape[1:])
+        seqs = x.reshape((-1, frames) + x.shape[1:])
         expect = golden.run_sequence(model, seqs).reshape((len(x),) + golden.run(model, x[:1]).shape[1:])
     else:
         expect = golden.run(model, x)
@@ -113,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
                     if not model.states:
                         r = s.link.classify(x[i])
                     else:  # a whole sequence at a time, from the reset
-                        if i % args.frames == 0:
-                            results = iter(s.run_frames(x[i : i + args.frames]))
+                        if i % frames == 0:
+                            results = iter(s.run_frames(x[i : i + frames]))
                         r = next(results)
                 except LinkError as e:
                     raise s.explain(e) from None
@@ -146,8 +163,8 @@ def run(args: argparse.Namespace) -> int:
         "compared": n,
         "mismatches": len(mismatches),
         "mismatch_indices": mismatches[:50],
-        "accuracy": float(np.mean(classes_a[: len(labels)] == labels)) if labels is not None else None,
-        "golden_accuracy": float(np.mean(expect_cls[: len(labels)] == labels)) if labels is not None else None,
+        "accuracy": _accuracy(classes_a, labels, per_clip),
+        "golden_accuracy": _accuracy(expect_cls, labels, per_clip),
         "cycles": _stats(cycles),
         "cycle_source": board.cycle_source,
         "counter": info.counter,

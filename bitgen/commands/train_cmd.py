@@ -7,7 +7,9 @@ in the ``bitgen.nn`` spec format, e.g.
 ``[{"type": "Flatten"}, {"type": "QuantLinear", "args": {"in_features": 256, "out_features": 10}}]``,
 or ``nodes``: a graph, the same entries with a ``name`` and the ``inputs`` they read (default:
 the node before; ``"input"`` is the model input), e.g. a residual connection
-``{"name": "sum", "type": "Add", "inputs": ["conv2_q", "block_in"]}`` (``bitgen.nn.graph``).
+``{"name": "sum", "type": "Add", "inputs": ["conv2_q", "block_in"]}`` (``bitgen.nn.graph``),
+with ``states``: tensors carried from one frame to the next, e.g.
+``{"name": "h", "source": "h_next", "shape": [1, 8, 8], "init": 1}``, for clip datasets.
 Options given on the command line win over the file.
 """
 from __future__ import annotations
@@ -87,8 +89,8 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
     conf = _read_config(args.config) if args.config else {}
     # keys starting with "_" are comments (JSON has no other kind)
     conf = {k.replace("-", "_"): v for k, v in conf.items() if not k.startswith("_")}
-    known = set(_RECIPE_KEYS) | set(_LAYER_KEYS) | {"arch", "layers", "nodes", "seed", "threads", "dataset",
-                                                   "data", "name"}
+    known = set(_RECIPE_KEYS) | set(_LAYER_KEYS) | {"arch", "layers", "nodes", "states", "seed", "threads",
+                                                   "dataset", "data", "name"}
     unknown = sorted(set(conf) - known)
     if unknown:
         raise TrainError(f"{args.config}: unknown option(s) {', '.join(unknown)}")
@@ -103,6 +105,8 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
             merged[key] = v
     if "layers" in merged and "nodes" in merged:
         raise TrainError(f"{args.config}: give 'layers' (a stack) or 'nodes' (a graph), not both")
+    if "states" in merged and "nodes" not in merged:
+        raise TrainError(f"{args.config}: 'states' belong to a graph: give 'nodes' too")
     if args.arch is not None:
         merged.pop("layers", None)  # an explicit --arch replaces the file's stack
         merged.pop("nodes", None)
@@ -123,7 +127,7 @@ def _build_model(opts: dict[str, Any], recipe: Recipe, spec: ir.InputSpec, n_cla
     from .. import nn as bnn
     from .. import train
 
-    for key, build in (("layers", bnn.sequential), ("nodes", bnn.graph)):
+    for key, build in (("layers", bnn.sequential), ("nodes", lambda n: bnn.graph(n, opts.get("states")))):
         if key in opts:
             try:
                 return build(opts[key])
@@ -136,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     opts = options(args)
     recipe = recipe_of(opts)
     if not opts.get("dataset"):
-        raise TrainError("--dataset is required (digits, usps, mnist, mnist16 or npz)")
+        raise TrainError(f"--dataset is required ({', '.join(datasets.NAMES)})")
     if opts["threads"] < 1:
         raise TrainError("--threads must be at least 1")
 
@@ -158,12 +162,18 @@ def run(args: argparse.Namespace) -> int:
     model = _build_model(opts, recipe, spec, n_classes)
     model.input_spec = spec
     model.labels = list(train_ds.labels)
-    export.to_ir(model)  # shapes chain and fit the data: fail before training, not after
+    first = export.to_ir(model)  # shapes chain and fit the data: fail before training, not after
     datasets.check_fits(test_ds, spec)
+    if bool(first.states) != bool(train_ds.frames):
+        raise TrainError(f"dataset '{name}' holds clips of {train_ds.frames} frames; the model has no state"
+                         if train_ds.frames else
+                         f"the model has state (it runs over clips); dataset '{name}' holds single images "
+                         "(use a clip dataset such as usps-clips)")
 
     x_train = train_ds.quantized(spec)
     x_test = test_ds.quantized(spec)
-    print(f"dataset {name}: {len(train_ds)} train, {len(test_ds)} test samples, input {spec.shape} "
+    clips = f" (clips of {train_ds.frames} frames)" if train_ds.frames else ""
+    print(f"dataset {name}: {len(train_ds)} train, {len(test_ds)} test samples{clips}, input {spec.shape} "
           f"(scale {spec.scale:.6g}), {n_classes} classes")
     from_file = next((k for k in ("layers", "nodes") if k in opts), None)
     print(f"model: {opts.get('arch') if not from_file else from_file + ' from ' + str(args.config)}, "

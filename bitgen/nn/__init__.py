@@ -37,9 +37,10 @@ from torch.nn import Flatten, MaxPool2d, ReLU  # noqa: F401  (exact on integer v
 
 from .binary import Mul, Sign  # noqa: F401
 from .calibration import calibrate, set_quantization  # noqa: F401
-from .graph import Add, Concat, Graph, Sub  # noqa: F401
+from .graph import Add, Concat, Graph, GraphState, Sub  # noqa: F401
 from .layers import QuantConv2d, QuantConvTranspose2d, QuantLinear  # noqa: F401
 from .norms import STATISTICS, Requant, Shift, ShiftNorm, multiplier_shift  # noqa: F401
 from .pooling import AvgPool2d  # noqa: F401
+from .recurrent import BinaryConvRNN, reset_states, run_clips, stateful  # noqa: F401
 from .quantizers import SCALES, WeightQuantizer, to_levels  # noqa: F401
 from .spec import from_spec, graph, input_spec_of, sequential, to_spec  # noqa: F401

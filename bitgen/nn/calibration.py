@@ -20,11 +20,15 @@ def set_quantization(model: torch.nn.Module, enabled: bool) -> None:
 
 @torch.no_grad()
 def calibrate(model: torch.nn.Module, x: torch.Tensor, batch: int = 1024) -> None:
-    """Set every static :class:`Requant` from the statistics of ``x`` (int8 model inputs).
+    """Set every static :class:`Requant` from the statistics of ``x`` (int8 model inputs; clips
+    (N, T, ...) for a model with state, every frame counted).
 
     Layers are calibrated in order, each one seeing the exact integer outputs of the layers
     before it (already calibrated), so the result is what the exported model will compute.
     """
+    from .recurrent import run_clips, stateful
+
+    run = (lambda xb: run_clips(model, xb)) if stateful(model) else model
     was_training = model.training
     model.eval()
     try:
@@ -34,7 +38,7 @@ def calibrate(model: torch.nn.Module, x: torch.Tensor, batch: int = 1024) -> Non
                 lambda m, args: stats.append(m.statistics(args[0])))
             try:
                 for start in range(0, x.shape[0], batch):
-                    model(x[start:start + batch])
+                    run(x[start:start + batch])
             finally:
                 handle.remove()
             total = torch.stack(stats)

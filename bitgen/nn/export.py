@@ -12,6 +12,10 @@ the layer and the op.
 ``a * b`` of two tensors becomes an exact int32 Mul; ``torch.sign`` is refused (it is ternary,
 sign(0) = 0: use ``bitgen.nn.Sign``).
 
+State (:mod:`bitgen.nn.recurrent`): a :class:`bitgen.nn.BinaryConvRNN` becomes its IR nodes
+and one :class:`bitgen.ir.State` (its plane size is found by running one zero frame through
+the module), a :class:`bitgen.nn.Graph`'s ``states`` become IR states.
+
 A static ``Requant`` directly followed by ``ReLU`` becomes one ``ir.Requant`` with
 ``out_min = 0``: ``max(clamp(v, -128, 127), 0) == clamp(v, 0, 127)``.
 
@@ -151,14 +155,16 @@ def _input_spec(module: torch.nn.Module, leaves: list[tuple[str, torch.nn.Module
 
 LEAVES = (bnn.QuantLinear, bnn.QuantConv2d, bnn.QuantConvTranspose2d, bnn.Requant, bnn.Shift, bnn.ShiftNorm,
           bnn.AvgPool2d, bnn.Add, bnn.Sub, bnn.Concat, torch.nn.ReLU, torch.nn.MaxPool2d, torch.nn.AvgPool2d,
-          bnn.Sign, bnn.Mul, torch.nn.Flatten, torch.nn.Unflatten, torch.nn.Upsample, torch.nn.Dropout, torch.nn.Identity)
+          bnn.Sign, bnn.Mul, bnn.BinaryConvRNN, torch.nn.Flatten, torch.nn.Unflatten, torch.nn.Upsample, torch.nn.Dropout, torch.nn.Identity)
 
 
 def _is_sequential(module: torch.nn.Module) -> bool:
     """A Sequential of Sequentials and leaves (or a single leaf): exported as a chain."""
     if type(module) is torch.nn.Sequential:
         return all(_is_sequential(c) for c in module.children())
-    return not isinstance(module, bnn.Graph) and (isinstance(module, LEAVES) or not list(module.children()))
+    if isinstance(module, (bnn.Graph, bnn.BinaryConvRNN)):  # a cell is a graph with a state
+        return False
+    return isinstance(module, LEAVES) or not list(module.children())
 
 
 def as_graph(module: torch.nn.Module) -> "bnn.Graph":
@@ -241,11 +247,61 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
-def _graph_nodes(g: "bnn.Graph") -> list[ir.Node]:
-    """IR nodes of a Graph: nested Sequentials become chains, layers that do nothing vanish,
-    and a ReLU that alone reads a static Requant's output folds into its clamp."""
+def _cell_nodes(index: int, where: str, cell: "bnn.BinaryConvRNN", x: str,
+                plane: tuple[int, int]) -> tuple[list[ir.Node], ir.State]:
+    """The IR of one BinaryConvRNN reading tensor `x` of planes `plane`: its output is `where`."""
+    h = f"{where}_h"  # the state: h_{t-1}
+
+    def conv(m: "bnn.QuantConv2d", src: str, out: str) -> ir.Node:
+        return ir.Node(_layer(index, out, m), [src], out)
+    nodes = [conv(cell.fi, x, f"{where}_fi"), conv(cell.fh, h, f"{where}_fh"),
+             ir.Node(_layer(index, f"{where}_gate_sum", cell.gate_sum), [f"{where}_fi", f"{where}_fh"], f"{where}_gate_sum"),
+             ir.Node(_layer(index, f"{where}_gate", cell.gate), [f"{where}_gate_sum"], f"{where}_f"),
+             ir.Node(_layer(index, f"{where}_mul", cell.mul), [f"{where}_f", h], f"{where}_h_next"),
+             conv(cell.oi, x, f"{where}_oi"), conv(cell.oh, h, f"{where}_oh"),
+             ir.Node(_layer(index, where, cell.out_sum), [f"{where}_oi", f"{where}_oh"], where)]
+    return nodes, ir.State(h, (cell.channels, *plane), "int8", source=f"{where}_h_next", init=1)
+
+
+@torch.no_grad()
+def _cell_planes(module: torch.nn.Module, spec: ir.InputSpec) -> dict[int, tuple[int, int]]:
+    """The (H, W) of every BinaryConvRNN's input, by one zero frame through the module; the
+    module's states and training mode are as before."""
+    cells = [m for m in module.modules() if isinstance(m, bnn.BinaryConvRNN)]
+    if not cells:
+        return {}
+    planes: dict[int, tuple[int, int]] = {}
+    def seen(m: torch.nn.Module, args: tuple) -> None:  # a pre-hook that returns None changes nothing
+        planes.setdefault(id(m), tuple(args[0].shape[2:]))
+    hooks = [c.register_forward_pre_hook(seen) for c in cells]
+    saved = [m.h for m in cells]
+    graph_values = [(g, g.values) for g in module.modules() if isinstance(g, bnn.Graph)]
+    was = module.training
+    try:
+        module.eval()
+        bnn.reset_states(module)
+        module(torch.zeros((1,) + tuple(spec.shape), dtype=torch.float64))
+    except Exception as e:  # a shape that does not chain: export's own checks say more below
+        raise ExportError(f"cannot run one frame of shape {spec.shape} through the model ({_first_line(e)})") from None
+    finally:
+        for hk in hooks:
+            hk.remove()
+        for m, h in zip(cells, saved):
+            m.h = h
+        for g, v in graph_values:
+            g.values = v
+        module.train(was)
+    return planes
+
+
+def _graph_nodes(g: "bnn.Graph", planes: dict[int, tuple[int, int]] | None = None) -> tuple[list[ir.Node], list[ir.State]]:
+    """IR nodes and states of a Graph: nested Sequentials become chains, layers that do
+    nothing vanish, a ReLU that alone reads a static Requant's output folds into its clamp, a
+    BinaryConvRNN becomes its nodes and state (`planes`: its input's (H, W), by id)."""
     nodes: list[ir.Node] = []
-    rename: dict[str, str] = {"input": ir.INPUT}
+    states: list[ir.State] = []
+    cells: set[int] = set()
+    rename: dict[str, str] = {"input": ir.INPUT, **{st.name: st.name for st in g.states}}
     for index, (name, inputs) in enumerate(g.wiring):
         srcs = [rename[i] for i in inputs]
         module = g.layers[name]
@@ -254,13 +310,25 @@ def _graph_nodes(g: "bnn.Graph") -> list[ir.Node]:
             where = name if len(chain) == 1 else f"{name}.{lname}"
             if isinstance(m, (bnn.Graph, torch.nn.Sequential)) or (list(m.children()) and not isinstance(m, LEAVES)):
                 raise _unsupported(index, where, m, "nest graphs as Graph nodes of plain layers")
+            if isinstance(m, bnn.BinaryConvRNN):
+                if len(srcs) != 1 or planes is None or id(m) not in planes:
+                    raise _unsupported(index, where, m, "a cell reads one tensor of shape (C, H, W)")
+                if id(m) in cells:
+                    raise _unsupported(index, where, m, "one cell called more than once per frame; "
+                                                        "use one cell per call")
+                cells.add(id(m))
+                cell, state = _cell_nodes(index, where, m, srcs[0], planes[id(m)])
+                nodes += cell
+                states.append(state)
+                srcs = [where]
+                continue
             layer = _layer(index, where, m)
             if layer is None:  # nothing at inference: the output is the input
                 continue
             nodes.append(ir.Node(layer, srcs, where))
             srcs = [where]
         rename[name] = srcs[0] if len(srcs) == 1 else name
-    readers: dict[str, int] = {}
+    readers: dict[str, int] = {rename[st.source]: 1 for st in g.states}  # a state reads its source
     for node in nodes:
         for t in node.inputs:
             readers[t] = readers.get(t, 0) + 1
@@ -274,7 +342,9 @@ def _graph_nodes(g: "bnn.Graph") -> list[ir.Node]:
             src.output = node.output  # the Requant now writes what the ReLU wrote
             continue
         kept.append(node)
-    return kept
+    for st in g.states:
+        states.append(ir.State(st.name, st.shape, st.dtype, source=rename[st.source], init=st.init))
+    return kept, states
 
 
 def to_ir(module: torch.nn.Module, input: ir.InputSpec | None = None,
@@ -311,13 +381,14 @@ def to_ir(module: torch.nn.Module, input: ir.InputSpec | None = None,
 
 def _graph_to_ir(g: "bnn.Graph", module: torch.nn.Module, input: ir.InputSpec | None,
                  labels: list[str] | None, name: str | None) -> ir.Model:
-    nodes = _graph_nodes(g)
-    if not nodes:
-        raise ExportError("the model has no layers to export")
     if labels is None and getattr(module, "labels", None) is not None:
         labels = [str(s) for s in module.labels]
-    leaves = [(n.output, g.layers[n.output]) for n in nodes if n.output in g.layers]
-    model = ir.Model(input=_input_spec(module, leaves, input), nodes=nodes,
+    leaves = [leaf for name, _ in g.wiring for leaf in _leaves(g.layers[name], name)]
+    spec = _input_spec(module, leaves, input)
+    nodes, states = _graph_nodes(g, _cell_planes(g, spec))
+    if not nodes:
+        raise ExportError("the model has no layers to export")
+    model = ir.Model(input=spec, nodes=nodes, states=states,
                      labels=None if labels is None else [str(s) for s in labels],
                      name=name or getattr(module, "model_name", None) or "model")
     if model.is_sequential:  # a graph that is a chain: the same model as its Sequential

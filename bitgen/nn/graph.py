@@ -66,18 +66,46 @@ class Concat(torch.nn.Module):
         return {}
 
 
+class GraphState:
+    """A tensor of a :class:`Graph` that carries over between frames: read as ``name`` in frame
+    t, it holds what node ``source`` wrote in frame t - 1 (``init`` everywhere in the first
+    frame). ``shape`` is per sample; ``dtype`` is the IR dtype of the source (int8 or int32)."""
+
+    def __init__(self, name: str, source: str, shape, init: int = 0, dtype: str = "int8"):
+        self.name, self.source, self.init, self.dtype = str(name), str(source), int(init), str(dtype)
+        self.shape = tuple(int(v) for v in shape)
+        if not self.shape or min(self.shape) < 1:
+            raise ValueError(f"state '{self.name}': shape {list(self.shape)} must be positive sizes")
+        if self.dtype not in ("int8", "int32"):
+            raise ValueError(f"state '{self.name}': dtype must be int8 or int32, got '{self.dtype}'")
+
+    def spec(self) -> dict:
+        return {"name": self.name, "source": self.source, "shape": list(self.shape), "init": self.init,
+                "dtype": self.dtype}
+
+
 class Graph(torch.nn.Module):
     """Layers over named tensors: ``nodes`` is a list of ``(name, module, inputs)``; each
     module reads the tensors named in ``inputs`` (``"input"``: the model input; an earlier
-    node's name) and its output is named ``name``. The last node's output is the result."""
+    node's name; a state's name) and its output is named ``name``. The last node's output is
+    the result.
 
-    def __init__(self, nodes: list[tuple[str, torch.nn.Module, list[str]]]):
+    ``states`` (:class:`GraphState` or their keyword dicts) make it a recurrence: one call is
+    one frame, and the graph keeps its states between calls (:func:`bitgen.nn.reset_states`
+    starts a new clip; :func:`bitgen.nn.run_clips` runs whole clips)."""
+
+    def __init__(self, nodes: list[tuple[str, torch.nn.Module, list[str]]], states: list | None = None):
         super().__init__()
         if not nodes:
             raise ValueError("a graph needs at least one node")
+        self.states = [s if isinstance(s, GraphState) else GraphState(**s) for s in (states or [])]
         self.layers = torch.nn.ModuleDict()
         self.wiring: list[tuple[str, tuple[str, ...]]] = []
         known = {INPUT}
+        for st in self.states:
+            if st.name in known:
+                raise ValueError(f"state name '{st.name}' is used twice")
+            known.add(st.name)
         for name, module, inputs in nodes:
             name = str(name)
             if name in known or "." in name or not name:
@@ -88,9 +116,27 @@ class Graph(torch.nn.Module):
             self.layers[name] = module
             self.wiring.append((name, tuple(str(i) for i in inputs)))
             known.add(name)
+        written = {name for name, _ in self.wiring}
+        for st in self.states:
+            if st.source not in written:
+                raise ValueError(f"state '{st.name}': no node writes its source '{st.source}'")
+        self.values: dict[str, torch.Tensor] = {}  # the states of the last frame; empty: a new clip
+
+    def reset_state(self) -> None:
+        self.values = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         env = {INPUT: x}
+        for st in self.states:
+            v = self.values.get(st.name)
+            if v is None:
+                v = torch.full((x.shape[0],) + st.shape, float(st.init), dtype=x.dtype, device=x.device)
+            elif v.shape[0] != x.shape[0]:
+                raise ValueError(f"a batch of {x.shape[0]} frames after batches of {v.shape[0]}: "
+                                 "call bitgen.nn.reset_states(model) before a new clip")
+            env[st.name] = v
         for name, inputs in self.wiring:
             env[name] = self.layers[name](*(env[i] for i in inputs))
+        if self.states:
+            self.values = {st.name: env[st.source] for st in self.states}
         return env[self.wiring[-1][0]]

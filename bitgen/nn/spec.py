@@ -9,7 +9,8 @@ Format::
 
     {"format": "bitgen-nn", "version": 1,
      "module": {"type": "Sequential", "names": [...], "layers": [<module>, ...]}
-             | {"type": "Graph", "nodes": [{"name": str, "inputs": [str, ...], "module": <module>}, ...]},
+             | {"type": "Graph", "nodes": [{"name": str, "inputs": [str, ...], "module": <module>}, ...],
+                "states": [{"name": str, "source": str, "shape": [...], "init": int, "dtype": str}, ...]},
      "input": {"shape": [...], "scale": float, "zero_point": int} | None,
      "labels": [str, ...] | None}
 
@@ -24,8 +25,9 @@ import torch
 
 from .. import ir
 from .binary import Mul, Sign
-from .graph import Add, Concat, Graph, Sub
+from .graph import Add, Concat, Graph, GraphState, Sub
 from .layers import QuantConv2d, QuantConvTranspose2d, QuantLinear
+from .recurrent import BinaryConvRNN
 from .norms import Requant, Shift, ShiftNorm
 from .pooling import AvgPool2d
 
@@ -64,6 +66,7 @@ _TYPES: dict[str, tuple[type, Callable[[Any], dict]]] = {
     "Concat": (Concat, lambda m: {}),
     "Sign": (Sign, lambda m: m.spec()),
     "Mul": (Mul, lambda m: m.spec()),
+    "BinaryConvRNN": (BinaryConvRNN, lambda m: m.spec()),
     "Upsample": (torch.nn.Upsample, _torch_args),
     "Unflatten": (torch.nn.Unflatten, _torch_args),
     "Requant": (Requant, lambda m: m.spec()),
@@ -84,7 +87,7 @@ def _module_spec(m: torch.nn.Module, where: str) -> dict:
     if type(m) is Graph:
         return {"type": "Graph", "nodes": [
             {"name": name, "inputs": list(inputs), "module": _module_spec(m.layers[name], f"{where}.{name}" if where else name)}
-            for name, inputs in m.wiring]}
+            for name, inputs in m.wiring], "states": [st.spec() for st in m.states]}
     if type(m) is torch.nn.Sequential:
         names = [n for n, _ in m.named_children()]
         return {"type": "Sequential", "names": names,
@@ -126,7 +129,8 @@ def to_spec(module: torch.nn.Module) -> dict:
 def _build(d: dict) -> torch.nn.Module:
     kind = d["type"]
     if kind == "Graph":
-        return Graph([(n["name"], _build(n["module"]), list(n["inputs"])) for n in d["nodes"]])
+        return Graph([(n["name"], _build(n["module"]), list(n["inputs"])) for n in d["nodes"]],
+                     states=_states(d.get("states") or []))
     if kind == "Sequential":
         from collections import OrderedDict
 
@@ -151,10 +155,29 @@ def sequential(layers: list[dict]) -> torch.nn.Sequential:
                    "layers": [{k: v for k, v in d.items() if k != "name"} for d in layers]})
 
 
-def graph(nodes: list[dict]) -> Graph:
+def _states(states: list) -> list[GraphState]:
+    if not isinstance(states, list):
+        raise ValueError("'states' must be a list of {\"name\": ..., \"source\": ..., \"shape\": [...], \"init\": ...}")
+    out = []
+    for d in states:
+        if not isinstance(d, dict) or not {"name", "source", "shape"} <= set(d):
+            raise ValueError(f"state entry {d!r} needs 'name', 'source' and 'shape'")
+        unknown = sorted(set(d) - {"name", "source", "shape", "init", "dtype"})
+        if unknown:
+            raise ValueError(f"state '{d['name']}': unknown key(s) {', '.join(unknown)}")
+        if not isinstance(d["shape"], list) or not all(isinstance(v, int) for v in d["shape"]):
+            raise ValueError(f"state '{d['name']}': 'shape' must be a list of integers")
+        if not isinstance(d.get("init", 0), int):
+            raise ValueError(f"state '{d['name']}': 'init' must be an integer")
+        out.append(GraphState(**d))
+    return out
+
+
+def graph(nodes: list[dict], states: list[dict] | None = None) -> Graph:
     """A :class:`Graph` from a list of ``{"name": ..., "type": NAME, "args": {...}, "inputs": [...]}``
     (a config file's ``nodes``): ``inputs`` defaults to the node before (the first: ``input``),
-    ``name`` to the node's index. Raises ValueError/TypeError on a bad entry."""
+    ``name`` to the node's index; ``states`` as :class:`GraphState`'s keyword dicts (a config
+    file's ``states``). Raises ValueError/TypeError on a bad entry."""
     if not isinstance(nodes, list) or not nodes:
         raise ValueError("'nodes' must be a non-empty list of {\"name\": ..., \"type\": ..., \"inputs\": [...]}")
     built, prev = [], "input"
@@ -168,7 +191,7 @@ def graph(nodes: list[dict]) -> Graph:
         module = _build({k: v for k, v in d.items() if k not in ("name", "inputs")})
         built.append((name, module, [str(v) for v in inputs]))
         prev = name
-    return Graph(built)
+    return Graph(built, states=_states(states or []))
 
 
 def from_spec(spec: dict) -> torch.nn.Module:
