@@ -1,7 +1,10 @@
 """Graphs on the training side: a user's own module (residual blocks, a transposed conv, a
 concatenation) traced with torch.fx, a Graph built from plain data, saved and reloaded without
 pickling, and in eval mode equal to the golden model of the exported IR bit for bit."""
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 from torch import nn as tnn
 
@@ -117,3 +120,20 @@ def test_a_small_conditional_decoder_exports_and_its_c_equals_golden(tmp_path):
         finally:
             hm.close()
         assert np.array_equal(y.reshape(got.shape), got)
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_every_example_config_builds_and_exports_at_usps_size(path):
+    """What `bitgen train --config` does before training: the graph builds, chains at 16x16 and
+    validates."""
+    import tomllib
+
+    conf = tomllib.loads(path.read_text())
+    g = bnn.graph(conf["nodes"], conf.get("states"))
+    g.input_spec = ir.InputSpec((1, 16, 16), scale=1 / 127)
+    m = export.to_ir(g)
+    assert m.validate()[-1].shape == (10,)
+    assert bool(m.states) == (path.stem == "convrnn")  # the one trained on clips
