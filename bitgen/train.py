@@ -280,7 +280,7 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, recipe: Recipe, se
     each clip's last frame."""
     import time
 
-    from tqdm import tqdm
+    from . import console
 
     recipe.check()
     torch.manual_seed(seed)
@@ -309,8 +309,7 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, recipe: Recipe, se
     model.train()
     first = True
     step = 0
-    bar = tqdm(range(recipe.epochs), desc="training", unit="epoch", disable=not progress,
-               dynamic_ncols=True, leave=True)
+    bar = console.progress(range(recipe.epochs), desc="training", unit="epoch", enabled=progress)
     for epoch in bar:
         bnn.set_quantization(model, epoch >= recipe.float_warmup_epochs)
         order = torch.randperm(n, generator=gen)

@@ -36,7 +36,7 @@ def usps_sized():
 def test_firmware_builds(board, usps_sized, tmp_path):
     fw = firmware.build(usps_sized, boards.get(board), tmp_path, name="usps")
     rep = json.loads((tmp_path / "build.json").read_text())
-    assert rep["fits"] and rep["model"]["hash"] == usps_sized.digest()
+    assert rep["fits"] and rep["model_hash"] == usps_sized.digest()
     assert fw.elf.stat().st_size > 0
     for key in ("flash_bytes", "sram_bytes", "flash_budget", "sram_budget"):
         assert key in rep
@@ -160,8 +160,10 @@ def test_falls_back_to_smaller_kernels_when_the_fast_ones_do_not_fit(tmp_path, c
     modelfile.save(static_norm_mlp(classes=26), path)
     assert cli.main(["build", "--board", "ch32v003", str(path), "-o", str(tmp_path / "fw")]) == 0
     rep = json.loads((tmp_path / "fw" / "build.json").read_text())
-    (tried,) = rep["kernels_tried"]
+    tried, kept = rep["kernels_tried"]  # every attempt, the one kept included
     assert tried["kernels"] == "rv32ec" and not tried["fits"] and tried["flash_bytes"] > 16384
+    assert kept == {"kernels": "generic", "flash_bytes": rep["flash_bytes"], "sram_bytes": rep["sram_bytes"],
+                    "fits": True}
     assert rep["kernels"] == "generic" and rep["fits"] and rep["flash_bytes"] <= 16384
     assert rep["proof"]["kernels"] == "generic" and rep["proof"]["mismatches"] == 0  # the image kept is proved
     assert "over budget, so generic kernels were used" in capsys.readouterr().out
@@ -252,9 +254,9 @@ def test_build_cli_prove_option(tmp_path, capsys):
     assert json.loads((tmp_path / "fw" / "build.json").read_text())["proof"]["compared"] == 45
     assert "equal the golden model on 45 inputs (40 random, 5 extreme)" in capsys.readouterr().out
     for n in ("0", "-3"):
-        assert cli.main(["build", "--board", "host", str(path), "-o", str(tmp_path / "x"), "--prove", n]) != 0
+        rc = cli.main(["build", "--board", "host", str(path), "-o", str(tmp_path / "x"), "--prove", n])
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and f"--prove {n}: at least 1 input" in err
+        assert rc == 2 and err.count("\n") == 1 and f"argument --prove: {n} is outside 1..1000000" in err
     assert not (tmp_path / "x").exists()
 
 

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import schema
 from .boards import Board
-from .firmware import file_sha256, sources_sha256
+from .firmware import IMAGE_FILES, file_sha256, sources_sha256
 from ..errors import BitgenError
 
 FLASH_TIMEOUT_S = 180
@@ -56,19 +57,66 @@ def _which(exe: str) -> str | None:
     return shutil.which(exe) or shutil.which(exe, path=str(Path(sys.executable).parent))
 
 
-def find_firmware(board: Board, fw_dir: str | Path) -> dict[str, Path]:
-    """The image files of a build directory, checked to be for this board and within budget."""
-    fw_dir = Path(fw_dir)
+@dataclass
+class Proof:
+    """build.json's ``proof``: what flash checks of it."""
+
+    sha256: str
+    sources: dict[str, str]  # file name in src/ -> its SHA-256
+    kernels: str
+    compared: int
+    mismatches: int
+
+
+@dataclass
+class BuildReport:
+    """The fields of build.json that flash reads (the others are not its business)."""
+
+    image_board: str
+    fits: bool
+    kernels: str | None = None
+    files: dict[str, str | None] | None = None  # kind (elf, bin, hex) -> the image file, in the build folder
+    sha256: dict[str, str] | None = None  # (a build that failed has no files)
+    proof: dict[str, Any] | None = None
+    model: dict[str, Any] | None = None
+
+
+def read_build(fw_dir: Path, board: Board) -> dict[str, Any]:
+    """build.json of a build folder, checked against :class:`BuildReport` (and its proof)."""
     meta = fw_dir / "build.json"
     if not meta.is_file():
         raise FlashError(f"no firmware in {fw_dir}: run bitgen build --board {board.image_board.name} "
                          f"MODEL -o {fw_dir} first")
-    rep = json.loads(meta.read_text())
-    if rep.get("image_board") != board.image_board.name:
-        raise FlashError(f"{fw_dir} holds firmware for {rep.get('image_board')}, not {board.image_board.name}")
-    if not rep.get("fits", False):
+    try:
+        rep = json.loads(meta.read_text())
+        schema.check_fields(rep, BuildReport, strict=False)
+        if rep.get("proof") is not None:
+            schema.check_fields(rep["proof"], Proof, "proof", strict=False)
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # JSONDecodeError and SchemaError are ValueErrors
+        raise FlashError(f"{meta}: not a build report bitgen wrote ({str(e).splitlines()[0][:200]}): rebuild with "
+                         f"bitgen build --board {board.image_board.name} MODEL -o {fw_dir}") from None
+    return rep
+
+
+def _inside(fw_dir: Path, recorded: str) -> Path:
+    """An image file build.json names: only firmware.{elf,bin,hex} of the build folder itself."""
+    path = Path(recorded)
+    path = path if path.is_absolute() else fw_dir / path
+    if path.name not in IMAGE_FILES or path.resolve().parent != fw_dir.resolve():
+        raise FlashError(f"{fw_dir}/build.json names {recorded} as an image, which is not one of its build "
+                         f"folder's own ({', '.join(IMAGE_FILES)}): refusing to flash it")
+    return path
+
+
+def find_firmware(board: Board, fw_dir: str | Path) -> dict[str, Path]:
+    """The image files of a build directory, checked to be for this board and within budget."""
+    fw_dir = Path(fw_dir)
+    rep = read_build(fw_dir, board)
+    if rep["image_board"] != board.image_board.name:
+        raise FlashError(f"{fw_dir} holds firmware for {rep['image_board']}, not {board.image_board.name}")
+    if not rep["fits"]:
         raise FlashError(f"{fw_dir} holds an image over {board.image_board.name}'s budget: refusing to flash it")
-    files = {k: Path(v) for k, v in (rep.get("files") or {}).items() if v}
+    files = {k: _inside(fw_dir, v) for k, v in (rep.get("files") or {}).items() if v}
     for kind, path in files.items():
         if not path.is_file():
             raise FlashError(f"{path} is missing: rebuild with bitgen build")
@@ -92,6 +140,8 @@ def verify_build(board: Board, fw_dir: Path, rep: dict[str, Any], files: dict[st
                          f"{rep.get('kernels')}: {rebuild}")
     src = fw_dir / "src"
     names = sorted(proof.get("sources") or {})
+    if any(Path(n).name != n or n in (".", "..") for n in names):
+        raise FlashError(f"{fw_dir}/build.json: the proof names sources outside {src}: {rebuild}")
     try:
         same = bool(names) and sources_sha256(src, names) == proof.get("sha256")
     except OSError:

@@ -15,6 +15,7 @@ run with an error that says so. Every wait has a deadline.
 """
 from __future__ import annotations
 
+import math
 import itertools
 import re
 import time
@@ -71,11 +72,11 @@ class BoardInfo:
 
     @property
     def input_size(self) -> int:
-        return int(np.prod(self.input_shape))
+        return math.prod(self.input_shape)
 
     @property
     def output_size(self) -> int:
-        return int(np.prod(self.output_shape))
+        return math.prod(self.output_shape)
 
 
 @dataclass

@@ -45,6 +45,7 @@ from ..ops.sign import Sign
 from ..ops.unflatten import Unflatten
 from ..ops.upsample import Upsample
 from .model import FORMAT, INPUT, VERSION, InputSpec, Model, Node, State, chain, infer_type
+from . import limits
 from .types import DTYPE_RANGE, INT8, INT32, IRError, TensorType
 
 Layer = Op  # an op as one layer of a model

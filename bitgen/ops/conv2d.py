@@ -1,6 +1,7 @@
 """2-D convolution (cross-correlation), dense, grouped or depthwise."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -79,7 +80,7 @@ class Conv2d(Op):
         return fit(y, "int32", "conv2d")
 
     def macs(self, t_out: TensorType) -> int:
-        return t_out.size * int(np.prod(self.weight.shape[1:]))
+        return t_out.size * math.prod(self.weight.shape[1:])
 
     def channel_local(self, t_in: TensorType) -> bool:
         c = t_in.shape[0]

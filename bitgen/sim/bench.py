@@ -30,9 +30,10 @@ class BenchRun:
 
 
 def run(board: Board, firmware, inputs: np.ndarray, output_dtype: str, output_size: int,
-        on_instruction=None) -> list[BenchRun]:
+        on_instruction=None, on_input=None) -> list[BenchRun]:
     """One BenchRun per input. `on_instruction(address)`, if given, is called before every
-    instruction the part executes (slow: a profile, not a benchmark)."""
+    instruction the part executes (slow: a profile, not a benchmark); `on_input()` after each
+    input (progress)."""
     emu = board.emulator
     if not emu or emu.get("kind") != "unicorn":
         raise SimFault(f"board {board.name}: the bench harness needs a Unicorn-emulated board")
@@ -73,4 +74,6 @@ def run(board: Board, firmware, inputs: np.ndarray, output_dtype: str, output_si
             cycles=int.from_bytes(read("bg_bench_cycles", 4), "little"),
             layers=dict(marker.layers) if marker else {},
         ))
+        if on_input is not None:
+            on_input()
     return runs

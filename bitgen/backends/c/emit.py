@@ -24,7 +24,13 @@ from .literals import C_TYPE, SUFFIX, arena_ptr
 from ...errors import BitgenError
 from ...paths import C_RUNTIME, TEMPLATES
 
-IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
+# The C name prefix: NAME.h, NAME.c, NAME_run(), NAME_INPUT_SIZE. A letter first (C reserves
+# names that start with an underscore and a capital or two underscores), ASCII only.
+IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,40}")
+# bg_* / BG_* are the runtime's and the firmware's own names; the firmware's files and objects
+# (firmware.c, bsp.o, startup.o) sit beside the model's in a build.
+RESERVED_PREFIXES = ("bg_",)
+RESERVED_NAMES = ("bg", "firmware", "bsp", "startup")
 ALWAYS = ["bg_runtime.h", "bg_elementwise.c", "bg_elementwise.inc"]  # argmax lives there
 
 
@@ -269,12 +275,34 @@ def plan_within(model: ir.Model, kernel_set: str, max_arena: int | None) -> Mode
     return mp if mp.memory.arena_bytes <= max_arena else least
 
 
+def _arena_peak(mp: ModelPlan, layers: list[LayerPlan]) -> dict[str, Any] | None:
+    """The step that sets the arena's size (named by the layer whose output it writes), the
+    bytes in use then and what holds them."""
+    if not mp.steps or not mp.memory.arena_bytes:
+        return None
+    st = mp.steps[mp.memory.peak_step]
+    lp = layers[st.last]
+    return {"first_layer": st.first, "layer": lp.index, "name": lp.name, "op": lp.op, "out_shape": list(lp.out_shape),
+            "bytes": mp.memory.peak_bytes, "parts": dict(mp.memory.peak_parts or {})}
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot prefix the emitted C (None when it can)."""
+    if not isinstance(name, str) or not IDENT.fullmatch(name):  # fullmatch: "net\n" is no name
+        return "is not a C name (an ASCII letter, then letters, digits or _; at most 41 characters)"
+    low = name.lower()
+    if low in RESERVED_NAMES or low.startswith(RESERVED_PREFIXES):
+        return f"is reserved (bitgen's own names: {', '.join(RESERVED_NAMES)}, bg_*)"
+    return None
+
+
 def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str = "generic",
          max_arena: int | None = None) -> Emitted:
     """Write the C for `model` into `outdir`; returns the file list and the report.
     `max_arena`: bytes the arena may take at most (see plan_within)."""
-    if not IDENT.match(name):
-        raise EmitError(f"--name '{name}' is not a C identifier (letters, digits, _; max 41)")
+    why = name_problem(name)
+    if why:
+        raise EmitError(f"--name {name!r} {why}")
     kernel_set = kernels  # the name of the kernel set (targets.KERNEL_SETS)
     mp = plan_within(model, kernel_set, max_arena)
     types, choices, plan = mp.types, mp.choices, mp.memory
@@ -364,6 +392,7 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str 
         "arena_bytes": plan.arena_bytes,
         "max_arena": max_arena,
         "macs": context["macs"],
+        "arena_peak": _arena_peak(mp, layers),
         "layers": [lp.report() for lp in layers],
     }
     if model.states:  # carried from frame to frame: NAME_reset() starts a sequence

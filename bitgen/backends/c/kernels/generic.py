@@ -1,6 +1,7 @@
 """The reference kernels of ``c_runtime/bg_*.c``: one per op, any shape, no layout tricks."""
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -49,7 +50,7 @@ def conv_call(src: ModelSource, i: int, layer: ir.Conv2d, t_in: ir.TensorType, t
     if not p.x_is_plane and g > 1:  # the input channels of this output channel's group
         group = p.channel if co == g else f"({p.channel} / {co // g}u)"
         x = f"{p.x} + {group} * {cig * h * wd}u"
-    row = enc.row_bytes(int(np.prod(layer.weight.shape[1:])))
+    row = enc.row_bytes(math.prod(layer.weight.shape[1:]))
     bias = b if b == "0" else f"{b} + {p.channel}"
     return f"{fn}({x}, {p.y}, &{s}, {w} + {p.channel} * {row}u, {enc_id(layer)}, {bias});"
 
