@@ -10,7 +10,7 @@ than one line of error, fails the example.
 
 Hypothesis draws the inputs by mutating valid ones: model dicts (every op kind, sequential and
 graph, with a state), build.json files of a real build, dataset files of every format, and
-argument vectors of every command. Cases per class: BITGEN_FUZZ_EXAMPLES (default 30), each
+argument vectors of every command. Cases per class: BITGEN_FUZZ_EXAMPLES (default 100), each
 class a test of its own, so a run covers 6 x that many cases (plus the fixed cases below).
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ from models_for_tests import every_kernel_model, mlp
 
 
 def _examples() -> int:
-    text = os.environ.get("BITGEN_FUZZ_EXAMPLES", "30")
+    text = os.environ.get("BITGEN_FUZZ_EXAMPLES", "100")
     if not text.isdigit() or int(text) < 1:
         raise pytest.UsageError(f"BITGEN_FUZZ_EXAMPLES={text!r}: expected a positive whole number")
     return int(text)
@@ -222,7 +222,7 @@ def weird_values():
 def mutated(draw, tree, values=None):
     """``tree`` with one to three mutations: a node replaced, deleted, or a key added."""
     tree = copy.deepcopy(tree)
-    values = values or weird_values()
+    values = values if values is not None else weird_values()
     for _ in range(draw(st.integers(1, 3))):
         paths = paths_of(tree)
         if not paths:
@@ -553,7 +553,7 @@ def test_argument_vectors(data, case_dir):
 
 
 # --------------------------------------------------------------- fixed cases from the issue
-@pytest.mark.parametrize("name", ["model\n", "bg", "bg_x", "BG", "int", "firmware"])
+@pytest.mark.parametrize("name", ["model\n", "bg", "bg_x", "BG", "firmware", "_x", "net-1"])
 def test_names_that_are_no_usable_c_identifier_are_refused(name, tmp_path):
     bitgen.save(mlp(widths=(16, 8, 4)), tmp_path / "m.pt")
     o = run_cli(["emit", str(tmp_path / "m.pt"), "-o", str(tmp_path / "c"), "--name", name], tmp_path)

@@ -9,8 +9,8 @@ that can be created and written.
 from __future__ import annotations
 
 import json
-import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +23,32 @@ class OutputError(BitgenError):
     pass
 
 
-def _creatable(path: Path, option: str, shown: str) -> None:
-    """The nearest existing ancestor of ``path`` is a writable folder."""
-    parent = path.parent
-    while not parent.exists():
-        if parent == parent.parent:
-            break
-        parent = parent.parent
-    if not parent.is_dir():
-        raise OutputError(f"{option} {shown}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{option} {shown}: cannot write in {parent} (permission denied)")
+def _probe_dir(folder: Path, option: str, shown: str) -> None:
+    """Prove that ``folder`` can be created (or exists) and be written in, by doing it: the
+    folders it needed are created and removed again, and a file is created there and removed.
+    (Permission bits alone do not say: root may write anywhere but in /proc.)"""
+    missing = []
+    p = folder
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    if not p.is_dir():
+        raise OutputError(f"{option} {shown}: {p} is not a folder")
+    made = []
+    try:
+        for d in reversed(missing):
+            d.mkdir()
+            made.append(d)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise OutputError(f"{option} {shown}: cannot write in {folder} ({e.strerror or e})") from None
+    finally:
+        for d in reversed(made):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
 
 
 def output_file(value: str | None, option: str, *, stdout: bool = False) -> Path | str | None:
@@ -47,11 +62,15 @@ def output_file(value: str | None, option: str, *, stdout: bool = False) -> Path
     path = Path(value)
     if path.is_dir():
         raise OutputError(f"{option} {value}: is a folder, expected a file name")
-    if path.exists():
-        if not os.access(path, os.W_OK):
-            raise OutputError(f"{option} {value}: cannot write it (permission denied)")
+    if path.exists() and not path.is_file():  # /dev/null, a terminal: written as they are
         return path
-    _creatable(path, option, value)
+    _probe_dir(path.parent, option, value)
+    if path.exists():
+        try:
+            with open(path, "ab"):  # appends nothing: the file stays as it is until written
+                pass
+        except OSError as e:
+            raise OutputError(f"{option} {value}: cannot write it ({e.strerror or e})") from None
     return path
 
 
@@ -61,14 +80,13 @@ def output_dir(value: str | Path | None, option: str) -> Path | None:
         return None
     if not str(value).strip():
         raise OutputError(f"{option}: an empty path")
+    if str(value) == STDOUT:
+        raise OutputError(f"{option} -: standard output cannot hold a folder of files; give a folder name "
+                          "(./- if you mean it)")
     path = Path(value)
-    if path.exists():
-        if not path.is_dir():
-            raise OutputError(f"{option} {value}: is a file, expected a folder")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise OutputError(f"{option} {value}: cannot write in it (permission denied)")
-        return path
-    _creatable(path / "x", option, str(value))
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{option} {value}: is a file, expected a folder")
+    _probe_dir(path, option, str(value))
     return path
 
 

@@ -175,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
                                           "stack")}
         if fw else None,
         "retried_inputs": int(sum(a > 1 for a in attempts)),
+        "failed_exchanges": len(events),
         "link_events": events[:50],
         "emulator": stats or None,  # e.g. instructions the emulated CPU ran in all
         "elapsed_s": round(time.monotonic() - t_start, 3),

@@ -436,11 +436,15 @@ def why_it_does_not_fit(board: Board, em_report: dict[str, Any], report: dict[st
         peak = em_report.get("arena_peak")
         if peak:
             held = ", ".join(f"{k} {v} B" for k, v in peak["parts"].items() if v)
-            text += (f" (the arena's {em_report['arena_bytes']} B peak is at layer {peak['layer']} '{peak['name']}' "
-                     f"({peak['op']}, output {'x'.join(map(str, peak['out_shape']))}: {held}); "
+            where = (f"layer {peak['layer']} '{peak['name']}'" if peak["first_layer"] == peak["layer"] else
+                     f"layers {peak['first_layer']}-{peak['layer']} ('{peak['first_name']}' to '{peak['name']}', "
+                     "computed together)")
+            text += (f" (the arena's {em_report['arena_bytes']} B peak is at {where} ({peak['op']}, output "
+                     f"{'x'.join(map(str, peak['out_shape']))}: {held}); "
                      f"the input buffer {math.prod(em_report['input']['shape'])} B)")
-            tries.append(f"a smaller layer {peak['layer']} '{peak['name']}' or a smaller input")
-            if peak["parts"].get("scratch"):
+            tries.append(("a smaller " if peak["first_layer"] == peak["layer"] else "smaller ")
+                         + f"{where.split(' (')[0]} or a smaller input")
+            if peak.get("trades_scratch"):
                 tries.insert(0, "--max-arena BYTES (kernels with less scratch)")
         parts.append(text)
     if over_flash:

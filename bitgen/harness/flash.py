@@ -117,6 +117,10 @@ def find_firmware(board: Board, fw_dir: str | Path) -> dict[str, Path]:
     if not rep["fits"]:
         raise FlashError(f"{fw_dir} holds an image over {board.image_board.name}'s budget: refusing to flash it")
     files = {k: _inside(fw_dir, v) for k, v in (rep.get("files") or {}).items() if v}
+    kinds = ("elf", "bin", "hex") if board.image_board.toolchain.get("linker_script") else ("elf",)
+    missing = [k for k in kinds if k not in files]
+    if missing:
+        raise FlashError(f"{fw_dir}/build.json lists no {missing[0]} image: rebuild with bitgen build")
     for kind, path in files.items():
         if not path.is_file():
             raise FlashError(f"{path} is missing: rebuild with bitgen build")

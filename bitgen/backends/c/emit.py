@@ -16,7 +16,7 @@ from typing import Any
 
 import jinja2
 
-from ... import __version__, encodings, ir
+from ... import __version__, encodings, ir, reports
 from . import memory, schedule, targets
 from ..base import Artifact
 from .kernels import FUSED, Choice, KernelError, ModelSource, Pointers, choose, choose_group, model_input_only_before
@@ -282,8 +282,9 @@ def _arena_peak(mp: ModelPlan, layers: list[LayerPlan]) -> dict[str, Any] | None
         return None
     st = mp.steps[mp.memory.peak_step]
     lp = layers[st.last]
-    return {"first_layer": st.first, "layer": lp.index, "name": lp.name, "op": lp.op, "out_shape": list(lp.out_shape),
-            "bytes": mp.memory.peak_bytes, "parts": dict(mp.memory.peak_parts or {})}
+    return {"first_layer": st.first, "first_name": layers[st.first].name, "layer": lp.index, "name": lp.name, "op": lp.op, "out_shape": list(lp.out_shape),
+            "bytes": mp.memory.peak_bytes, "parts": dict(mp.memory.peak_parts or {}),
+            "trades_scratch": bool(mp.choices[st.first].trades_scratch)}  # --max-arena could lower it
 
 
 def name_problem(name: str) -> str | None:
@@ -300,6 +301,13 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str 
          max_arena: int | None = None) -> Emitted:
     """Write the C for `model` into `outdir`; returns the file list and the report.
     `max_arena`: bytes the arena may take at most (see plan_within)."""
+    try:
+        return _emit(model, outdir, name, kernels, max_arena)
+    except OSError as e:  # the folder may have been checked, but a file system can still refuse
+        raise EmitError(f"writing the C into {outdir} failed ({e.filename}: {e.strerror or e})") from None
+
+
+def _emit(model: ir.Model, outdir: str | Path, name: str, kernels: str, max_arena: int | None) -> Emitted:
     why = name_problem(name)
     if why:
         raise EmitError(f"--name {name!r} {why}")
@@ -345,6 +353,8 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str 
         "hash": digest,
         "input_size": model.input.size,
         "input_shape": _shape_str(model.input.shape),
+        "input_scale": repr(float(model.input.scale)),  # shortest text that reads back as the same double
+        "input_zero_point": model.input.zero_point,
         "output_size": t_final.size,
         "output_shape": _shape_str(t_final.shape),
         "output_dtype": t_final.dtype,
@@ -379,9 +389,8 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str 
         files.append(outdir / fname)
     (outdir / "bg_config.h").write_text(_config_header(model))
     files.append(outdir / "bg_config.h")
-    report = {
+    report = reports.header("emit") | {
         "name": name,
-        "bitgen_version": __version__,
         "model_hash": digest,
         "kernels": kernel_set,
         "input": {"shape": list(model.input.shape), "dtype": "int8",
