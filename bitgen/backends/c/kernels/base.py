@@ -41,9 +41,17 @@ class ModelSource:
         return full
 
     def struct(self, ctype: str, ident: str, fields: list[Any]) -> str:
+        """A constant struct; asking again for the same one (a prologue and its kernel's call)
+        gives the same name."""
         full = f"{self.name}_{ident}"
         body = ", ".join(f if isinstance(f, str) else c_int(int(f)) for f in fields)
-        self.data.append(Data(f"static const {ctype} {full}", [body], 0, -1))
+        decl = f"static const {ctype} {full}"
+        for d in self.data:
+            if d.decl == decl:
+                if d.lines != [body]:
+                    raise ValueError(f"{full} declared twice with different fields")
+                return full
+        self.data.append(Data(decl, [body], 0, -1))
         return full
 
     def flash_of_layer(self, layer: int) -> int:
@@ -87,7 +95,8 @@ class Prologue:
     """C run once before a channel-by-channel step, and the locals it sets."""
 
     locals: list[str]  # declarations, e.g. "int32_t z"
-    code: Callable[[int], str]  # arena offset of the kernel's scratch -> C statement
+    # (source, layer index, arena offset of the kernel's scratch, the step's input pointer) -> C
+    code: Callable[[ModelSource, int, int, str], str]
 
 
 @dataclass
