@@ -36,23 +36,23 @@ class ModelSource:
         self.functions: list[str] = []  # file-scope C: kernel instances with fixed shapes
 
     def array(self, ctype: str, ident: str, lines: list[str], nbytes: int, layer: int) -> str:
-        full = f"{self.name}_{ident}"
-        self.data.append(Data(f"static const {ctype} {full}[]", lines, nbytes, layer))
-        return full
+        return self._declare(Data(f"static const {ctype} {self.name}_{ident}[]", lines, nbytes, layer))
 
     def struct(self, ctype: str, ident: str, fields: list[Any]) -> str:
-        """A constant struct; asking again for the same one (a prologue and its kernel's call)
-        gives the same name."""
-        full = f"{self.name}_{ident}"
         body = ", ".join(f if isinstance(f, str) else c_int(int(f)) for f in fields)
-        decl = f"static const {ctype} {full}"
+        return self._declare(Data(f"static const {ctype} {self.name}_{ident}", [body], 0, -1))
+
+    def _declare(self, data: Data) -> str:
+        """Add a constant and give its name; asking again for the same one (a prologue and its
+        kernel's call both need it) gives the same name without a second copy."""
+        name = data.decl.split()[-1].removesuffix("[]")
         for d in self.data:
-            if d.decl == decl:
-                if d.lines != [body]:
-                    raise ValueError(f"{full} declared twice with different fields")
-                return full
-        self.data.append(Data(decl, [body], 0, -1))
-        return full
+            if d.decl == data.decl:
+                if d.lines != data.lines:
+                    raise ValueError(f"{name} declared twice with different values")
+                return name
+        self.data.append(data)
+        return name
 
     def flash_of_layer(self, layer: int) -> int:
         """Bytes of weights and parameters (arrays) emitted for one layer."""

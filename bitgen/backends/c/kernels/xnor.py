@@ -65,14 +65,51 @@ def weight_rows(layer: ir.Conv2d) -> np.ndarray:
     return sign_rows(w)
 
 
-def scratch_bytes(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType) -> int:
-    """Columns, the masks of a padded layer and the packed input (bg_xnor.h), in bytes."""
+def conv_params(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType) -> dict[str, int]:
+    """The fields of bg_xnor_conv_t (bg_xnor.h): every size the C needs, computed here once."""
     c, h, w = t_in.shape
+    co, oh, ow = t_out.shape
+    _, cig, kh, kw = layer.weight.shape
+    (sh, sw), (ph, pw), g = layer.stride, layer.padding, layer.groups
+    taps = cig * kh * kw
+    nw, cw, rows = words(taps), words(c), order(layer) == ROWS
+    line = words(w + 2 * pw) if rows else w * cw
+    padded = bool(ph or pw)
+    step = sw if rows else sw * cw
+    return dict(c=c, h=h, w=w, oh=oh, ow=ow, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, order=order(layer),
+                padded=int(padded), groups=g, cig=cig, cog=co // g, taps=taps, nw=nw, cw=cw, plane=h * w,
+                pixels=oh * ow, row_words=ow * nw, group_words=oh * ow * nw, records=g * oh * ow * nw,
+                mask_cols=oh * nw, line=line, line_step=sh * line,
+                top=ph * line, left=0 if rows else pw * cw, channel=h * line, step=step, end=ow * step)
+
+
+FIELDS = ["c", "h", "w", "oh", "ow", "kh", "kw", "sh", "sw", "ph", "pw", "order", "padded", "groups", "cig", "cog",
+          "taps", "nw", "cw", "plane", "pixels", "row_words", "group_words", "records", "mask_cols", "line",
+          "line_step", "top", "left", "channel", "step", "end"]  # bg_xnor_conv_t's after `masks`, in order
+
+
+def masks(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType) -> np.ndarray:
+    """A padded layer's mask tables (bg_xnor.h), (oh + ow, nw) words: per output row the taps
+    whose kernel row is inside the image, per output column those whose kernel column is."""
+    _, h, w = t_in.shape
     _, oh, ow = t_out.shape
-    nw = words(int(np.prod(layer.weight.shape[1:])))
-    masks = (oh + ow) * nw if any(layer.padding) else 0
-    packed = c * h * words(w + 2 * layer.padding[1]) if order(layer) == ROWS else h * w * words(c)
-    return 4 * (layer.groups * oh * ow * nw + masks + packed)
+    _, cig, kh, kw = layer.weight.shape
+    (sh, sw), (ph, pw) = layer.stride, layer.padding
+    ky, kx = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
+    ky, kx = np.broadcast_to(ky, (cig, kh, kw)), np.broadcast_to(kx, (cig, kh, kw))
+    if order(layer) == PIXELS:  # (kernel row, kernel column, input channel)
+        ky, kx = ky.transpose(1, 2, 0), kx.transpose(1, 2, 0)
+    ky, kx = ky.reshape(-1), kx.reshape(-1)
+    iy = np.arange(oh)[:, None] * sh - ph + ky[None, :]
+    ix = np.arange(ow)[:, None] * sw - pw + kx[None, :]
+    return sign_rows(np.concatenate([np.where((iy >= 0) & (iy < h), 1, -1), np.where((ix >= 0) & (ix < w), 1, -1)]))
+
+
+def scratch_bytes(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType) -> int:
+    """The records and the packed input (bg_xnor.h), in bytes."""
+    prm = conv_params(layer, t_in, t_out)
+    packed = prm["c"] * prm["channel"] if prm["order"] == ROWS else prm["plane"] * prm["cw"]
+    return 4 * (prm["records"] + packed)
 
 
 def choose(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType, target: Target,
@@ -105,31 +142,37 @@ def _linear(layer: ir.Linear, t_in: ir.TensorType) -> Choice | None:
 
 
 def _conv2d(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType) -> Choice | None:
-    for v in (*t_in.shape, *t_out.shape, layer.groups):
-        if v > 0xFFFF:
-            return None
-    for v in (*layer.weight.shape[2:], *layer.stride, *layer.padding):
-        if v > 255:
-            return None
-    c, h, wd = t_in.shape
-    co, oh, ow = t_out.shape
-    kh, kw = layer.weight.shape[2:]
-    fields = [c, h, wd, co, oh, ow, kh, kw, *layer.stride, *layer.padding, layer.groups]
+    prm = conv_params(layer, t_in, t_out)
+    limits = {"c": 0xFFFF, "h": 0xFFFF, "w": 0xFFFF, "oh": 0xFFFF, "ow": 0xFFFF, "kh": 255, "kw": 255, "sh": 255,
+              "sw": 255, "ph": 255, "pw": 255, "groups": 0xFFFF, "cig": 0xFFFF, "cog": 0xFFFF, "taps": 0xFFFF,
+              "nw": 0xFFFF, "cw": 0xFFFF}
+    if any(prm[k] > v for k, v in limits.items()) or any(prm[k] >= 2**31 for k in FIELDS):
+        return None  # the struct's field widths (offsets are formed in int32)
     columns = f"bg_xnor_columns_{SUFFIX[t_in.dtype]}"
+    co = t_out.shape[0]
 
-    def shape(src: ModelSource, i: int) -> str:
-        return src.struct("bg_conv_shape_t", f"xconv{i}", fields)
+    def params(src: ModelSource, i: int) -> str:
+        m = "0"
+        if prm["padded"]:
+            table = masks(layer, t_in, t_out)
+            m = src.array("uint32_t", f"xmask{i}", word_lines(table), 4 * table.size, i)
+        return src.struct("bg_xnor_conv_t", f"xconv{i}", [m] + [prm[k] for k in FIELDS])
 
     def gather(src: ModelSource, i: int, scratch: int, x: str) -> str:
-        return f"{columns}({x}, &{shape(src, i)}, {ORDER_NAMES[order(layer)]}, {arena_ptr(scratch, 'uint32_t')});"
+        return f"{columns}({x}, &{params(src, i)}, {arena_ptr(scratch, 'uint32_t')});"
 
     def render(src: ModelSource, i: int, p: Pointers) -> str:
         w, b = _weights(src, i, layer)
         cols = arena_ptr(p.scratch, "uint32_t", const=True)
-        if p.channel is None:  # the whole layer: gather the columns, then every output channel
-            return f"{gather(src, i, p.scratch, p.x)} bg_xnor_conv2d({cols}, {p.y}, &{shape(src, i)}, {w}, {b}, 0u, {co}u);"
-        # one output channel of a channel-by-channel step, from the columns the prologue gathered
-        return f"bg_xnor_conv2d({cols}, {p.y}, &{shape(src, i)}, {w}, {b}, {p.channel}, 1u);"
+        if p.channel is None:  # the whole layer: gather the records, then every output channel
+            return f"{gather(src, i, p.scratch, p.x)} bg_xnor_conv2d({cols}, {p.y}, &{params(src, i)}, {w}, {b}, {co}u);"
+        # one output channel of a channel-by-channel step, from the records the prologue gathered
+        c, nw, cog = p.channel, prm["nw"], prm["cog"]
+        g = c if cog == 1 else f"({c} / {cog}u)"  # the channel's group
+        group = cols if prm["groups"] == 1 else f"{cols} + {g} * {prm['group_words']}u"
+        row = f"{w} + {c}" if nw == 1 else f"{w} + {c} * {nw}u"
+        bias = b if b == "0" else f"{b} + {c}"
+        return f"bg_xnor_conv2d({group}, {p.y}, &{params(src, i)}, {row}, {bias}, 1u);"
 
     return Choice("xnor", FILES, render, scratch=scratch_bytes(layer, t_in, t_out), per_channel=True,
                   prologue=Prologue([], gather))
