@@ -398,32 +398,35 @@ def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "mod
     choices = [kernels] if kernels else board.image_board.kernels
     tried: list[dict[str, Any]] = []
     for i, k in enumerate(choices):
-        arena = max_arena
-        while True:
-            try:
-                return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, arena,
-                              prove)
-            except BudgetError as e:
-                tried.append({"kernels": k, "max_arena": arena, "flash_bytes": e.report["flash_bytes"],
-                              "sram_bytes": e.report["sram_bytes"], "fits": False})
-                smaller = _smaller_arena(e.report, arena, max_arena)
-                if smaller is not None:  # the same kernels with less scratch may fit the SRAM
-                    arena = smaller
-                    continue
-                if i == len(choices) - 1:
+        last = i == len(choices) - 1
+        try:
+            return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, max_arena, prove)
+        except BudgetError as e:
+            tried.append({"kernels": k, "max_arena": max_arena, "flash_bytes": e.report["flash_bytes"],
+                          "sram_bytes": e.report["sram_bytes"], "fits": False})
+            smaller = _smaller_arena(e.report, max_arena)
+            if smaller is None:
+                if last:
                     raise
-                break
-            except emit.EmitError:
-                if arena == max_arena:
-                    raise
-                break  # the arena cannot get that small with these kernels: try the next set
+                continue
+            over = e
+        try:  # the same kernels with less scratch may fit the SRAM
+            return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, smaller, prove)
+        except BudgetError as e:
+            tried.append({"kernels": k, "max_arena": smaller, "flash_bytes": e.report["flash_bytes"],
+                          "sram_bytes": e.report["sram_bytes"], "fits": False})
+            if last:
+                raise
+        except emit.EmitError:  # the arena cannot get that small with these kernels
+            if last:
+                raise over from None
     raise AssertionError("unreachable")
 
 
-def _smaller_arena(report: dict[str, Any], arena: int | None, asked: int | None) -> int | None:
+def _smaller_arena(report: dict[str, Any], asked: int | None) -> int | None:
     """The arena that would fit an image over its SRAM budget (flash and stack within theirs),
-    or None: tried once per kernel set, and never where --max-arena was given."""
-    if asked is not None or arena is not None or report.get("sram_budget") is None:
+    or None; never where --max-arena was given."""
+    if asked is not None or report.get("sram_budget") is None:
         return None
     st = report.get("stack")
     over = report["sram_bytes"] - report["sram_budget"]
