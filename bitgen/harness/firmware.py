@@ -418,7 +418,8 @@ def _refuse_what_cannot_fit(board: Board, em: emit.Emitted, name: str, model_pat
         "stack_bytes": board.image_board.stack_bytes, "sections": [], "components": {}, "largest_symbols": [],
         "estimate": "at least: the weights (flash); the arena and the input buffer (SRAM), before compiling",
         "stack": None, "fits": False}
-    tried.append({"kernels": kernels, "flash_bytes": need_flash, "sram_bytes": need_sram, "fits": False})
+    tried.append({"kernels": kernels, "max_arena": em.report["max_arena"], "flash_bytes": need_flash,
+                  "sram_bytes": need_sram, "fits": False})
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / "build.json").write_text(json.dumps(report, indent=2) + "\n")
     raise BudgetError(f"model does not fit {board.image_board.name}: {why_it_does_not_fit(board, em.report, report)}",
@@ -490,7 +491,9 @@ def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "mod
     """Build the firmware image of ``board`` running ``model`` into ``outdir``.
 
     Without ``kernels`` the board's kernel targets are tried fastest first, and the first image
-    that fits is kept; the report lists every image tried (``kernels_tried``). ``harness``:
+    that fits is kept; an image over the SRAM budget alone is first tried again with the same
+    kernels and the arena that would fit (emit.plan_within trades their scratch for speed). The
+    report lists every image tried (``kernels_tried``). ``harness``:
     ``protocol`` (the wire protocol: what `bitgen flash` writes) or ``bench`` (start-up and the
     model only, driven through memory by bitgen.sim.bench). ``max_arena``: see emit.plan_within.
     ``prove``: random inputs of the host proof of the kept image's sources (default
@@ -505,13 +508,38 @@ def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "mod
     choices = [kernels] if kernels else board.image_board.kernels
     tried: list[dict[str, Any]] = []  # every attempt, the one kept included (build.json's kernels_tried)
     for i, k in enumerate(choices):
+        last = i == len(choices) - 1
         try:
-            return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, max_arena,
-                          prove)
+            return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, max_arena, prove)
+        except BudgetError as e:  # _build put the attempt in `tried`
+            smaller = _smaller_arena(e.report, max_arena)
+            if smaller is None:
+                if last:
+                    raise
+                continue
+            over = e
+        try:  # the same kernels with less scratch may fit the SRAM
+            return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, smaller, prove)
         except BudgetError:
-            if i == len(choices) - 1:
+            if last:
                 raise
+        except emit.EmitError:  # the arena cannot get that small with these kernels
+            if last:
+                raise over from None
     raise AssertionError("unreachable")
+
+
+def _smaller_arena(report: dict[str, Any], asked: int | None) -> int | None:
+    """The arena that would fit an image over its SRAM budget (flash and stack within theirs),
+    or None; never where --max-arena was given."""
+    if asked is not None or report.get("sram_budget") is None:
+        return None
+    st = report.get("stack")
+    over = report["sram_bytes"] - report["sram_budget"]
+    if over <= 0 or report["flash_bytes"] > report["flash_budget"] or (st and st["bytes"] > st["reserved"]):
+        return None
+    smaller = report["model"]["arena_bytes"] - over
+    return smaller if smaller > 0 else None
 
 
 def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_cflags: list[str] | None,
@@ -597,8 +625,8 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
             and (st is None or st["bytes"] <= st["reserved"]))
     )
     report["fits"] = fits
-    tried.append({"kernels": kernels, "flash_bytes": report["flash_bytes"], "sram_bytes": report["sram_bytes"],
-                  "fits": fits})
+    tried.append({"kernels": kernels, "max_arena": max_arena, "flash_bytes": report["flash_bytes"],
+                  "sram_bytes": report["sram_bytes"], "fits": fits})
     (outdir / "build.json").write_text(json.dumps(report, indent=2) + "\n")
     if not fits:
         # nothing over budget may reach a flasher: keep the ELF for inspection under another name
