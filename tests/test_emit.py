@@ -87,7 +87,7 @@ def test_first_layer_never_writes_the_callers_input(tmp_path):
 
 
 @pytest.mark.parametrize("name, kernels, msg", [
-    ("1bad", "generic", "not a C identifier"),
+    ("1bad", "generic", "not a C name"),
     ("ok", "avr", "unknown kernel set"),
 ])
 def test_bad_emit_options(tmp_path, name, kernels, msg):

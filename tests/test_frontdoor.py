@@ -3,8 +3,8 @@ build folder, a dataset file, an argument vector, an output path), ``bitgen`` ei
 job (exit 0) or refuses with exit status 2 and exactly one line on stderr, no traceback, within
 a few seconds, and never runs out of memory or hangs.
 
-Every case runs ``bitgen.cli.main`` in a forked child of this process (so torch and bitgen are
-imported once) under a time limit (SIGALRM) and an address-space limit; stdout and stderr are
+Every case runs ``bitgen.cli.main`` in a child forked from a fork server that imported torch and
+bitgen once, under a time limit (SIGALRM) and an address-space limit; stdout and stderr are
 files. A child that is killed, or exits with anything but 0 or 2, or prints a traceback or more
 than one line of error, fails the example.
 
@@ -18,16 +18,13 @@ from __future__ import annotations
 import copy
 import gzip
 import hashlib
-import io
 import json
+import multiprocessing
 import os
-import resource
 import shutil
 import signal
-import sys
 import tempfile
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +37,7 @@ from hypothesis import strategies as st
 import bitgen
 from bitgen import encodings, ir
 from bitgen.cli import main
+import frontdoor_child
 from models_for_tests import every_kernel_model, mlp
 
 
@@ -75,47 +73,28 @@ class Outcome:
         return f"bitgen {' '.join(map(repr, self.argv))} -> {how} in {self.seconds:.1f} s; stderr:\n{self.stderr[-3000:]}"
 
 
-def _vm_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmSize:"):
-            return int(line.split()[1]) * 1024
-    return 0
+# Cases run in children of a fork server: a fresh process that imported torch and bitgen but
+# never computed (a child forked from this test process, where other tests ran PyTorch's OpenMP
+# pool, could hang in its first parallel region).
+_FORKS = multiprocessing.get_context("forkserver")
+_FORKS.set_forkserver_preload(["torch", "numpy", "bitgen.cli", "bitgen.modelfile", "bitgen.backends.c.emit",
+                               "frontdoor_child"])
 
 
 def run_cli(argv: list[str], cwd: Path, limit_s: int = HARD_LIMIT_S) -> Outcome:
-    """``bitgen.cli.main(argv)`` in a forked child with cwd, a time and a memory limit."""
+    """``bitgen.cli.main(argv)`` in a child process with cwd, a time and a memory limit."""
     out_path, err_path = cwd / ".stdout", cwd / ".stderr"
-    sys.stdout.flush()
-    sys.stderr.flush()
     start = time.monotonic()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns
-        rc = 70
-        try:
-            os.chdir(cwd)
-            out = open(out_path, "w", buffering=1)
-            err = open(err_path, "w", buffering=1)
-            os.dup2(out.fileno(), 1)  # compilers and tools write to the same files
-            os.dup2(err.fileno(), 2)
-            sys.stdout, sys.stderr = out, err
-            resource.setrlimit(resource.RLIMIT_AS, (_vm_bytes() + MEMORY_MARGIN,) * 2)
-            signal.signal(signal.SIGALRM, signal.SIG_DFL)
-            signal.alarm(limit_s)
-            try:
-                rc = int(main(list(argv)) or 0)
-            except SystemExit as e:  # argparse
-                rc = e.code if isinstance(e.code, int) else 1
-            except BaseException:  # escaped: a bug, shown as the traceback it is
-                traceback.print_exc()
-                rc = 70
-            out.flush()
-            err.flush()
-        finally:
-            os._exit(rc)
-    _, status = os.waitpid(pid, 0)
+    p = _FORKS.Process(target=frontdoor_child.run, args=(list(argv), str(cwd), str(out_path), str(err_path), limit_s,
+                                                        MEMORY_MARGIN))
+    p.start()
+    p.join(limit_s + 20)
+    if p.is_alive():  # the alarm did not end it
+        p.kill()
+        p.join()
     seconds = time.monotonic() - start
-    rc = os.waitstatus_to_exitcode(status)
-    sig = -rc if rc < 0 else None
+    rc = p.exitcode
+    sig = -rc if rc is not None and rc < 0 else None
     read = lambda p: p.read_text(errors="replace") if p.exists() else ""  # noqa: E731
     return Outcome(list(argv), None if sig else rc, sig, read(out_path), read(err_path), seconds)
 

@@ -5,15 +5,18 @@ A short run here; the 500-input run of issue 12 with BITGEN_NOISY_INPUTS=500 (or
 `.venv/bin/python tools/noisy_run.py --inputs 500 --flip 0.002`)."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-from noisy_run import noisy_run  # noqa: E402
+# tools/ is not put on sys.path: its profile.py would hide the standard library's profile
+_spec = importlib.util.spec_from_file_location("noisy_run", Path(__file__).resolve().parent.parent / "tools" / "noisy_run.py")
+noisy_run = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(noisy_run)
+noisy_run = noisy_run.noisy_run
 
 needs_rv = pytest.mark.skipif(shutil.which("riscv64-unknown-elf-gcc") is None, reason="needs gcc-riscv64-unknown-elf")
 INPUTS = int(os.environ.get("BITGEN_NOISY_INPUTS", "24"))

@@ -117,10 +117,6 @@ def find_firmware(board: Board, fw_dir: str | Path) -> dict[str, Path]:
     if not rep["fits"]:
         raise FlashError(f"{fw_dir} holds an image over {board.image_board.name}'s budget: refusing to flash it")
     files = {k: _inside(fw_dir, v) for k, v in (rep.get("files") or {}).items() if v}
-    kinds = ("elf", "bin", "hex") if board.image_board.toolchain.get("linker_script") else ("elf",)
-    missing = [k for k in kinds if k not in files]
-    if missing:
-        raise FlashError(f"{fw_dir}/build.json lists no {missing[0]} image: rebuild with bitgen build")
     for kind, path in files.items():
         if not path.is_file():
             raise FlashError(f"{path} is missing: rebuild with bitgen build")
@@ -175,7 +171,7 @@ def candidates(board: Board, files: dict[str, Path]) -> list[Candidate]:
             s = dict(spec, _image=str(files.get("elf", "")))
             out.append(Candidate(name, s, None, ok, "" if ok else f"not installed ({spec.get('install', 'pip install pyocd')})"))
             continue
-        argv, missing_env = [], None
+        argv, missing_env, missing_file = [], None, None
         for a in spec["command"]:
             def env(m: re.Match) -> str:
                 nonlocal missing_env
@@ -184,9 +180,15 @@ def candidates(board: Board, files: dict[str, Path]) -> list[Candidate]:
                     missing_env = m.group(1)
                 return v or ""
             a = re.sub(r"\{env:(\w+)\}", env, a)
-            argv.append(a.format(**{k: str(v) for k, v in files.items()}))
+            try:
+                argv.append(a.format(**{k: str(v) for k, v in files.items()}))
+            except KeyError as e:  # the flasher writes an image kind this build has not
+                missing_file = e.args[0]
+                argv.append(a)
         exe = _which(argv[0])
-        if exe is None:
+        if missing_file:
+            why = f"the build has no {missing_file} image"
+        elif exe is None:
             why = f"'{argv[0]}' not found ({spec.get('install', 'not installed')})"
         elif missing_env:
             why = f"environment variable {missing_env} is not set ({spec.get('install', '')})"

@@ -32,7 +32,9 @@ class Sign(torch.nn.Module):
 
     @staticmethod
     def _checked(threshold: int | Sequence[int] | torch.Tensor) -> torch.Tensor:
-        t = torch.as_tensor(threshold, dtype=torch.float64).reshape(-1)
+        # on the CPU whatever the default device: the values are checked (a model file is first
+        # rebuilt on the meta device, where tensors hold no values)
+        t = torch.as_tensor(threshold, dtype=torch.float64, device="cpu").reshape(-1)
         if t.numel() == 0 or not torch.equal(t, torch.round(t)):
             raise ValueError("Sign thresholds must be one or more integers")
         if t.min() < INT32[0] or t.max() > INT32[1]:
