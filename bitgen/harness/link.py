@@ -249,7 +249,8 @@ class Link:
                 if self._received == heard:
                     raise BoardSilent(f"the board does not answer (no reply to bg-sync within {timeout:g} s): "
                                       "check the port, the wiring and that the board runs bitgen firmware")
-                raise LinkTimeout(f"no intact reply to bg-sync within {timeout:g} s")
+                raise LinkTimeout(f"the board answers, but no reply to bg-sync came intact within {timeout:g} s: "
+                                  "the line is too noisy (check the wiring, the ground and the baud rate)")
 
     def _wait_for(self, want: str, deadline: float) -> bool:
         """Read lines until ``want`` (True) or the deadline (False); a fault report raises."""
