@@ -5,6 +5,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bitgen import golden, ir, streams
 from bitgen.backends.c import emit, host
@@ -119,3 +121,71 @@ def test_a_stream_runs_on_the_emulated_board_bit_exact_per_frame(tmp_path):
     assert rep["change_based"]["change_count_mismatches"] == 0 and rep["dense"]["mismatches"] == 0
     assert rep["change_based"]["changed_per_frame"][0][0] > 100  # the first frame: against the zero reference
     assert 0 < rep["changed_fraction"] < 1
+
+
+@st.composite
+def change_steps(draw):
+    """A random change-based step: a gate, a convolution of any shape, stride and padding, maybe a
+    ReLU / requantization stage and a square max pool; its input drifts a little every frame."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    c, h, w = draw(st.integers(1, 4)), draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    kh, kw = draw(st.integers(1, min(4, h + 2 * ph))), draw(st.integers(1, min(4, w + 2 * pw)))
+    co = draw(st.integers(1, 5))
+    conv = ir.Conv2d(weight=rng.integers(-128, 128, (co, c, kh, kw)), encoding="8bit",
+                     bias=rng.integers(-5000, 5000, co) if draw(st.booleans()) else None,
+                     stride=(draw(st.integers(1, 2)), draw(st.integers(1, 2))), padding=(ph, pw))
+    layers = [conv]
+    oh, ow = ir.infer_type(conv, ir.TensorType((c, h, w), "int8", -128, 127)).shape[1:]
+    stage = draw(st.sampled_from(["none", "relu", "requant", "requant+relu"]))
+    if stage == "relu":
+        layers.append(ir.ReLU())
+    if "requant" in stage:
+        layers.append(ir.Requant(multiplier=rng.integers(1, 300, co), shift=rng.integers(6, 14, co),
+                                 rounding=draw(st.sampled_from(["half_up", "floor"])),
+                                 out_min=0 if "relu" in stage else -128))
+    pool = draw(st.integers(1, 3))
+    if pool > 1 and oh >= pool and ow >= pool:
+        layers.append(ir.MaxPool2d(kernel=(pool, pool), stride=(pool, pool)))
+    model = ir.Model(ir.InputSpec((c, h, w)), layers=layers + [ir.Flatten()])
+    return ir.change.with_thresholds(model, draw(st.sampled_from([0, 1, 3, 20]))), draw(st.integers(1, 40))
+
+
+def _drifting(model, n, frames, step, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, (n, 1) + model.input.shape)
+    x = np.repeat(x, frames, axis=1) + np.cumsum(rng.integers(-step, step + 1, (n, frames) + model.input.shape)
+                                                 * (rng.random((n, frames) + model.input.shape) < 0.2), axis=1)
+    return np.clip(x, -128, 127).astype(np.int8)
+
+
+@pytest.mark.parametrize("kernels", ["rv32ec", "rv32emc", "cortex-m4"])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(case=change_steps())
+def test_change_based_steps_of_every_shape_are_bit_exact_every_frame(host_runtime, tmp_path, kernels, case):
+    model, step = case
+    em = emit.emit(model, tmp_path / "c", name="cs", kernels=kernels)
+    assert em.report["layers"][0]["kernel"] == "change"
+    hm = host.build(em, tmp_path / "b", runtime=host_runtime)
+    try:
+        x = _drifting(model, 3, 12, step, seed=step)
+        y, _, _ = hm.run_sequence(x)
+        assert np.array_equal(y.reshape(3, 12, -1), golden.run_sequence(model, x).reshape(3, 12, -1))
+    finally:
+        hm.close()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(case=change_steps())
+def test_change_based_steps_are_clean_under_sanitizers(sanitized_runtime, tmp_path, case):
+    model, step = case
+    em = emit.emit(model, tmp_path / "c", name="cs", kernels="rv32emc")
+    hm = host.build_sanitized(em, tmp_path / "b", runtime=sanitized_runtime)
+    try:
+        x = _drifting(model, 2, 8, step, seed=step)
+        y, _, _ = hm.run_sequence(x)
+        assert np.array_equal(y.reshape(2, 8, -1), golden.run_sequence(model, x).reshape(2, 8, -1))
+    finally:
+        hm.close()
