@@ -9,11 +9,12 @@ independent streams of the same scene) and ``x_test``/``y_test`` (the stream aga
 file trains a model (``--dataset npz``) and is what it is measured on: the same camera (the same
 background) at other times.
 
-Static-camera video (``static_video``, deterministic for a seed): 32x32 grey frames of a fixed
-textured background (a few low-frequency waves and a fixed per-pixel pattern) seen by a camera
-that does not move; one object at a time (a disk, a square or a cross, bright, drawn with
-anti-aliased edges) enters at one side, crosses at a constant speed of 0.3 to 0.7 pixels per frame
-and leaves, with a few empty frames between objects; the lighting drifts slowly (a global offset
+Static-camera video (``static_video``, deterministic for a seed): 16x16 grey frames (a size
+whose change-based model fits a CH32V003's 2 KB of SRAM) of a fixed textured background (a few
+low-frequency waves and a fixed per-pixel pattern) seen by a camera that does not move; one
+object at a time (a disk, a square or a cross, 5 to 7 pixels across, bright, drawn with
+anti-aliased edges) enters at one side, crosses at a constant speed of 0.25 to 0.5 pixels per
+frame and leaves, with a few empty frames between objects; the lighting drifts slowly (a global offset
 of up to ±0.01 over hundreds of frames) and every frame carries sensor noise (Gaussian, σ = 0.00025,
 before quantization to int8 with scale 1/127). The label of a frame is the class of the object
 whose centre is in view, 0 ("empty") when there is none: a classification head for every frame.
@@ -27,7 +28,7 @@ import numpy as np
 
 from .errors import BitgenError
 
-SIZE = 32
+SIZE = 16
 LABELS = ["empty", "disk", "square", "cross"]
 SCALE = 1.0 / 127.0  # int8 = round(raw / SCALE), raw in -1..1
 NOISE = 0.00025
@@ -101,7 +102,7 @@ def _background(rng: np.random.Generator) -> np.ndarray:
 
 def static_video(frames: int, seed: int = 0, noise: float = NOISE, drift: float = DRIFT,
                  scene: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One stream: int8 frames (T, 1, 32, 32) and their labels (T,); see the module docstring.
+    """One stream: int8 frames (T, 1, 16, 16) and their labels (T,); see the module docstring.
     `scene` seeds the background (default: `seed`): streams of one scene are what one static
     camera films at different times."""
     if frames < 1:
@@ -112,8 +113,8 @@ def static_video(frames: int, seed: int = 0, noise: float = NOISE, drift: float 
     y = np.zeros(frames, dtype=np.int64)
     t = int(rng.integers(0, 12))  # a few empty frames before the first object
     while t < frames:
-        kind, size = int(rng.integers(1, len(LABELS))), int(rng.integers(8, 13))
-        speed = rng.uniform(0.3, 0.7)
+        kind, size = int(rng.integers(1, len(LABELS))), int(rng.integers(5, 8))
+        speed = rng.uniform(0.25, 0.5)
         horizontal, forward = bool(rng.integers(0, 2)), bool(rng.integers(0, 2))
         across = rng.uniform(size / 2 + 1, SIZE - size / 2 - 1)  # the other coordinate
         start, stop = -size / 2, SIZE + size / 2
