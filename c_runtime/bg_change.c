@@ -64,26 +64,39 @@ static int32_t bg_change_post(int32_t a, const bg_post_t *post, uint32_t o)
                          post->half_up, post->lo, post->hi, post->relu_after);
 }
 
+/* The innermost loop in a function of its own: inlined into the loops around it, it would run
+ * out of RV32E's 16 registers and keep its values on the stack. */
+#if defined(__GNUC__)
+#define BG_CHANGE_NOINLINE __attribute__((noinline))
+#else
+#define BG_CHANGE_NOINLINE
+#endif
+
+/* acc + sum_k w[k] * f[k], four taps per turn. */
+BG_CHANGE_NOINLINE static int32_t bg_change_dot(const int16_t *f, const int8_t *w, uint32_t n, int32_t acc)
+{
+    const int16_t *const end4 = f + (n & ~3u), *const end = f + n;
+    while (f != end4) {
+        acc += (int32_t)w[0] * f[0] + (int32_t)w[1] * f[1] + (int32_t)w[2] * f[2] + (int32_t)w[3] * f[3];
+        f += 4;
+        w += 4;
+    }
+    while (f != end)
+        acc += (int32_t)*w++ * *f++;
+    return acc;
+}
+
 /* best[o] = max(best[o], output channel o's accumulator at the field f) (the first call of a
- * pool window: best[o] = it). Two output channels share each load of the field. */
+ * pool window: best[o] = it). */
 static void bg_change_outputs(const int16_t *f, const bg_change_conv_t *p, int32_t *best, uint32_t first)
 {
-    const uint32_t n = (uint32_t)p->c * p->kh * p->kw, co = p->co;
+    const uint32_t n = (uint32_t)p->c * p->kh * p->kw;
     const int8_t *w = p->weight;
-    uint32_t o, k;
-    for (o = 0; o < co; o += 2, w += 2 * n) {
-        const uint32_t o1 = o + 1 < co ? o + 1 : o; /* an odd last channel computes itself twice */
-        const int8_t *w1 = w + (o1 - o) * n;
-        int32_t a0 = p->bias ? p->bias[o] : 0, a1 = p->bias ? p->bias[o1] : 0;
-        for (k = 0; k < n; k++) {
-            const int32_t v = f[k];
-            a0 += (int32_t)w[k] * v;
-            a1 += (int32_t)w1[k] * v;
-        }
-        if (first || a0 > best[o])
-            best[o] = a0;
-        if (first || a1 > best[o1])
-            best[o1] = a1;
+    uint32_t o;
+    for (o = 0; o < p->co; o++, w += n) {
+        const int32_t a = bg_change_dot(f, w, n, p->bias ? p->bias[o] : 0);
+        if (first || a > best[o])
+            best[o] = a;
     }
 }
 

@@ -415,7 +415,14 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str 
                                   for i, px in src.gates]
     if model.states:  # carried from frame to frame: NAME_reset() starts a sequence
         report["states"] = [{"name": s["name"], "source": s["source"], "size": s["size"], "dtype": st.dtype,
-                             "init": s["init"]} for s, st in zip(context["states"], model.states)]
+                             "init": s["init"], "bytes": s["size"] * (1 if st.dtype == "int8" else 4)}
+                            for s, st in zip(context["states"], model.states)]
+    if context["kept"]:  # change-based steps' outputs, kept between frames outside the arena
+        report["kept"] = [{"tensor": b["tensor"], "size": b["size"], "bytes": b["size"] * (1 if b["ctype"] == "int8_t" else 4)}
+                          for b in context["kept"]]
+    # SRAM the model holds outside its arena from one frame to the next (states, kept outputs)
+    report["persistent_bytes"] = sum(s["bytes"] for s in report.get("states", [])) + \
+        sum(b["bytes"] for b in report.get("kept", []))
     (outdir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     files.append(outdir / f"{name}.json")
     sources = [outdir / f"{name}.c"] + [outdir / f for f in sorted(runtime) if f.endswith(".c")]
