@@ -499,6 +499,11 @@ COMMANDS = {
               {"--epochs": BAD_INTS, "--lr": BAD_FLOATS, "--batch-size": BAD_INTS, "--threads": BAD_INTS,
                "--seed": ["x", "-1"], "--arch": ["mlp:", "mlp:0", "cnn:zz", "mlp:99999999999", "x"],
                "--config": ["/nonexistent", "DIR/d.npz", "DIR/bad.json"], "--warmup": BAD_INTS}),
+    "datasets": (["datasets", "make", "static-video", "--frames", "4", "-o", "DIR/s.npz"],
+                 {"--frames": BAD_INTS, "--seed": BAD_INTS, "-o": ["DIR", "/dev/null/x", "", "-"]}),
+    "tune-thresholds": (["tune-thresholds", "MODEL", "--stream", "DIR/d.npz", "--tolerance", "0.01", "-o", "DIR/t.pt"],
+                        {"--tolerance": BAD_FLOATS + ["1", "2"], "--stream": ["/nonexistent", "DIR", "/dev/null"],
+                         "-o": ["DIR", "/dev/null", ""], "--json": ["DIR", "/dev/null/x"]}),
 }
 GENERIC_BAD = [["--no-such-option"], [], ["--json"], ["-o"]]
 
