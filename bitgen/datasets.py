@@ -312,7 +312,7 @@ def mnist16(images: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- npz
-def _npz_arrays(path: Path, names: list[str]) -> dict[str, np.ndarray]:
+def npz_arrays(path: Path, names: list[str]) -> dict[str, np.ndarray]:
     """The named arrays of an .npz that has them; each array's header (shape, dtype) is checked
     against the bytes the archive holds for it before the array is read."""
     out = {}
@@ -351,7 +351,7 @@ def _npz(data: Path, split: str) -> Dataset:
         else:
             raise DatasetError(f"{data}: needs arrays 'x' and 'y' (or 'x_{split}' and 'y_{split}'), "
                                f"found {', '.join(sorted(keys)) or 'none'}")
-        arrays = _npz_arrays(data, [xk, yk, "labels"])
+        arrays = npz_arrays(data, [xk, yk, "labels"])
     except DatasetError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
