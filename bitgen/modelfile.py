@@ -16,6 +16,7 @@ A plain pickled ``nn.Module`` is only opened with ``trust_pickle=True`` (``--tru
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import ir
+from . import filetype, ir
 from .errors import BitgenError
 
 FORMAT = "bitgen-model"
@@ -110,8 +111,11 @@ def load(path: str | Path, *, trust_pickle: bool = False,
     if path.is_dir():
         raise ModelFileError(f"{path}: is a directory, expected a model file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about TorchScript archives; the error below says it
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        _refuse_foreign(path)
         if "weights_only" not in str(e).lower() and "weights only" not in str(e).lower():
             raise ModelFileError(f"{path}: not a readable model file ({_first_line(e)})") from None
         if not trust_pickle:
@@ -122,10 +126,13 @@ def load(path: str | Path, *, trust_pickle: bool = False,
             ) from None
         return _load_pickled(path, input)
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as e:
+        _refuse_foreign(path)
         raise ModelFileError(
             f"{path}: not a readable model file (truncated or corrupt: {_first_line(e)})"
         ) from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        if filetype.is_state_dict(obj):
+            raise ModelFileError(filetype.state_dict_message(path))
         raise ModelFileError(f"{path}: not a bitgen model (no '{FORMAT}' format tag)")
     if int(obj.get("version", 0)) > VERSION:
         raise ModelFileError(f"{path}: model format version {obj.get('version')} is newer than this bitgen")
@@ -163,6 +170,13 @@ def _load_pickled(path: Path, input: ir.InputSpec | None) -> LoadedModel:
     irm = export.to_ir(obj, input=input)
     obj.eval()
     return LoadedModel(ir=irm, torch_model=obj, path=path)
+
+
+def _refuse_foreign(path: Path) -> None:
+    """A file of another kind (ONNX, TFLite, a BitNetMCU header, random bytes): say which."""
+    reason = filetype.foreign(path)
+    if reason:
+        raise ModelFileError(reason) from None
 
 
 def _first_line(e: BaseException) -> str:
