@@ -29,12 +29,12 @@ def kind(path: str | Path) -> str:
         return _zip_kind(path)
     if head[4:8] == b"TFL3":
         return "tflite"
-    if _is_text(head):
-        return "bitnetmcu" if re.search(rb"\bL\d+_bitperweight\b", head + _rest(path)) else "text"
-    if head[:1] == b"\x80" and 2 <= head[1] <= 5:
+    if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
         return "pickle"
     if _is_onnx(path):
         return "onnx"
+    if _is_text(head):
+        return "bitnetmcu" if re.search(rb"\bL\d+_bitperweight\b", _rest(path)) else "text"
     return "unknown"
 
 
