@@ -16,7 +16,6 @@ A plain pickled ``nn.Module`` is only opened with ``trust_pickle=True`` (``--tru
 from __future__ import annotations
 
 import pickle
-import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,12 +109,10 @@ def load(path: str | Path, *, trust_pickle: bool = False,
         raise ModelFileError(f"{path}: no such file")
     if path.is_dir():
         raise ModelFileError(f"{path}: is a directory, expected a model file")
+    _refuse_foreign(path)
     try:
-        with warnings.catch_warnings():  # torch warns about TorchScript archives; the error below says it
-            warnings.simplefilter("ignore", UserWarning)
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        _refuse_foreign(path)
         if "weights_only" not in str(e).lower() and "weights only" not in str(e).lower():
             raise ModelFileError(f"{path}: not a readable model file ({_first_line(e)})") from None
         if not trust_pickle:
@@ -126,7 +123,6 @@ def load(path: str | Path, *, trust_pickle: bool = False,
             ) from None
         return _load_pickled(path, input)
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as e:
-        _refuse_foreign(path)
         raise ModelFileError(
             f"{path}: not a readable model file (truncated or corrupt: {_first_line(e)})"
         ) from None
