@@ -48,6 +48,21 @@ static int64_t bg_shift_half_even(int64_t v, uint32_t s)
     return q;
 }
 
+/* v / 2^s rounded to the nearest integer, ties away from zero. */
+static int64_t bg_shift_half_away(int64_t v, uint32_t s)
+{
+    int64_t q;
+    uint64_t r, half;
+    if (s == 0)
+        return v;
+    q = v >> s;
+    r = (uint64_t)v & (((uint64_t)1 << s) - 1u);
+    half = (uint64_t)1 << (s - 1);
+    if (r > half || (r == half && v >= 0))
+        q++;
+    return q;
+}
+
 static int64_t bg_round_mode(int32_t x, int32_t m, uint32_t s, uint8_t rounding)
 {
     switch (rounding) {
@@ -55,6 +70,8 @@ static int64_t bg_round_mode(int32_t x, int32_t m, uint32_t s, uint8_t rounding)
         return bg_shift_half_even(bg_round_fp32(bg_round_fp32(x) * m), s);
     case BG_ROUND_HALF_EVEN:
         return bg_shift_half_even((int64_t)x * m, s);
+    case BG_ROUND_HALF_AWAY:
+        return bg_shift_half_away((int64_t)x * m, s);
     case BG_ROUND_FLOOR:
         return ((int64_t)x * m) >> s;
     default:

@@ -5,7 +5,7 @@
 
 #include "bg_runtime.h"
 
-enum { BG_ROUND_HALF_UP = 0, BG_ROUND_FLOOR = 1, BG_ROUND_HALF_EVEN = 2, BG_ROUND_FP32 = 3 };
+enum { BG_ROUND_HALF_UP = 0, BG_ROUND_FLOOR = 1, BG_ROUND_HALF_EVEN = 2, BG_ROUND_FP32 = 3, BG_ROUND_HALF_AWAY = 4 };
 
 typedef struct {
     const int32_t *multiplier; /* < 2^24 for BG_ROUND_FP32 (a float32 significand) */

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bitgen import check, golden, ir
-from bitgen.ops.requant import round_significant, shift_half_even
+from bitgen.ops.requant import round_significant, shift_half_away, shift_half_even
 
 
 def _fp32_parts(scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -26,9 +26,10 @@ def test_fp32_rounding_is_onnxruntimes_float_arithmetic():
     np.testing.assert_array_equal(got, want.astype(np.int64))
 
 
-def test_half_even_ties():
+def test_ties():
     v = np.array([5, 6, 7, -5, -6, -7, 3, -3])
     np.testing.assert_array_equal(shift_half_even(v, np.int64(1)), [2, 3, 4, -2, -3, -4, 2, -2])
+    np.testing.assert_array_equal(shift_half_away(v, np.int64(1)), [3, 3, 4, -3, -3, -4, 2, -2])
 
 
 def _requant_model(rq: ir.Requant, bias: int) -> ir.Model:
@@ -37,7 +38,7 @@ def _requant_model(rq: ir.Requant, bias: int) -> ir.Model:
         ir.Linear(weight=np.array([[1]]), encoding="8bit", bias=np.array([bias])), rq])
 
 
-@pytest.mark.parametrize("rounding", ["half_even", "fp32", "half_up", "floor"])
+@pytest.mark.parametrize("rounding", ["half_even", "half_away", "fp32", "half_up", "floor"])
 def test_c_kernel_equals_golden_on_every_input(rounding):
     x = np.arange(-128, 128, dtype=np.int8).reshape(-1, 1)
     cases = [(1, 1, 0, 0), (3, 2, 5, -7), (12345, 20, 2**30, 3), (2**24 - 1, 40, -(2**31) + 200, 0),

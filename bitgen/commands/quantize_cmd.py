@@ -18,8 +18,6 @@ from .common import UsageError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..ptq import METHODS, WEIGHT_SCALES
-
     p.add_argument("model", help="float model: a state_dict (with --arch) or a pickled nn.Module (with --trust-pickle)")
     p.add_argument("--arch", metavar="MODULE:CLASS",
                    help="the class (or function) that builds the network, imported from your code, e.g. "
@@ -27,7 +25,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch-args", metavar="JSON", help="keyword arguments for --arch, as a JSON object")
     p.add_argument("--trust-pickle", action="store_true",
                    help="open a pickled nn.Module (this runs code from the file)")
-    p.add_argument("--dataset", choices=datasets.NAMES, required=True, help="calibration and test data")
+    add_ptq_arguments(p, dataset_required=True)
+    p.add_argument("--name", help="model name stored in the file (default: the output file's stem)")
+    p.add_argument("-o", "--out", required=True, metavar="FILE", help="bitgen model file to write")
+
+
+def add_ptq_arguments(p: argparse.ArgumentParser, dataset_required: bool) -> None:
+    """Calibration data and quantization options (bitgen quantize; bitgen import of float ONNX)."""
+    from ..ptq import METHODS, WEIGHT_SCALES
+
+    p.add_argument("--dataset", choices=datasets.NAMES, required=dataset_required,
+                   help="calibration (training split) and test data")
     p.add_argument("--data", metavar="PATH", help="dataset folder or file")
     p.add_argument("--calib", type=int, default=1000, metavar="N",
                    help="calibration inputs, spread over the training split (default 1000)")
@@ -39,9 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--activations", choices=METHODS, default="minmax",
                    help="activation ranges: minmax (default), percentile or mse")
     p.add_argument("--percentile", type=float, default=99.99, help="with --activations percentile (default 99.99)")
-    p.add_argument("--name", help="model name stored in the file (default: the output file's stem)")
     p.add_argument("--json", metavar="FILE", help="write the per-layer error report as JSON")
-    p.add_argument("-o", "--out", required=True, metavar="FILE", help="bitgen model file to write")
 
 
 def _shape(text: str | None) -> tuple[int, ...] | None:
@@ -65,13 +71,8 @@ def _samples(ds: datasets.Dataset, shape: tuple[int, ...] | None, what: str) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import ptq
     from ..ptq.source import load_float_model
 
-    if args.calib < 1:
-        raise UsageError("--calib must be at least 1")
-    if args.limit is not None and args.limit < 1:
-        raise UsageError("--limit must be at least 1")
     arch_args = None
     if args.arch_args:
         try:
@@ -81,7 +82,18 @@ def run(args: argparse.Namespace) -> int:
         if not isinstance(arch_args, dict):
             raise UsageError("--arch-args must be a JSON object")
     module = load_float_model(args.model, arch=args.arch, arch_args=arch_args, trust_pickle=args.trust_pickle)
-    shape = _shape(args.input_shape)
+    return quantize_and_report(module, args)
+
+
+def quantize_and_report(module, args: argparse.Namespace, shape: tuple[int, ...] | None = None) -> int:
+    """Calibrate on the dataset's training split, quantize, report against its test split, save."""
+    from .. import ptq
+
+    if args.calib < 1:
+        raise UsageError("--calib must be at least 1")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    shape = _shape(args.input_shape) or shape
     train = datasets.load(args.dataset, args.data, split="train")
     test = datasets.load(args.dataset, args.data, split="test")
     xt = _samples(train, shape, "training")

@@ -26,8 +26,29 @@ def read(path: str | Path, **options: Any) -> ir.Model:
     if kind == "onnx":
         from . import onnx_import
 
-        return onnx_import.read(path, **{k: v for k, v in options.items() if k != "input_size"})
+        if float_onnx(path) is not None:
+            raise ModelImportError(f"{path}: a float ONNX model; quantize it with calibration data: `bitgen import "
+                                   f"{path} --dataset NAME --data PATH -o model.pt` (or quantize it with "
+                                   "onnxruntime first)")
+        return onnx_import.read(path)
     if kind in ("torch", "pickle"):
         raise ModelImportError(f"{path}: a PyTorch file; a float model is quantized with `bitgen quantize`, "
                                "a bitgen model needs no import")
     raise ModelImportError(filetype.foreign(path, kind) or f"{path}: not a model file bitgen can import")
+
+
+def float_onnx(path: str | Path) -> Any:
+    """The torch module of a float ONNX model (no quantized operator), for post-training
+    quantization; None for a quantized one or another kind of file."""
+    path = Path(path)
+    if filetype.kind(path) != "onnx":
+        return None
+    from . import onnx_float
+    from .onnx_import import _require_onnx
+
+    onnx, _ = _require_onnx()
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:  # protobuf decode errors, missing external data
+        raise ModelImportError(f"{path}: not a readable ONNX file ({str(e).splitlines()[0][:200]})") from None
+    return onnx_float.to_torch(model, str(path)) if onnx_float.is_float(model) else None

@@ -9,7 +9,7 @@ import numpy as np
 from ..ir.types import DTYPE_RANGE, INT32, IRError, TensorType, int_array
 from .base import NP_DTYPE, Op, check_output, clamp_defaults, clamped_type
 
-ROUNDINGS = ("half_up", "floor", "half_even", "fp32")
+ROUNDINGS = ("half_up", "floor", "half_even", "half_away", "fp32")
 PLAIN = ("half_up", "floor")  # what every kernel set's fused output stages implement
 FP32_BITS = 24  # significant bits of a float32
 
@@ -46,6 +46,14 @@ def shift_half_even(v: np.ndarray, s: np.ndarray) -> np.ndarray:
     return q + ((s > 0) & ((r > half) | ((r == half) & ((q & 1) == 1))))
 
 
+def shift_half_away(v: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """``v / 2**s`` rounded to the nearest integer, ties away from zero (``s >= 0``)."""
+    q = np.right_shift(v, s)
+    r = v - np.left_shift(q, s)
+    half = np.where(s > 0, np.left_shift(np.int64(1), np.maximum(s - 1, 0)), 0)
+    return q + ((s > 0) & ((r > half) | ((r == half) & (v >= 0))))
+
+
 def _one(x: int, m: int, s: int, rounding: str) -> int:
     """One value of the rounding stage, in Python integers (for the proof of the range)."""
     xv, mv, sv = np.array([x], dtype=np.int64), np.int64(m), np.array([s], dtype=np.int64)
@@ -53,6 +61,8 @@ def _one(x: int, m: int, s: int, rounding: str) -> int:
         return int(shift_half_even(round_significant(round_significant(xv) * mv), sv)[0])
     if rounding == "half_even":
         return int(shift_half_even(xv * mv, sv)[0])
+    if rounding == "half_away":
+        return int(shift_half_away(xv * mv, sv)[0])
     return (x * m + ((1 << s) >> 1 if rounding == "half_up" else 0)) >> s
 
 
@@ -62,7 +72,8 @@ class Requant(Op):
 
     ``y = clamp(round(x * multiplier[c] / 2**shift[c]) + zero_point, out_min, out_max)``
     with ``round`` one of: ``half_up`` (``+ 2**(shift-1)`` then arithmetic shift), ``floor``
-    (plain shift), ``half_even`` (the exact quotient, ties to even) or ``fp32`` (ONNX Runtime's
+    (plain shift), ``half_even`` (the exact quotient, ties to even), ``half_away`` (ties away from
+    zero, the fixed-point rounding of ONNX Runtime's QLinearAdd) or ``fp32`` (ONNX Runtime's
     float requantization: x and then the product rounded to float32, ties to even, then to an
     integer, ties to even; the multiplier holds a float32 significand, < 2**24). The product
     is formed in 64 bits. A pure shift is multiplier 1.
@@ -71,7 +82,7 @@ class Requant(Op):
     kind: ClassVar[str] = "requant"
     multiplier: np.ndarray = field(default_factory=lambda: np.array([1]))
     shift: np.ndarray = field(default_factory=lambda: np.array([0]))
-    rounding: str = "half_up"  # or "floor", "half_even", "fp32"
+    rounding: str = "half_up"  # or "floor", "half_even", "half_away", "fp32"
     out_dtype: str = "int8"
     out_min: int | None = None  # default: dtype minimum
     out_max: int | None = None  # default: dtype maximum
@@ -131,6 +142,7 @@ class Requant(Op):
         ``x * m`` is exact in 64 bits (proved by infer). Rounding: ``half_up`` adds
         ``1 << (s - 1)`` when ``s > 0`` before the arithmetic right shift; ``floor`` adds nothing;
         ``half_even`` rounds the exact quotient to the nearest integer, ties to the even one;
+        ``half_away`` the same with ties away from zero;
         ``fp32`` first rounds ``x`` to 24 significant bits (ties to even: int32 -> float32), then
         ``x * m`` to 24 significant bits (the float32 product of x and the scale ``m / 2**s``),
         then rounds that to an integer, ties to even: ONNX Runtime's ``nearbyint(float(x) * scale)``.
@@ -142,6 +154,8 @@ class Requant(Op):
             y = shift_half_even(round_significant(round_significant(xi) * m), s)
         elif self.rounding == "half_even":
             y = shift_half_even(xi * m, s)
+        elif self.rounding == "half_away":
+            y = shift_half_away(xi * m, s)
         else:
             y = xi * m
             if self.rounding == "half_up":

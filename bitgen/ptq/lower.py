@@ -159,6 +159,9 @@ def lower(graph: FloatGraph, clip: dict[str, float], encoding: str = "8bit", wei
         else:  # unreachable: trace only makes the ops above
             raise PTQError(f"'{n.name}': no integer form for {n.op}")
     spec = ir.InputSpec(graph.input_shape, scale=s[INPUT])
+    outputs = int(np.prod(graph.output.shape))
+    if labels is not None and len(labels) != outputs:  # a dataset with fewer classes than outputs
+        labels = [str(i) for i in range(outputs)]
     model = ir.Model(input=spec, nodes=nodes, labels=labels, name=name)
     try:
         model.validate()

@@ -111,7 +111,7 @@ def _relu(layer: ir.ReLU, t_in: ir.TensorType, t_out: ir.TensorType, others: lis
                   in_place=True, per_channel=True)
 
 
-ROUNDING_IDS = {"half_up": 0, "floor": 1, "half_even": 2, "fp32": 3}  # BG_ROUND_* of bg_requant_modes.h
+ROUNDING_IDS = {"half_up": 0, "floor": 1, "half_even": 2, "fp32": 3, "half_away": 4}  # BG_ROUND_* of bg_requant_modes.h
 
 
 def _requant(layer: ir.Requant, t_in: ir.TensorType, t_out: ir.TensorType, others: list[ir.TensorType]) -> Choice:
