@@ -424,6 +424,23 @@ class _Importer:
         yz = self.opt_const(node, 7, "y_zero_point")
         self.matmul(node, x, zx, b, bz, None, xs, bs, ys, np.uint8(0) if yz is None else yz)
 
+    def op_QGemm(self, node: Any) -> None:
+        """com.microsoft QGemm: A, a_scale, a_zp, B, b_scale, b_zp, C (int32 bias), y_scale, y_zp."""
+        a = self.attrs(node)
+        if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0:
+            raise self.fail(node, "only QGemm with transA=0 and alpha=1")
+        i = node.input
+        if len(i) < 9 or not i[7]:
+            raise self.fail(node, "only QGemm with a quantized output (y_scale)")
+        x, zx = self.activation_in(node, i[0], self.opt_const(node, 2, "a_zero_point"))
+        xs = np.float32(np.asarray(self.const(node, i[1], "a_scale")).astype(np.float32).ravel()[0])
+        bias = self.opt_const(node, 6, "C")
+        ys = np.float32(np.asarray(self.const(node, i[7], "y_scale")).astype(np.float32).ravel()[0])
+        yz = self.opt_const(node, 8, "y_zero_point")
+        self.matmul(node, x, zx, self.const(node, i[3], "B"), self.opt_const(node, 5, "b_zero_point"), bias, xs,
+                    np.asarray(self.const(node, i[4], "b_scale")).astype(np.float32), ys,
+                    np.uint8(0) if yz is None else yz, transposed=bool(a.get("transB", 0)))
+
     def matmul(self, node: Any, x: QTensor, zx: int, b: np.ndarray, bz: Any, bias: Any, xs: np.float32,
                bs: np.ndarray, ys: Any, yz: Any, pending: bool = False, transposed: bool = False) -> None:
         b = self.one_matrix(node, b)
