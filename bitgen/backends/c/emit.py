@@ -124,10 +124,11 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
             choice = None
             t_in = types[reads[i][0]]
             if st.channelwise and isinstance(layer, ir.Conv2d):
-                choice = choose_group(model, t_in, types, i, st.last, target)
+                choice = choose_group(model, t_in, types, i, st.last, target, first=i == st.first)
             try:
                 choice = choice or choose(layer, t_in, types[i + 1], target, model_input_only_before(model, i),
-                                          (lut_chunks or {}).get(i), [types[j] for j in reads[i][1:]])
+                                          (lut_chunks or {}).get(i), [types[j] for j in reads[i][1:]],
+                                          alone=not st.channelwise)
             except KernelError as e:
                 raise EmitError(f"layer {i} {layer.describe()}: {e}") from None
             if st.channelwise and not choice.per_channel:
@@ -178,7 +179,8 @@ def _step_code(model: ir.Model, mp: ModelPlan, k: int, src: ModelSource) -> tupl
     kernel_scratch = scratch + 2 * plane  # the first kernel's own scratch
     channels = types[st.last + 1].shape[0]
     first = mp.choices[st.first]
-    lines = [first.prologue.code(kernel_scratch)] if first.prologue else []
+    x_step = _ptr(loc_in, mp.in_type(st.first).dtype, const=True, name=src.name)
+    lines = [first.prologue.code(src, st.first, kernel_scratch, x_step)] if first.prologue else []
     lines.append(f"for (c = 0; c < {channels}u; c++) {{")
     offsets: dict[int, int | None] = {}
     cur = None  # index into `planes` holding the current plane; None: the step's input

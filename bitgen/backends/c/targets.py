@@ -12,6 +12,9 @@ board's ``kernels`` list in its board.toml):
   plane kernels with their output stage fused.
 * ``cortex-m4``: the DSP extension's dual multiply-accumulate for int8 fully connected layers,
   then as ``rv32emc``.
+
+Every set but ``generic`` computes binary x binary layers (±1 inputs and weights) with XNOR and
+population counts (``bg_xnor.c``), which needs no multiplier.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ class Target:
     # RV32EC parts have 2 KB of SRAM. The planner lowers the chunk when asked for a smaller arena.
     lut_chunk: int = 0
     has_multiplier: bool = False  # the plane convolution kernels need one
+    xnor: bool = False  # binary x binary convolutions and fully connected layers as XNOR-popcount
 
     @property
     def plane_conv(self) -> bool:
@@ -40,9 +44,9 @@ class Target:
 
 KERNEL_SETS: dict[str, Target] = {t.name: t for t in (
     Target("generic"),
-    Target("rv32ec", linear=("lut",), lut_max_bits=8, lut_chunk=8),
-    Target("rv32emc", linear=("lut",), lut_max_bits=4, lut_chunk=16, has_multiplier=True),
-    Target("cortex-m4", linear=("simd", "lut"), lut_max_bits=4, lut_chunk=16, has_multiplier=True),
+    Target("rv32ec", linear=("lut",), lut_max_bits=8, lut_chunk=8, xnor=True),
+    Target("rv32emc", linear=("lut",), lut_max_bits=4, lut_chunk=16, has_multiplier=True, xnor=True),
+    Target("cortex-m4", linear=("simd", "lut"), lut_max_bits=4, lut_chunk=16, has_multiplier=True, xnor=True),
 )}
 NAMES = tuple(KERNEL_SETS)
 

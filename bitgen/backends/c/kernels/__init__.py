@@ -9,7 +9,8 @@ called (:class:`.base.Choice`):
 * :mod:`.generic`: one reference kernel per op, always applicable;
 * :mod:`.lut`: the nibble lookup-table fully connected kernel;
 * :mod:`.simd`: the Cortex-M4 dual multiply-accumulate fully connected kernel;
-* :mod:`.plane`: single-plane convolutions with a fused output stage (channel-by-channel steps).
+* :mod:`.plane`: single-plane convolutions with a fused output stage (channel-by-channel steps);
+* :mod:`.xnor`: binary x binary convolutions and fully connected layers as XNOR-popcount.
 
 A kernel is chosen in two steps: :func:`choose` or :func:`choose_group` (before arena planning:
 how much scratch and output room the kernel needs, which layers it fuses) and
@@ -22,7 +23,7 @@ from typing import Callable
 from .... import ir
 from ..targets import NAMES as TARGETS  # noqa: F401  (the kernel set names)
 from ..targets import KernelError, Target
-from . import generic, lut, plane, simd
+from . import generic, lut, plane, simd, xnor
 from .base import FUSED, Choice, Context, ModelSource, Pointers, Prologue  # noqa: F401
 from .plane import choose_group, model_input_only_before  # noqa: F401
 
@@ -34,11 +35,13 @@ SPECIALIZED: dict[str, Callable[[ir.Layer, ir.TensorType, ir.TensorType, Context
 
 
 def choose(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType, target: Target, first: bool,
-           lut_chunk: int | None = None, others: list[ir.TensorType] | None = None) -> Choice:
-    """The kernel for `layer` on `target` when it runs on its own (see choose_group for
-    convolutions inside channel-by-channel steps). `first`: the layer reads the model input;
-    `lut_chunk`: tables per pass of the LUT kernel, if not the target's default; `others`: the
-    types of the inputs after the first."""
+           lut_chunk: int | None = None, others: list[ir.TensorType] | None = None, alone: bool = True) -> Choice:
+    """The kernel for `layer` on `target` (see choose_group for the convolutions that start
+    channel-by-channel steps). `first`: the layer reads the model input; `lut_chunk`: tables per
+    pass of the LUT kernel, if not the target's default; `others`: the types of the inputs after
+    the first; `alone`: the layer runs on its own, not on single planes inside a step."""
+    if alone and (choice := xnor.choose(layer, t_in, t_out, target, tuple(others or ()))) is not None:
+        return choice
     if isinstance(layer, ir.Linear):
         ctx = Context(target, reads_input=first, lut_chunk=lut_chunk)
         for name in target.linear:

@@ -36,15 +36,23 @@ class ModelSource:
         self.functions: list[str] = []  # file-scope C: kernel instances with fixed shapes
 
     def array(self, ctype: str, ident: str, lines: list[str], nbytes: int, layer: int) -> str:
-        full = f"{self.name}_{ident}"
-        self.data.append(Data(f"static const {ctype} {full}[]", lines, nbytes, layer))
-        return full
+        return self._declare(Data(f"static const {ctype} {self.name}_{ident}[]", lines, nbytes, layer))
 
     def struct(self, ctype: str, ident: str, fields: list[Any]) -> str:
-        full = f"{self.name}_{ident}"
         body = ", ".join(f if isinstance(f, str) else c_int(int(f)) for f in fields)
-        self.data.append(Data(f"static const {ctype} {full}", [body], 0, -1))
-        return full
+        return self._declare(Data(f"static const {ctype} {self.name}_{ident}", [body], 0, -1))
+
+    def _declare(self, data: Data) -> str:
+        """Add a constant and give its name; asking again for the same one (a prologue and its
+        kernel's call both need it) gives the same name without a second copy."""
+        name = data.decl.split()[-1].removesuffix("[]")
+        for d in self.data:
+            if d.decl == data.decl:
+                if d.lines != data.lines:
+                    raise ValueError(f"{name} declared twice with different values")
+                return name
+        self.data.append(data)
+        return name
 
     def flash_of_layer(self, layer: int) -> int:
         """Bytes of weights and parameters (arrays) emitted for one layer."""
@@ -87,7 +95,8 @@ class Prologue:
     """C run once before a channel-by-channel step, and the locals it sets."""
 
     locals: list[str]  # declarations, e.g. "int32_t z"
-    code: Callable[[int], str]  # arena offset of the kernel's scratch -> C statement
+    # (source, layer index, arena offset of the kernel's scratch, the step's input pointer) -> C
+    code: Callable[[ModelSource, int, int, str], str]
 
 
 @dataclass

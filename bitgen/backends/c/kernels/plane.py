@@ -13,6 +13,7 @@ import numpy as np
 from .... import encodings, ir
 from ....ir.bounds import partial_sum_bound
 from ..literals import C_TYPE, SUFFIX, arena_ptr, c_int, int_lines
+from . import xnor
 from .base import Choice, ModelSource, Pointers, Prologue, Target, enc_id
 
 PLANE_FILES = ["bg_conv2d_plane.c", "bg_conv2d_plane.h", "bg_conv2d_plane.inc"]
@@ -123,7 +124,7 @@ def _plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType,
     return Choice(("conv3x3" if fixed else "plane") + ("+offset" if offset else ""),
                   CONV3X3_FILES if fixed else PLANE_FILES, render, per_channel=True,
                   fuses=len(fused), scratch=4 * t_in.size if offset else 0,
-                  prologue=Prologue(["int32_t z"], lambda scratch: f"z = bg_offset_s8(input, {arena_ptr(scratch, 'int32_t')}, {t_in.size});")
+                  prologue=Prologue(["int32_t z"], lambda src, i, scratch, x: f"z = bg_offset_s8({x}, {arena_ptr(scratch, 'int32_t')}, {t_in.size});")
                   if offset else None)
 
 
@@ -180,13 +181,16 @@ def _conv3x3_call(src: ModelSource, i: int, layer: ir.Conv2d, in_dtype: str, out
 
 
 def choose_group(model: ir.Model, t_in: ir.TensorType, types: list[ir.TensorType], i: int, last: int,
-                 target: Target) -> Choice | None:
-    """For a conv at i inside a channel-by-channel step ending at `last`: the plane kernel
-    fused with as many following ReLU/Requant layers (and a 2x2 max pool after them) as it can
-    take, or None."""
+                 target: Target, first: bool) -> Choice | None:
+    """For a conv at i inside a channel-by-channel step ending at `last` (`first`: the step's
+    first layer, which reads whole tensors): the XNOR kernel for a binary x binary first layer
+    (its columns are gathered once, in the step's prologue), else the plane kernel fused with as
+    many following ReLU/Requant layers (and a 2x2 max pool after them) as it can take, or None."""
+    layer = model.layers[i]
+    if first and (choice := xnor.choose(layer, t_in, types[i + 1], target)) is not None:
+        return choice
     if not target.plane_conv:
         return None
-    layer = model.layers[i]
     offset = model_input_only_before(model, i) and types[0].lo < 0 and types[0].dtype == "int8"
     best = None
     for n in range(0, 5):
