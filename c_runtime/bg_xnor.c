@@ -165,17 +165,18 @@ static void bg_xnor_gather_pixels(const bg_xnor_conv_t *p, const uint32_t *packe
 BG_XNOR_COLUMNS(s8, int8_t)
 BG_XNOR_COLUMNS(s32, int32_t)
 
-/* One output channel's plane: unpadded, every tap counts. */
-static void bg_xnor_plane(const uint32_t *rec, int32_t *y, const bg_xnor_conv_t *p, const uint32_t *w, int32_t b)
+/* `count` outputs of a plane whose receptive fields lie inside the image: every tap counts. */
+static void bg_xnor_inside(const uint32_t *rec, int32_t *y, uint32_t count, const bg_xnor_conv_t *p,
+                           const uint32_t *w, int32_t b)
 {
-    const uint32_t nw = p->nw, taps = p->taps;
-    const int32_t *const end = y + p->pixels;
+    const uint32_t nw = p->nw;
+    const int32_t taps = (int32_t)p->taps, *const end = y + count;
     if (nw == 1u) {
         const uint32_t w0 = w[0];
         while (y != end) {
             uint32_t v = *rec++ ^ w0;
             BG_POPCOUNT(v);
-            *y++ = b + ((int32_t)taps - (int32_t)(v << 1));
+            *y++ = b + (taps - (int32_t)(v << 1));
         }
         return;
     }
@@ -186,48 +187,58 @@ static void bg_xnor_plane(const uint32_t *rec, int32_t *y, const bg_xnor_conv_t 
             BG_POPCOUNT(v);
             differ += v;
         }
-        *y++ = b + ((int32_t)taps - (int32_t)(differ << 1));
+        *y++ = b + (taps - (int32_t)(differ << 1));
     }
 }
 
-/* One output channel's plane of a padded layer: the taps in both of its pixel's masks count. */
-static void bg_xnor_plane_padded(const uint32_t *rec, int32_t *y, const bg_xnor_conv_t *p, const uint32_t *w,
-                                 int32_t b)
+/* `count` outputs of a plane at the border of a padded layer: the taps in both of a pixel's
+ * masks count (rm: its output row's, cm: the first pixel's output column's). */
+static void bg_xnor_border(const uint32_t *rec, int32_t *y, uint32_t count, const bg_xnor_conv_t *p,
+                           const uint32_t *w, int32_t b, const uint32_t *rm, const uint32_t *cm)
 {
-    const uint32_t nw = p->nw, taps = p->taps, ow = p->ow;
-    const uint32_t *rm = p->masks, *const cols = p->masks + p->mask_cols;
-    uint32_t oy, ox, k;
+    const uint32_t nw = p->nw;
+    const int32_t *const end = y + count;
     if (nw == 1u) {
-        const uint32_t w0 = w[0], all = bg_ones(taps);
-        for (oy = 0; oy < p->oh; oy++) {
-            const uint32_t r = *rm++;
-            for (ox = 0; ox < ow; ox++) {
-                const uint32_t m = r & cols[ox];
-                uint32_t v = (*rec++ ^ w0) & m, n = m;
-                BG_POPCOUNT(v);
-                if (m == all) {
-                    n = taps;
-                } else {
-                    BG_POPCOUNT(n);
-                }
-                *y++ = b + ((int32_t)n - (int32_t)(v << 1));
-            }
+        const uint32_t w0 = w[0], r = rm[0];
+        while (y != end) {
+            uint32_t m = r & *cm++, v = (*rec++ ^ w0) & m;
+            BG_POPCOUNT(m);
+            BG_POPCOUNT(v);
+            *y++ = b + ((int32_t)m - (int32_t)(v << 1));
         }
         return;
     }
-    for (oy = 0; oy < p->oh; oy++, rm += nw) {
-        const uint32_t *cm = cols;
-        for (ox = 0; ox < ow; ox++, cm += nw, rec += nw) {
-            uint32_t n = 0, differ = 0;
-            for (k = 0; k < nw; k++) {
-                uint32_t m = rm[k] & cm[k], v = (rec[k] ^ w[k]) & m;
-                BG_POPCOUNT(m);
-                BG_POPCOUNT(v);
-                n += m;
-                differ += v;
-            }
-            *y++ = b + ((int32_t)n - (int32_t)(differ << 1));
+    for (; y != end; rec += nw, cm += nw) {
+        uint32_t k, n = 0, differ = 0;
+        for (k = 0; k < nw; k++) {
+            uint32_t m = rm[k] & cm[k], v = (rec[k] ^ w[k]) & m;
+            BG_POPCOUNT(m);
+            BG_POPCOUNT(v);
+            n += m;
+            differ += v;
         }
+        *y++ = b + ((int32_t)n - (int32_t)(differ << 1));
+    }
+}
+
+/* One output channel's plane. In a padded layer, output rows [ylo, yhi) and columns [xlo, xhi)
+ * see no padding; the other pixels sum only the taps of their masks. */
+static void bg_xnor_plane(const uint32_t *rec, int32_t *y, const bg_xnor_conv_t *p, const uint32_t *w, int32_t b)
+{
+    const uint32_t ow = p->ow, nw = p->nw, *rm = p->masks, *const cm = p->masks + p->mask_cols;
+    uint32_t oy;
+    if (!p->padded) {
+        bg_xnor_inside(rec, y, p->pixels, p, w, b);
+        return;
+    }
+    for (oy = 0; oy < p->oh; oy++, rm += nw, rec += p->row_words, y += ow) {
+        if (oy < p->ylo || oy >= p->yhi) {
+            bg_xnor_border(rec, y, ow, p, w, b, rm, cm);
+            continue;
+        }
+        bg_xnor_border(rec, y, p->xlo, p, w, b, rm, cm);
+        bg_xnor_inside(rec + p->xlo * nw, y + p->xlo, p->xhi - p->xlo, p, w, b);
+        bg_xnor_border(rec + p->xhi * nw, y + p->xhi, ow - p->xhi, p, w, b, rm, cm + p->xhi * nw);
     }
 }
 
@@ -236,11 +247,7 @@ void bg_xnor_conv2d(const uint32_t *group, int32_t *y, const bg_xnor_conv_t *p,
 {
     uint32_t o, og = 0;
     for (o = 0; o < count; o++, w += p->nw, y += p->pixels) {
-        const int32_t b = bias ? bias[o] : 0;
-        if (p->padded)
-            bg_xnor_plane_padded(group, y, p, w, b);
-        else
-            bg_xnor_plane(group, y, p, w, b);
+        bg_xnor_plane(group, y, p, w, bias ? bias[o] : 0);
         if (++og == p->cog) { /* the next output channel reads the next group's records */
             og = 0;
             group += p->group_words;

@@ -42,6 +42,7 @@ typedef struct {
     uint32_t plane, pixels;                    /* h * w; oh * ow */
     uint32_t row_words, group_words, records;  /* ow * nw; oh * row_words; groups * group_words */
     uint32_t mask_cols;                        /* where the column masks start: oh * nw */
+    uint16_t ylo, yhi, xlo, xhi;               /* padded: the output rows and columns that see no padding */
     uint32_t line, line_step;                  /* words of a packed input row; sh * line */
     uint32_t top, left;                        /* ph * line; PIXELS: pw * cw */
     uint32_t channel;                          /* ROWS: words of a packed channel, h * line */

@@ -118,3 +118,18 @@ def test_the_kernel_is_chosen_only_for_binary_inputs_and_unit_weights():
     assert (t.lo, t.hi, t.binary) == (-1, 1, False)
     assert emit.plan_model(model, "rv32ec").choices[-1].kernel != "xnor"
 
+
+
+def test_the_arena_limit_gives_up_xnor_columns_where_they_set_the_peak():
+    """XNOR columns are optional scratch: under --max-arena the generic kernel takes the layers
+    whose columns set the peak, and only those."""
+    import test_recurrent
+
+    m = test_recurrent.conv_rnn(hw=12)
+    fast, plain = emit.plan_model(m, "rv32ec"), emit.plan_model(m, "generic")
+    assert fast.memory.arena_bytes > plain.memory.arena_bytes
+    assert sum(c.kernel == "xnor" for c in fast.choices) == 5  # four convolutions and the product
+    limited = emit.plan_within(m, "rv32ec", plain.memory.arena_bytes)
+    assert limited.memory.arena_bytes <= plain.memory.arena_bytes
+    assert 0 < sum(c.kernel == "xnor" for c in limited.choices) < 5
+    assert emit.plan_within(m, "rv32ec", fast.memory.arena_bytes).memory.arena_bytes == fast.memory.arena_bytes

@@ -101,9 +101,11 @@ def _plane_region(types: list[ir.TensorType], st: schedule.Step) -> int:
     return max(_round4(types[i + 1].nbytes // types[i + 1].shape[0]) for i in st.layers[:-1])
 
 
-def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[int, int] | None = None) -> ModelPlan:
+def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[int, int] | None = None,
+               plain: frozenset[int] = frozenset()) -> ModelPlan:
     """Types of every tensor, the kernel of every layer, the schedule and the arena plan.
-    `lut_chunks`: tables per pass of the LUT kernel of some layers, if not the kernel set's default."""
+    `lut_chunks`: tables per pass of the LUT kernel of some layers, if not the kernel set's default;
+    `plain`: layers that take the generic kernel instead of an optional one (Choice.optional)."""
     try:
         target = targets.get(kernel_set)
     except targets.KernelError as e:
@@ -124,11 +126,12 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
             choice = None
             t_in = types[reads[i][0]]
             if st.channelwise and isinstance(layer, ir.Conv2d):
-                choice = choose_group(model, t_in, types, i, st.last, target, first=i == st.first)
+                # (`first`: the step's first layer, which may take the XNOR kernel, an optional one)
+                choice = choose_group(model, t_in, types, i, st.last, target, first=i == st.first and i not in plain)
             try:
                 choice = choice or choose(layer, t_in, types[i + 1], target, model_input_only_before(model, i),
                                           (lut_chunks or {}).get(i), [types[j] for j in reads[i][1:]],
-                                          alone=not st.channelwise)
+                                          alone=not st.channelwise, optional=i not in plain)
             except KernelError as e:
                 raise EmitError(f"layer {i} {layer.describe()}: {e}") from None
             if st.channelwise and not choice.per_channel:
@@ -249,13 +252,24 @@ def _ptr_at(offset: int, dtype: str, const: bool) -> str:
 
 def plan_within(model: ir.Model, kernel_set: str, max_arena: int | None) -> ModelPlan:
     """The plan with the target's fastest kernels, or, when its arena is over `max_arena`
-    bytes, a plan whose arena is not: fewer LUT tables per pass (the only kernel scratch that
-    trades speed for SRAM), lowered only in the layers that must, each as little as it can."""
+    bytes, a plan whose arena is not. Two kinds of kernel scratch trade speed for SRAM: LUT
+    tables, of which fewer are built per pass, lowered only in the layers that must, each as
+    little as it can; and optional kernels (XNOR columns), which give way to the generic kernel
+    one at a time (the one that lowers the peak most), only where the smallest LUT passes are not
+    enough."""
     mp = plan_model(model, kernel_set)
     if max_arena is None or mp.memory.arena_bytes <= max_arena:
         return mp
     luts = [i for i, c in enumerate(mp.choices) if c.trades_scratch]
     least = plan_model(model, kernel_set, {i: 1 for i in luts})
+    plain: frozenset[int] = frozenset()
+    optional = {i for i, c in enumerate(mp.choices) if c.optional}
+    while least.memory.arena_bytes > max_arena and optional:
+        # give up the optional kernel whose scratch sets the peak: the one that lowers it most
+        tries = {i: plan_model(model, kernel_set, {j: 1 for j in luts}, plain | {i}) for i in sorted(optional)}
+        best = min(tries, key=lambda i: tries[i].memory.arena_bytes)
+        plain, least = plain | {best}, tries[best]
+        optional.discard(best)
     if least.memory.arena_bytes > max_arena:
         raise EmitError(f"the arena needs {least.memory.arena_bytes} B at least, over the limit of "
                         f"{max_arena} B (--max-arena)")
@@ -264,10 +278,10 @@ def plan_within(model: ir.Model, kernel_set: str, max_arena: int | None) -> Mode
     chunks = {}
     for i in luts:
         for chunk in range(targets.get(kernel_set).lut_chunk, 0, -1):
-            if plan_model(model, kernel_set, {j: 1 for j in luts} | {i: chunk}).memory.arena_bytes <= max_arena:
+            if plan_model(model, kernel_set, {j: 1 for j in luts} | {i: chunk}, plain).memory.arena_bytes <= max_arena:
                 chunks[i] = chunk
                 break
-    mp = plan_model(model, kernel_set, chunks)
+    mp = plan_model(model, kernel_set, chunks, plain)
     return mp if mp.memory.arena_bytes <= max_arena else least
 
 

@@ -35,13 +35,16 @@ SPECIALIZED: dict[str, Callable[[ir.Layer, ir.TensorType, ir.TensorType, Context
 
 
 def choose(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType, target: Target, first: bool,
-           lut_chunk: int | None = None, others: list[ir.TensorType] | None = None, alone: bool = True) -> Choice:
+           lut_chunk: int | None = None, others: list[ir.TensorType] | None = None, alone: bool = True,
+           optional: bool = True) -> Choice:
     """The kernel for `layer` on `target` (see choose_group for the convolutions that start
     channel-by-channel steps). `first`: the layer reads the model input; `lut_chunk`: tables per
     pass of the LUT kernel, if not the target's default; `others`: the types of the inputs after
-    the first; `alone`: the layer runs on its own, not on single planes inside a step."""
+    the first; `alone`: the layer runs on its own, not on single planes inside a step;
+    `optional`: kernels that trade scratch for speed (Choice.optional) may be chosen."""
     if alone and (choice := xnor.choose(layer, t_in, t_out, target, tuple(others or ()))) is not None:
-        return choice
+        if optional or not choice.optional:
+            return choice
     if isinstance(layer, ir.Linear):
         ctx = Context(target, reads_input=first, lut_chunk=lut_chunk)
         for name in target.linear:

@@ -112,6 +112,7 @@ class Choice:
     fuses: int = 0  # the next `fuses` layers are computed inside this kernel's output stage
     prologue: Prologue | None = None
     trades_scratch: bool = False  # a smaller `lut_chunk` gives less scratch and more instructions
+    optional: bool = False  # the generic kernel can take the layer instead, with no scratch of its own
 
 
 FUSED = Choice("fused", [], lambda src, i, p: None, per_channel=True)  # computed by an earlier kernel

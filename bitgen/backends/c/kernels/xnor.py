@@ -76,7 +76,11 @@ def conv_params(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType) -> 
     line = words(w + 2 * pw) if rows else w * cw
     padded = bool(ph or pw)
     step = sw if rows else sw * cw
-    return dict(c=c, h=h, w=w, oh=oh, ow=ow, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, order=order(layer),
+    # the output rows and columns whose receptive fields see no padding (xhi >= xlo: an empty
+    # middle when the kernel overhangs both sides)
+    ylo, xlo = min(-(-ph // sh), oh), min(-(-pw // sw), ow)
+    yhi, xhi = max(min((h + ph - kh) // sh + 1, oh), ylo), max(min((w + pw - kw) // sw + 1, ow), xlo)
+    return dict(ylo=ylo, yhi=yhi, xlo=xlo, xhi=xhi, c=c, h=h, w=w, oh=oh, ow=ow, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, order=order(layer),
                 padded=int(padded), groups=g, cig=cig, cog=co // g, taps=taps, nw=nw, cw=cw, plane=h * w,
                 pixels=oh * ow, row_words=ow * nw, group_words=oh * ow * nw, records=g * oh * ow * nw,
                 mask_cols=oh * nw, line=line, line_step=sh * line,
@@ -84,8 +88,8 @@ def conv_params(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType) -> 
 
 
 FIELDS = ["c", "h", "w", "oh", "ow", "kh", "kw", "sh", "sw", "ph", "pw", "order", "padded", "groups", "cig", "cog",
-          "taps", "nw", "cw", "plane", "pixels", "row_words", "group_words", "records", "mask_cols", "line",
-          "line_step", "top", "left", "channel", "step", "end"]  # bg_xnor_conv_t's after `masks`, in order
+          "taps", "nw", "cw", "plane", "pixels", "row_words", "group_words", "records", "mask_cols", "ylo", "yhi",
+          "xlo", "xhi", "line", "line_step", "top", "left", "channel", "step", "end"]  # bg_xnor_conv_t's after `masks`
 
 
 def masks(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType) -> np.ndarray:
@@ -138,7 +142,7 @@ def _linear(layer: ir.Linear, t_in: ir.TensorType) -> Choice | None:
         w, b = _weights(src, i, layer)
         return (f"bg_xnor_linear_{SUFFIX[t_in.dtype]}({p.x}, {p.y}, {n_in}u, {n_out}u, {w}, {b}, "
                 f"{arena_ptr(p.scratch, 'uint32_t')});")
-    return Choice("xnor", FILES, render, scratch=4 * words(n_in))
+    return Choice("xnor", FILES, render, scratch=4 * words(n_in), optional=True)
 
 
 def _conv2d(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType) -> Choice | None:
@@ -175,4 +179,4 @@ def _conv2d(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType) -> Choi
         return f"bg_xnor_conv2d({group}, {p.y}, &{params(src, i)}, {row}, {bias}, 1u);"
 
     return Choice("xnor", FILES, render, scratch=scratch_bytes(layer, t_in, t_out), per_channel=True,
-                  prologue=Prologue([], gather))
+                  prologue=Prologue([], gather), optional=True)
