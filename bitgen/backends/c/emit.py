@@ -346,6 +346,7 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str 
         "functions": src.functions,
         "final_ptr": _ptr(plan.outputs[-1], t_final.dtype, const=True, name=name),
         "states": _state_code(model, mp, name),
+        "gates": src.gates,
         "headers": sorted(f for f in runtime if f.endswith(".h") and f != "bg_runtime.h"),
     }
     env = jinja2.Environment(
@@ -382,6 +383,9 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str 
         "macs": context["macs"],
         "layers": [lp.report() for lp in layers],
     }
+    if src.gates:  # change-based convolutions: NAME_changed[k] counts gate k's changed pixels per frame
+        report["change_gates"] = [{"layer": i, "pixels": px, "threshold": model.layers[i].threshold}
+                                  for i, px in src.gates]
     if model.states:  # carried from frame to frame: NAME_reset() starts a sequence
         report["states"] = [{"name": s["name"], "source": s["source"], "size": s["size"], "dtype": st.dtype,
                              "init": s["init"]} for s, st in zip(context["states"], model.states)]
