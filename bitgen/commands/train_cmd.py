@@ -53,6 +53,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bias", action="store_true", default=None, help="give layers an integer bias")
     p.add_argument("--shift-only", action="store_true", default=None,
                    help="static norm as a pure shift (multiplier 1)")
+    p.add_argument("--noise", type=float, metavar="SIGMA",
+                   help="PixelRNN's noise-aware training: Gaussian noise of SIGMA (in ±1 products) before "
+                        "every threshold after a sum of products, and noise_output (default 1) on recurrent "
+                        "outputs (default 0: none)")
     p.add_argument("--seed", type=int, help="random seed (default 0); same seed, same model")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default 2)")
     p.add_argument("--name", help="model name stored in the file (default: the output file's stem)")
@@ -79,7 +83,7 @@ def _read_config(path: str) -> dict[str, Any]:
 
 
 _RECIPE_KEYS = ("epochs", "lr", "batch_size", "weight_decay", "schedule", "float_warmup_epochs",
-                "augment", "calibrate")
+                "augment", "calibrate", "noise", "noise_output")
 _LAYER_KEYS = ("weights", "norm", "weight_scale", "per_channel", "bias", "multiplier_bits", "norm_per_channel",
                "statistic", "rms_factor", "first_weights", "last_weights")
 
@@ -99,7 +103,8 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
     if args.shift_only:
         merged["multiplier_bits"] = 0
     for key in ("dataset", "data", "arch", "weights", "norm", "epochs", "lr", "batch_size",
-                "float_warmup_epochs", "augment", "weight_scale", "per_channel", "bias", "seed", "threads", "name"):
+                "float_warmup_epochs", "augment", "weight_scale", "per_channel", "bias", "seed", "threads", "name",
+                "noise"):
         v = getattr(args, key, None)
         if v is not None:
             merged[key] = v
