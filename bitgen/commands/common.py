@@ -30,7 +30,7 @@ def add_max_arena_argument(p: argparse.ArgumentParser) -> None:
                         "speed for SRAM to fit it (default: the fastest kernels)")
 
 
-BACKENDS = ("c",)  # what --target names; later back ends join here
+BACKENDS = ("c", "scamp5")  # what --target names
 
 
 def add_kernels_argument(p: argparse.ArgumentParser, help: str) -> None:
