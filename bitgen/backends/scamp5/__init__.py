@@ -17,7 +17,8 @@ import numpy as np
 from ... import ir
 from ..base import Artifact, Backend, Options
 from . import cpp, execute
-from .lower import Analysis, Options as Scamp5Options, Scamp5Error, analyse, lower  # noqa: F401
+from . import lower as lowering
+from .lower import Analysis, Options as Scamp5Options, Scamp5Error  # noqa: F401
 from .program import Program
 
 
@@ -57,10 +58,10 @@ class Scamp5Backend(Backend):
         self.opts = opts or Scamp5Options()
 
     def legalize(self, model: ir.Model, options: Options) -> None:
-        analyse(model)
+        lowering.analyse(model)
 
     def plan(self, model: ir.Model, options: Options) -> tuple[Program, Analysis]:
-        return lower(model, self.opts)
+        return lowering.lower(model, self.opts)
 
     def emit(self, model: ir.Model, outdir, options: Options) -> Artifact:
         from ... import modelfile
