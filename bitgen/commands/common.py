@@ -30,7 +30,7 @@ def add_max_arena_argument(p: argparse.ArgumentParser) -> None:
                         "speed for SRAM to fit it (default: the fastest kernels)")
 
 
-BACKENDS = ("c", "scamp5")  # what --target names
+BACKENDS = ("c",)  # what --target names for every command; emit also takes scamp5 (commands/scamp5_cmd.py)
 
 
 def add_kernels_argument(p: argparse.ArgumentParser, help: str) -> None:

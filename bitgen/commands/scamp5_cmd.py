@@ -16,7 +16,7 @@ BOARD = "scamp5-sim"
 
 
 def add_emit_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("--target scamp5")
+    g = p.add_argument_group("--target scamp5 (emit: the SCAMP-5 in-pixel program)")
     g.add_argument("--weights", choices=("in-pixel", "streamed"), default=None,
                    help="the CNN's kernels stored in the pixels (PixelRNN's way, default) or as pattern loads "
                         "in the instruction stream")

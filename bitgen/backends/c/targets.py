@@ -14,7 +14,8 @@ board's ``kernels`` list in its board.toml):
   then as ``rv32emc``.
 
 Every set but ``generic`` computes binary x binary layers (±1 inputs and weights) with XNOR and
-population counts (``bg_xnor.c``), which needs no multiplier.
+population counts (``bg_xnor.c``), which needs no multiplier, and runs a change gate with the
+convolution after it as one change-based step (``bg_change.c``) that recomputes only what changed.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class Target:
     lut_chunk: int = 0
     has_multiplier: bool = False  # the plane convolution kernels need one
     xnor: bool = False  # binary x binary convolutions and fully connected layers as XNOR-popcount
+    change_conv: bool = False  # a change gate and its convolution in one kernel that recomputes what changed
 
     @property
     def plane_conv(self) -> bool:
@@ -44,9 +46,10 @@ class Target:
 
 KERNEL_SETS: dict[str, Target] = {t.name: t for t in (
     Target("generic"),
-    Target("rv32ec", linear=("lut",), lut_max_bits=8, lut_chunk=8, xnor=True),
-    Target("rv32emc", linear=("lut",), lut_max_bits=4, lut_chunk=16, has_multiplier=True, xnor=True),
-    Target("cortex-m4", linear=("simd", "lut"), lut_max_bits=4, lut_chunk=16, has_multiplier=True, xnor=True),
+    Target("rv32ec", linear=("lut",), lut_max_bits=8, lut_chunk=8, xnor=True, change_conv=True),
+    Target("rv32emc", linear=("lut",), lut_max_bits=4, lut_chunk=16, has_multiplier=True, xnor=True, change_conv=True),
+    Target("cortex-m4", linear=("simd", "lut"), lut_max_bits=4, lut_chunk=16, has_multiplier=True, xnor=True,
+           change_conv=True),
 )}
 NAMES = tuple(KERNEL_SETS)
 

@@ -56,7 +56,7 @@ class Simulator:
         self.shape = tuple(program.array)
         self.noise = noise
         self.rng = np.random.default_rng(noise.seed if noise else 0)
-        dt = np.float64 if noise else np.int64
+        dt = np.float32 if noise else np.int64  # float32: noise, not exactness, sets the precision
         self.a = {r: np.zeros((1,) + self.shape, dt) for r in isa.ANALOG_SOURCES}
         self.d = {r: np.zeros((1,) + self.shape, bool) for r in isa.DREGS + ("FLAG",)}
         self.d["FLAG"] = np.ones((1,) + self.shape, bool)
@@ -97,10 +97,11 @@ class Simulator:
             nz = self.noise
             mag = sum(np.abs(o) for o in operands) if operands else 0.0
             sigma = np.sqrt(bus) * (nz.op_rel * mag + nz.op_abs)
-            value = value + sigma * self.rng.standard_normal(np.broadcast_shapes(np.shape(value), (self.batch,) + self.shape))
+            value = value + sigma * self.rng.standard_normal(
+                np.broadcast_shapes(np.shape(value), (self.batch,) + self.shape), dtype=np.float32)
             if nz.fixed_pattern:
                 if name not in self.fpn:
-                    self.fpn[name] = self.rng.normal(0.0, nz.fixed_pattern, (1,) + self.shape)
+                    self.fpn[name] = self.rng.normal(0.0, nz.fixed_pattern, (1,) + self.shape).astype(np.float32)
                 value = value + bus * self.fpn[name]
             if nz.saturation:
                 value = nz.saturation * np.tanh(value / nz.saturation)
@@ -213,7 +214,8 @@ class Simulator:
             v = sum(self._read_a(r) for r in a)
             unit = ins.get("unit")
             if not ideal and unit:
-                v = v + self.noise.threshold * unit * self.rng.standard_normal((self.batch,) + self.shape)
+                v = v + self.noise.threshold * unit * self.rng.standard_normal((self.batch,) + self.shape,
+                                                                               dtype=np.float32)
             self.d["FLAG"] = np.asarray(v > 0)
         elif op in ("all", "ALL"):
             self.d["FLAG"] = np.ones((1,) + self.shape, bool)

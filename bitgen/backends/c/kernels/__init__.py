@@ -10,7 +10,8 @@ called (:class:`.base.Choice`):
 * :mod:`.lut`: the nibble lookup-table fully connected kernel;
 * :mod:`.simd`: the Cortex-M4 dual multiply-accumulate fully connected kernel;
 * :mod:`.plane`: single-plane convolutions with a fused output stage (channel-by-channel steps);
-* :mod:`.xnor`: binary x binary convolutions and fully connected layers as XNOR-popcount.
+* :mod:`.xnor`: binary x binary convolutions and fully connected layers as XNOR-popcount;
+* :mod:`.change`: change-based steps (a change gate, its convolution and output stage).
 
 A kernel is chosen in two steps: :func:`choose` or :func:`choose_group` (before arena planning:
 how much scratch and output room the kernel needs, which layers it fuses) and
@@ -23,7 +24,7 @@ from typing import Callable
 from .... import ir
 from ..targets import NAMES as TARGETS  # noqa: F401  (the kernel set names)
 from ..targets import KernelError, Target
-from . import generic, lut, plane, simd, xnor
+from . import change, generic, lut, plane, simd, xnor
 from .base import FUSED, Choice, Context, ModelSource, Pointers, Prologue  # noqa: F401
 from .plane import choose_group, model_input_only_before  # noqa: F401
 

@@ -34,6 +34,16 @@ class ModelSource:
         self.name = name
         self.data: list[Data] = []
         self.functions: list[str] = []  # file-scope C: kernel instances with fixed shapes
+        self.gates: list[tuple[int, int]] = []  # change gates: (layer, pixels), in execution order
+
+    def changed(self, layer: int, pixels: int) -> str:
+        """The counter of pixels that changed in this frame at the change gate of `layer`
+        (NAME_changed[k] in the emitted model, read by the firmware and the host)."""
+        for k, (i, _) in enumerate(self.gates):
+            if i == layer:
+                return f"{self.name}_changed[{k}]"
+        self.gates.append((layer, pixels))
+        return f"{self.name}_changed[{len(self.gates) - 1}]"
 
     def array(self, ctype: str, ident: str, lines: list[str], nbytes: int, layer: int) -> str:
         return self._declare(Data(f"static const {ctype} {self.name}_{ident}[]", lines, nbytes, layer))
@@ -113,6 +123,7 @@ class Choice:
     prologue: Prologue | None = None
     trades_scratch: bool = False  # a smaller `lut_chunk` gives less scratch and more instructions
     optional: bool = False  # the generic kernel can take the layer instead, with no scratch of its own
+    persistent: bool = False  # the output keeps its values from frame to frame: a buffer outside the arena
 
 
 FUSED = Choice("fused", [], lambda src, i, p: None, per_channel=True)  # computed by an earlier kernel
