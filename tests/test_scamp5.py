@@ -213,3 +213,20 @@ def test_emit_and_run_on_the_command_line(tmp_path, capsys):
     assert main(args + ["--noise", "0.6", "--json", str(tmp_path / "noisy.json")]) == 0
     noisy = json.loads((tmp_path / "noisy.json").read_text())
     assert noisy["mode"] == "noisy" and 0 <= noisy["flip_rate"] <= 1 and "accuracy" in noisy
+
+
+@pytest.mark.skipif(__import__("shutil").which("g++") is None, reason="needs g++")
+@pytest.mark.parametrize("weights, rnn", [("in-pixel", True), ("streamed", False)])
+def test_the_emitted_program_is_well_formed_cpp_against_the_api_signatures(tmp_path, weights, rnn):
+    import subprocess
+    from pathlib import Path
+
+    from bitgen.backends.base import Options
+    from bitgen.backends.scamp5 import Scamp5Backend, Scamp5Options
+
+    m = model(rnn=rnn)
+    Scamp5Backend(Scamp5Options(weights=weights)).emit(m, tmp_path, Options(name="tiny"))
+    mock = Path(__file__).parent / "data" / "scamp5_mock"
+    r = subprocess.run(["g++", "-std=c++11", "-fsyntax-only", "-Wall", "-Werror", "-I", str(mock),
+                        str(tmp_path / "program.cpp")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
