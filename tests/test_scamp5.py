@@ -230,3 +230,18 @@ def test_the_emitted_program_is_well_formed_cpp_against_the_api_signatures(tmp_p
     r = subprocess.run(["g++", "-std=c++11", "-fsyntax-only", "-Wall", "-Werror", "-I", str(mock),
                         str(tmp_path / "program.cpp")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_the_back_end_seam_runs_the_artifact_in_the_simulator(tmp_path):
+    from bitgen import golden
+    from bitgen.backends.base import Options
+    from bitgen.backends.scamp5 import Scamp5Backend
+
+    m = model(decoder=True)
+    be = Scamp5Backend()
+    be.legalize(m, Options())
+    art = be.emit(m, tmp_path, Options(name="tiny"))
+    x = np.random.default_rng(4).integers(-128, 128, (3, 4, 1, 8, 8)).astype(np.int8)
+    out, cls, _ = be.executor(art).run_sequence(x)
+    want = golden.run_sequence(m, x)
+    assert np.array_equal(out, want.reshape(out.shape)) and np.array_equal(cls, want.argmax(axis=2))

@@ -56,6 +56,7 @@ class Scamp5Backend(Backend):
 
     def __init__(self, opts: Scamp5Options | None = None):
         self.opts = opts or Scamp5Options()
+        self._plans: dict[str, tuple[Program, Analysis]] = {}
 
     def legalize(self, model: ir.Model, options: Options) -> None:
         lowering.analyse(model)
@@ -77,7 +78,41 @@ class Scamp5Backend(Backend):
         if a.host is not None:
             modelfile.save(a.host, out / "decoder.pt", name=a.host.name)
             files.append(out / "decoder.pt")
+        self._plans[str(out)] = (p, a)
         return Artifact(options.name, out, files, rep)
 
-    def executor(self, artifact: Artifact, workdir=None):
-        raise NotImplementedError("run the program with bitgen.backends.scamp5.execute.simulate")
+    def executor(self, artifact: Artifact, workdir=None) -> "SimulatorExecutor":
+        p, a = self._plans[str(artifact.outdir)]
+        return SimulatorExecutor(p, a)
+
+
+class SimulatorExecutor:
+    """The program in the ideal simulator, the decoder (if any) by its golden model on the host:
+    the :class:`~bitgen.backends.base.Executor` of this back end. Every frame's output comes from
+    the simulator's probe of the readout tensor (on the sensor only the last frame's leaves)."""
+
+    def __init__(self, program: Program, a: Analysis, noise=None):
+        self.program, self.a, self.noise = program, a, noise
+
+    def _host(self, v: np.ndarray) -> np.ndarray:
+        from ... import golden
+
+        x = v.reshape((len(v),) + tuple(self.a.types[self.a.readout].shape)).astype(np.int8)
+        return (golden.run(self.a.host, x) if self.a.host is not None else x.astype(np.int64)).reshape(len(v), -1)
+
+    def run(self, x: np.ndarray, trace: bool = False):
+        clips = np.asarray(x, dtype=np.int8)[:, None]
+        res = execute.simulate(self.program, self.a, clips, self.noise)
+        out = res.logits.reshape(len(x), -1)
+        return out, out.argmax(axis=1), None
+
+    def run_sequence(self, x: np.ndarray, trace: bool = False):
+        clips = np.asarray(x, dtype=np.int8)
+        res = execute.simulate(self.program, self.a, clips, self.noise)
+        frames = res.probes[self.a.readout]  # (N, T, ...)
+        n, t = frames.shape[:2]
+        out = self._host(frames.reshape((n * t,) + frames.shape[2:])).reshape(n, t, -1)
+        return out, out.argmax(axis=2), None
+
+    def close(self) -> None:
+        pass
