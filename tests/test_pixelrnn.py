@@ -136,3 +136,35 @@ def test_a_bad_frame_folder_is_a_one_line_error(tmp_path):
         datasets.load("clips", tmp_path, split="test")
     with pytest.raises(datasets.DatasetError, match="not a folder"):
         datasets.load("clips", tmp_path / "missing", split="test")
+
+
+def test_a_small_pixelrnn_trains_with_noise_and_its_scamp5_program_equals_golden():
+    """End to end at a small size: PixelRNN's shape with 4 kernels and 3x3 cells, one epoch of
+    noise-aware training on synthetic clips, the SCAMP-5 program in the exact simulator."""
+    from bitgen import train
+    from bitgen.backends.scamp5 import execute, lower
+
+    nodes = [dict(n) for n in _read_config("examples/pixelrnn.toml")["nodes"]]
+    for n in nodes:
+        if n["name"] == "conv":
+            n["args"] = dict(n["args"], out_channels=4, kernel_size=3, padding=1)
+        if n["name"] == "tile":
+            n["args"] = {"rows": 2, "cols": 2}
+        if n["name"] == "rnn":
+            n["args"] = dict(n["args"], kernel_size=3)
+        if n["name"] == "classifier":
+            n["args"] = dict(n["args"], in_features=1024)
+    model = bnn.graph(nodes)
+    spec = ir.InputSpec((1, 64, 64))
+    model.input_spec = spec
+    x, y = clips.synthetic("train", per_class=2)
+    recipe = train.Recipe(epochs=1, batch_size=6, lr=0.003, noise=0.6)
+    train.fit(model, spec.quantize(x.reshape(-1, 1, 64, 64)).reshape(x.shape), y, recipe, seed=0, progress=False)
+    m = export.to_ir(model)
+    xt, _ = clips.synthetic("test", per_class=1)
+    q = spec.quantize(xt.reshape(-1, 1, 64, 64)).reshape(xt.shape)[:, :6]
+    prog, a = lower.lower(m, lower.Options(weights="streamed"))
+    res = execute.simulate(prog, a, q)
+    cmp = execute.compare(m, a, q, res)
+    assert cmp["mismatches"] == 0, cmp["tensors"]
+    assert np.array_equal(res.classes, golden.predict(m, q))
