@@ -10,16 +10,17 @@ A value is a polynomial in the shifts: ``{(dy, dx): c}`` means ``sum c * x(p + (
 
 Strategies, the shortest program kept (each one a straight-line program of new values):
 
-* exact search: iterative deepening over every macro and direction from the values at hand,
-  the last instruction found by solving for its operands (a few instructions at most);
+* exact search (3x3 kernels): iterative deepening over every macro and direction from the
+  values at hand, the last instruction found by solving for its operands, within a budget of
+  states (so "shortest" means shortest found);
 * separable kernels (rank 1 over the integers): a row program, then a column program on its
   result, each found by the exact search on its axis;
 * sums of separable terms (a Laplacian: two);
 * Horner rows: any kernel of -1, 0, +1 weights row by row, ``q <- S(q) +- x`` per tap with
   ``subx`` and ``addx`` on a copy of the input shifted once (each register keeps its sign), the
   rows joined the same way vertically, one final move to the centre;
-* several kernels: compiled one after another, each search starting from every value computed
-  so far, in every order.
+* several kernels: compiled one after another in every order (a small beam of the shortest
+  partial programs), a value computed for an earlier kernel never computed again.
 
 Every program is checked by the simulator (:mod:`.simulator`, exact mode) on random images
 before it is returned, then given registers by linear scan (at most ``registers``).
@@ -59,7 +60,7 @@ def poly(d: dict) -> Poly:
 
 
 def shift(p: Poly, v: tuple[int, int]) -> Poly:
-    """S_v: every term moves by -v? No: y(p) = x(p + v), a term x(p + o) becomes x(p + o + v)."""
+    """S_v, a neighbour read: y(p) = x(p + v), so a term x(p + o) becomes x(p + o + v)."""
     return tuple(((k[0] + v[0], k[1] + v[1]), c) for k, c in p)
 
 
@@ -277,7 +278,7 @@ def horner_1d(plan: Plan, src: int, coeffs: list[int], axis: int) -> tuple[Plan,
     vec = lambda n: (unit[0] * n, unit[1] * n)  # noqa: E731
     sv = p.values[src]
     nz = [j for j, c in enumerate(coeffs) if c]
-    last, first = nz[-1], nz[0]
+    last = nz[-1]
     q, sign, pos = src, coeffs[last], last
     srcb = None
     for j in reversed(nz[:-1]):
