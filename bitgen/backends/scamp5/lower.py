@@ -359,18 +359,17 @@ class Lowering:
             self.e("add", reg, reg, "IN")
             rest -= step
 
-    def invalid_taps(self, du: int, dv: int, period: tuple[int, int], used: tuple[int, int]) -> list:
-        """Patterns of the PEs whose tap (du, dv) (in PEs) reads outside their tile / image."""
+    def invalid_taps(self, du: int, dv: int, used: tuple[int, int], tiled: bool) -> list:
+        """Patterns of the PEs whose tap (du, dv) (in PEs) reads outside their tile (`tiled`: the
+        used area repeats every tile) or outside the used area of the array."""
         pats = []
-        for d, per, n, axis in ((du, period[0], used[0], 0), (dv, period[1], used[1], 1)):
+        for d, n, axis in ((du, used[0], 0), (dv, used[1], 1)):
             if d == 0:
                 continue
-            lo, hi = (per - d, per) if d > 0 else (0, -d)
-            if per == 256 or per >= self.p.array[axis]:  # the whole image: its last rows are n - d.. n
-                lo, hi = (n - d, self.p.array[axis]) if d > 0 else (0, -d)
-                strips = patterns.strip(lo, hi, 256)
-            else:
-                strips = patterns.strip(lo, hi, per)
+            if tiled and n < self.p.array[axis]:  # the same strip in every tile
+                strips = patterns.strip(*((n - d, n) if d > 0 else (0, -d)), n)
+            else:  # the image's last (first) rows, and anything past its end
+                strips = patterns.strip(*((n - d, self.p.array[axis]) if d > 0 else (0, -d)), 256)
             for v, dc in strips:
                 pats.append((v, 0, dc, 0xFF) if axis == 0 else (0, v, 0xFF, dc))
         return pats
@@ -580,7 +579,7 @@ class Lowering:
         def tap(du: int, dv: int) -> None:
             on = {ch for ch in range(a.channels) if cw[ch, du + half, dv + half] > 0}
             self.tap_weights(on, du + half, dv + half)
-            self.accumulate(self.invalid_taps(du, dv, (h, w), (h, w)), "C", "F")
+            self.accumulate(self.invalid_taps(du, dv, (h, w), tiled=True), "C", "F")
         self.taps(a.k, 1, tap)
         if o.weights == "in-pixel":  # refresh the analog weight store (PixelRNN snaps it every frame)
             self.store_weights()
@@ -673,7 +672,7 @@ class Lowering:
             on = {ph for ph, name in (((0, 0), "fi"), ((0, 1), "fh"), ((1, 0), "oi"), ((1, 1), "oh"))
                   if kern[name][du + half, dv + half] > 0}
             self.load_region("K", self.phases(on))
-            self.accumulate(self.invalid_taps(P * du, P * dv, (256, 256), (P * rr, P * rc)), "C", "F")
+            self.accumulate(self.invalid_taps(P * du, P * dv, (P * rr, P * rc), tiled=False), "C", "F")
         self.taps(kr, P, tap)
         r.drop("XR0")
         self.e("movx", "D", "C", "east")  # fh (oh) next to fi (oi)
