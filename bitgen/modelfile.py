@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import ir
+from . import filetype, ir
 from .errors import BitgenError
 
 FORMAT = "bitgen-model"
@@ -113,6 +113,7 @@ def load(path: str | Path, *, trust_pickle: bool = False,
         raise ModelFileError(f"{path}: no such file")
     if path.is_dir():
         raise ModelFileError(f"{path}: is a directory, expected a model file")
+    _refuse_foreign(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -130,6 +131,8 @@ def load(path: str | Path, *, trust_pickle: bool = False,
             f"{path}: not a readable model file (truncated or corrupt: {_first_line(e)})"
         ) from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        if filetype.is_state_dict(obj):
+            raise ModelFileError(filetype.state_dict_message(path))
         raise ModelFileError(f"{path}: not a bitgen model (no '{FORMAT}' format tag)")
     if int(obj.get("version", 0)) > VERSION:
         raise ModelFileError(f"{path}: model format version {obj.get('version')} is newer than this bitgen")
@@ -167,6 +170,13 @@ def _load_pickled(path: Path, input: ir.InputSpec | None) -> LoadedModel:
     irm = export.to_ir(obj, input=input)
     obj.eval()
     return LoadedModel(ir=irm, torch_model=obj, path=path)
+
+
+def _refuse_foreign(path: Path) -> None:
+    """A file of another kind (ONNX, TFLite, a BitNetMCU header, random bytes): say which."""
+    reason = filetype.foreign(path)
+    if reason:
+        raise ModelFileError(reason) from None
 
 
 def _first_line(e: BaseException) -> str:

@@ -113,7 +113,7 @@ def test_file_that_is_not_a_bitgen_model(tmp_path, capsys):
     torch.save({"weights": torch.zeros(3)}, path)
     _one_line_error(capsys, ["check", str(path)], "not a bitgen model")
     path.write_text("hello")
-    _one_line_error(capsys, ["check", str(path)], "not a readable model file")
+    _one_line_error(capsys, ["check", str(path)], "not a model file")
 
 
 def test_pickled_module_needs_trust_pickle(tmp_path, capsys):

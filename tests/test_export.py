@@ -71,7 +71,7 @@ def test_unsupported_layer_names_the_layer_and_the_op(module, op):
 
 
 def test_float_linear_error_points_to_the_quantized_layer():
-    with pytest.raises(export.ExportError, match="use bitgen.nn.QuantLinear"):
+    with pytest.raises(export.ExportError, match="bitgen quantize.*bitgen.nn.QuantLinear"):
         export.to_ir(tnn.Sequential(tnn.Linear(4, 2)), input=ir.InputSpec((4,)))
 
 

@@ -134,7 +134,7 @@ def _layer(index: int, name: str, m: torch.nn.Module) -> ir.Layer | None:
         return None
     hint = ""
     if type(m) in (torch.nn.Linear, torch.nn.Conv2d):
-        hint = f"float weights; use bitgen.nn.Quant{type(m).__name__}"
+        hint = f"float weights; quantize the model with `bitgen quantize`, or train with bitgen.nn.Quant{type(m).__name__}"
     raise _unsupported(index, name, m, hint)
 
 

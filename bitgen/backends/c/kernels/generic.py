@@ -17,6 +17,7 @@ FILES = {
     "avgpool2d": ["bg_pool.c", "bg_pool.inc"],
     "relu": ["bg_elementwise.c", "bg_elementwise.inc"],
     "requant": ["bg_elementwise.c", "bg_elementwise.inc"],
+    "requant_modes": ["bg_requant_modes.c", "bg_requant_modes.h"],
     "shiftnorm": ["bg_elementwise.c", "bg_elementwise.inc"],
     "flatten": [],
     "unflatten": [],
@@ -112,7 +113,12 @@ def _relu(layer: ir.ReLU, t_in: ir.TensorType, t_out: ir.TensorType, others: lis
                   in_place=True, per_channel=True)
 
 
+ROUNDING_IDS = {"half_up": 0, "floor": 1, "half_even": 2, "fp32": 3, "half_away": 4}  # BG_ROUND_* of bg_requant_modes.h
+
+
 def _requant(layer: ir.Requant, t_in: ir.TensorType, t_out: ir.TensorType, others: list[ir.TensorType]) -> Choice:
+    if not layer.is_plain:
+        return _requant_modes(layer, t_in, t_out)
     ch = layer.multiplier.size
     half_up = 1 if layer.rounding == "half_up" else 0
     fits32, split = requant_fits_32(layer, t_in)
@@ -129,6 +135,23 @@ def _requant(layer: ir.Requant, t_in: ir.TensorType, t_out: ir.TensorType, other
         first = p.channel if ch > 1 else "0"  # this channel's own multiplier and shift
         return f"{fn}({p.x}, {p.y}, {_plane(p, t_in)}, &{q}, {first}, 1);"
     return Choice("generic", FILES["requant"], render, in_place=True, per_channel=True)
+
+
+def _requant_modes(layer: ir.Requant, t_in: ir.TensorType, t_out: ir.TensorType) -> Choice:
+    """Ties to even, ONNX Runtime's float32 rounding or an output zero point: bg_requant_modes."""
+    ch = layer.multiplier.size
+
+    def render(src: ModelSource, i: int, p: Pointers) -> str:
+        m = src.array("int32_t", f"m{i}", int_lines(layer.multiplier), 4 * ch, i)
+        sh = src.array("uint8_t", f"s{i}", int_lines(layer.shift), ch, i)
+        q = src.struct("bg_requant_modes_t", f"q{i}", [m, sh, ch, ROUNDING_IDS[layer.rounding], layer.zero_point,
+                                                       layer.out_min, layer.out_max])
+        fn = f"bg_requant_modes_to_{SUFFIX[t_out.dtype]}"
+        if p.channel is None:
+            return f"{fn}({p.x}, {p.y}, {t_in.size // ch}, &{q}, 0, {ch});"
+        first = p.channel if ch > 1 else "0"
+        return f"{fn}({p.x}, {p.y}, {_plane(p, t_in)}, &{q}, {first}, 1);"
+    return Choice("generic", FILES["requant_modes"], render, in_place=True, per_channel=True)
 
 
 def _shiftnorm(layer: ir.ShiftNorm, t_in: ir.TensorType, t_out: ir.TensorType, others: list[ir.TensorType]) -> Choice:

@@ -45,6 +45,8 @@ def post_stage(fused: list[ir.Layer], types: list[ir.TensorType]) -> dict[str, A
     if kinds not in ([], ["relu"], ["requant"], ["relu", "requant"], ["requant", "relu"], ["relu", "requant", "relu"]):
         return None
     rq = next((layer for layer in fused if isinstance(layer, ir.Requant)), None)
+    if rq is not None and not rq.is_plain:  # the output stage rounds half up or down, no zero point
+        return None
     post = {"requant": rq, "lo": ir.INT32[0], "hi": ir.INT32[1], "wide": 0, "pool": int(pool),
             "relu_before": int(bool(kinds) and kinds[0] == "relu"),
             "relu_after": int(bool(kinds) and kinds[-1] == "relu" and rq is not None)}

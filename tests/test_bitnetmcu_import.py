@@ -1,0 +1,93 @@
+"""`bitgen import BitNetMCU_model.h`: every published header and every weight format the
+exporter writes gives the same class and int32 logits as BitNetMCU's own engine, compiled here.
+
+MNIST-16 test images: the first 500 by default; all 10,000 with BITGEN_BITNETMCU_FULL=1."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from bitgen import check, datasets, golden, importers
+from bitgen.cli import main
+from bitgen.importers import bitnetmcu
+
+import bitnetmcu_oracle as oracle
+
+pytestmark = pytest.mark.skipif(not oracle.available() or not oracle.MNIST.is_dir(),
+                                reason="needs ../shared/oracles/BitNetMCU, ../shared/datasets/mnist-test and gcc")
+COUNT = 10000 if os.environ.get("BITGEN_BITNETMCU_FULL") else 500
+HEADERS = sorted(p.name for p in (oracle.ORACLE / "mcu").glob("BitNetMCU_model_*.h")) if oracle.available() else []
+
+
+@pytest.fixture(scope="module")
+def mnist16():
+    ds = datasets.load("mnist16", oracle.MNIST, split="test")
+    return ds.x[:COUNT], ds.y[:COUNT]
+
+
+def _same_as_engine(model, header, x, tmp_path):
+    outputs = model.validate()[-1].size
+    classes, logits = oracle.Engine(header, tmp_path / "oracle").run(x, outputs)
+    ours = golden.run(model, x.reshape((len(x),) + model.input.shape))
+    np.testing.assert_array_equal(ours, logits)
+    np.testing.assert_array_equal(golden.argmax(ours), classes)
+    return classes
+
+
+@pytest.mark.parametrize("name", HEADERS)
+def test_published_header_equals_bitnetmcu_engine(name, mnist16, tmp_path):
+    header = oracle.ORACLE / "mcu" / name
+    model = importers.read(header)
+    x, y = mnist16
+    classes = _same_as_engine(model, header, x, tmp_path)
+    if "letters" not in name:  # a 37-class EMNIST model: only its logits are comparable on digits
+        assert np.mean(classes == y) > 0.9
+
+
+@pytest.mark.parametrize("fmt", list(oracle.FORMATS))
+def test_every_weight_format_equals_bitnetmcu_engine(fmt, mnist16, tmp_path):
+    rng = np.random.default_rng(len(fmt))
+    vals = np.array(oracle.VALUES[fmt])
+    layers = [(fmt, rng.choice(vals, (64, 256))), (fmt, rng.choice(vals, (64, 64))), (fmt, rng.choice(vals, (10, 64)))]
+    header = tmp_path / "BitNetMCU_model.h"
+    oracle.write_mlp_header(header, layers)
+    model = importers.read(header)
+    for layer, (_, w) in zip([op for op in model.layers if op.kind == "linear"], layers):
+        np.testing.assert_array_equal(layer.weight, w)
+    _same_as_engine(model, header, mnist16[0], tmp_path)
+
+
+def test_imported_models_are_bit_exact_in_c(tmp_path, mnist16):
+    x = mnist16[0][:100]
+    for name in ("BitNetMCU_model_cnn_16small.h", "BitNetMCU_model_12k_FP130.h"):
+        model = importers.read(oracle.ORACLE / "mcu" / name)
+        xq = x.reshape((len(x),) + model.input.shape)
+        for kernels in ("generic", "rv32emc"):
+            res = check.run_check(model, [check.InputSet("dataset", xq)], kernels=kernels)
+            assert res.mismatches == 0 and res.compared == len(xq)
+
+
+def test_import_command(tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    assert main(["import", str(oracle.ORACLE / "mcu" / "BitNetMCU_model_cnn_16.h"), "-o", str(out)]) == 0
+    assert "BitNetMCU header" in capsys.readouterr().out
+    assert main(["check", str(out), "--dataset", "mnist16", "--data", str(oracle.MNIST), "--limit", "50",
+                 "--random", "50"]) == 0
+
+
+def test_broken_headers_are_one_line_errors(tmp_path, capsys):
+    text = (oracle.ORACLE / "mcu" / "BitNetMCU_model_1k.h").read_text()
+    cases = {
+        "short.h": text.replace("0x8022800, ", "", 1),
+        "nf4.h": text.replace("L1_bitperweight 2", "L1_bitperweight 36"),
+        "chain.h": text.replace("L2_incoming_weights 16", "L2_incoming_weights 32"),
+    }
+    for file, body in cases.items():
+        (tmp_path / file).write_text(body)
+        code = main(["import", str(tmp_path / file), "-o", str(tmp_path / "x.pt")])
+        err = capsys.readouterr().err.strip()
+        assert code != 0 and len(err.splitlines()) == 1, err
+    with pytest.raises(importers.ModelImportError, match="NF4"):
+        bitnetmcu.read(tmp_path / "nf4.h")
