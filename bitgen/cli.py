@@ -26,6 +26,7 @@ COMMANDS = {
     "monitor": ("bitgen.commands.monitor_cmd", "run a model on a board frame by frame, live in the browser"),
     "tune-thresholds": ("bitgen.commands.tune_thresholds_cmd",
                         "choose change thresholds of a model's convolutions on a stream, within a tolerance"),
+    "scamp5-kernel": ("bitgen.commands.scamp5_kernel_cmd", "compile convolution kernels to SCAMP-5 analog macros"),
 }
 
 

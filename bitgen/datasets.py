@@ -12,6 +12,7 @@ spec of scale 1), ``y`` integer class indices, ``labels`` the class names and ``
 | mnist     | folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] | (1, 28, 28) | 0..1 (pixel/255), scale 1/127 |
 | mnist16   | as mnist                                   | (1, 16, 16) | int8, BitNetMCU's "MNIST-16" preprocessing (below) |
 | usps-clips | as usps                                  | (1, 16, 16) per frame, 16 frames | as usps: each digit moving through the frame (below) |
+| clips     | none (synthetic), or a folder of real frames ``ROOT/<class>/<video>/*.jpg`` | (1, 64, 64) per frame, 16 frames | hand-gesture clips for PixelRNN-shaped models (:mod:`bitgen.clips`); synthetic: -1..1, scale 1/127; real: ImageNet-normalized grey, scale 2.4/127 |
 | npz       | a .npz with ``x``, ``y`` (and optionally ``labels``), or ``x_train``/``y_train``/``x_test``/``y_test`` | x.shape[1:]; (N, H, W) becomes (1, H, W); a 5-D x (N, T, C, H, W) holds clips | int8: already quantized (scale 1); float: scale max|x|/127 |
 
 MNIST-16: bilinear resize of the uint8 image to 16x16 exactly as Pillow's
@@ -28,7 +29,6 @@ so every machine builds the same clips.
 """
 from __future__ import annotations
 
-import math
 import gzip
 import math
 import zipfile
@@ -41,7 +41,8 @@ import numpy as np
 from . import ir
 from .errors import BitgenError
 
-NAMES = ("digits", "usps", "usps-clips", "mnist", "mnist16", "npz")
+NAMES = ("digits", "usps", "usps-clips", "clips", "mnist", "mnist16", "npz")
+NO_PATH = ("digits", "clips")  # datasets that need no --data
 SPLITS = ("train", "test")
 # What a loader reads is checked against these before it is allocated (a file's header or a
 # compressed stream can declare anything).
@@ -103,11 +104,11 @@ def load(name: str, data: str | Path | None = None, split: str = "train") -> Dat
     """Load dataset ``name`` (see the module docstring); raises :class:`DatasetError`."""
     if split not in SPLITS:
         raise DatasetError(f"unknown split '{split}' (known: {', '.join(SPLITS)})")
-    loaders = {"digits": _digits, "usps": _usps, "usps-clips": _usps_clips, "mnist": _mnist, "mnist16": _mnist16,
-               "npz": _npz}
+    loaders = {"digits": _digits, "usps": _usps, "usps-clips": _usps_clips, "clips": _clips, "mnist": _mnist,
+               "mnist16": _mnist16, "npz": _npz}
     if name not in loaders:
         raise DatasetError(f"unknown dataset '{name}' (known: {', '.join(NAMES)})")
-    if name != "digits" and data is None:
+    if name not in NO_PATH and data is None:
         raise DatasetError(f"dataset '{name}' needs a path (--data)")
     ds = loaders[name](None if data is None else Path(data), split)
     if len(ds) == 0:
@@ -211,6 +212,21 @@ def moving_clips(images: np.ndarray, frames: int, rng: np.random.Generator, back
     clips = big[np.arange(n)[:, None, None, None], rows[:, :, :, None], cols[:, :, None, :]]
     clips += rng.normal(0.0, noise, clips.shape).astype(np.float32)
     return np.clip(clips, -1.0, 1.0)
+
+
+def _clips(data: Path | None, split: str) -> Dataset:
+    from . import clips
+
+    if data is None:
+        x, y = clips.synthetic(split)
+        return Dataset("clips", split, x, y, list(clips.LABELS), ir.InputSpec((1, clips.SIZE, clips.SIZE), scale=1.0 / 127.0))
+    if not data.is_dir():
+        raise DatasetError(f"{data}: not a folder of <class>/<video>/ frames")
+    try:
+        x, y, labels = clips.frame_folder(data, split)
+    except (ValueError, OSError) as e:
+        raise DatasetError(f"{data}: {e}") from None
+    return Dataset("clips", split, x, y, labels, ir.InputSpec((1, clips.SIZE, clips.SIZE), scale=2.4 / 127.0))
 
 
 # -------------------------------------------------------------------------------- mnist

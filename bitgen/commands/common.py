@@ -49,6 +49,20 @@ def seconds(hi: float = 86400.0):
     return parse
 
 
+def number(lo: float, hi: float):
+    """An argparse type: a finite number in lo..hi."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+        if not (math.isfinite(v) and lo <= v <= hi):
+            raise argparse.ArgumentTypeError(f"{text} is outside {lo:g}..{hi:g}")
+        return v
+    parse.__name__ = "number"
+    return parse
+
+
 SEED = count(0, 2**32 - 1)
 BYTES = count(0, 2**32 - 1)
 
@@ -74,7 +88,7 @@ def add_max_arena_argument(p: argparse.ArgumentParser) -> None:
                         "speed for SRAM to fit it (default: the fastest kernels)")
 
 
-BACKENDS = ("c",)  # what --target names; later back ends join here
+BACKENDS = ("c",)  # what --target names for every command; emit also takes scamp5 (commands/scamp5_cmd.py)
 
 
 def add_kernels_argument(p: argparse.ArgumentParser, help: str) -> None:

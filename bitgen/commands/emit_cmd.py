@@ -15,6 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="C name prefix (default: the model's name, else 'model')")
     add_kernels_argument(p, "kernel set (default: generic)")
     add_max_arena_argument(p)
+    from .scamp5_cmd import add_emit_arguments
+
+    add_emit_arguments(p)
 
 
 def default_name(model_name: str) -> str:
@@ -29,6 +32,10 @@ def check_name(name: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.target == "scamp5":
+        from . import scamp5_cmd
+
+        return scamp5_cmd.emit(args, args.name or default_name(load_model(args).ir.name))
     kernels = resolve_kernels(args) or "generic"
     check_name(args.name)
     out = output_dir(args.out, "-o")

@@ -21,7 +21,8 @@ from .outputs import STDOUT, output_dir, output_file, write_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--board", required=True, help=f"board (available: {', '.join(boards.available())})")
+    p.add_argument("--board", required=True,
+                   help=f"board (available: {', '.join(boards.available())}, scamp5-sim: the SCAMP-5 simulator)")
     p.add_argument("--port", help="serial port of a real board (a path or a pyserial URL)")
     p.add_argument("model", nargs="?",
                    help="model file (default: the model of the last bitgen build for this board)")
@@ -45,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_kernels_argument(p, "emulated boards: kernel set of the firmware built for the run "
                             "(default: the board's fastest that fits)")
     p.add_argument("--trace", action="store_true", help="print every line on the wire")
+    from .scamp5_cmd import add_run_arguments
+
+    add_run_arguments(p)
 
 
 def _default_model(board: boards.Board) -> str:
@@ -68,6 +72,10 @@ def _accuracy(classes: np.ndarray, labels: np.ndarray | None, per_clip: int) -> 
 
 
 def run(args: argparse.Namespace) -> int:
+    from . import scamp5_cmd
+
+    if args.board == scamp5_cmd.BOARD:
+        return scamp5_cmd.run_sim(args)
     kernels = resolve_kernels(args)
     board = boards.get(args.board)
     json_to = output_file(args.json, "--json", stdout=True)

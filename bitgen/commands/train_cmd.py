@@ -27,10 +27,11 @@ import numpy as np
 from .. import datasets, ir, schema
 from ..errors import BitgenError
 from ..train import NORMS, LayerOptions, Recipe, TrainError
-from .common import SEED, count
+from .common import SEED, count, number
 from .outputs import output_file
 
 ENCODINGS = ("binary", "ternary", "2bitsym", "4bitsym", "4bit", "fp130", "8bit")
+SIGMA = number(0.0, 1e6)
 DEFAULTS = {"arch": "mlp:64,64", "weights": "4bitsym", "norm": "static", "seed": 0, "threads": 2}
 
 
@@ -59,6 +60,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bias", action="store_true", default=None, help="give layers an integer bias")
     p.add_argument("--shift-only", action="store_true", default=None,
                    help="static norm as a pure shift (multiplier 1)")
+    p.add_argument("--noise", type=SIGMA, metavar="SIGMA",
+                   help="PixelRNN's noise-aware training: Gaussian noise of SIGMA (in ±1 products) before "
+                        "every threshold after a sum of products, and noise_output (default 1) on recurrent "
+                        "outputs (default 0: none)")
     p.add_argument("--seed", type=SEED, help="random seed (default 0); same seed, same model")
     p.add_argument("--threads", type=count(1, 256), help="CPU threads for PyTorch (default 2)")
     p.add_argument("--name", help="model name stored in the file (default: the output file's stem)")
@@ -110,7 +115,7 @@ def _read_config(path: str) -> dict[str, Any]:
 
 
 _RECIPE_KEYS = ("epochs", "lr", "batch_size", "weight_decay", "schedule", "float_warmup_epochs",
-                "augment", "calibrate")
+                "augment", "calibrate", "noise", "noise_output")
 _LAYER_KEYS = ("weights", "norm", "weight_scale", "per_channel", "bias", "multiplier_bits", "norm_per_channel",
                "statistic", "rms_factor", "first_weights", "last_weights")
 
@@ -136,7 +141,8 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
     if args.shift_only:
         merged["multiplier_bits"] = 0
     for key in ("dataset", "data", "arch", "weights", "norm", "epochs", "lr", "batch_size",
-                "float_warmup_epochs", "augment", "weight_scale", "per_channel", "bias", "seed", "threads", "name"):
+                "float_warmup_epochs", "augment", "weight_scale", "per_channel", "bias", "seed", "threads", "name",
+                "noise"):
         v = getattr(args, key, None)
         if v is not None:
             merged[key] = v

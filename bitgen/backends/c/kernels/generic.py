@@ -27,6 +27,7 @@ FILES = {
     "abs": ELTWISE,
     "concat": ELTWISE,
     "upsample": ["bg_upsample.c", "bg_upsample.h", "bg_upsample.inc"],
+    "tile": ["bg_tile.c", "bg_tile.h", "bg_tile.inc"],
     "conv_transpose2d": ["bg_conv_transpose2d.c", "bg_conv_transpose2d.h", "bg_conv_transpose2d.inc"],
     "sign": ELTWISE,
     "mul": ELTWISE,
@@ -195,6 +196,12 @@ def _upsample(layer: ir.Upsample, t_in: ir.TensorType, t_out: ir.TensorType, oth
                   lambda src, i, p: f"bg_upsample_{SUFFIX[t_in.dtype]}({p.x}, {p.y}, {c}u, {h}u, {w}u, {fh}u, {fw}u);")
 
 
+def _tile(layer: ir.Tile, t_in: ir.TensorType, t_out: ir.TensorType, others: list[ir.TensorType]) -> Choice:
+    _, h, w = t_in.shape
+    return Choice("generic", FILES["tile"],
+                  lambda src, i, p: f"bg_tile_{SUFFIX[t_in.dtype]}({p.x}, {p.y}, {layer.rows}u, {layer.cols}u, {h}u, {w}u);")
+
+
 def _conv_transpose2d(layer: ir.ConvTranspose2d, t_in: ir.TensorType, t_out: ir.TensorType,
                       others: list[ir.TensorType]) -> Choice:
     for v in (*t_in.shape, *t_out.shape, layer.groups):
@@ -252,7 +259,7 @@ def _change_gate(layer: ir.ChangeGate, t_in: ir.TensorType, t_out: ir.TensorType
 KERNELS: dict[str, Callable[[Any, ir.TensorType, ir.TensorType, list[ir.TensorType]], Choice]] = {
     "linear": _linear, "conv2d": _conv2d, "maxpool2d": _pool, "avgpool2d": _pool, "relu": _relu,
     "requant": _requant, "shiftnorm": _shiftnorm, "flatten": _flatten, "unflatten": _flatten, "add": _eltwise, "sub": _eltwise,
-    "abs": _abs, "concat": _concat, "upsample": _upsample, "conv_transpose2d": _conv_transpose2d,
+    "abs": _abs, "concat": _concat, "upsample": _upsample, "tile": _tile, "conv_transpose2d": _conv_transpose2d,
     "sign": _sign, "mul": _mul, "change_gate": _change_gate,
 }
 
