@@ -16,16 +16,38 @@
 #include "bg_runtime.h"
 #include "bg_conv2d_plane.h"
 
-int32_t bg_offset_s8(const int8_t *x, int32_t *y, uint32_t n)
+int32_t bg_min_s8(const int8_t *x, uint32_t n)
 {
     int32_t z = 127;
     uint32_t i;
     for (i = 0; i < n; i++)
         if (x[i] < z)
             z = x[i];
-    for (i = 0; i < n; i++)
-        y[i] = x[i] - z;
     return z;
+}
+
+#define BG_STAGE(NAME, TI, TO, Z)                                                                \
+    {                                                                                            \
+        const uint32_t ws = w + 2u * pw;                                                         \
+        uint32_t r, i;                                                                           \
+        y += ph * ws + pw;                                                                       \
+        for (r = 0; r < h; r++, x += w, y += ws)                                                 \
+            for (i = 0; i < w; i++)                                                              \
+                y[i] = (TO)(x[i] - (Z));                                                         \
+    }
+void bg_stage_s8_s8(const int8_t *x, int8_t *y, uint32_t h, uint32_t w, uint32_t ph, uint32_t pw)
+BG_STAGE(bg_stage_s8_s8, int8_t, int8_t, 0)
+void bg_stage_s8_s32(const int8_t *x, int32_t *y, uint32_t h, uint32_t w, uint32_t ph, uint32_t pw, int32_t z)
+BG_STAGE(bg_stage_s8_s32, int8_t, int32_t, z)
+void bg_stage_s32_s32(const int32_t *x, int32_t *y, uint32_t h, uint32_t w, uint32_t ph, uint32_t pw)
+BG_STAGE(bg_stage_s32_s32, int32_t, int32_t, 0)
+#undef BG_STAGE
+
+void bg_zero_words(void *p, uint32_t words)
+{
+    uint32_t *q = (uint32_t *)p, i;
+    for (i = 0; i < words; i++)
+        q[i] = 0;
 }
 
 /* The output stage of one accumulator, with multiplier m and shift sh of its channel. */

@@ -61,9 +61,16 @@ BG_DECLARE_PLANE(s32, s8, int32_t, int8_t)
 BG_DECLARE_PLANE(s32, s32, int32_t, int32_t)
 #undef BG_DECLARE_PLANE
 
-/* y = x - z with z the smallest of the n values; returns z. A first layer's input offset so
- * that its most common value (an image's background) becomes 0 and is skipped; the layer adds
- * z * sum(w) to its bias to stay exact. */
-int32_t bg_offset_s8(const int8_t *x, int32_t *y, uint32_t n);
+/* The smallest of n values: a first layer's input offset z, so that its most common value (an
+ * image's background) becomes 0 and is skipped; the layer adds z * sum(w) to its bias. */
+int32_t bg_min_s8(const int8_t *x, uint32_t n);
+
+/* A plane staged for the plane kernels, which take neither padding nor an offset: the h x w
+ * plane x (minus z) into the interior of the (h + 2 ph) x (w + 2 pw) plane y, whose border is
+ * left as it is (the kernel's prologue zeroes it once with bg_zero_words). */
+void bg_stage_s8_s8(const int8_t *x, int8_t *y, uint32_t h, uint32_t w, uint32_t ph, uint32_t pw);
+void bg_stage_s8_s32(const int8_t *x, int32_t *y, uint32_t h, uint32_t w, uint32_t ph, uint32_t pw, int32_t z);
+void bg_stage_s32_s32(const int32_t *x, int32_t *y, uint32_t h, uint32_t w, uint32_t ph, uint32_t pw);
+void bg_zero_words(void *p, uint32_t words);
 
 #endif /* BG_CONV2D_PLANE_H */

@@ -19,7 +19,8 @@ import jinja2
 from ... import __version__, encodings, ir
 from . import memory, schedule, targets
 from ..base import Artifact
-from .kernels import FUSED, Choice, KernelError, ModelSource, Pointers, choose, choose_group, model_input_only_before
+from .kernels import (FUSED, Choice, KernelError, ModelSource, Pointers, choose, choose_group, choose_whole,
+                      model_input_only_before)
 from .literals import C_TYPE, SUFFIX, arena_ptr
 from ...errors import BitgenError
 from ...paths import C_RUNTIME, TEMPLATES
@@ -115,16 +116,28 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
         st.name: len(model.nodes) + 1 + k for k, st in enumerate(model.states)}
     reads = [[index[name] for name in n.inputs] for n in model.nodes]
     steps = schedule.steps(model, types)
+    # Convolutions that no plane kernel takes channel by channel: a kernel that computes whole
+    # tensors (with the output stage fused) forms a step of its own, if one applies.
+    whole: dict[int, Choice] = {}
+    for st in steps:
+        i = st.first
+        if isinstance(model.layers[i], ir.Conv2d) and not (
+                st.channelwise and choose_group(model, types[reads[i][0]], types, i, st.last, target, first=True)):
+            choice = choose_whole(model, types, types[reads[i][0]], i, st.last, target)
+            if choice is not None:
+                whole[i] = choice
+    if whole:
+        steps = schedule.steps(model, types, {i: c.fuses for i, c in whole.items()})
     choices: list[Choice] = []
     for st in steps:
         for i in st.layers:
             if i < len(choices):  # fused into the kernel of an earlier layer
                 continue
             layer = model.layers[i]
-            choice = None
+            choice = whole.get(i) if st.whole else None
             t_in = types[reads[i][0]]
             if st.channelwise and isinstance(layer, ir.Conv2d):
-                choice = choose_group(model, t_in, types, i, st.last, target)
+                choice = choose_group(model, t_in, types, i, st.last, target, first=i == st.first)
             try:
                 choice = choice or choose(layer, t_in, types[i + 1], target, model_input_only_before(model, i),
                                           (lut_chunks or {}).get(i), [types[j] for j in reads[i][1:]])
@@ -140,8 +153,9 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
     kept = {step_of[index[st.source]] for st in model.states}  # a state takes its value at the end
     for st in steps:
         c = choices[st.first]
-        # channel by channel: two plane buffers, then the first kernel's own scratch
-        scratch = 2 * _plane_region(types, st) + _round4(c.scratch) if st.channelwise else c.scratch
+        # channel by channel: two plane buffers, then each kernel's own scratch
+        scratch = (2 * _plane_region(types, st) + sum(_round4(choices[i].scratch) for i in st.layers)
+                   if st.channelwise else c.scratch)
         if model.is_sequential:
             needs.append(memory.Need(out_bytes=types[st.last + 1].nbytes, in_bytes=types[st.first].nbytes,
                                      scratch=scratch, **({} if st.channelwise else dict(
@@ -160,25 +174,29 @@ def _step_code(model: ir.Model, mp: ModelPlan, k: int, src: ModelSource) -> tupl
     st, types = mp.steps[k], mp.types
     loc_in, loc_out = mp.memory.inputs[k][0], mp.memory.outputs[k]
     scratch = mp.memory.scratch[k]
-    if not st.channelwise:
-        i = st.first
+    if not st.channelwise:  # one kernel (with the layers it fuses, a whole step) on whole tensors
+        i, last = st.first, st.last
         ptrs = Pointers(
             x=_ptr(loc_in, mp.in_type(i).dtype, const=True, name=src.name),
-            y=_ptr(loc_out, types[i + 1].dtype, const=False),
+            y=_ptr(loc_out, types[last + 1].dtype, const=False),
             scratch=scratch,
             others=tuple(_ptr(loc, types[j].dtype, const=True, name=src.name)
                          for loc, j in zip(mp.memory.inputs[k][1:], mp.reads[i][1:])),
         )
         call = mp.choices[i].render(src, i, ptrs)
-        done = f"BG_LAYER_PART({i}, 0, {_ptr(loc_out, types[i + 1].dtype, const=True)}, {types[i + 1].nbytes});"
-        return ([call] if call else []) + [done], {i: None if loc_out.external else loc_out.offset}
+        done = f"BG_LAYER_PART({last}, 0, {_ptr(loc_out, types[last + 1].dtype, const=True)}, {types[last + 1].nbytes});"
+        where = None if loc_out.external else loc_out.offset
+        return ([call] if call else []) + [done], {j: where if j in (i, last) else None for j in st.layers}
     # Channel by channel: planes ping-pong between two buffers in the scratch area.
     plane = _plane_region(types, st)
     planes = [scratch, scratch + plane]
-    kernel_scratch = scratch + 2 * plane  # the first kernel's own scratch
+    own: dict[int, int] = {}  # each kernel's own scratch, after the two planes (kept across channels)
+    at = scratch + 2 * plane
+    for i in st.layers:
+        own[i], at = at, at + _round4(mp.choices[i].scratch)
     channels = types[st.last + 1].shape[0]
-    first = mp.choices[st.first]
-    lines = [first.prologue.code(kernel_scratch)] if first.prologue else []
+    step_input = _ptr(loc_in, mp.in_type(st.first).dtype, const=True, name=src.name)
+    lines = [mp.choices[i].prologue.code(own[i], step_input) for i in st.layers if mp.choices[i].prologue]
     lines.append(f"for (c = 0; c < {channels}u; c++) {{")
     offsets: dict[int, int | None] = {}
     cur = None  # index into `planes` holding the current plane; None: the step's input
@@ -203,8 +221,7 @@ def _step_code(model: ir.Model, mp: ModelPlan, k: int, src: ModelSource) -> tupl
             shown = _ptr_at(planes[nxt], t_out.dtype, True)
             offsets[i] = planes[nxt]
             cur = nxt
-        ptrs = Pointers(x=x, y=y, channel="c", x_is_plane=i != st.first,
-                                scratch=kernel_scratch if i == st.first else None)
+        ptrs = Pointers(x=x, y=y, channel="c", x_is_plane=i != st.first, scratch=own[i])
         lines.append("    " + choice.render(src, i, ptrs))
         lines.append(f"    BG_LAYER_PART({i_shown}, c * {plane_bytes}u, {shown}, {plane_bytes});")
         offsets[i_shown] = offsets[i]

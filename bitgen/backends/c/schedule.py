@@ -19,19 +19,22 @@ from ... import ir
 class Step:
     first: int  # index of the first layer
     last: int  # index of the last layer (== first for a single layer)
+    whole: bool = False  # one kernel computes all its layers on whole tensors (a fused output stage)
 
     @property
     def channelwise(self) -> bool:
-        return self.last > self.first
+        return self.last > self.first and not self.whole
 
     @property
     def layers(self) -> range:
         return range(self.first, self.last + 1)
 
 
-def steps(model: ir.Model, types: list[ir.TensorType]) -> list[Step]:
+def steps(model: ir.Model, types: list[ir.TensorType], whole: dict[int, int] | None = None) -> list[Step]:
     """Group the layers: each convolution with the channel-local layers that follow it, as long
-    as each reads the one before it and nothing else reads what they pass on (in a graph)."""
+    as each reads the one before it and nothing else reads what they pass on (in a graph).
+    `whole`: convolutions whose kernel computes whole tensors, and how many of the layers after
+    each it fuses (taken from what this grouping gave it): they form a step of their own."""
     readers: dict[str, int] = {st.source: 1 for st in model.states}  # a state reads it after the frame
     for node in model.nodes:
         for name in node.inputs:
@@ -41,6 +44,10 @@ def steps(model: ir.Model, types: list[ir.TensorType]) -> list[Step]:
     i, n = 0, len(nodes)
     while i < n:
         j = i
+        if whole and i in whole:
+            out.append(Step(i, i + whole[i], whole=True))
+            i += whole[i] + 1
+            continue
         if isinstance(nodes[i].op, ir.Conv2d):
             while (j + 1 < n and nodes[j + 1].inputs == (nodes[j].output,) and readers[nodes[j].output] == 1
                    and nodes[j + 1].op.channel_local(types[j + 1])):

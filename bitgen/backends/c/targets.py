@@ -9,9 +9,10 @@ board's ``kernels`` list in its board.toml):
   lookup-table kernel: one table load and add per weight nibble, for weights of any width.
 * ``rv32emc``: a multiplier. The LUT kernel for weights of up to 4 bits (a lookup is cheaper
   than decoding a weight and multiplying); convolutions that run one plane at a time use the
-  plane kernels with their output stage fused.
-* ``cortex-m4``: the DSP extension's dual multiply-accumulate for int8 fully connected layers,
-  then as ``rv32emc``.
+  plane kernels with their output stage fused; other dense convolutions the row kernel's
+  register tiles (mul and add).
+* ``cortex-m4``: the DSP extension's dual multiply-accumulate for int8 fully connected layers
+  and (on int16 rows) for dense convolutions, otherwise as ``rv32emc``.
 """
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ class Target:
     # RV32EC parts have 2 KB of SRAM. The planner lowers the chunk when asked for a smaller arena.
     lut_chunk: int = 0
     has_multiplier: bool = False  # the plane convolution kernels need one
+    # Dense convolutions over transposed rows (kernels/conv_rows.py): "smlad" (the DSP
+    # extension's dual multiply-accumulate), "mul" (a multiplier), "" (the generic kernel).
+    dense_conv: str = ""
 
     @property
     def plane_conv(self) -> bool:
@@ -41,8 +45,9 @@ class Target:
 KERNEL_SETS: dict[str, Target] = {t.name: t for t in (
     Target("generic"),
     Target("rv32ec", linear=("lut",), lut_max_bits=8, lut_chunk=8),
-    Target("rv32emc", linear=("lut",), lut_max_bits=4, lut_chunk=16, has_multiplier=True),
-    Target("cortex-m4", linear=("simd", "lut"), lut_max_bits=4, lut_chunk=16, has_multiplier=True),
+    Target("rv32emc", linear=("lut",), lut_max_bits=4, lut_chunk=16, has_multiplier=True, dense_conv="mul"),
+    Target("cortex-m4", linear=("simd", "lut"), lut_max_bits=4, lut_chunk=16, has_multiplier=True,
+           dense_conv="smlad"),
 )}
 NAMES = tuple(KERNEL_SETS)
 

@@ -9,9 +9,12 @@ called (:class:`.base.Choice`):
 * :mod:`.generic`: one reference kernel per op, always applicable;
 * :mod:`.lut`: the nibble lookup-table fully connected kernel;
 * :mod:`.simd`: the Cortex-M4 dual multiply-accumulate fully connected kernel;
-* :mod:`.plane`: single-plane convolutions with a fused output stage (channel-by-channel steps).
+* :mod:`.plane`: single-plane convolutions with a fused output stage (channel-by-channel steps);
+* :mod:`.conv_rows`: dense convolutions over transposed input rows, whole tensors, with a
+  fused output stage (SMLAD on Cortex-M4, register tiles with mul on RV32EMC).
 
-A kernel is chosen in two steps: :func:`choose` or :func:`choose_group` (before arena planning:
+A kernel is chosen in two steps: :func:`choose`, :func:`choose_group` or :func:`choose_whole`
+(before arena planning:
 how much scratch and output room the kernel needs, which layers it fuses) and
 ``Choice.render`` (after planning: the constant data and the call).
 """
@@ -22,7 +25,7 @@ from typing import Callable
 from .... import ir
 from ..targets import NAMES as TARGETS  # noqa: F401  (the kernel set names)
 from ..targets import KernelError, Target
-from . import generic, lut, plane, simd
+from . import conv_rows, generic, lut, plane, simd
 from .base import FUSED, Choice, Context, ModelSource, Pointers, Prologue  # noqa: F401
 from .plane import choose_group, model_input_only_before  # noqa: F401
 
@@ -48,5 +51,13 @@ def choose(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType, target: T
     return generic.choose(layer, t_in, t_out, others)
 
 
+def choose_whole(model: ir.Model, types: list[ir.TensorType], t_in: ir.TensorType, i: int, last: int,
+                 target: Target) -> Choice | None:
+    """A kernel that computes the convolution at i on whole tensors, with some of the layers
+    after it up to `last` (the end of its channel-by-channel step) fused (Choice.fuses), or None.
+    Convolutions that a plane kernel takes channel by channel keep it (see emit.plan_model)."""
+    return conv_rows.choose(model, types, t_in, i, last, target)
+
+
 __all__ = ["FUSED", "TARGETS", "Choice", "Context", "KernelError", "ModelSource", "Pointers", "Prologue",
-           "Target", "choose", "choose_group", "model_input_only_before"]
+           "Target", "choose", "choose_group", "choose_whole", "model_input_only_before"]

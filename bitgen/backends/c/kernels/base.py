@@ -87,7 +87,8 @@ class Prologue:
     """C run once before a channel-by-channel step, and the locals it sets."""
 
     locals: list[str]  # declarations, e.g. "int32_t z"
-    code: Callable[[int], str]  # arena offset of the kernel's scratch -> C statement
+    # (arena offset of the kernel's scratch, pointer to the step's input tensor) -> C statements
+    code: Callable[[int, str], str]
 
 
 @dataclass

@@ -1,0 +1,197 @@
+"""Dense convolutions over transposed input rows (``bg_conv_rows.inc``), with the following
+ReLU / requantization and a 2x2 max pool fused into the output stage.
+
+Any kernel size, stride and zero padding, groups 1, several input channels. The kernel keeps
+the kernel's rows of input in a ring of row buffers, each transposed to pixel-major order
+(HWC) and zero-padded, so that one kernel row of one output pixel is a contiguous vector:
+no im2col copy, and each input row is transposed once. It computes whole tensors (the output
+of every channel of a row at once), so it is the single kernel of its step (``Step.whole``),
+with the layers it fuses; the channel-by-channel plane kernels keep the convolutions they take.
+
+Two inner loops, by the kernel set's ``Target.dense_conv``:
+
+* ``smlad`` (Cortex-M4): int16 row buffers and weights pre-widened to int16 pairs in flash,
+  tiles of 2 channels x 2 pixels, two products per SMLAD;
+* ``mul`` (RV32EMC): the narrowest row element that holds the input, int8 weights (int16 for
+  FP1.3.0's 128), tiles of 3 channels x 2 pixels, a mul and an add per product.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .... import ir
+from ....ir.bounds import partial_sum_bound
+from ..literals import C_TYPE, arena_ptr, c_int, int_lines, word_lines
+from .base import Choice, ModelSource, Pointers, Target
+from .plane import post_stage
+
+FILES = ["bg_conv_rows.h", "bg_conv_rows.inc", "bg_dsp.h", "bg_conv2d_plane.h"]
+FUSABLE = (ir.ReLU, ir.Requant, ir.MaxPool2d)
+TILE_CHANNELS = {"smlad": 2, "mul": 2}  # output channels per tile (BG_CR_MC)
+STEP = 4  # elements per step of the inner loop: a kernel row's span is padded to a multiple
+
+
+def _fits(t: ir.TensorType, dtype_range: tuple[int, int]) -> bool:
+    return dtype_range[0] <= t.lo and t.hi <= dtype_range[1]
+
+
+def row_type(t_in: ir.TensorType, mode: str) -> str | None:
+    """C type of the row buffers: what SMLAD reads (int16), or the narrowest that holds every
+    input value (zero padding included)."""
+    for ctype, rng in (("int8_t", ir.INT8), ("int16_t", (-(2**15), 2**15 - 1)), ("int32_t", ir.INT32)):
+        if mode == "smlad" and ctype != "int16_t":
+            continue
+        if _fits(t_in, rng):
+            return ctype
+    return None
+
+
+ELEM_BYTES = {"int8_t": 1, "int16_t": 2, "int32_t": 4}
+
+
+class Geometry:
+    """Sizes of the row buffers and the weight layout of one layer (the C side's constants)."""
+
+    def __init__(self, layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, pool: bool, mode: str,
+                 row: str):
+        self.c, self.h, self.w = t_in.shape
+        self.co, self.oh, self.ow = t_out.shape
+        self.kh, self.kw = layer.weight.shape[2:]
+        (self.sh, self.sw), (self.ph, self.pw) = layer.stride, layer.padding
+        self.mode, self.row = mode, row
+        self.cp = self.c + (self.c & 1) if mode == "smlad" else self.c  # a pixel starts on a word
+        self.span = -(-self.kw * self.cp // STEP) * STEP
+        self.rows, self.cols = ((self.oh & ~1, self.ow & ~1) if pool else (self.oh, self.ow))
+        cols_read = self.cols + (self.cols & 1)  # a last tile of one pixel reads a second one
+        per_word = 4 // ELEM_BYTES[row]
+        need = max((self.w + 2 * self.pw) * self.cp, (cols_read - 1) * self.sw * self.cp + self.span)
+        self.rowlen = -(-need // per_word) * per_word  # every row starts on a word
+        self.mc = TILE_CHANNELS[mode]
+        # Steps per turn of the inner loop: a divisor of the steps (no straight-line rest after
+        # the loop), at least two turns where there are enough steps (GCC peels a loop that
+        # runs once, and then schedules the whole row's loads first), and with mul no more
+        # elements than lie between the two pixels (else GCC keeps the first pixel's later
+        # inputs in registers for the second: spills on RV32E).
+        steps = self.span // STEP
+        self.turn = next((t for t in (4, 3, 2) if steps % t == 0 and steps // t >= 2
+                          and (mode == "smlad" or t * STEP <= self.sw * self.cp)), 1)
+
+    @property
+    def scratch(self) -> int:
+        """Bytes of the ring of row buffers (C: BG_CR_KH * BG_CR_ROWLEN elements)."""
+        return self.kh * self.rowlen * ELEM_BYTES[self.row]
+
+    def layout(self, weight: np.ndarray) -> np.ndarray:
+        """Weights in the order the tiles read them: per tile of mc channels, per kernel row,
+        per step of 4 span elements, then (smlad) per channel its 4 elements, or (mul) per
+        element its mc channels. Span element e is input channel e % cp of kernel column
+        e // cp; padding elements are 0."""
+        co, c, kh, kw = weight.shape
+        span = np.zeros((co, kh, kw, self.cp), dtype=np.int64)
+        span[..., :c] = weight.transpose(0, 2, 3, 1)
+        rows = np.zeros((co, kh, self.span), dtype=np.int64)
+        rows[:, :, : kw * self.cp] = span.reshape(co, kh, kw * self.cp)
+        parts = []
+        for t0 in range(0, co, self.mc):
+            blk = rows[t0 : t0 + self.mc].reshape(-1, kh, self.span // STEP, STEP)
+            order = (1, 2, 0, 3) if self.mode == "smlad" else (1, 2, 3, 0)
+            parts.append(blk.transpose(order).ravel())
+        return np.concatenate(parts)
+
+
+def applies(layer: ir.Layer, target: Target) -> bool:
+    return bool(target.dense_conv) and target.dense_conv in TILE_CHANNELS and isinstance(layer, ir.Conv2d) \
+        and layer.groups == 1
+
+
+def choose(model: ir.Model, types: list[ir.TensorType], t_in: ir.TensorType, i: int, last: int,
+           target: Target) -> Choice | None:
+    """For the dense conv at i of a step ending at `last` (types[j + 1]: layer j's output): the
+    row kernel fused with as many of the following ReLU/Requant layers (and a 2x2 max pool
+    after them) as it can take, or None where it does not apply."""
+    layer = model.layers[i]
+    if not applies(layer, target):
+        return None
+    best = None
+    for n in range(0, min(4, last - i) + 1):
+        fused = list(model.layers[i + 1 : i + 1 + n])
+        if any(not isinstance(f, FUSABLE) for f in fused):
+            break
+        choice = _rows(layer, t_in, types[i + 1], fused, types[i + 2 : i + 2 + n], target.dense_conv)
+        if choice is not None:
+            best = choice
+        if fused and isinstance(fused[-1], ir.MaxPool2d):  # nothing is fused after a pool
+            break
+    return best
+
+
+def _rows(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused: list[ir.Layer],
+          fused_types: list[ir.TensorType], mode: str) -> Choice | None:
+    post = post_stage(fused, [t_out] + fused_types)
+    row = row_type(t_in, mode)
+    if post is None or row is None or t_in.dtype not in ("int8", "int32"):
+        return None
+    for v in (*t_in.shape, *t_out.shape, *layer.weight.shape[2:], *layer.stride, *layer.padding):
+        if v > 0xFFFF:
+            return None
+    # Exactness: the products are golden's, summed in another order (and with products of
+    # zero padding): every partial sum lies within |bias| + sum |w| * max |x|.
+    if partial_sum_bound(layer.weight, layer.bias, t_in.amax) > ir.INT32[1]:
+        return None
+    g = Geometry(layer, t_in, t_out, bool(post["pool"]), mode, row)
+    if g.rows < 1 or g.cols < 1:
+        return None
+    t_final = fused_types[-1] if fused else t_out
+    wt = "int8_t" if layer.weight.min() >= -128 and layer.weight.max() <= 127 else "int16_t"
+    rq_index = next((k for k, f in enumerate(fused) if isinstance(f, ir.Requant)), None)
+
+    def render(src: ModelSource, i: int, p: Pointers) -> str:
+        packed = g.layout(layer.weight)
+        if mode == "smlad":
+            words = packed.astype("<i2").view("<u4")
+            w = src.array("uint32_t", f"w{i}", word_lines(words), 4 * words.size, i)
+        else:
+            w = src.array(wt, f"w{i}", int_lines(packed), ELEM_BYTES[wt] * packed.size, i)
+        b = src.bias(i, layer)
+        m = sh = "0"
+        params = _post_params(post)
+        if params["MULT_PER_CHANNEL"]:
+            rq, j = post["requant"], i + 1 + rq_index
+            m = src.array("int32_t", f"m{j}", int_lines(rq.multiplier), 4 * rq.multiplier.size, j)
+        if params["SHIFT_PER_CHANNEL"]:
+            rq, j = post["requant"], i + 1 + rq_index
+            sh = src.array("uint8_t", f"s{j}", int_lines(rq.shift), rq.shift.size, j)
+        fn = f"{src.name}_conv_rows_{i}"
+        consts = {
+            "NAME": fn, "IN": C_TYPE[t_in.dtype], "OUT": C_TYPE[t_final.dtype], "ROW": row, "WT": wt,
+            "SIMD": int(mode == "smlad"), "C": g.c, "H": g.h, "W": g.w, "CO": g.co, "OH": g.oh, "OW": g.ow,
+            "KH": g.kh, "KW": g.kw, "SH": g.sh, "SW": g.sw, "PH": g.ph, "PW": g.pw, "CP": g.cp,
+            "SPAN": g.span, "ROWLEN": g.rowlen, "MC": g.mc, "TURN": g.turn, "ROWS": g.rows, "COLS": g.cols,
+            "POOL": post["pool"], "BIAS": int(b != "0"),
+        } | params
+        lines = [f"/* layer {i}: {g.kh}x{g.kw} convolution over transposed rows ({mode}) */"]
+        lines += [f"#define BG_CR_{k} {v}" for k, v in consts.items() if not k.endswith("PER_CHANNEL")]
+        lines += [f"#define BG_CR_{k}" for k in ("MULT_PER_CHANNEL", "SHIFT_PER_CHANNEL") if params[k]]
+        lines.append('#include "bg_conv_rows.inc"')
+        src.functions.append("\n".join(lines))
+        return f"{fn}({p.x}, {p.y}, {arena_ptr(p.scratch, row)}, {w}, {'0' if b == '0' else b}, {m}, {sh});"
+
+    return Choice(f"rows_{mode}", FILES, render, scratch=g.scratch, fuses=len(fused))
+
+
+def _post_params(post: dict[str, Any]) -> dict[str, Any]:
+    """The output stage's constants (BG_CR_RELU_BEFORE ... BG_CR_SHIFT). A multiplier or shift
+    that differs between channels is read from an array (MULT_PER_CHANNEL, SHIFT_PER_CHANNEL);
+    one that does not is a constant (a shift by a constant also folds its rounding term)."""
+    rq = post["requant"]
+    mult, shift, mult_pc, shift_pc = 1, 0, False, False
+    if rq is not None:
+        mults, shifts = {int(v) for v in rq.multiplier}, {int(v) for v in rq.shift}
+        mult_pc, shift_pc = len(mults) > 1, len(shifts) > 1
+        mult, shift = (0 if mult_pc else mults.pop()), (0 if shift_pc else shifts.pop())
+    return {"RELU_BEFORE": post["relu_before"], "REQUANT": int(rq is not None), "WIDE": post["wide"],
+            "HALF_UP": int(rq is not None and rq.rounding == "half_up"), "LO": c_int(post["lo"]),
+            "HI": c_int(post["hi"]), "RELU_AFTER": post["relu_after"], "MULT": mult, "SHIFT": shift,
+            "MULT_PER_CHANNEL": mult_pc, "SHIFT_PER_CHANNEL": shift_pc}
