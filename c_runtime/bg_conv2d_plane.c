@@ -26,26 +26,40 @@ int32_t bg_min_s8(const int8_t *x, uint32_t n)
     return z;
 }
 
-#define BG_STAGE(NAME, TI, TO, Z)                                                                \
-    {                                                                                            \
-        const uint32_t ws = w + 2u * pw;                                                         \
-        uint32_t r, i;                                                                           \
-        y += ph * ws + pw;                                                                       \
-        for (r = 0; r < h; r++, x += w, y += ws)                                                 \
-            for (i = 0; i < w; i++)                                                              \
-                y[i] = (TO)(x[i] - (Z));                                                         \
+void bg_stage_s8_s8(const int8_t *x, int8_t *y, uint32_t h, uint32_t w, uint32_t ys)
+{
+    uint32_t r, i;
+    if ((((uintptr_t)x | (uintptr_t)y | w | ys) & 3u) == 0) { /* rows of whole words */
+        for (r = 0; r < h; r++, x += w, y += ys)
+            for (i = 0; i < w; i += 4)
+                *(bg_word_alias *)(void *)(y + i) = *(const bg_word_alias *)(const void *)(x + i);
+        return;
     }
-void bg_stage_s8_s8(const int8_t *x, int8_t *y, uint32_t h, uint32_t w, uint32_t ph, uint32_t pw)
-BG_STAGE(bg_stage_s8_s8, int8_t, int8_t, 0)
-void bg_stage_s8_s32(const int8_t *x, int32_t *y, uint32_t h, uint32_t w, uint32_t ph, uint32_t pw, int32_t z)
-BG_STAGE(bg_stage_s8_s32, int8_t, int32_t, z)
-void bg_stage_s32_s32(const int32_t *x, int32_t *y, uint32_t h, uint32_t w, uint32_t ph, uint32_t pw)
-BG_STAGE(bg_stage_s32_s32, int32_t, int32_t, 0)
-#undef BG_STAGE
+    for (r = 0; r < h; r++, x += w, y += ys)
+        for (i = 0; i < w; i++)
+            y[i] = x[i];
+}
+
+void bg_stage_s8_s32(const int8_t *x, int32_t *y, uint32_t h, uint32_t w, uint32_t ys, int32_t z)
+{
+    uint32_t r, i;
+    for (r = 0; r < h; r++, x += w, y += ys)
+        for (i = 0; i < w; i++)
+            y[i] = x[i] - z;
+}
+
+void bg_stage_s32_s32(const int32_t *x, int32_t *y, uint32_t h, uint32_t w, uint32_t ys)
+{
+    uint32_t r, i;
+    for (r = 0; r < h; r++, x += w, y += ys)
+        for (i = 0; i < w; i++)
+            y[i] = x[i];
+}
 
 void bg_zero_words(void *p, uint32_t words)
 {
-    uint32_t *q = (uint32_t *)p, i;
+    bg_word_alias *q = (bg_word_alias *)p;
+    uint32_t i;
     for (i = 0; i < words; i++)
         q[i] = 0;
 }

@@ -33,3 +33,16 @@ void bg_shiftnorm(const int32_t *x, int8_t *y, uint32_t n)
         y[i] = (int8_t)t;
     }
 }
+
+void bg_copy_bytes(void *y, const void *x, uint32_t n)
+{
+    typedef uint32_t word __attribute__((may_alias));
+    uint8_t *d = (uint8_t *)y;
+    const uint8_t *s = (const uint8_t *)x;
+    uint32_t i = 0;
+    if ((((uintptr_t)d | (uintptr_t)s) & 3u) == 0)
+        for (; i + 4 <= n; i += 4)
+            *(word *)(void *)(d + i) = *(const word *)(const void *)(s + i);
+    for (; i < n; i++)
+        d[i] = s[i];
+}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,8 @@ import jinja2
 from ... import __version__, encodings, ir
 from . import memory, schedule, targets
 from ..base import Artifact
-from .kernels import (FUSED, Choice, KernelError, ModelSource, Pointers, choose, choose_group, choose_whole,
-                      model_input_only_before)
+from .kernels import (FUSED, Choice, KernelError, ModelSource, Pointers, Refusal, choose, choose_group,
+                      choose_whole, model_input_only_before)
 from .literals import C_TYPE, SUFFIX, arena_ptr
 from ...errors import BitgenError
 from ...paths import C_RUNTIME, TEMPLATES
@@ -49,6 +49,7 @@ class LayerPlan:
     arena_offset: int | None = None
     scratch_bytes: int = 0
     traced: bool = True  # False: computed inside a fused kernel, never stored on its own
+    refused: list[Refusal] = field(default_factory=list)  # faster kernels that did not take it, and why
 
     def report(self) -> dict[str, Any]:
         return {
@@ -58,7 +59,7 @@ class LayerPlan:
             "arena_offset": self.arena_offset, "scratch_bytes": self.scratch_bytes,
             "kernel": self.kernel, "encoding": self.encoding,
             "weight_bytes": self.flash_bytes, "macs": self.macs, "traced": self.traced,
-        }
+        } | ({"refused": [r.report() for r in self.refused]} if self.refused else {})
 
 
 Emitted = Artifact  # sources: the .c files to compile
@@ -81,6 +82,7 @@ class ModelPlan:
     choices: list[Choice]  # kernel of every layer
     steps: list[schedule.Step]
     memory: memory.Plan  # where each step reads and writes; scratch per step
+    refused: dict[int, list[Refusal]] = field(default_factory=dict)  # per layer: faster kernels that did not take it
 
     def in_type(self, i: int) -> ir.TensorType:
         """The type of layer i's (first) input."""
@@ -102,9 +104,11 @@ def _plane_region(types: list[ir.TensorType], st: schedule.Step) -> int:
     return max(_round4(types[i + 1].nbytes // types[i + 1].shape[0]) for i in st.layers[:-1])
 
 
-def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[int, int] | None = None) -> ModelPlan:
+def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[int, int] | None = None,
+               refuse: dict[int, str] | None = None) -> ModelPlan:
     """Types of every tensor, the kernel of every layer, the schedule and the arena plan.
-    `lut_chunks`: tables per pass of the LUT kernel of some layers, if not the kernel set's default."""
+    `lut_chunks`: tables per pass of the LUT kernel of some layers, if not the kernel set's default;
+    `refuse`: layers whose convolution kernels with scratch of their own are refused, and why."""
     try:
         target = targets.get(kernel_set)
     except targets.KernelError as e:
@@ -119,13 +123,28 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
     # Convolutions that no plane kernel takes channel by channel: a kernel that computes whole
     # tensors (with the output stage fused) forms a step of its own, if one applies.
     whole: dict[int, Choice] = {}
+    refused: dict[int, list[Refusal]] = {}
+    refuse = refuse or {}
+
+    def taken(i: int, choice: Choice | Refusal | None) -> Choice | None:
+        """The choice, unless it is a refusal (recorded) or refused for its scratch."""
+        if isinstance(choice, Choice) and i in refuse and choice.scratch:
+            choice = Refusal(choice.kernel, refuse[i])
+        if isinstance(choice, Refusal):
+            refused.setdefault(i, []).append(choice)
+            return None
+        return choice
+
     for st in steps:
         i = st.first
-        if isinstance(model.layers[i], ir.Conv2d) and not (
-                st.channelwise and choose_group(model, types[reads[i][0]], types, i, st.last, target, first=True)):
-            choice = choose_whole(model, types, types[reads[i][0]], i, st.last, target)
-            if choice is not None:
-                whole[i] = choice
+        if not isinstance(model.layers[i], ir.Conv2d):
+            continue
+        group = choose_group(model, types[reads[i][0]], types, i, st.last, target, first=True) if st.channelwise else None
+        if isinstance(group, Choice) and not (i in refuse and group.scratch):
+            continue
+        choice = taken(i, choose_whole(model, types, types[reads[i][0]], i, st.last, target, (lut_chunks or {}).get(i)))
+        if choice is not None:
+            whole[i] = choice
     if whole:
         steps = schedule.steps(model, types, {i: c.fuses for i, c in whole.items()})
     choices: list[Choice] = []
@@ -137,7 +156,7 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
             choice = whole.get(i) if st.whole else None
             t_in = types[reads[i][0]]
             if st.channelwise and isinstance(layer, ir.Conv2d):
-                choice = choose_group(model, t_in, types, i, st.last, target, first=i == st.first)
+                choice = taken(i, choose_group(model, t_in, types, i, st.last, target, first=i == st.first))
             try:
                 choice = choice or choose(layer, t_in, types[i + 1], target, model_input_only_before(model, i),
                                           (lut_chunks or {}).get(i), [types[j] for j in reads[i][1:]])
@@ -166,7 +185,7 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
                 scratch=scratch, keep=len(needs) in kept, **({} if st.channelwise else dict(
                     in_place=c.in_place, out_region=c.out_region, alias=c.alias))))
     plan = memory.plan(needs) if model.is_sequential else memory.plan_graph(needs)
-    return ModelPlan(types, reads, choices, steps, plan)
+    return ModelPlan(types, reads, choices, steps, plan, refused)
 
 
 def _step_code(model: ir.Model, mp: ModelPlan, k: int, src: ModelSource) -> tuple[list[str], dict[int, int | None]]:
@@ -269,8 +288,26 @@ def plan_within(model: ir.Model, kernel_set: str, max_arena: int | None) -> Mode
     mp = plan_model(model, kernel_set)
     if max_arena is None or mp.memory.arena_bytes <= max_arena:
         return mp
+    try:
+        return _lower_lut_chunks(model, kernel_set, max_arena, mp, {})
+    except EmitError:
+        # Then without the convolution kernels that need scratch of their own (row buffers,
+        # staged planes): their layers take the generic kernel, and NAME.json says why.
+        refuse = {i: f"its {c.scratch} B of scratch would take the arena over --max-arena {max_arena} B"
+                  for i, c in enumerate(mp.choices) if c.scratch and not c.trades_scratch}
+        if not refuse:
+            raise
+        return _lower_lut_chunks(model, kernel_set, max_arena, plan_model(model, kernel_set, refuse=refuse), refuse)
+
+
+def _lower_lut_chunks(model: ir.Model, kernel_set: str, max_arena: int, mp: ModelPlan,
+                      refuse: dict[int, str]) -> ModelPlan:
+    """`mp` with fewer LUT tables per pass where its arena is over `max_arena` (refusing the
+    kernels in `refuse`), or an EmitError."""
+    if mp.memory.arena_bytes <= max_arena:
+        return mp
     luts = [i for i, c in enumerate(mp.choices) if c.trades_scratch]
-    least = plan_model(model, kernel_set, {i: 1 for i in luts})
+    least = plan_model(model, kernel_set, {i: 1 for i in luts}, refuse)
     if least.memory.arena_bytes > max_arena:
         raise EmitError(f"the arena needs {least.memory.arena_bytes} B at least, over the limit of "
                         f"{max_arena} B (--max-arena)")
@@ -279,10 +316,10 @@ def plan_within(model: ir.Model, kernel_set: str, max_arena: int | None) -> Mode
     chunks = {}
     for i in luts:
         for chunk in range(targets.get(kernel_set).lut_chunk, 0, -1):
-            if plan_model(model, kernel_set, {j: 1 for j in luts} | {i: chunk}).memory.arena_bytes <= max_arena:
+            if plan_model(model, kernel_set, {j: 1 for j in luts} | {i: chunk}, refuse).memory.arena_bytes <= max_arena:
                 chunks[i] = chunk
                 break
-    mp = plan_model(model, kernel_set, chunks)
+    mp = plan_model(model, kernel_set, chunks, refuse)
     return mp if mp.memory.arena_bytes <= max_arena else least
 
 
@@ -319,6 +356,7 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str 
                 macs=layer.macs(t_out),
                 arena_offset=offsets[i],
                 scratch_bytes=choice.scratch,
+                refused=mp.refused.get(i, []),
             ))
     if any(st.channelwise for st in mp.steps):
         body.insert(0, "uint32_t c;")

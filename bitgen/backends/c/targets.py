@@ -6,7 +6,8 @@ board's ``kernels`` list in its board.toml):
 
 * ``generic``: the reference kernels of ``c_runtime/bg_*.c``, one per op, no layout tricks.
 * ``rv32ec``: no multiplier (CH32V003). Fully connected layers on int8 inputs use the nibble
-  lookup-table kernel: one table load and add per weight nibble, for weights of any width.
+  lookup-table kernel: one table load and add per weight nibble, for weights of any width; dense
+  convolutions the same kernel on each pixel's receptive field.
 * ``rv32emc``: a multiplier. The LUT kernel for weights of up to 4 bits (a lookup is cheaper
   than decoding a weight and multiplying); convolutions that run one plane at a time use the
   plane kernels with their output stage fused; other dense convolutions the row kernel's
@@ -33,8 +34,9 @@ class Target:
     # RV32EC parts have 2 KB of SRAM. The planner lowers the chunk when asked for a smaller arena.
     lut_chunk: int = 0
     has_multiplier: bool = False  # the plane convolution kernels need one
-    # Dense convolutions over transposed rows (kernels/conv_rows.py): "smlad" (the DSP
-    # extension's dual multiply-accumulate), "mul" (a multiplier), "" (the generic kernel).
+    # Dense convolutions: over transposed rows (kernels/conv_rows.py) with "smlad" (the DSP
+    # extension's dual multiply-accumulate) or "mul" (a multiplier); "lut" (kernels/conv_lut.py:
+    # the LUT kernel per pixel, no multiplier); "" (the generic kernel).
     dense_conv: str = ""
 
     @property
@@ -44,7 +46,7 @@ class Target:
 
 KERNEL_SETS: dict[str, Target] = {t.name: t for t in (
     Target("generic"),
-    Target("rv32ec", linear=("lut",), lut_max_bits=8, lut_chunk=8),
+    Target("rv32ec", linear=("lut",), lut_max_bits=8, lut_chunk=8, dense_conv="lut"),
     Target("rv32emc", linear=("lut",), lut_max_bits=4, lut_chunk=16, has_multiplier=True, dense_conv="mul"),
     Target("cortex-m4", linear=("simd", "lut"), lut_max_bits=4, lut_chunk=16, has_multiplier=True,
            dense_conv="smlad"),

@@ -11,7 +11,9 @@ called (:class:`.base.Choice`):
 * :mod:`.simd`: the Cortex-M4 dual multiply-accumulate fully connected kernel;
 * :mod:`.plane`: single-plane convolutions with a fused output stage (channel-by-channel steps);
 * :mod:`.conv_rows`: dense convolutions over transposed input rows, whole tensors, with a
-  fused output stage (SMLAD on Cortex-M4, register tiles with mul on RV32EMC).
+  fused output stage (SMLAD on Cortex-M4, register tiles with mul on RV32EMC);
+* :mod:`.conv_lut`: dense convolutions without a multiplier (RV32EC): each pixel's receptive
+  field through the LUT kernel, with a fused output stage.
 
 A kernel is chosen in two steps: :func:`choose`, :func:`choose_group` or :func:`choose_whole`
 (before arena planning:
@@ -25,8 +27,8 @@ from typing import Callable
 from .... import ir
 from ..targets import NAMES as TARGETS  # noqa: F401  (the kernel set names)
 from ..targets import KernelError, Target
-from . import conv_rows, generic, lut, plane, simd
-from .base import FUSED, Choice, Context, ModelSource, Pointers, Prologue  # noqa: F401
+from . import conv_lut, conv_rows, generic, lut, plane, simd
+from .base import FUSED, Choice, Context, ModelSource, Pointers, Prologue, Refusal  # noqa: F401
 from .plane import choose_group, model_input_only_before  # noqa: F401
 
 # Kernels a kernel set can list for a layer before the generic one (Target.linear).
@@ -52,12 +54,15 @@ def choose(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType, target: T
 
 
 def choose_whole(model: ir.Model, types: list[ir.TensorType], t_in: ir.TensorType, i: int, last: int,
-                 target: Target) -> Choice | None:
+                 target: Target, lut_chunk: int | None = None) -> Choice | Refusal | None:
     """A kernel that computes the convolution at i on whole tensors, with some of the layers
-    after it up to `last` (the end of its channel-by-channel step) fused (Choice.fuses), or None.
-    Convolutions that a plane kernel takes channel by channel keep it (see emit.plan_model)."""
-    return conv_rows.choose(model, types, t_in, i, last, target)
+    after it up to `last` (the end of its channel-by-channel step) fused (Choice.fuses); why the
+    kernel set's kernel does not take it (a Refusal); or None where the kernel set has none.
+    Convolutions that a plane kernel takes channel by channel keep it (see emit.plan_model).
+    `lut_chunk`: tables per pass of the LUT convolution, if not the kernel set's default."""
+    rows = conv_rows.choose(model, types, t_in, i, last, target)
+    return rows if rows is not None else conv_lut.choose(model, types, t_in, i, last, target, lut_chunk)
 
 
-__all__ = ["FUSED", "TARGETS", "Choice", "Context", "KernelError", "ModelSource", "Pointers", "Prologue",
+__all__ = ["FUSED", "TARGETS", "Choice", "Context", "KernelError", "ModelSource", "Pointers", "Prologue", "Refusal",
            "Target", "choose", "choose_group", "choose_whole", "model_input_only_before"]

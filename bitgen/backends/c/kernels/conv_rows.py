@@ -24,7 +24,7 @@ import numpy as np
 from .... import ir
 from ....ir.bounds import partial_sum_bound
 from ..literals import C_TYPE, arena_ptr, c_int, int_lines, word_lines
-from .base import Choice, ModelSource, Pointers, Target
+from .base import Choice, ModelSource, Pointers, Refusal, Target
 from .plane import post_stage
 
 FILES = ["bg_conv_rows.h", "bg_conv_rows.inc", "bg_dsp.h", "bg_conv2d_plane.h"]
@@ -107,20 +107,27 @@ def applies(layer: ir.Layer, target: Target) -> bool:
 
 
 def choose(model: ir.Model, types: list[ir.TensorType], t_in: ir.TensorType, i: int, last: int,
-           target: Target) -> Choice | None:
+           target: Target) -> Choice | Refusal | None:
     """For the dense conv at i of a step ending at `last` (types[j + 1]: layer j's output): the
     row kernel fused with as many of the following ReLU/Requant layers (and a 2x2 max pool
-    after them) as it can take, or None where it does not apply."""
+    after them) as it can take; why not (a Refusal); or None where the kernel set has none."""
     layer = model.layers[i]
     if not applies(layer, target):
         return None
-    best = None
+    return fused_best(model, types, i, last, lambda fused, fused_types: _rows(
+        layer, t_in, types[i + 1], fused, fused_types, target.dense_conv))
+
+
+def fused_best(model: ir.Model, types: list[ir.TensorType], i: int, last: int, make) -> Choice | Refusal:
+    """The choice of `make(fused, fused_types)` that fuses the most of the layers after i (up to
+    `last`: ReLU and Requant, then at most a 2x2 max pool), or make's refusal without fusion."""
+    best: Choice | Refusal = Refusal("", "")
     for n in range(0, min(4, last - i) + 1):
         fused = list(model.layers[i + 1 : i + 1 + n])
         if any(not isinstance(f, FUSABLE) for f in fused):
             break
-        choice = _rows(layer, t_in, types[i + 1], fused, types[i + 2 : i + 2 + n], target.dense_conv)
-        if choice is not None:
+        choice = make(fused, types[i + 2 : i + 2 + n])
+        if isinstance(choice, Choice) or n == 0:
             best = choice
         if fused and isinstance(fused[-1], ir.MaxPool2d):  # nothing is fused after a pool
             break
@@ -128,21 +135,26 @@ def choose(model: ir.Model, types: list[ir.TensorType], t_in: ir.TensorType, i: 
 
 
 def _rows(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused: list[ir.Layer],
-          fused_types: list[ir.TensorType], mode: str) -> Choice | None:
+          fused_types: list[ir.TensorType], mode: str) -> Choice | Refusal:
+    name = f"rows_{mode}"
     post = post_stage(fused, [t_out] + fused_types)
+    if post is None:
+        return Refusal(name, "cannot fuse these layers")
     row = row_type(t_in, mode)
-    if post is None or row is None or t_in.dtype not in ("int8", "int32"):
-        return None
+    if row is None:
+        return Refusal(name, f"inputs in [{t_in.lo}, {t_in.hi}] do not fit int16" if mode == "smlad"
+                       else f"{t_in.dtype} inputs")
     for v in (*t_in.shape, *t_out.shape, *layer.weight.shape[2:], *layer.stride, *layer.padding):
         if v > 0xFFFF:
-            return None
+            return Refusal(name, f"dimension {v} over 65535")
     # Exactness: the products are golden's, summed in another order (and with products of
     # zero padding): every partial sum lies within |bias| + sum |w| * max |x|.
-    if partial_sum_bound(layer.weight, layer.bias, t_in.amax) > ir.INT32[1]:
-        return None
+    bound = partial_sum_bound(layer.weight, layer.bias, t_in.amax)
+    if bound > ir.INT32[1]:
+        return Refusal(name, f"a partial sum may reach {bound}, outside int32")
     g = Geometry(layer, t_in, t_out, bool(post["pool"]), mode, row)
     if g.rows < 1 or g.cols < 1:
-        return None
+        return Refusal(name, "a pooled output of no rows or columns")
     t_final = fused_types[-1] if fused else t_out
     wt = "int8_t" if layer.weight.min() >= -128 and layer.weight.max() <= 127 else "int16_t"
     rq_index = next((k for k, f in enumerate(fused) if isinstance(f, ir.Requant)), None)

@@ -13,7 +13,7 @@ import numpy as np
 from .... import encodings, ir
 from ....ir.bounds import partial_sum_bound
 from ..literals import C_TYPE, SUFFIX, arena_ptr, c_int, int_lines
-from .base import Choice, ModelSource, Pointers, Prologue, Target, enc_id
+from .base import Choice, ModelSource, Pointers, Prologue, Refusal, Target, enc_id
 
 PLANE_FILES = ["bg_conv2d_plane.c", "bg_conv2d_plane.h", "bg_conv2d_plane.inc"]
 # bg_conv3x3.inc instances use bg_post_t's output stage, and bg_stage_* / bg_min_s8 from bg_conv2d_plane.c
@@ -56,22 +56,22 @@ def post_stage(fused: list[ir.Layer], types: list[ir.TensorType]) -> dict[str, A
 
 
 def _plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType,
-                fused: list[ir.Layer], fused_types: list[ir.TensorType], offset: bool, first: bool) -> Choice | None:
+                fused: list[ir.Layer], fused_types: list[ir.TensorType], offset: bool, first: bool) -> Choice | Refusal:
     """The sliding-window kernel for a conv that runs on one plane, with `fused` layers (their
     output types in `fused_types`) applied in its output stage; None where it does not apply.
     `first`: the conv is the first layer of its channel-by-channel step (it reads the step's
     input tensor, not a plane of it)."""
     kh, kw = layer.weight.shape[2:]
-    if layer.stride != (1, 1) or kh * kw > 49:
-        return None
-    if layer.weight.shape[1] != 1:  # the kernel reads one input plane per output plane
-        return None
+    if layer.stride != (1, 1):
+        return Refusal("plane", f"stride {layer.stride[0]}x{layer.stride[1]} (the plane kernels take 1)")
+    if kh * kw > 49:
+        return Refusal("plane", f"a {kh}x{kw} kernel (the plane kernels take up to 49 taps)")
     for v in (*t_in.shape, *t_out.shape):
         if v > 0xFFFF:
-            return None
+            return Refusal("plane", f"dimension {v} over 65535")
     post = post_stage(fused, [t_out] + fused_types)
     if post is None:
-        return None
+        return Refusal("plane", "cannot fuse these layers")
     t_final = fused_types[-1] if fused else t_out
     ph, pw = layer.padding
     # Padding would have to be -z with the offset (and then is not skipped): no offset there.
@@ -90,8 +90,14 @@ def _plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType,
     t_x = "int32" if offset else t_in.dtype
     staged = offset or bool(ph or pw)
     _, h, wd = t_in.shape
-    hs, ws = h + 2 * ph, wd + 2 * pw  # the plane the kernel reads
-    stage_bytes = -(-hs * ws * (4 if t_x == "int32" else 1) // 4) * 4 if staged else 0
+    # The staged plane: rows of `ws` elements, the interior `lead` elements from a row's start
+    # (int8: rows and interior on whole words, so that staging copies words); the kernel reads
+    # hs rows of ws elements from `lead - pw`.
+    elem = 4 if t_x == "int32" else 1
+    lead = pw if elem == 4 else -(-pw // 4) * 4
+    ws = wd + 2 * pw if elem == 4 else -(-(lead + wd + pw) // 4) * 4
+    hs = h + 2 * ph
+    stage_bytes = -(-hs * ws * elem // 4) * 4 if staged else 0
     # A first layer with one input channel (groups 1): every output channel reads the same
     # plane, staged once before the channels.
     shared = staged and first and layer.groups == 1
@@ -100,7 +106,8 @@ def _plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType,
     def stage(x: str, scratch: int) -> str:
         fn = f"bg_stage_{SUFFIX[t_in.dtype]}_{SUFFIX[t_x]}"
         z = ", z" if offset else ""
-        return f"{fn}({x}, {arena_ptr(scratch, C_TYPE[t_x])}, {h}u, {wd}u, {ph}u, {pw}u{z});"
+        interior = arena_ptr(scratch + (ph * ws + lead) * elem, C_TYPE[t_x])
+        return f"{fn}({x}, {interior}, {h}u, {wd}u, {ws}u{z});"
 
     def prologue(scratch: int, x: str) -> str:
         lines = []
@@ -122,7 +129,7 @@ def _plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType,
         staging = ""
         if staged:
             staging = "" if shared else stage(x, p.scratch) + " "
-            x = arena_ptr(p.scratch, C_TYPE[t_x], const=True)
+            x = arena_ptr(p.scratch + (lead - pw) * elem, C_TYPE[t_x], const=True)
         b = src.bias(i, layer)
         bias_expr = "0" if b == "0" else f"{b}[{c}]"
         if offset:  # sum w x = sum w (x - z) + z * sum w
@@ -177,18 +184,21 @@ def _conv3x3_call(src: ModelSource, i: int, layer: ir.Conv2d, in_dtype: str, out
     taps = src.array(tap, f"k{i}", int_lines(layer.weight.reshape(co, 9)), 9 * co * (1 if tap == "int8_t" else 2), i)
     rq = post["requant"]
     m_expr = sh_expr = "0"
-    per_channel = False
     mult, shift = 1, 0
-    if rq is not None:
+    mult_pc = shift_pc = False
+    if rq is not None:  # a value shared by every channel is a constant, else the channel's own
         mults, shifts = {int(v) for v in rq.multiplier}, {int(v) for v in rq.shift}
-        if len(mults) == 1 and len(shifts) == 1:
-            mult, shift = mults.pop(), shifts.pop()
-        else:  # the channel's own, as arguments
-            per_channel = True
+        mult_pc, shift_pc = len(mults) > 1, len(shifts) > 1
+        if mult_pc:
             m = src.array("int32_t", f"m{rq_index}", int_lines(rq.multiplier), 4 * rq.multiplier.size, rq_index)
+            m_expr = f"{m}[{c}]"
+        else:
+            mult = mults.pop()
+        if shift_pc:
             sh = src.array("uint8_t", f"s{rq_index}", int_lines(rq.shift), rq.shift.size, rq_index)
-            m_expr = f"{m}[{c}]" if rq.multiplier.size > 1 else f"{m}[0]"
-            sh_expr = f"{sh}[{c}]" if rq.shift.size > 1 else f"{sh}[0]"
+            sh_expr = f"{sh}[{c}]"
+        else:
+            shift = shifts.pop()
     fn = f"{src.name}_conv3x3_{i}"
     params = {
         "NAME": fn, "IN": C_TYPE[in_dtype], "OUT": C_TYPE[out_dtype], "TAP": tap, "W": width,
@@ -201,23 +211,23 @@ def _conv3x3_call(src: ModelSource, i: int, layer: ir.Conv2d, in_dtype: str, out
     }
     lines = [f"/* layer {i}: 3x3 convolution, {extent[0]}x{extent[1]} outputs of one channel per call */"]
     lines += [f"#define BG_C3_{k} {v}" for k, v in params.items()]
-    if per_channel:
-        lines.append("#define BG_C3_PER_CHANNEL")
+    lines += [f"#define BG_C3_{k}_PER_CHANNEL" for k, on in (("MULT", mult_pc), ("SHIFT", shift_pc)) if on]
     lines.append('#include "bg_conv3x3.inc"')
     src.functions.append("\n".join(lines))
     return f"{fn}({x}, {y}, {taps} + {c} * 9u, {bias_expr}, {m_expr}, {sh_expr});"
 
 
 def choose_group(model: ir.Model, t_in: ir.TensorType, types: list[ir.TensorType], i: int, last: int,
-                 target: Target, first: bool = True) -> Choice | None:
+                 target: Target, first: bool = True) -> Choice | Refusal | None:
     """For a conv at i inside a channel-by-channel step ending at `last` (`first`: the step's
     first layer): the plane kernel fused with as many following ReLU/Requant layers (and a 2x2
-    max pool after them) as it can take, or None."""
-    if not target.plane_conv:
-        return None
+    max pool after them) as it can take; why not (a Refusal); or None where the kernel set has
+    no plane kernels or the conv reads several input planes per output plane."""
     layer = model.layers[i]
+    if not target.plane_conv or layer.weight.shape[1] != 1:
+        return None
     offset = model_input_only_before(model, i) and types[0].lo < 0 and types[0].dtype == "int8"
-    best = None
+    best: Choice | Refusal = Refusal("plane", "")
     for n in range(0, 5):
         if i + n > last:
             break
@@ -225,7 +235,7 @@ def choose_group(model: ir.Model, t_in: ir.TensorType, types: list[ir.TensorType
         if any(not isinstance(f, (ir.ReLU, ir.Requant, ir.MaxPool2d)) for f in fused):
             break
         choice = _plane_conv(layer, t_in, types[i + 1], list(fused), types[i + 2 : i + 2 + n], offset, first)
-        if choice is not None:
+        if isinstance(choice, Choice) or n == 0:
             best = choice
         if fused and isinstance(fused[-1], ir.MaxPool2d):  # nothing is fused after a pool
             break
