@@ -32,7 +32,7 @@ void bg_conv_lut_s8(const int8_t *x, void *y, const bg_conv_lut_t *p, int8_t *co
      * are never used). */
     uint32_t oy, ox, o, c, ky, kx, yrow = 0; /* yrow: index of the output row's start */
     uint32_t iy0 = 0u - s->ph, r0 = 0u - (uint32_t)s->ph * s->w;
-    for (oy = 0; oy < p->rows; oy++, iy0 += s->sh, r0 += row_step, yrow += q && q->pool && !(oy & 1u) ? 0 : yw) {
+    for (oy = 0; oy < p->rows; oy++, iy0 += s->sh, r0 += row_step) {
         uint32_t ix0 = 0u - s->pw;
         for (ox = 0; ox < p->cols; ox++, ix0 += s->sw) {
             int8_t *k = col;
@@ -70,5 +70,7 @@ void bg_conv_lut_s8(const int8_t *x, void *y, const bg_conv_lut_t *p, int8_t *co
                     ((int32_t *)y)[at] = v;
             }
         }
+        if (!(q && q->pool) || (oy & 1u)) /* pooled: two rows per output row */
+            yrow += yw;
     }
 }

@@ -94,8 +94,8 @@ def _plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType,
     # (int8: rows and interior on whole words, so that staging copies words); the kernel reads
     # hs rows of ws elements from `lead - pw`.
     elem = 4 if t_x == "int32" else 1
-    lead = pw if elem == 4 else -(-pw // 4) * 4
-    ws = wd + 2 * pw if elem == 4 else -(-(lead + wd + pw) // 4) * 4
+    lead = pw if elem == 4 or not staged else -(-pw // 4) * 4
+    ws = wd + 2 * pw if elem == 4 or not staged else -(-(lead + wd + pw) // 4) * 4
     hs = h + 2 * ph
     stage_bytes = -(-hs * ws * elem // 4) * 4 if staged else 0
     # A first layer with one input channel (groups 1): every output channel reads the same
