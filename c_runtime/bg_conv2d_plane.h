@@ -94,14 +94,14 @@ BG_DECLARE_PLANE(s32, s32, int32_t, int32_t)
  * image's background) becomes 0 and is skipped; the layer adds z * sum(w) to its bias. */
 int32_t bg_min_s8(const int8_t *x, uint32_t n);
 
-typedef uint32_t bg_word_alias __attribute__((may_alias)); /* a word of any element type */
-
 /* A plane staged for the plane kernels, which take neither padding nor an offset: the h x w
  * plane x (minus z) into rows of `ys` elements from y, the interior of a zero-bordered plane
  * (the kernel's prologue zeroes it once with bg_zero_words; the channels write the interior). */
 void bg_stage_s8_s8(const int8_t *x, int8_t *y, uint32_t h, uint32_t w, uint32_t ys);
 void bg_stage_s8_s32(const int8_t *x, int32_t *y, uint32_t h, uint32_t w, uint32_t ys, int32_t z);
 void bg_stage_s32_s32(const int32_t *x, int32_t *y, uint32_t h, uint32_t w, uint32_t ys);
+void bg_stage_s8_s16(const int8_t *x, int16_t *y, uint32_t h, uint32_t w, uint32_t ys);
+void bg_stage_s32_s16(const int32_t *x, int16_t *y, uint32_t h, uint32_t w, uint32_t ys); /* values fit int16 */
 void bg_zero_words(void *p, uint32_t words);
 
 #endif /* BG_CONV2D_PLANE_H */

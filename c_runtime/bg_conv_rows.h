@@ -8,7 +8,4 @@
 
 #define BG_CR_MAX(a, b) ((a) < (b) ? (b) : (a))
 
-/* Words of the row window, which holds int8, int16 or int32 elements. */
-typedef uint32_t bg_cr_word __attribute__((may_alias));
-
 #endif /* BG_CONV_ROWS_H */

@@ -47,6 +47,34 @@ static inline int32_t bg_smlad(uint32_t a, uint32_t b, int32_t acc)
 }
 #endif
 
+/* Lane by lane: the larger signed byte of a and b (SSUB8 sets a lane's GE flag where a >= b,
+ * SEL picks those lanes of a and the others of b). */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__GNUC__)
+static inline uint32_t bg_max_s8x4(uint32_t a, uint32_t b)
+{
+    (void)__ssub8(a, b);
+    return __sel(a, b);
+}
+#else
+static inline uint32_t bg_max_s8x4(uint32_t a, uint32_t b)
+{
+    uint32_t r = 0, k;
+    for (k = 0; k < 32; k += 8) {
+        const int8_t x = (int8_t)(a >> k), y = (int8_t)(b >> k);
+        r |= (uint32_t)(uint8_t)(x >= y ? x : y) << k;
+    }
+    return r;
+}
+#endif
+
+/* (x0, x1), (x2, x3): the two int16 pairs of the 4 int8 in v (sign-extended, in order). */
+static inline void bg_widen_s8x4(uint32_t v, uint32_t *lo, uint32_t *hi)
+{
+    const uint32_t e = bg_sxtb16_even(v), o = bg_sxtb16_odd(v); /* (x0, x2), (x1, x3) */
+    *lo = (e & 0xFFFFu) | (o << 16);                            /* PKHBT */
+    *hi = (e >> 16) | (o & 0xFFFF0000u);                        /* PKHTB */
+}
+
 /* lo, hi = the two words at byte offset `off` (a constant) of the word-aligned pointer p. GCC
  * splits 64-bit loads into two LDRs for the Cortex-M4; one LDRD retires one instruction instead
  * of two (its offset: a multiple of 4 up to 1020; farther, two loads). Two 32-bit outputs, not

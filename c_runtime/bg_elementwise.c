@@ -1,9 +1,15 @@
 /* Elementwise kernels (ReLU, requantization, ShiftNorm) and argmax. Safe in place. */
 #include "bg_runtime.h"
+#include "bg_dsp.h"
 
 #define BG_T int8_t
 #define BG_SUF(name) name##_s8
+/* int8 argmax four lanes at a time (below), but on RISC-V one at a time (the .inc's) */
+#if !defined(__riscv)
+#define BG_OWN_ARGMAX
+#endif
 #include "bg_elementwise.inc"
+#undef BG_OWN_ARGMAX
 #undef BG_T
 #undef BG_SUF
 
@@ -36,13 +42,35 @@ void bg_shiftnorm(const int32_t *x, int8_t *y, uint32_t n)
 
 void bg_copy_bytes(void *y, const void *x, uint32_t n)
 {
-    typedef uint32_t word __attribute__((may_alias));
     uint8_t *d = (uint8_t *)y;
     const uint8_t *s = (const uint8_t *)x;
     uint32_t i = 0;
     if ((((uintptr_t)d | (uintptr_t)s) & 3u) == 0)
         for (; i + 4 <= n; i += 4)
-            *(word *)(void *)(d + i) = *(const word *)(const void *)(s + i);
+            *(bg_word_alias *)(void *)(d + i) = *(const bg_word_alias *)(const void *)(s + i);
     for (; i < n; i++)
         d[i] = s[i];
 }
+
+#if !defined(__riscv)
+/* The first index of the maximum of n int8: the maximum four lanes at a time (SSUB8 and SEL on
+ * a Cortex-M4, bg_dsp.h; their C equivalents on the host, which checks this loop), then the
+ * first value equal to it. */
+uint32_t bg_argmax_s8(const int8_t *x, uint32_t n)
+{
+    uint32_t i = 0, k, lanes = 0x80808080u; /* -128 in each lane */
+    int32_t top = -128;
+    if (((uintptr_t)x & 3u) == 0)
+        for (; i + 4 <= n; i += 4)
+            lanes = bg_max_s8x4(*(const bg_word_alias *)(const void *)(x + i), lanes);
+    for (k = 0; k < 32; k += 8)
+        if ((int8_t)(lanes >> k) > top)
+            top = (int8_t)(lanes >> k);
+    for (; i < n; i++)
+        if (x[i] > top)
+            top = x[i];
+    for (i = 0; x[i] != top; i++)
+        ;
+    return i;
+}
+#endif

@@ -26,7 +26,7 @@ from ...errors import BitgenError
 from ...paths import C_RUNTIME, TEMPLATES
 
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
-ALWAYS = ["bg_runtime.h", "bg_elementwise.c", "bg_elementwise.inc"]  # argmax lives there
+ALWAYS = ["bg_runtime.h", "bg_elementwise.c", "bg_elementwise.inc", "bg_dsp.h"]  # argmax lives there
 
 
 class EmitError(BitgenError):

@@ -52,7 +52,7 @@ ELEM_BYTES = {"int8_t": 1, "int16_t": 2, "int32_t": 4}
 
 
 class Geometry:
-    """Sizes of the row buffers and the weight layout of one layer (the C side's constants)."""
+    """Sizes of the window and the weight layout of one layer (the C side's constants)."""
 
     def __init__(self, layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, pool: bool, mode: str,
                  row: str):
@@ -61,42 +61,43 @@ class Geometry:
         self.kh, self.kw = layer.weight.shape[2:]
         (self.sh, self.sw), (self.ph, self.pw) = layer.stride, layer.padding
         self.mode, self.row = mode, row
-        self.cp = self.c + (self.c & 1) if mode == "smlad" else self.c  # a pixel starts on a word
-        self.span = -(-self.kw * self.cp // STEP) * STEP
+        self.cp = self.c + (self.c & 1) if mode == "smlad" else self.c  # everything starts on a word
+        self.pixlen = self.kh * self.cp  # window elements per column
+        self.span = -(-self.kw * self.pixlen // STEP) * STEP
         self.rows, self.cols = ((self.oh & ~1, self.ow & ~1) if pool else (self.oh, self.ow))
         cols_read = self.cols + (self.cols & 1)  # a last tile of one pixel reads a second one
         per_word = 4 // ELEM_BYTES[row]
-        need = max((self.w + 2 * self.pw) * self.cp, (cols_read - 1) * self.sw * self.cp + self.span)
-        self.rowlen = -(-need // per_word) * per_word  # every row starts on a word
+        need = max((self.w + 2 * self.pw) * self.pixlen, (cols_read - 1) * self.sw * self.pixlen + self.span)
+        self.winlen = -(-need // per_word) * per_word
         self.mc = TILE_CHANNELS[mode]
         # Steps per turn of the inner loop: a divisor of the steps (no straight-line rest after
         # the loop), at least two turns where there are enough steps (GCC peels a loop that
-        # runs once, and then schedules the whole row's loads first), and with mul no more
-        # elements than lie between the two pixels (else GCC keeps the first pixel's later
-        # inputs in registers for the second: spills on RV32E).
+        # runs once, and then schedules all the loads first), and with mul no more elements than
+        # lie between the two pixels (else GCC keeps the first pixel's later inputs in registers
+        # for the second: spills on RV32E).
         steps = self.span // STEP
         self.turn = next((t for t in (4, 3, 2) if steps % t == 0 and steps // t >= 2
-                          and (mode == "smlad" or t * STEP <= self.sw * self.cp)), 1)
+                          and (mode == "smlad" or t * STEP <= self.sw * self.pixlen)), 1)
 
     @property
     def scratch(self) -> int:
-        """Bytes of the ring of row buffers (C: BG_CR_KH * BG_CR_ROWLEN elements)."""
-        return self.kh * self.rowlen * ELEM_BYTES[self.row]
+        """Bytes of the window (C: BG_CR_WINLEN elements)."""
+        return self.winlen * ELEM_BYTES[self.row]
 
     def layout(self, weight: np.ndarray) -> np.ndarray:
-        """Weights in the order the tiles read them: per tile of mc channels, per kernel row,
-        per step of 4 span elements, then (smlad) per channel its 4 elements, or (mul) per
-        element its mc channels. Span element e is input channel e % cp of kernel column
-        e // cp; padding elements are 0."""
+        """Weights in the order the tiles read them: per tile of mc channels, per step of 4 span
+        elements, then (smlad) per channel its 4 elements, or (mul) per element its mc channels.
+        Span element e is input channel e % cp of kernel row (e % pixlen) // cp and kernel
+        column e // pixlen; padding elements are 0."""
         co, c, kh, kw = weight.shape
-        span = np.zeros((co, kh, kw, self.cp), dtype=np.int64)
-        span[..., :c] = weight.transpose(0, 2, 3, 1)
-        rows = np.zeros((co, kh, self.span), dtype=np.int64)
-        rows[:, :, : kw * self.cp] = span.reshape(co, kh, kw * self.cp)
+        span = np.zeros((co, kw, kh, self.cp), dtype=np.int64)
+        span[..., :c] = weight.transpose(0, 3, 2, 1)
+        flat = np.zeros((co, self.span), dtype=np.int64)
+        flat[:, : kw * self.pixlen] = span.reshape(co, kw * self.pixlen)
         parts = []
         for t0 in range(0, co, self.mc):
-            blk = rows[t0 : t0 + self.mc].reshape(-1, kh, self.span // STEP, STEP)
-            order = (1, 2, 0, 3) if self.mode == "smlad" else (1, 2, 3, 0)
+            blk = flat[t0 : t0 + self.mc].reshape(-1, self.span // STEP, STEP)
+            order = (1, 0, 2) if self.mode == "smlad" else (1, 2, 0)
             parts.append(blk.transpose(order).ravel())
         return np.concatenate(parts)
 
@@ -178,12 +179,12 @@ def _rows(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused: li
         fn = f"{src.name}_conv_rows_{i}"
         consts = {
             "NAME": fn, "IN": C_TYPE[t_in.dtype], "OUT": C_TYPE[t_final.dtype], "ROW": row, "WT": wt,
-            "SIMD": int(mode == "smlad"), "C": g.c, "H": g.h, "W": g.w, "CO": g.co, "OH": g.oh, "OW": g.ow,
-            "KH": g.kh, "KW": g.kw, "SH": g.sh, "SW": g.sw, "PH": g.ph, "PW": g.pw, "CP": g.cp,
-            "SPAN": g.span, "ROWLEN": g.rowlen, "MC": g.mc, "TURN": g.turn, "ROWS": g.rows, "COLS": g.cols,
+            "SIMD": int(mode == "smlad"), "C": g.c, "H": g.h, "W": g.w, "CO": g.co,
+            "KH": g.kh, "SH": g.sh, "SW": g.sw, "PH": g.ph, "PW": g.pw, "CP": g.cp,
+            "SPAN": g.span, "WINLEN": g.winlen, "MC": g.mc, "TURN": g.turn, "ROWS": g.rows, "COLS": g.cols,
             "POOL": post["pool"], "BIAS": int(b != "0"),
         } | params
-        lines = [f"/* layer {i}: {g.kh}x{g.kw} convolution over transposed rows ({mode}) */"]
+        lines = [f"/* layer {i}: {g.kh}x{g.kw} convolution over a window of transposed rows ({mode}) */"]
         lines += [f"#define BG_CR_{k} {v}" for k, v in consts.items() if not k.endswith("PER_CHANNEL")]
         lines += [f"#define BG_CR_{k}" for k in ("MULT_PER_CHANNEL", "SHIFT_PER_CHANNEL") if params[k]]
         lines.append('#include "bg_conv_rows.inc"')
