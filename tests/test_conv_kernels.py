@@ -130,12 +130,17 @@ PLANES = [
 ]
 
 
-@pytest.mark.parametrize("target", ["cortex-m4", "rv32emc"])
+PLANE_KERNELS = {"cortex-m4": ("dw3x3_smlad", "plane", "conv3x3"), "rv32emc": ("plane", "conv3x3"),
+                 "rv32ec": ("dw_lut",)}
+
+
+@pytest.mark.parametrize("target", PLANE_KERNELS)
 @pytest.mark.parametrize("case", PLANES, ids=[f"{c[0]}-k{c[1]}-p{c[2]}-x{c[3]}-{c[4]}" for c in PLANES])
 def test_padded_depthwise_conv_equals_golden(tmp_path, target, case):
-    """Depthwise convs run on the plane kernels, with padding each channel's plane staged into a
-    zero-bordered copy (on the model input without padding: an offset copy); first on the model
-    input, then on the planes of a previous layer."""
+    """Depthwise convs run on the plane kernels (on the Cortex-M4 3x3 ones with SMLAD, on RV32EC
+    through tables), with padding each channel's plane staged into a zero-bordered copy (on the
+    model input without padding, for the mul kernels: an offset copy); first on the model input,
+    then on the planes of a previous layer."""
     shape, k, pad, mult, post = case
     c = shape[0]
     rng = np.random.default_rng(sum(shape) + k[0])
@@ -145,18 +150,23 @@ def test_padded_depthwise_conv_equals_golden(tmp_path, target, case):
                                               *_post(rng, c, "requant_relu")]  # int8 planes
         m = ir.Model(ir.InputSpec(shape), [*before, dw, *_post(rng, c * mult, post)])
         kernel = emit.plan_model(m, target).choices[len(before)].kernel
-        assert kernel.split("+")[0] in ("plane", "conv3x3") and (kernel.endswith("+padded") == any(pad)), kernel
+        assert kernel.split("+")[0] in PLANE_KERNELS[target] and (kernel.endswith("+padded") == any(pad)), kernel
+        if target == "cortex-m4" and k == (3, 3):
+            assert kernel.startswith("dw3x3_smlad")
         _compare(tmp_path / where, m, target)
 
 
 def test_depthwise_without_padding_on_the_input_needs_one_plane_of_scratch(tmp_path):
     """Issue 11: a first-layer depthwise 3x3 without padding took an int32 copy of the whole
-    input as scratch (131,072 B for 32x32x32) and did not fit the MAX78000; its offset copy is
-    now one plane."""
+    input as scratch (131,072 B for 32x32x32) and did not fit the MAX78000 (`bitgen bench` then
+    used the generic kernel set without a word); its offset copy is now one plane (RV32EMC), and
+    the SMLAD kernel stages one int16 plane (Cortex-M4)."""
     rng = np.random.default_rng(3)
     m = ir.Model(ir.InputSpec((32, 32, 32)), [_conv(rng, 32, 32, (3, 3), "8bit", groups=32), ir.ReLU()])
-    choice = emit.plan_model(m, "cortex-m4").choices[0]
+    choice = emit.plan_model(m, "rv32emc").choices[0]
     assert choice.kernel == "conv3x3+offset" and choice.scratch == 4 * 32 * 32
+    choice = emit.plan_model(m, "cortex-m4").choices[0]
+    assert choice.kernel == "dw3x3_smlad" and choice.scratch <= 2 * 32 * 34
 
 
 def test_refused_kernels_are_reported(tmp_path, capsys):
@@ -193,7 +203,7 @@ def _kernels(m: ir.Model, target: str) -> set[str]:
 
 @pytest.mark.parametrize("target, kernel", [
     ("cortex-m4", "rows_smlad"), ("rv32emc", "rows_mul"), ("rv32ec", "lut_conv"),
-    ("cortex-m4", "+padded"), ("rv32emc", "+padded")])
+    ("cortex-m4", "dw3x3_smlad+padded"), ("rv32emc", "+padded"), ("rv32ec", "dw_lut")])
 @pytest.mark.parametrize("kind", ["sequential", "graph"])
 def test_random_models_reach_the_conv_kernels(target, kernel, kind):
     """The property tests' random models (tests/random_models.py) reach each new kernel (a
@@ -204,15 +214,19 @@ def test_random_models_reach_the_conv_kernels(target, kernel, kind):
                            suppress_health_check=list(HealthCheck)))
 
 
-@pytest.mark.parametrize("board, kernel", [
-    ("max78000-sim", "rows_smlad"), ("rv32emc-sim", "rows_mul"), ("rv32ec-sim", "lut_conv")])
-def test_conv_kernels_run_on_emulated_cores(tmp_path, board, kernel):
+@pytest.mark.parametrize("board, kernel, plane", [
+    ("max78000-sim", "rows_smlad", "dw3x3_smlad+padded/channelwise"),
+    ("rv32emc-sim", "rows_mul", "conv3x3+padded/channelwise"),
+    ("rv32ec-sim", "lut_conv", "dw_lut+padded/channelwise")])
+def test_conv_kernels_run_on_emulated_cores(tmp_path, board, kernel, plane):
     """The cross-compiled kernels (LDRD/SMLAD on the Cortex-M4; no multiply instruction on
-    RV32EC, where the emulator stops on one), bit-exact: padding, stride 2, a fused pool, 1x1."""
+    RV32EC, where the emulator stops on one), bit-exact: padding, stride 2, a fused pool, 1x1,
+    a padded depthwise 3x3 on an odd width."""
     rng = np.random.default_rng(9)
     layers = [_conv(rng, 3, 8, (3, 3), "8bit", padding=1), *_post(rng, 8, "requant_relu_pool"),
               _conv(rng, 8, 6, (3, 3), "4bitsym", stride=2, padding=1), *_post(rng, 6, "requant_relu"),
-              _conv(rng, 6, 5, (1, 1), "8bit"), *_post(rng, 5, "requant")]
+              _conv(rng, 6, 5, (1, 1), "8bit"), *_post(rng, 5, "requant_relu"),
+              _conv(rng, 5, 5, (3, 3), "8bit", padding=1, groups=5), *_post(rng, 5, "requant")]
     m = ir.Model(ir.InputSpec((3, 13, 11)), layers)
     path = tmp_path / "m.pt"
     bitgen.save(m, path)
@@ -220,7 +234,7 @@ def test_conv_kernels_run_on_emulated_cores(tmp_path, board, kernel):
     assert main(["bench", "--board", board, str(path), "--random", "4", "--json", str(out)]) == 0
     rep = json.loads(out.read_text())
     assert rep["mismatches"] == 0 and rep["compared"] == 4
-    assert [lay["kernel"] for lay in rep["layers"] if lay["op"] == "conv2d"] == [kernel] * 3
+    assert [lay["kernel"] for lay in rep["layers"] if lay["op"] == "conv2d"] == [kernel] * 3 + [plane]
     assert rep["macs"] == sum(lay["macs"] for lay in rep["layers"])
     convs = [lay for lay in rep["layers"] if lay["op"] == "conv2d"]
     assert all(lay["instructions"] > 0 for lay in convs)  # a fused kernel's work counts at its conv

@@ -11,6 +11,7 @@ called (:class:`.base.Choice`):
 * :mod:`.simd`: the Cortex-M4 dual multiply-accumulate fully connected kernel;
 * :mod:`.plane`: single-plane convolutions with a fused output stage (channel-by-channel steps);
 * :mod:`.dw_smlad`: 3x3 single-plane (depthwise) convolutions with SMLAD on Cortex-M4;
+* :mod:`.dw_lut`: single-plane convolutions without a multiplier (RV32EC), through per-tap tables;
 * :mod:`.conv_rows`: dense convolutions over transposed input rows, whole tensors, with a
   fused output stage (SMLAD on Cortex-M4, register tiles with mul on RV32EMC);
 * :mod:`.conv_lut`: dense convolutions without a multiplier (RV32EC): each pixel's receptive
@@ -28,7 +29,7 @@ from typing import Callable
 from .... import ir
 from ..targets import NAMES as TARGETS  # noqa: F401  (the kernel set names)
 from ..targets import KernelError, Target
-from . import conv_lut, conv_rows, dw_smlad, generic, lut, plane, simd
+from . import conv_lut, conv_rows, dw_lut, dw_smlad, generic, lut, plane, simd
 from .base import FUSED, Choice, Context, ModelSource, Pointers, Prologue, Refusal  # noqa: F401
 from .plane import model_input_only_before  # noqa: F401
 
@@ -58,14 +59,16 @@ def choose_group(model: ir.Model, t_in: ir.TensorType, types: list[ir.TensorType
                  target: Target, first: bool = True) -> Choice | Refusal | None:
     """For a conv at i inside a channel-by-channel step ending at `last` (`first`: the step's
     first layer): a plane kernel fused with as many of the following ReLU/Requant layers (and a
-    2x2 max pool) as it can take (the SMLAD 3x3 kernel where it applies, else plane.choose_group);
+    2x2 max pool) as it can take (the SMLAD 3x3 kernel or the LUT plane kernel where they apply,
+    else plane.choose_group);
     why not; or None where the kernel set has no plane kernel for this conv."""
     layer = model.layers[i]
-    if dw_smlad.applies(layer, target):
-        choice = conv_rows.fused_best(model, types, i, last, lambda fused, fused_types: dw_smlad.plane_conv(
-            layer, t_in, types[i + 1], fused, fused_types, first))
-        if isinstance(choice, Choice):
-            return choice
+    for family in (dw_smlad, dw_lut):
+        if family.applies(layer, target):
+            choice = conv_rows.fused_best(model, types, i, last, lambda fused, fused_types: family.plane_conv(
+                layer, t_in, types[i + 1], fused, fused_types, first))
+            if isinstance(choice, Choice) or not target.plane_conv:
+                return choice
     return plane.choose_group(model, t_in, types, i, last, target, first)
 
 
