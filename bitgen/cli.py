@@ -19,6 +19,7 @@ COMMANDS = {
     "flash": ("bitgen.commands.flash_cmd", "write built firmware to a board"),
     "run": ("bitgen.commands.run_cmd", "run inputs on a board and compare with the golden model"),
     "bench": ("bitgen.commands.bench_cmd", "instructions per inference and per layer, sizes, kernels"),
+    "datasets": ("bitgen.commands.datasets_cmd", "make a synthetic dataset file (a static-camera video stream)"),
 }
 
 

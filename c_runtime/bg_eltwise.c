@@ -13,9 +13,13 @@ static int32_t bg_clamp(int32_t v, int32_t lo, int32_t hi)
         const int32_t sa = p->scale_a, sb = p->scale_b;                                         \
         const int32_t rounding = (int32_t)((1u << p->shift) >> 1);                              \
         uint32_t i;                                                                             \
+        if (sa == 1 && sb == 1) { /* a plain sum: no product (a libgcc call on RV32EC) */       \
+            for (i = 0; i < n; i++)                                                             \
+                y[i] = (TY)bg_clamp(((int32_t)a[i] + (int32_t)b[i] + rounding) >> p->shift, p->lo, p->hi); \
+            return;                                                                             \
+        }                                                                                       \
         for (i = 0; i < n; i++) {                                                               \
-            const int32_t v = (sa == 1 ? (int32_t)a[i] : (int32_t)a[i] * sa) +                  \
-                              (sb == 1 ? (int32_t)b[i] : (int32_t)b[i] * sb);                   \
+            const int32_t v = (int32_t)a[i] * sa + (int32_t)b[i] * sb;                          \
             y[i] = (TY)bg_clamp((v + rounding) >> p->shift, p->lo, p->hi);                      \
         }                                                                                       \
     }

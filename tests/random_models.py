@@ -100,4 +100,9 @@ def graphs(draw, max_nodes=8):
         model.validate()
     except ir.IRError:  # e.g. a recurrence whose scaled sum could overflow int32
         assume(False)
+    convs = [i for i, n in enumerate(model.nodes) if isinstance(n.op, ir.Conv2d)]
+    if convs and draw(st.integers(0, 2)) == 0:  # change-based convolutions: a gate and its reference
+        chosen = draw(st.lists(st.sampled_from(convs), min_size=1, max_size=len(convs), unique=True))
+        model = ir.change.with_thresholds(model, {i: OPS["change_gate"].random(draw, rng, None).threshold
+                                                  for i in chosen})
     return model

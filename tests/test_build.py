@@ -113,6 +113,22 @@ def test_sram_over_budget_is_refused(tmp_path):
 
 
 @needs("ch32v003")
+def test_an_image_over_its_sram_budget_is_retried_with_less_kernel_scratch(tmp_path):
+    """A binary conv-RNN whose XNOR columns take the CH32V003 over its 2 KB: the same kernel
+    set is built again with the arena that fits (the XNOR kernels that set the peak give way to
+    the generic one) before another kernel set is tried; both images are in kernels_tried."""
+    import test_recurrent
+
+    m = test_recurrent.conv_rnn(hw=9)
+    fw = firmware.build(m, boards.get("ch32v003"), tmp_path, prove=0)
+    tried = fw.report["kernels_tried"]
+    assert fw.report["kernels"] == "rv32ec" and fw.report["sram_bytes"] <= 2048
+    assert tried[0]["kernels"] == "rv32ec" and not tried[0]["fits"] and tried[0]["sram_bytes"] > 2048
+    kernels = [layer["kernel"] for layer in json.loads((tmp_path / "src" / "model.json").read_text())["layers"]]
+    assert "generic" in [k for k, layer in zip(kernels, m.layers) if layer.kind == "conv2d"]
+
+
+@needs("ch32v003")
 def test_stack_reserve_below_the_call_graph_bound_is_refused(tmp_path):
     """A copy of the CH32V003 that reserves 64 bytes of stack: the image links, but the
     protocol's call chain into the model needs more, so it must not reach a flasher."""

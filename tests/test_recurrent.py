@@ -21,7 +21,7 @@ HW = 8
 FRAMES = 16
 
 
-def conv_rnn(seed=0):
+def conv_rnn(seed=0, hw=HW):
     rng = np.random.default_rng(seed)
     kernel = lambda: rng.choice([-1, 1], (1, 1, 3, 3))  # noqa: E731
     conv = lambda name_in, out: ir.Node(ir.Conv2d(weight=kernel(), encoding="binary", padding=1), [name_in], out)  # noqa: E731
@@ -34,8 +34,8 @@ def conv_rnn(seed=0):
         conv("xb", "oi"), conv("h", "oh"),
         ir.Node(ir.Add(out_dtype="int32"), ["oi", "oh"], "o"),
     ]
-    state = ir.State("h", (1, HW, HW), "int8", source="h_new", init=1)
-    return ir.Model(ir.InputSpec((1, HW, HW)), nodes=nodes, states=[state], name="convrnn")
+    state = ir.State("h", (1, hw, hw), "int8", source="h_new", init=1)
+    return ir.Model(ir.InputSpec((1, hw, hw)), nodes=nodes, states=[state], name="convrnn")
 
 
 def clips(n, seed=1):

@@ -23,6 +23,7 @@ from ..harness import boards, firmware
 from ..harness.link import LinkError
 from ..harness.session import Session
 from ..sim import bench as sim_bench
+from . import bench_stream
 from .common import (UsageError, add_dataset_arguments, add_kernels_argument, add_max_arena_argument,
                      load_dataset, load_model, resolve_kernels)
 from .emit_cmd import default_name
@@ -45,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_max_arena_argument(p)
     p.add_argument("--json", metavar="FILE", help="write bench.json here")
     p.add_argument("--md", metavar="FILE", help="write the Markdown table here")
+    bench_stream.add_arguments(p)
 
 
 def _stats(v: list[int]) -> dict[str, float]:
@@ -162,6 +164,12 @@ def run(args: argparse.Namespace) -> int:
     board = boards.get(args.board)
     loaded = load_model(args)
     model = loaded.ir
+    if args.stream is not None:  # frames of one sequence, change-based against dense
+        if args.dataset or args.random:
+            raise UsageError("--stream is the input: give it without --dataset or --random")
+        return bench_stream.run(args, board, model, default_name(model.name))
+    if args.change_threshold is not None:
+        model = bench_stream.with_threshold(model, args.change_threshold)
     data = load_dataset(args, model)
     if data is not None:
         x = data[0].reshape((-1,) + model.input.shape)  # clips: each frame measured from reset

@@ -33,6 +33,8 @@ DEFAULTS = {"arch": "mlp:64,64", "weights": "4bitsym", "norm": "static", "seed":
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=datasets.NAMES, help="dataset (digits needs no --data)")
     p.add_argument("--data", metavar="PATH", help="dataset folder or file")
+    p.add_argument("--stream", metavar="FILE", help="a stream file (bitgen datasets make static-video): "
+                                                    "train on its training frames, test on the stream")
     p.add_argument("--arch", help="mlp:W1,W2,... or cnn:TOKENS, e.g. cnn:c8,p2,dw,p2,fc64 "
                                   "(tokens cN, dw, pwN, pK, aK, fcN; default mlp:64,64)")
     p.add_argument("--weights", choices=ENCODINGS, help="weight encoding (default 4bitsym)")
@@ -110,6 +112,10 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
     if args.arch is not None:
         merged.pop("layers", None)  # an explicit --arch replaces the file's stack
         merged.pop("nodes", None)
+    if getattr(args, "stream", None) is not None:  # a stream file is an npz dataset
+        if args.dataset not in (None, "npz") or args.data is not None:
+            raise TrainError("--stream is the dataset: give it without --dataset/--data")
+        merged["dataset"], merged["data"] = "npz", args.stream
     return merged
 
 

@@ -381,7 +381,9 @@ def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "mod
     """Build the firmware image of ``board`` running ``model`` into ``outdir``.
 
     Without ``kernels`` the board's kernel targets are tried fastest first, and the first image
-    that fits is kept; the report lists every image tried (``kernels_tried``). ``harness``:
+    that fits is kept; an image over the SRAM budget alone is first tried again with the same
+    kernels and the arena that would fit (emit.plan_within trades their scratch for speed). The
+    report lists every image tried (``kernels_tried``). ``harness``:
     ``protocol`` (the wire protocol: what `bitgen flash` writes) or ``bench`` (start-up and the
     model only, driven through memory by bitgen.sim.bench). ``max_arena``: see emit.plan_within.
     ``prove``: random inputs of the host proof of the kept image's sources (default
@@ -396,17 +398,42 @@ def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "mod
     choices = [kernels] if kernels else board.image_board.kernels
     tried: list[dict[str, Any]] = []
     for i, k in enumerate(choices):
+        last = i == len(choices) - 1
         try:
-            fw = _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, max_arena,
-                        prove)
+            return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, max_arena, prove)
         except BudgetError as e:
-            tried.append({"kernels": k, "flash_bytes": e.report["flash_bytes"],
+            tried.append({"kernels": k, "max_arena": max_arena, "flash_bytes": e.report["flash_bytes"],
                           "sram_bytes": e.report["sram_bytes"], "fits": False})
-            if i == len(choices) - 1:
+            smaller = _smaller_arena(e.report, max_arena)
+            if smaller is None:
+                if last:
+                    raise
+                continue
+            over = e
+        try:  # the same kernels with less scratch may fit the SRAM
+            return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, smaller, prove)
+        except BudgetError as e:
+            tried.append({"kernels": k, "max_arena": smaller, "flash_bytes": e.report["flash_bytes"],
+                          "sram_bytes": e.report["sram_bytes"], "fits": False})
+            if last:
                 raise
-            continue
-        return fw
+        except emit.EmitError:  # the arena cannot get that small with these kernels
+            if last:
+                raise over from None
     raise AssertionError("unreachable")
+
+
+def _smaller_arena(report: dict[str, Any], asked: int | None) -> int | None:
+    """The arena that would fit an image over its SRAM budget (flash and stack within theirs),
+    or None; never where --max-arena was given."""
+    if asked is not None or report.get("sram_budget") is None:
+        return None
+    st = report.get("stack")
+    over = report["sram_bytes"] - report["sram_budget"]
+    if over <= 0 or report["flash_bytes"] > report["flash_budget"] or (st and st["bytes"] > st["reserved"]):
+        return None
+    smaller = report["model"]["arena_bytes"] - over
+    return smaller if smaller > 0 else None
 
 
 def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_cflags: list[str] | None,

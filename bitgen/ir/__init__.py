@@ -29,6 +29,7 @@ A user can build a model by hand::
 
 from ..ops.absolute import Abs
 from ..ops.base import Op
+from ..ops.change_gate import ChangeGate
 from ..ops.concat import Concat
 from ..ops.conv2d import Conv2d
 from ..ops.conv_transpose2d import ConvTranspose2d
@@ -46,6 +47,7 @@ from ..ops.unflatten import Unflatten
 from ..ops.upsample import Upsample
 from .model import FORMAT, INPUT, VERSION, InputSpec, Model, Node, State, chain, infer_type
 from .types import DTYPE_RANGE, INT8, INT32, IRError, TensorType
+from . import change  # noqa: E402  (change-based convolutions: gates and their references)
 
 Layer = Op  # an op as one layer of a model
 LAYER_TYPES = OPS
@@ -55,5 +57,5 @@ __all__ = [
     "AvgPool2d", "Conv2d", "DTYPE_RANGE", "FORMAT", "Flatten", "INPUT", "INT32", "INT8", "IRError", "InputSpec",
     "LAYER_TYPES", "Layer", "Linear", "MaxPool2d", "Model", "Node", "OPS", "Op", "State", "chain", "ReLU", "Requant", "ShiftNorm",
     "TensorType", "VERSION", "infer_type",
-    "Mul", "Sign",
+    "Mul", "Sign", "ChangeGate", "change",
 ]

@@ -132,11 +132,16 @@ def accumulator_range(w: np.ndarray, bias: np.ndarray | None, t_in: TensorType) 
     return int(min(out_lo)), int(max(out_hi))
 
 
-def random_weights(draw: Any, rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray, str]:
+def random_weights(draw: Any, rng: np.random.Generator, shape: tuple[int, ...],
+                   t_in: TensorType | None = None) -> tuple[np.ndarray, str]:
+    """Random weights of a random encoding; after a binary input `t_in`, half the time all ±1
+    (every encoding holds them), the binary x binary products of XNOR kernels."""
     from hypothesis import strategies as st
 
     enc = draw(st.sampled_from(sorted(encodings.ENCODINGS)))
-    return rng.choice(np.array(encodings.get(enc).values), size=shape), enc
+    values = np.array([-1, 1]) if t_in is not None and t_in.binary and draw(st.booleans()) else \
+        np.array(encodings.get(enc).values)
+    return rng.choice(values, size=shape), enc
 
 
 def random_bias(draw: Any, rng: np.random.Generator, n: int) -> np.ndarray | None:

@@ -87,7 +87,7 @@ class Conv2d(Op):
 
     @classmethod
     def random_weight(cls, t: TensorType) -> int:
-        return 4 if len(t.shape) == 3 else 0
+        return (8 if t.binary else 4) if len(t.shape) == 3 else 0  # binary: the XNOR kernels
 
     @classmethod
     def random(cls, draw: Any, rng: np.random.Generator, t: TensorType) -> "Conv2d":
@@ -105,6 +105,6 @@ class Conv2d(Op):
         kh = 3 if common else draw(st.integers(1, min(4, h + 2 * ph)))
         kw = 3 if common else draw(st.integers(1, min(4, w + 2 * pw)))
         stride = (1, 1) if common else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-        wt, enc = random_weights(draw, rng, (co, c // groups, kh, kw))
+        wt, enc = random_weights(draw, rng, (co, c // groups, kh, kw), t)
         return cls(weight=wt, encoding=enc, bias=random_bias(draw, rng, co), stride=stride,
                    padding=(ph, pw), groups=groups)

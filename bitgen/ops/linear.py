@@ -60,11 +60,11 @@ class Linear(Op):
 
     @classmethod
     def random_weight(cls, t: TensorType) -> int:
-        return 3 if len(t.shape) == 1 else 0
+        return (6 if t.binary else 3) if len(t.shape) == 1 else 0  # binary: the XNOR kernels
 
     @classmethod
     def random(cls, draw: Any, rng: np.random.Generator, t: TensorType) -> "Linear":
         from hypothesis import strategies as st
 
-        wt, enc = random_weights(draw, rng, (draw(st.integers(1, 24)), t.shape[0]))
+        wt, enc = random_weights(draw, rng, (draw(st.integers(1, 24)), t.shape[0]), t)
         return cls(weight=wt, encoding=enc, bias=random_bias(draw, rng, wt.shape[0]))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .absolute import Abs
 from .base import Op
+from .change_gate import ChangeGate
 from .concat import Concat
 from .conv2d import Conv2d
 from .conv_transpose2d import ConvTranspose2d
@@ -20,5 +21,5 @@ from .upsample import Upsample
 
 OPS: dict[str, type[Op]] = {
     op.kind: op for op in (Linear, Conv2d, ReLU, MaxPool2d, AvgPool2d, Flatten, Requant, ShiftNorm,
-                           Add, Sub, Concat, ConvTranspose2d, Upsample, Abs, Unflatten, Sign, Mul)
+                           Add, Sub, Concat, ConvTranspose2d, Upsample, Abs, Unflatten, Sign, Mul, ChangeGate)
 }

@@ -49,7 +49,7 @@ class Sign(Op):
 
     @classmethod
     def random_weight(cls, t: TensorType) -> int:
-        return 1
+        return 1 if t.binary else 2
 
     @classmethod
     def random(cls, draw: Any, rng: np.random.Generator, t: TensorType) -> "Sign":

@@ -237,10 +237,14 @@ class Machine:
             return pc
         return _int(reset.get("pc", 0))
 
-    def run(self, max_instructions: int = 0) -> None:
-        """Run from reset until the firmware faults (SimFault), the host leaves (returns) or
-        ``max_instructions`` have run (returns)."""
-        pc = self.reset_pc()
+    def run(self, max_instructions: int = 0, resume: bool = False) -> None:
+        """Run from reset (or, with `resume`, on from where the last run stopped) until the
+        firmware faults (SimFault), the host leaves (returns) or ``max_instructions`` more have
+        run (returns)."""
+        if resume:  # Thumb code (Cortex-M) resumes with bit 0 of the address set
+            pc = self.pc() | (1 if self.arch != "riscv32" else 0)
+        else:
+            pc = self.reset_pc()
         try:
             self.uc.emu_start(pc, 0xFFFFFFF0, count=max_instructions)
             if self._pending is not None:

@@ -20,7 +20,7 @@ from ... import __version__, encodings, ir
 from . import memory, schedule, targets
 from ..base import Artifact
 from .kernels import (FUSED, Choice, KernelError, ModelSource, Pointers, Refusal, choose, choose_group,
-                      choose_whole, model_input_only_before)
+                      choose_whole, model_input_only_before, xnor_first)
 from .literals import C_TYPE, SUFFIX, arena_ptr
 from ...errors import BitgenError
 from ...paths import C_RUNTIME, TEMPLATES
@@ -105,10 +105,10 @@ def _plane_region(types: list[ir.TensorType], st: schedule.Step) -> int:
 
 
 def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[int, int] | None = None,
-               refuse: dict[int, str] | None = None) -> ModelPlan:
+               plain: frozenset[int] = frozenset()) -> ModelPlan:
     """Types of every tensor, the kernel of every layer, the schedule and the arena plan.
     `lut_chunks`: tables per pass of the LUT kernel of some layers, if not the kernel set's default;
-    `refuse`: layers whose convolution kernels with scratch of their own are refused, and why."""
+    `plain`: layers that take the generic kernel instead of an optional one (Choice.optional)."""
     try:
         target = targets.get(kernel_set)
     except targets.KernelError as e:
@@ -124,14 +124,15 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
     # tensors (with the output stage fused) forms a step of its own, if one applies.
     whole: dict[int, Choice] = {}
     refused: dict[int, list[Refusal]] = {}
-    refuse = refuse or {}
 
     def taken(i: int, choice: Choice | Refusal | None) -> Choice | None:
-        """The choice, unless it is a refusal (recorded) or refused for its scratch."""
-        if isinstance(choice, Choice) and i in refuse and choice.scratch:
-            choice = Refusal(choice.kernel, refuse[i])
+        """The choice, unless it is a refusal (recorded) or an optional kernel given up."""
+        if isinstance(choice, Choice) and choice.optional and i in plain:
+            choice = Refusal(choice.kernel, f"its {choice.scratch} B of scratch given up for a smaller arena "
+                                            "(--max-arena, or the board's SRAM)")
         if isinstance(choice, Refusal):
-            refused.setdefault(i, []).append(choice)
+            if choice not in refused.get(i, []):
+                refused.setdefault(i, []).append(choice)
             return None
         return choice
 
@@ -139,10 +140,13 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
         i = st.first
         if not isinstance(model.layers[i], ir.Conv2d):
             continue
-        group = choose_group(model, types[reads[i][0]], types, i, st.last, target, first=True) if st.channelwise else None
-        if isinstance(group, Choice) and not (i in refuse and group.scratch):
+        t_in = types[reads[i][0]]
+        if xnor_first(model.layers[i], t_in, types[i + 1], target):
+            continue  # binary x binary layers: the XNOR kernels first
+        group = choose_group(model, t_in, types, i, st.last, target, first=True) if st.channelwise else None
+        if isinstance(group, Choice) and not (group.optional and i in plain):
             continue
-        choice = taken(i, choose_whole(model, types, types[reads[i][0]], i, st.last, target, (lut_chunks or {}).get(i)))
+        choice = taken(i, choose_whole(model, types, t_in, i, st.last, target, (lut_chunks or {}).get(i)))
         if choice is not None:
             whole[i] = choice
     if whole:
@@ -156,10 +160,13 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
             choice = whole.get(i) if st.whole else None
             t_in = types[reads[i][0]]
             if st.channelwise and isinstance(layer, ir.Conv2d):
-                choice = taken(i, choose_group(model, t_in, types, i, st.last, target, first=i == st.first))
+                # (`first`: the step's first layer; `optional`: kernels with scratch of their own)
+                choice = taken(i, choose_group(model, t_in, types, i, st.last, target, first=i == st.first,
+                                               optional=i not in plain))
             try:
                 choice = choice or choose(layer, t_in, types[i + 1], target, model_input_only_before(model, i),
-                                          (lut_chunks or {}).get(i), [types[j] for j in reads[i][1:]])
+                                          (lut_chunks or {}).get(i), [types[j] for j in reads[i][1:]],
+                                          alone=not st.channelwise, optional=i not in plain)
             except KernelError as e:
                 raise EmitError(f"layer {i} {layer.describe()}: {e}") from None
             if st.channelwise and not choice.per_channel:
@@ -215,7 +222,7 @@ def _step_code(model: ir.Model, mp: ModelPlan, k: int, src: ModelSource) -> tupl
         own[i], at = at, at + _round4(mp.choices[i].scratch)
     channels = types[st.last + 1].shape[0]
     step_input = _ptr(loc_in, mp.in_type(st.first).dtype, const=True, name=src.name)
-    lines = [mp.choices[i].prologue.code(own[i], step_input) for i in st.layers if mp.choices[i].prologue]
+    lines = [mp.choices[i].prologue.code(src, i, own[i], step_input) for i in st.layers if mp.choices[i].prologue]
     lines.append(f"for (c = 0; c < {channels}u; c++) {{")
     offsets: dict[int, int | None] = {}
     cur = None  # index into `planes` holding the current plane; None: the step's input
@@ -283,31 +290,24 @@ def _ptr_at(offset: int, dtype: str, const: bool) -> str:
 
 def plan_within(model: ir.Model, kernel_set: str, max_arena: int | None) -> ModelPlan:
     """The plan with the target's fastest kernels, or, when its arena is over `max_arena`
-    bytes, a plan whose arena is not: fewer LUT tables per pass (the only kernel scratch that
-    trades speed for SRAM), lowered only in the layers that must, each as little as it can."""
+    bytes, a plan whose arena is not. Two kinds of kernel scratch trade speed for SRAM: LUT
+    tables, of which fewer are built per pass, lowered only in the layers that must, each as
+    little as it can; and optional kernels (XNOR columns), which give way to the generic kernel
+    one at a time (the one that lowers the peak most), only where the smallest LUT passes are not
+    enough."""
     mp = plan_model(model, kernel_set)
     if max_arena is None or mp.memory.arena_bytes <= max_arena:
         return mp
-    try:
-        return _lower_lut_chunks(model, kernel_set, max_arena, mp, {})
-    except EmitError:
-        # Then without the convolution kernels that need scratch of their own (row buffers,
-        # staged planes): their layers take the generic kernel, and NAME.json says why.
-        refuse = {i: f"its {c.scratch} B of scratch would take the arena over --max-arena {max_arena} B"
-                  for i, c in enumerate(mp.choices) if c.scratch and not c.trades_scratch}
-        if not refuse:
-            raise
-        return _lower_lut_chunks(model, kernel_set, max_arena, plan_model(model, kernel_set, refuse=refuse), refuse)
-
-
-def _lower_lut_chunks(model: ir.Model, kernel_set: str, max_arena: int, mp: ModelPlan,
-                      refuse: dict[int, str]) -> ModelPlan:
-    """`mp` with fewer LUT tables per pass where its arena is over `max_arena` (refusing the
-    kernels in `refuse`), or an EmitError."""
-    if mp.memory.arena_bytes <= max_arena:
-        return mp
     luts = [i for i, c in enumerate(mp.choices) if c.trades_scratch]
-    least = plan_model(model, kernel_set, {i: 1 for i in luts}, refuse)
+    least = plan_model(model, kernel_set, {i: 1 for i in luts})
+    plain: frozenset[int] = frozenset()
+    optional = {i for i, c in enumerate(mp.choices) if c.optional}
+    while least.memory.arena_bytes > max_arena and optional:
+        # give up the optional kernel whose scratch sets the peak: the one that lowers it most
+        tries = {i: plan_model(model, kernel_set, {j: 1 for j in luts}, plain | {i}) for i in sorted(optional)}
+        best = min(tries, key=lambda i: tries[i].memory.arena_bytes)
+        plain, least = plain | {best}, tries[best]
+        optional.discard(best)
     if least.memory.arena_bytes > max_arena:
         raise EmitError(f"the arena needs {least.memory.arena_bytes} B at least, over the limit of "
                         f"{max_arena} B (--max-arena)")
@@ -316,10 +316,10 @@ def _lower_lut_chunks(model: ir.Model, kernel_set: str, max_arena: int, mp: Mode
     chunks = {}
     for i in luts:
         for chunk in range(targets.get(kernel_set).lut_chunk, 0, -1):
-            if plan_model(model, kernel_set, {j: 1 for j in luts} | {i: chunk}, refuse).memory.arena_bytes <= max_arena:
+            if plan_model(model, kernel_set, {j: 1 for j in luts} | {i: chunk}, plain).memory.arena_bytes <= max_arena:
                 chunks[i] = chunk
                 break
-    mp = plan_model(model, kernel_set, chunks, refuse)
+    mp = plan_model(model, kernel_set, chunks, plain)
     return mp if mp.memory.arena_bytes <= max_arena else least
 
 
@@ -385,6 +385,7 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str 
         "functions": src.functions,
         "final_ptr": _ptr(plan.outputs[-1], t_final.dtype, const=True, name=name),
         "states": _state_code(model, mp, name),
+        "gates": src.gates,
         "headers": sorted(f for f in runtime if f.endswith(".h") and f != "bg_runtime.h"),
     }
     env = jinja2.Environment(
@@ -421,6 +422,9 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str 
         "macs": context["macs"],
         "layers": [lp.report() for lp in layers],
     }
+    if src.gates:  # change-based convolutions: NAME_changed[k] counts gate k's changed pixels per frame
+        report["change_gates"] = [{"layer": i, "pixels": px, "threshold": model.layers[i].threshold}
+                                  for i, px in src.gates]
     if model.states:  # carried from frame to frame: NAME_reset() starts a sequence
         report["states"] = [{"name": s["name"], "source": s["source"], "size": s["size"], "dtype": st.dtype,
                              "init": s["init"]} for s, st in zip(context["states"], model.states)]

@@ -61,9 +61,10 @@ _WRAPPER = """\
 #include <string.h>
 
 """ + _TRACE_HOOK + """
-/* count inputs; a model with state starts a new sequence every `frames` inputs */
+/* count inputs; a model with state starts a new sequence every `frames` inputs; `changed`
+ * (a model with change gates) gets each gate's changed pixels per input */
 int bg_host_run(const int8_t *x, uint32_t count, uint32_t frames, {name}_output_t *y, int32_t *pred,
-                uint8_t *trace)
+                uint8_t *trace, uint32_t *changed)
 {{
     uint32_t i;
     for (i = 0; i < count; i++) {{
@@ -75,6 +76,11 @@ int bg_host_run(const int8_t *x, uint32_t count, uint32_t frames, {name}_output_
 #endif
         bg_host_trace = trace ? trace + (uint64_t)i * {trace_bytes}u : 0;
         pred[i] = {name}_run(x + (uint64_t)i * {upper}_INPUT_SIZE, y + (uint64_t)i * {upper}_OUTPUT_SIZE);
+#ifdef {upper}_CHANGE_GATES
+        memcpy(changed + (uint64_t)i * {upper}_CHANGE_GATES, {name}_changed, sizeof {name}_changed);
+#else
+        (void)changed;
+#endif
     }}
     bg_host_trace = 0;
     return 0;
@@ -303,6 +309,10 @@ class _Built:
             pos += lay["out_bytes"]
         self.trace_offsets = offsets
         self.trace_bytes = pos
+        # change gates (layer, pixels, threshold); after a run, .changed holds each input's
+        # changed pixels per gate (HostModel)
+        self.gates = rep.get("change_gates", [])
+        self.changed = np.zeros((0, len(self.gates)), dtype=np.uint32)
         self._tmp = None
         if build_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="bitgen-host-")
@@ -374,7 +384,7 @@ class HostModel(_Built):
         self.ffi = cffi.FFI()
         self.ffi.cdef(
             f"int bg_host_run(const int8_t *x, uint32_t count, uint32_t frames, {out_t} *y, int32_t *pred, "
-            "uint8_t *trace);"
+            "uint8_t *trace, uint32_t *changed);"
         )
         return self.ffi.dlopen(str(lib))
 
@@ -388,6 +398,7 @@ class HostModel(_Built):
         y = np.zeros((n, self.output_size), dtype=NP[self.output_dtype])
         pred = np.zeros(n, dtype=np.int32)
         tr = np.zeros((n, self.trace_bytes), dtype=np.uint8) if trace else None
+        self.changed = np.zeros((n, len(self.gates)), dtype=np.uint32)
         ffi = self.ffi
         self._lib.bg_host_run(
             ffi.from_buffer("int8_t[]", x),
@@ -396,6 +407,7 @@ class HostModel(_Built):
             ffi.from_buffer(f"{self.out_ctype}[]", y),
             ffi.from_buffer("int32_t[]", pred),
             ffi.from_buffer("uint8_t[]", tr) if trace else ffi.NULL,
+            ffi.from_buffer("uint32_t[]", self.changed) if self.gates else ffi.NULL,
         )
         return y, pred, self._layers(tr, n) if trace else None
 

@@ -13,7 +13,10 @@ board's ``kernels`` list in its board.toml):
   plane kernels with their output stage fused; other dense convolutions the row kernel's
   register tiles (mul and add).
 * ``cortex-m4``: the DSP extension's dual multiply-accumulate for int8 fully connected layers
-  and (on int16 rows) for dense convolutions, otherwise as ``rv32emc``.
+  and (on int16 rows) for dense convolutions and 3x3 planes, otherwise as ``rv32emc``.
+
+Every set but ``generic`` computes binary x binary layers (±1 inputs and weights) with XNOR and
+population counts (``bg_xnor.c``), which needs no multiplier.
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ class Target:
     # extension's dual multiply-accumulate) or "mul" (a multiplier); "lut" (kernels/conv_lut.py:
     # the LUT kernel per pixel, no multiplier); "" (the generic kernel).
     dense_conv: str = ""
+    xnor: bool = False  # binary x binary convolutions and fully connected layers as XNOR-popcount
 
     @property
     def plane_conv(self) -> bool:
@@ -46,10 +50,11 @@ class Target:
 
 KERNEL_SETS: dict[str, Target] = {t.name: t for t in (
     Target("generic"),
-    Target("rv32ec", linear=("lut",), lut_max_bits=8, lut_chunk=8, dense_conv="lut"),
-    Target("rv32emc", linear=("lut",), lut_max_bits=4, lut_chunk=16, has_multiplier=True, dense_conv="mul"),
+    Target("rv32ec", linear=("lut",), lut_max_bits=8, lut_chunk=8, dense_conv="lut", xnor=True),
+    Target("rv32emc", linear=("lut",), lut_max_bits=4, lut_chunk=16, has_multiplier=True, dense_conv="mul",
+           xnor=True),
     Target("cortex-m4", linear=("simd", "lut"), lut_max_bits=4, lut_chunk=16, has_multiplier=True,
-           dense_conv="smlad"),
+           dense_conv="smlad", xnor=True),
 )}
 NAMES = tuple(KERNEL_SETS)
 

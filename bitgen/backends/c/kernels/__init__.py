@@ -16,6 +16,7 @@ called (:class:`.base.Choice`):
   fused output stage (SMLAD on Cortex-M4, register tiles with mul on RV32EMC);
 * :mod:`.conv_lut`: dense convolutions without a multiplier (RV32EC): each pixel's receptive
   field through the LUT kernel, with a fused output stage.
+* :mod:`.xnor`: binary x binary convolutions and fully connected layers as XNOR-popcount.
 
 A kernel is chosen in two steps: :func:`choose`, :func:`choose_group` or :func:`choose_whole`
 (before arena planning:
@@ -29,7 +30,7 @@ from typing import Callable
 from .... import ir
 from ..targets import NAMES as TARGETS  # noqa: F401  (the kernel set names)
 from ..targets import KernelError, Target
-from . import conv_lut, conv_rows, dw_lut, dw_smlad, generic, lut, plane, simd
+from . import conv_lut, conv_rows, dw_lut, dw_smlad, generic, lut, plane, simd, xnor
 from .base import FUSED, Choice, Context, ModelSource, Pointers, Prologue, Refusal  # noqa: F401
 from .plane import model_input_only_before  # noqa: F401
 
@@ -41,11 +42,16 @@ SPECIALIZED: dict[str, Callable[[ir.Layer, ir.TensorType, ir.TensorType, Context
 
 
 def choose(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType, target: Target, first: bool,
-           lut_chunk: int | None = None, others: list[ir.TensorType] | None = None) -> Choice:
-    """The kernel for `layer` on `target` when it runs on its own (see choose_group for
-    convolutions inside channel-by-channel steps). `first`: the layer reads the model input;
-    `lut_chunk`: tables per pass of the LUT kernel, if not the target's default; `others`: the
-    types of the inputs after the first."""
+           lut_chunk: int | None = None, others: list[ir.TensorType] | None = None, alone: bool = True,
+           optional: bool = True) -> Choice:
+    """The kernel for `layer` on `target` (see choose_group for the convolutions that start
+    channel-by-channel steps). `first`: the layer reads the model input; `lut_chunk`: tables per
+    pass of the LUT kernel, if not the target's default; `others`: the types of the inputs after
+    the first; `alone`: the layer runs on its own, not on single planes inside a step;
+    `optional`: kernels that trade scratch for speed (Choice.optional) may be chosen."""
+    if alone and (choice := xnor.choose(layer, t_in, t_out, target, tuple(others or ()))) is not None:
+        if optional or not choice.optional:
+            return choice
     if isinstance(layer, ir.Linear):
         ctx = Context(target, reads_input=first, lut_chunk=lut_chunk)
         for name in target.linear:
@@ -55,21 +61,28 @@ def choose(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType, target: T
     return generic.choose(layer, t_in, t_out, others)
 
 
+def xnor_first(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType, target: Target) -> bool:
+    """Binary x binary layers take the XNOR kernels before any other specialized kernel."""
+    return xnor.choose(layer, t_in, t_out, target) is not None
+
+
 def choose_group(model: ir.Model, t_in: ir.TensorType, types: list[ir.TensorType], i: int, last: int,
-                 target: Target, first: bool = True) -> Choice | Refusal | None:
+                 target: Target, first: bool = True, optional: bool = True) -> Choice | Refusal | None:
     """For a conv at i inside a channel-by-channel step ending at `last` (`first`: the step's
-    first layer): a plane kernel fused with as many of the following ReLU/Requant layers (and a
-    2x2 max pool) as it can take (the SMLAD 3x3 kernel or the LUT plane kernel where they apply,
-    else plane.choose_group);
-    why not; or None where the kernel set has no plane kernel for this conv."""
+    first layer, which reads whole tensors): the XNOR kernel for a binary x binary first layer,
+    else a plane kernel fused with as many of the following ReLU/Requant layers (and a 2x2 max
+    pool) as it can take (the SMLAD 3x3 or the LUT plane kernel where they apply, else
+    plane.choose_group); why not; or None where the kernel set has no plane kernel for this conv.
+    `optional`: kernels with scratch of their own (Choice.optional) may be chosen."""
     layer = model.layers[i]
-    for family in (dw_smlad, dw_lut):
-        if family.applies(layer, target):
-            choice = conv_rows.fused_best(model, types, i, last, lambda fused, fused_types: family.plane_conv(
-                layer, t_in, types[i + 1], fused, fused_types, first))
-            if isinstance(choice, Choice) or not target.plane_conv:
-                return choice
-    return plane.choose_group(model, t_in, types, i, last, target, first)
+    if optional:
+        for family in (dw_smlad, dw_lut):
+            if family.applies(layer, target) and not (first and xnor_first(layer, t_in, types[i + 1], target)):
+                choice = conv_rows.fused_best(model, types, i, last, lambda fused, fused_types: family.plane_conv(
+                    layer, t_in, types[i + 1], fused, fused_types, first))
+                if isinstance(choice, Choice) or not target.plane_conv:
+                    return choice
+    return plane.choose_group(model, t_in, types, i, last, target, first and optional)
 
 
 def choose_whole(model: ir.Model, types: list[ir.TensorType], t_in: ir.TensorType, i: int, last: int,
@@ -84,4 +97,4 @@ def choose_whole(model: ir.Model, types: list[ir.TensorType], t_in: ir.TensorTyp
 
 
 __all__ = ["FUSED", "TARGETS", "Choice", "Context", "KernelError", "ModelSource", "Pointers", "Prologue", "Refusal",
-           "Target", "choose", "choose_group", "choose_whole", "model_input_only_before"]
+           "Target", "choose", "choose_group", "choose_whole", "model_input_only_before", "xnor_first"]

@@ -34,17 +34,35 @@ class ModelSource:
         self.name = name
         self.data: list[Data] = []
         self.functions: list[str] = []  # file-scope C: kernel instances with fixed shapes
+        self.gates: list[tuple[int, int]] = []  # change gates: (layer, pixels), in execution order
+
+    def changed(self, layer: int, pixels: int) -> str:
+        """The counter of pixels that changed in this frame at the change gate of `layer`
+        (NAME_changed[k] in the emitted model, read by the firmware and the host)."""
+        for k, (i, _) in enumerate(self.gates):
+            if i == layer:
+                return f"{self.name}_changed[{k}]"
+        self.gates.append((layer, pixels))
+        return f"{self.name}_changed[{len(self.gates) - 1}]"
 
     def array(self, ctype: str, ident: str, lines: list[str], nbytes: int, layer: int) -> str:
-        full = f"{self.name}_{ident}"
-        self.data.append(Data(f"static const {ctype} {full}[]", lines, nbytes, layer))
-        return full
+        return self._declare(Data(f"static const {ctype} {self.name}_{ident}[]", lines, nbytes, layer))
 
     def struct(self, ctype: str, ident: str, fields: list[Any]) -> str:
-        full = f"{self.name}_{ident}"
         body = ", ".join(f if isinstance(f, str) else c_int(int(f)) for f in fields)
-        self.data.append(Data(f"static const {ctype} {full}", [body], 0, -1))
-        return full
+        return self._declare(Data(f"static const {ctype} {self.name}_{ident}", [body], 0, -1))
+
+    def _declare(self, data: Data) -> str:
+        """Add a constant and give its name; asking again for the same one (a prologue and its
+        kernel's call both need it) gives the same name without a second copy."""
+        name = data.decl.split()[-1].removesuffix("[]")
+        for d in self.data:
+            if d.decl == data.decl:
+                if d.lines != data.lines:
+                    raise ValueError(f"{name} declared twice with different values")
+                return name
+        self.data.append(data)
+        return name
 
     def flash_of_layer(self, layer: int) -> int:
         """Bytes of weights and parameters (arrays) emitted for one layer."""
@@ -87,8 +105,8 @@ class Prologue:
     """C run once before a channel-by-channel step, and the locals it sets."""
 
     locals: list[str]  # declarations, e.g. "int32_t z"
-    # (arena offset of the kernel's scratch, pointer to the step's input tensor) -> C statements
-    code: Callable[[int, str], str]
+    # (source, layer index, arena offset of the kernel's scratch, the step's input pointer) -> C
+    code: Callable[[ModelSource, int, int, str], str]
 
 
 @dataclass
@@ -104,6 +122,7 @@ class Choice:
     fuses: int = 0  # the next `fuses` layers are computed inside this kernel's output stage
     prologue: Prologue | None = None
     trades_scratch: bool = False  # a smaller `lut_chunk` gives less scratch and more instructions
+    optional: bool = False  # the generic kernel can take the layer instead, with no scratch of its own
 
 
 FUSED = Choice("fused", [], lambda src, i, p: None, per_channel=True)  # computed by an earlier kernel

@@ -94,4 +94,4 @@ def _conv_lut(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused
         return f"bg_conv_lut_s8({p.x}, {p.y}, &{params}, {col}, {acc}, {tables});"
 
     return Choice("lut_conv", FILES, render, scratch=col_bytes + acc_bytes + lut.scratch_bytes(fc.chunk),
-                  fuses=len(fused), trades_scratch=True)
+                  fuses=len(fused), trades_scratch=True, optional=True)

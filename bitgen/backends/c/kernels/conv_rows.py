@@ -191,7 +191,7 @@ def _rows(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused: li
         src.functions.append("\n".join(lines))
         return f"{fn}({p.x}, {p.y}, {arena_ptr(p.scratch, row)}, {w}, {'0' if b == '0' else b}, {m}, {sh});"
 
-    return Choice(f"rows_{mode}", FILES, render, scratch=g.scratch, fuses=len(fused))
+    return Choice(f"rows_{mode}", FILES, render, scratch=g.scratch, fuses=len(fused), optional=True)
 
 
 def _post_params(post: dict[str, Any]) -> dict[str, Any]:

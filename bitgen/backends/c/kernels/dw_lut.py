@@ -58,7 +58,7 @@ def plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fuse
     def stage(x: str, scratch: int) -> str:
         return f"bg_stage_s8_s8({x}, {arena_ptr(scratch + tables + ph * ws + pw, 'int8_t')}, {h}u, {wd}u, {ws}u);"
 
-    def prologue(scratch: int, x: str) -> str:
+    def prologue(src: ModelSource, i: int, scratch: int, x: str) -> str:
         zero = f"bg_zero_words({arena_ptr(scratch + tables, 'uint32_t')}, {stage_bytes // 4}u);"
         return zero + (" " + stage(x, scratch) if shared else "")
 
@@ -90,4 +90,4 @@ def plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fuse
         return staging + f"bg_dwconv_lut_s8({x}, {p.y}, &{prm}, {c}, {arena_ptr(p.scratch, 'int16_t')});"
 
     return Choice(name + ("+padded" if staged else ""), FILES, render, per_channel=True, fuses=len(fused),
-                  scratch=tables + stage_bytes, prologue=Prologue([], prologue) if staged else None)
+                  scratch=tables + stage_bytes, prologue=Prologue([], prologue) if staged else None, optional=True)

@@ -75,7 +75,7 @@ def plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fuse
         interior = arena_ptr(scratch + 2 * (ph * ws + pw), "int16_t")
         return f"bg_stage_{SUFFIX[t_in.dtype]}_s16({x}, {interior}, {h}u, {wd}u, {ws}u);"
 
-    def prologue(scratch: int, x: str) -> str:
+    def prologue(src: ModelSource, i: int, scratch: int, x: str) -> str:
         zero = f"bg_zero_words({arena_ptr(scratch, 'uint32_t')}, {stage_bytes // 4}u);"
         return zero + (" " + stage(x, scratch) if shared else "")
 
@@ -111,4 +111,4 @@ def plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fuse
         return staging + f"{fn}({xs}, {p.y}, {w} + {c} * 12u, {bias}, {m_expr}, {sh_expr});"
 
     return Choice(name + ("+padded" if ph or pw else ""), FILES, render, per_channel=True, fuses=len(fused),
-                  scratch=stage_bytes, prologue=Prologue([], prologue))
+                  scratch=stage_bytes, prologue=Prologue([], prologue), optional=True)

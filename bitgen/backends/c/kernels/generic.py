@@ -28,6 +28,7 @@ FILES = {
     "conv_transpose2d": ["bg_conv_transpose2d.c", "bg_conv_transpose2d.h", "bg_conv_transpose2d.inc"],
     "sign": ELTWISE,
     "mul": ELTWISE,
+    "change_gate": ["bg_change.c", "bg_change.h", "bg_conv2d_plane.h"],  # the fused kernel's bg_post_t
 }
 
 
@@ -212,12 +213,23 @@ def _mul(layer: ir.Mul, t_in: ir.TensorType, t_out: ir.TensorType, others: list[
     return Choice("generic", FILES["mul"], render, in_place=True)
 
 
+def _change_gate(layer: ir.ChangeGate, t_in: ir.TensorType, t_out: ir.TensorType,
+                 others: list[ir.TensorType]) -> Choice:
+    channels = t_in.shape[0] if len(t_in.shape) == 3 else 1
+    plane = t_in.size // channels
+
+    def render(src: ModelSource, i: int, p: Pointers) -> str:
+        return (f"{src.changed(i, plane)} = bg_change_gate_{SUFFIX[t_in.dtype]}({p.x}, {p.others[0]}, {p.y}, "
+                f"{channels}u, {plane}u, {layer.threshold});")
+    return Choice("generic", FILES["change_gate"], render)
+
+
 # op kind -> its generic kernel (every op of bitgen.ops.registry has one)
 KERNELS: dict[str, Callable[[Any, ir.TensorType, ir.TensorType, list[ir.TensorType]], Choice]] = {
     "linear": _linear, "conv2d": _conv2d, "maxpool2d": _pool, "avgpool2d": _pool, "relu": _relu,
     "requant": _requant, "shiftnorm": _shiftnorm, "flatten": _flatten, "unflatten": _flatten, "add": _eltwise, "sub": _eltwise,
     "abs": _abs, "concat": _concat, "upsample": _upsample, "conv_transpose2d": _conv_transpose2d,
-    "sign": _sign, "mul": _mul,
+    "sign": _sign, "mul": _mul, "change_gate": _change_gate,
 }
 
 

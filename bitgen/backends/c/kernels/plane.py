@@ -13,6 +13,7 @@ import numpy as np
 from .... import encodings, ir
 from ....ir.bounds import partial_sum_bound
 from ..literals import C_TYPE, SUFFIX, arena_ptr, c_int, int_lines
+from . import xnor
 from .base import Choice, ModelSource, Pointers, Prologue, Refusal, Target, enc_id
 
 PLANE_FILES = ["bg_conv2d_plane.c", "bg_conv2d_plane.h", "bg_conv2d_plane.inc"]
@@ -109,7 +110,7 @@ def _plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType,
         interior = arena_ptr(scratch + (ph * ws + lead) * elem, C_TYPE[t_x])
         return f"{fn}({x}, {interior}, {h}u, {wd}u, {ws}u{z});"
 
-    def prologue(scratch: int, x: str) -> str:
+    def prologue(src: ModelSource, i: int, scratch: int, x: str) -> str:
         lines = []
         if offset:
             lines.append(f"z = bg_min_s8({x}, {t_in.size}u);")
@@ -159,7 +160,7 @@ def _plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType,
 
     name = ("conv3x3" if fixed else "plane") + ("+offset" if offset else "") + ("+padded" if ph or pw else "")
     return Choice(name, CONV3X3_FILES if fixed else PLANE_FILES, render, per_channel=True,
-                  fuses=len(fused), scratch=stage_bytes,
+                  fuses=len(fused), scratch=stage_bytes, optional=stage_bytes > 0,
                   prologue=Prologue(["int32_t z"] if offset else [], prologue) if offset or ph or pw else None)
 
 
@@ -218,12 +219,16 @@ def _conv3x3_call(src: ModelSource, i: int, layer: ir.Conv2d, in_dtype: str, out
 
 
 def choose_group(model: ir.Model, t_in: ir.TensorType, types: list[ir.TensorType], i: int, last: int,
-                 target: Target, first: bool = True) -> Choice | Refusal | None:
+                 target: Target, first: bool) -> Choice | Refusal | None:
     """For a conv at i inside a channel-by-channel step ending at `last` (`first`: the step's
-    first layer): the plane kernel fused with as many following ReLU/Requant layers (and a 2x2
-    max pool after them) as it can take; why not (a Refusal); or None where the kernel set has
-    no plane kernels or the conv reads several input planes per output plane."""
+    first layer, which reads whole tensors): the XNOR kernel for a binary x binary first layer
+    (its columns are gathered once, in the step's prologue), else the plane kernel fused with as
+    many following ReLU/Requant layers (and a 2x2 max pool after them) as it can take; why not (a
+    Refusal); or None where the kernel set has no plane kernels or the conv reads several input
+    planes per output plane."""
     layer = model.layers[i]
+    if first and (choice := xnor.choose(layer, t_in, types[i + 1], target)) is not None:
+        return choice
     if not target.plane_conv or layer.weight.shape[1] != 1:
         return None
     offset = model_input_only_before(model, i) and types[0].lo < 0 and types[0].dtype == "int8"

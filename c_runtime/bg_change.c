@@ -1,0 +1,124 @@
+/* Change gates; see bg_change.h. */
+#include "bg_change.h"
+
+/* |a - b| > t, exactly, for any two int32 values (their difference may not fit int32). */
+static int bg_moved(int32_t a, int32_t b, int32_t t)
+{
+    const uint32_t d = a >= b ? (uint32_t)a - (uint32_t)b : (uint32_t)b - (uint32_t)a;
+    return d > (uint32_t)t;
+}
+
+#define BG_CHANGE_GATE(SUF, T)                                                                  \
+    uint32_t bg_change_gate_##SUF(const T *x, const T *r, T *y, uint32_t channels, uint32_t plane, \
+                                  int32_t threshold)                                            \
+    {                                                                                           \
+        uint32_t i, c, changed = 0;                                                             \
+        for (i = 0; i < plane; i++) {                                                           \
+            const T *xc = x + i, *rc = r + i;                                                   \
+            T *yc = y + i;                                                                      \
+            int moved = 0;                                                                      \
+            for (c = 0; c < channels && !moved; c++, xc += plane, rc += plane)                  \
+                moved = bg_moved(*xc, *rc, threshold);                                          \
+            changed += (uint32_t)moved;                                                         \
+            for (xc = x + i, rc = r + i, c = 0; c < channels; c++, xc += plane, rc += plane, yc += plane) \
+                *yc = moved ? *xc : *rc;                                                        \
+        }                                                                                       \
+        return changed;                                                                         \
+    }
+BG_CHANGE_GATE(s8, int8_t)
+BG_CHANGE_GATE(s32, int32_t)
+
+/* The receptive field of output (oy, ox) as int16, in the weight row's order, 0 for padding. */
+static void bg_change_field(const int8_t *ref, const bg_change_conv_t *p, uint32_t oy, uint32_t ox, int16_t *f)
+{
+    const int32_t iy0 = (int32_t)(oy * p->sh) - (int32_t)p->ph, ix0 = (int32_t)(ox * p->sw) - (int32_t)p->pw;
+    const uint32_t plane = (uint32_t)p->h * p->w;
+    uint32_t c, ky, kx;
+    for (c = 0; c < p->c; c++, ref += plane)
+        for (ky = 0; ky < p->kh; ky++) {
+            const int32_t iy = iy0 + (int32_t)ky;
+            const int row_in = (uint32_t)iy < p->h;
+            for (kx = 0; kx < p->kw; kx++) {
+                const int32_t ix = ix0 + (int32_t)kx;
+                *f++ = row_in && (uint32_t)ix < p->w ? ref[(uint32_t)iy * p->w + (uint32_t)ix] : 0;
+            }
+        }
+}
+
+/* best[o] = max(best[o], output stage of output channel o's accumulator at the field f) */
+static void bg_change_outputs(const int16_t *f, const bg_change_conv_t *p, int32_t *best, uint32_t first)
+{
+    const uint32_t n = (uint32_t)p->c * p->kh * p->kw;
+    const int8_t *w = p->weight;
+    const bg_post_t *post = p->post;
+    uint32_t o, k;
+    for (o = 0; o < p->co; o++, w += n) {
+        int32_t a = p->bias ? p->bias[o] : 0;
+        for (k = 0; k + 1 < n; k += 2)
+            a += (int32_t)w[k] * f[k] + (int32_t)w[k + 1] * f[k + 1];
+        if (k < n)
+            a += (int32_t)w[k] * f[k];
+        if (post) {
+            const uint32_t pc = post->per_channel ? o : 0;
+            a = bg_post_value(a, post->relu_before, post->requant, post->wide,
+                              post->requant ? post->multiplier[pc] : 1, post->requant ? post->shift[pc] : 0,
+                              post->half_up, post->lo, post->hi, post->relu_after);
+        }
+        if (first || a > best[o])
+            best[o] = a;
+    }
+}
+
+#define BG_CHANGE_CONV(OUT, TO)                                                                 \
+    uint32_t bg_change_conv_s8_##OUT(const int8_t *x, int8_t *ref, TO *y, const bg_change_conv_t *p, \
+                                     uint8_t *scratch, uint32_t all)                           \
+    {                                                                                           \
+        const uint32_t plane = (uint32_t)p->h * p->w, outputs = (uint32_t)p->yh * p->yw;        \
+        const uint32_t field = (uint32_t)p->c * p->kh * p->kw;                                  \
+        uint8_t *marks = scratch;                                                               \
+        int16_t *f = (int16_t *)(scratch + ((outputs + 3u) & ~3u));                             \
+        int32_t *best = (int32_t *)(scratch + ((outputs + 3u) & ~3u) + ((2u * field + 3u) & ~3u)); \
+        uint32_t iy, ix, c, i, changed = 0, touched = 0;                                        \
+        for (i = 0; i < outputs; i++)                                                           \
+            marks[i] = 0;                                                                       \
+        for (i = 0, iy = 0; iy < p->h; iy++) /* i: the pixel (iy, ix) */                        \
+            for (ix = 0; ix < p->w; ix++, i++) {                                                \
+                int moved = 0;                                                                  \
+                for (c = 0; c < p->c && !moved; c++)                                            \
+                    moved = bg_moved(x[i + c * plane], ref[i + c * plane], p->threshold);       \
+                if (!moved)                                                                     \
+                    continue;                                                                   \
+                changed++;                                                                      \
+                for (c = 0; c < p->c; c++)                                                      \
+                    ref[i + c * plane] = x[i + c * plane];                                      \
+                if (!all) { /* the outputs whose receptive field holds this pixel */            \
+                    uint32_t r, q;                                                              \
+                    const uint16_t *rw = p->rows + 2u * iy, *cl = p->cols + 2u * ix;            \
+                    for (r = 0; r < rw[1]; r++)                                                 \
+                        for (q = 0; q < cl[1]; q++) {                                           \
+                            uint8_t *m = marks + rw[0] + r * p->yw + cl[0] + q;                 \
+                            touched += !*m;                                                     \
+                            *m = 1;                                                             \
+                        }                                                                       \
+                }                                                                               \
+            }                                                                                   \
+        if (all || touched > p->dense_above)                                                    \
+            for (i = 0; i < outputs; i++)                                                       \
+                marks[i] = 1;                                                                   \
+        for (i = 0; i < outputs; i++) {                                                         \
+            const uint32_t py = i / p->yw, px = i - py * p->yw;                                 \
+            uint32_t dy, dx, o;                                                                 \
+            if (!marks[i])                                                                      \
+                continue;                                                                       \
+            for (dy = 0; dy < p->pool; dy++)                                                    \
+                for (dx = 0; dx < p->pool; dx++) {                                              \
+                    bg_change_field(ref, p, py * p->pool + dy, px * p->pool + dx, f);           \
+                    bg_change_outputs(f, p, best, !(dy | dx));                                  \
+                }                                                                               \
+            for (o = 0; o < p->co; o++)                                                         \
+                y[o * outputs + i] = (TO)best[o];                                               \
+        }                                                                                       \
+        return changed;                                                                         \
+    }
+BG_CHANGE_CONV(s8, int8_t)
+BG_CHANGE_CONV(s32, int32_t)

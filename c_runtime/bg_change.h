@@ -1,0 +1,47 @@
+/* Change-based inference (bitgen/ops/change_gate.py): a gate passes the pixels of its input x
+ * that moved by more than a threshold since its reference r, and r's values elsewhere; the
+ * reference takes the gate's output at the end of the frame (a model state). */
+#ifndef BG_CHANGE_H
+#define BG_CHANGE_H
+
+#include "bg_runtime.h"
+#include "bg_conv2d_plane.h" /* bg_post_t: the output stage of a convolution */
+
+/* y = the gate of x against r, `channels` planes of `plane` values (a vector: channels = 1);
+ * returns the number of pixels that changed. y may not be x or r. */
+uint32_t bg_change_gate_s8(const int8_t *x, const int8_t *r, int8_t *y, uint32_t channels, uint32_t plane,
+                           int32_t threshold);
+uint32_t bg_change_gate_s32(const int32_t *x, const int32_t *r, int32_t *y, uint32_t channels, uint32_t plane,
+                            int32_t threshold);
+
+/* A gate, the convolution reading it and the output stage after that (ReLU / requantization,
+ * then a P x P stride-P max pool), in one kernel that recomputes only the outputs whose
+ * receptive field holds a changed pixel. The reference r is updated in place (it is the gate's
+ * state), and y keeps the step's output from the frame before (a buffer outside the arena):
+ * an output whose receptive field did not change keeps its value, which is the value of the
+ * unchanged reference, so y equals golden's dense layers of the reference every frame. */
+typedef struct {
+    const int8_t *weight;  /* [co][c][kh][kw] */
+    const int32_t *bias;   /* per output channel, or 0 */
+    const uint16_t *rows;  /* per input row: (first output row of y it reaches * yw, how many) */
+    const uint16_t *cols;  /* per input column: (first output column of y it reaches, how many) */
+    const bg_post_t *post; /* the output stage, or 0: y is the accumulator */
+    uint16_t c, h, w, co;  /* input, output channels */
+    uint16_t yh, yw;       /* y's plane: the convolution's, pooled */
+    uint8_t kh, kw, sh, sw, ph, pw, pool;
+    int32_t threshold;
+    uint32_t dense_above; /* more outputs to recompute than this: recompute them all */
+} bg_change_conv_t;
+
+/* One frame: gate x against ref (updated in place), then recompute the touched outputs of y
+ * (all of them when `all`: the first frame after a reset). Scratch: yh * yw marks, then a
+ * receptive field of c * kh * kw int16 and co int32 results (4-aligned). Returns the number of
+ * pixels that changed. */
+#define BG_DECLARE_CHANGE_CONV(OUT, TO)                                                          \
+    uint32_t bg_change_conv_s8_##OUT(const int8_t *x, int8_t *ref, TO *y, const bg_change_conv_t *p, \
+                                     uint8_t *scratch, uint32_t all);
+BG_DECLARE_CHANGE_CONV(s8, int8_t)
+BG_DECLARE_CHANGE_CONV(s32, int32_t)
+#undef BG_DECLARE_CHANGE_CONV
+
+#endif /* BG_CHANGE_H */

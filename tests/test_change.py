@@ -1,0 +1,121 @@
+"""Change-based inference (bitgen/ops/change_gate.py, bitgen/ir/change.py): the gate's exact
+semantics, threshold 0 equal to the dense model, the feedback-loop invariant, and the C equal
+to golden on every frame, on the host and on an emulated board through a stream."""
+import json
+
+import numpy as np
+import pytest
+
+from bitgen import golden, ir, streams
+from bitgen.backends.c import emit, host
+
+
+def small_cnn(seed=0, hw=10):
+    rng = np.random.default_rng(seed)
+    return ir.Model(ir.InputSpec((1, hw, hw)), layers=[
+        ir.Conv2d(weight=rng.integers(-7, 8, (3, 1, 3, 3)), encoding="4bit", padding=1),
+        ir.Requant(multiplier=[1], shift=[3], out_min=0),
+        ir.MaxPool2d(kernel=(2, 2), stride=(2, 2)),
+        ir.Conv2d(weight=rng.integers(-7, 8, (4, 3, 3, 3)), encoding="4bit", padding=1, bias=rng.integers(-50, 50, 4)),
+        ir.Requant(multiplier=[3], shift=[5], out_min=0),
+        ir.Flatten(),
+        ir.Linear(weight=rng.integers(-7, 8, (5, 4 * (hw // 2) ** 2)), encoding="4bit"),
+    ])
+
+
+def slow_stream(n=1, frames=12, hw=10, seed=0, step=3):
+    """Frames that change a little: a static random image, a few pixels nudged each frame."""
+    rng = np.random.default_rng(seed)
+    x = np.repeat(rng.integers(-100, 100, (n, 1, 1, hw, hw)), frames, axis=1)
+    for t in range(1, frames):
+        x[:, t] = x[:, t - 1]
+        idx = rng.integers(0, hw, (n, 3, 2))
+        for i in range(n):
+            for r, c in idx[i]:
+                x[i, t, 0, r, c] += rng.integers(-step, step + 1)
+    return np.clip(x, -128, 127).astype(np.int8)
+
+
+def test_the_gate_passes_pixels_that_moved_by_more_than_the_threshold():
+    g = ir.ChangeGate(threshold=2)
+    x = np.array([[[[0, 3, -3, 10]], [[0, 0, 0, 2]]]], dtype=np.int8)  # (1, 2 channels, 1, 4)
+    r = np.array([[[[1, 0, 0, 10]], [[0, 0, 0, 0]]]], dtype=np.int8)
+    y = g.golden(x, r)
+    # pixel 0: moved 1 (kept); pixel 1: 3 > 2 in channel 0 (taken, both channels); pixel 2: 3;
+    # pixel 3: a tie, exactly 2 in channel 1 (strict: kept)
+    assert y[0, :, 0].tolist() == [[1, 3, -3, 10], [0, 0, 0, 0]]
+    assert g.changed(x, r).tolist() == [[[False, True, True, False]]]
+    wide = ir.ChangeGate(threshold=0).golden(np.array([[127]], np.int32), np.array([[-2**31]], np.int32))
+    assert wide.tolist() == [[127]]  # the difference is exact, no wrap-around
+
+
+def test_threshold_zero_is_the_dense_model_and_dense_takes_the_gates_away():
+    m = small_cnn()
+    x = slow_stream(n=2)
+    gated = ir.change.with_thresholds(m, 0)
+    assert ir.change.thresholds(gated) == {1: 0, 5: 0} and len(gated.states) == 2
+    assert np.array_equal(golden.run_sequence(gated, x), golden.run(m, x.reshape(-1, 1, 10, 10)).reshape(2, 12, -1))
+    assert ir.change.dense(gated).digest() == m.digest()
+    assert ir.change.thresholds(ir.change.with_thresholds(gated, {1: 5})) == {1: 5, 5: 0}
+
+
+def test_the_reference_never_strays_from_the_input_by_more_than_the_threshold():
+    m = ir.change.with_thresholds(small_cnn(), 4)
+    x = slow_stream(n=3, frames=20, step=6)
+    layers = golden.run_sequence(m, x, all_layers=True)
+    ref = layers[0].astype(np.int64)  # the first gate's output: the reference after each frame
+    assert np.abs(ref - x.astype(np.int64)).max() <= 4
+    assert not np.array_equal(ref, x)  # small moves were held back
+
+
+def test_only_convolutions_take_a_threshold():
+    with pytest.raises(ir.IRError, match="not a convolution"):
+        ir.change.with_thresholds(small_cnn(), {2: 1})
+    with pytest.raises(ir.IRError, match="0 or more"):
+        ir.change.with_thresholds(small_cnn(), {0: -1})
+
+
+@pytest.mark.parametrize("kernels", ["generic", "rv32ec", "rv32emc", "cortex-m4"])
+@pytest.mark.parametrize("threshold", [0, 3])
+def test_every_frame_and_every_count_is_bit_exact_in_c(tmp_path, kernels, threshold):
+    m = ir.change.with_thresholds(small_cnn(), threshold)
+    em = emit.emit(m, tmp_path / "c", name="cb", kernels=kernels)
+    assert [g["threshold"] for g in em.report["change_gates"]] == [threshold, threshold]
+    hm = host.build(em, tmp_path / "b")
+    try:
+        x = slow_stream(n=3, frames=15, step=5)
+        y, pred, _ = hm.run_sequence(x)
+        want = golden.run_sequence(m, x)
+        assert np.array_equal(y.reshape(want.shape), want)
+        from bitgen.commands.bench_stream import _golden_changes
+        for i in range(len(x)):
+            hm.run_sequence(x[i:i + 1])
+            assert hm.changed.tolist() == _golden_changes(m, x[i])
+    finally:
+        hm.close()
+
+
+def test_the_static_video_stream_is_deterministic_and_mostly_still(tmp_path):
+    x, y = streams.static_video(60, seed=3)
+    x2, y2 = streams.static_video(60, seed=3)
+    assert np.array_equal(x, x2) and np.array_equal(y, y2) and x.dtype == np.int8 and x.shape == (60, 1, 32, 32)
+    changed = (x[1:] != x[:-1]).reshape(59, -1).mean(axis=1)
+    assert changed.max() <= 0.15 and changed.mean() < 0.1
+    summary = streams.make_static_video(tmp_path / "v.npz", 30, seed=1, train_streams=2, train_frames=20)
+    loaded = streams.load(tmp_path / "v.npz")
+    assert loaded.frames == 30 and summary["train_frames"] == 40 and loaded.labels == streams.LABELS
+
+
+def test_a_stream_runs_on_the_emulated_board_bit_exact_per_frame(tmp_path):
+    from bitgen import cli, modelfile
+
+    modelfile.save(small_cnn(hw=12), tmp_path / "m.pt")
+    x = slow_stream(frames=8, hw=12)[0]
+    np.savez(tmp_path / "s.npz", x=x, y=np.zeros(len(x), dtype=np.int64))
+    rc = cli.main(["bench", "--board", "rv32emc-sim", str(tmp_path / "m.pt"), "--stream", str(tmp_path / "s.npz"),
+                   "--change-threshold", "0", "--json", str(tmp_path / "b.json")])
+    rep = json.loads((tmp_path / "b.json").read_text())
+    assert rc == 0 and rep["frames"] == 8 and rep["mismatches"] == 0
+    assert rep["change_based"]["change_count_mismatches"] == 0 and rep["dense"]["mismatches"] == 0
+    assert rep["change_based"]["changed_per_frame"][0][0] > 100  # the first frame: against the zero reference
+    assert 0 < rep["changed_fraction"] < 1
