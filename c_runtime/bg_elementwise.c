@@ -60,6 +60,13 @@ uint32_t bg_argmax_s8(const int8_t *x, uint32_t n)
 {
     uint32_t i = 0, k, lanes = 0x80808080u; /* -128 in each lane */
     int32_t top = -128;
+    if (n < 32) { /* few values (a classifier's): one pass */
+        uint32_t best = 0;
+        for (i = 1; i < n; i++)
+            if (x[i] > x[best])
+                best = i;
+        return best;
+    }
     if (((uintptr_t)x & 3u) == 0)
         for (; i + 4 <= n; i += 4)
             lanes = bg_max_s8x4(*(const bg_word_alias *)(const void *)(x + i), lanes);

@@ -88,22 +88,38 @@ def per_mac(rep: dict) -> str:
 def conv_kernel(rep: dict) -> str:
     if "error" in rep:
         return "–"
-    return rep["layers"][0]["kernel"]
+    return rep["layers"][0]["kernel"].split("/")[0]
 
 
-def table(results: dict, shapes: list, boards: list) -> str:
-    head = "| layer | MACs | " + " | ".join(
-        f"{title} generic | {title} bitgen (kernel)" for _, _, title in boards) + " | CMSIS-NN, M4 |"
-    lines = [head, "|---|---:|" + "---:|---:|" * len(boards) + "---:|"]
-    for key, title, shape, co, k, s, p, dw, cmsis in shapes:
-        res = results.get(key, {})
-        macs = next((r["macs"] for b in res.values() for r in b.values() if "macs" in r), None)
-        cells = []
-        for board, _, _ in boards:
-            g, f = res.get(board, {}).get("generic", {"error": ""}), res.get(board, {}).get("fast", {"error": ""})
-            cells += [per_mac(g), f"{per_mac(f)} ({conv_kernel(f)})"]
-        lines.append(f"| {title} | {macs:,} | " + " | ".join(cells) + f" | {cmsis if cmsis else '–'} |"
-                     if macs else f"| {title} | – | " + " | ".join(cells) + " | – |")
+def layer_per_mac(rep: dict) -> str:
+    """The convolution's own kernel (with its fused output stage), without the output copy and
+    the argmax of the inference."""
+    if "error" in rep or rep["layers"][0]["instructions"] is None:
+        return "–"
+    return f"{rep['layers'][0]['instructions'] / rep['macs']:.2f}"
+
+
+# the issue's goals, instructions per MAC (board -> shape key -> at most)
+GOALS = {
+    "max78000-sim": {"s1_16": 1.5, "s1_32": 1.5, "s2_16": 2, "pw_32": 2, "dw_32": 3},
+    "rv32emc-sim": {"s1_8": 3.5, "s1_16": 3.5, "s1_32": 3.5, "s2_16": 3.5, "pw_32": 3.5},
+}
+
+
+def table(results: dict, shapes: list, board: str, title: str) -> str:
+    """One board: the generic kernels and the board's own (the whole inference), the layer alone,
+    its kernel, and the goal (and CMSIS-NN's figure on the Cortex-M4)."""
+    m4 = board == "max78000-sim"
+    lines = [f"{title} (`{board}`), instructions per multiply-accumulate:", "",
+             "| layer | MACs | generic | bitgen | layer only | kernel | goal |" + (" CMSIS-NN |" if m4 else ""),
+             "|---|---:|---:|---:|---:|---|---:|" + ("---:|" if m4 else "")]
+    for key, name, shape, co, k, s, p, dw, cmsis in shapes:
+        res = results.get(key, {}).get(board, {})
+        g, f = res.get("generic", {"error": ""}), res.get("fast", {"error": ""})
+        macs = f.get("macs") or g.get("macs")
+        goal = GOALS.get(board, {}).get(key)
+        lines.append(f"| {name} | {f'{macs:,}' if macs else '–'} | {per_mac(g)} | {per_mac(f)} | {layer_per_mac(f)} "
+                     f"| `{conv_kernel(f)}` | {f'≤ {goal}' if goal else ''} |" + (f" {cmsis or '–'} |" if m4 else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -115,6 +131,7 @@ def main() -> int:
     ap.add_argument("--board", action="append", help="only these boards")
     ap.add_argument("--fast-only", action="store_true", help="skip the generic kernels")
     ap.add_argument("--update-readme", action="store_true")
+    ap.add_argument("--table-only", action="store_true", help="only render the stored results (results.json)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -122,7 +139,7 @@ def main() -> int:
     boards = [b for b in BOARDS if not args.board or b[0] in args.board]
     store = out / "results.json"
     results = json.loads(store.read_text()) if store.exists() else {}
-    for key, title, shape, co, k, s, p, dw, _ in shapes:
+    for key, title, shape, co, k, s, p, dw, _ in ([] if args.table_only else shapes):
         path = out / f"{key}.pt"
         bitgen.save(layer_model(shape, co, k, s, p, dw), path)
         for board, fast, _ in boards:
@@ -134,7 +151,7 @@ def main() -> int:
                     print(f"  {key} {board} {kernels}: {per_mac(rep)} instructions per MAC "
                           f"({rep['instructions']['median']:.0f} / {rep['macs']}), {conv_kernel(rep)}", flush=True)
         store.write_text(json.dumps(results, indent=1) + "\n")
-    text = table(results, SHAPES, BOARDS)
+    text = "\n".join(table(results, SHAPES, board, title) for board, _, title in BOARDS)
     (out / "conv_bench.md").write_text(text)
     print(text)
     if args.update_readme:
@@ -144,9 +161,11 @@ def main() -> int:
         if start not in src:
             print("README.md has no conv-bench markers", file=sys.stderr)
             return 1
-        note = (f"\nRetired instructions per multiply-accumulate, the whole inference (median over {args.inputs} "
-                f"random inputs, every output bit-exact against the golden model) divided by the layer's MACs; "
-                f"the kernel the convolution got. CMSIS-NN: issue 11's measurement. Regenerate: "
+        note = (f"\nRetired instructions of the whole inference (median over {args.inputs} random int8 inputs, "
+                f"every output bit-exact against the golden model) per multiply-accumulate of the layer; "
+                f"\"layer only\": the convolution's kernel with its fused requantization and ReLU, from the "
+                f"per-layer split, without copying the output and its argmax; \"–\": no measurement (see "
+                f"below). CMSIS-NN: issue 11's measurement on the same emulated core. Regenerate: "
                 f"`.venv/bin/python tools/conv_bench.py --update-readme`.\n")
         head, rest = src.split(start, 1)
         _, tail = rest.split(end, 1)

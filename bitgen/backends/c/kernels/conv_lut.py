@@ -9,12 +9,11 @@ generic kernel takes; the scratch is one receptive field, one pixel's sums and t
 from __future__ import annotations
 
 from .... import ir
-from ..literals import int_lines
+from ..literals import arena_ptr, int_lines
 from . import lut
 from .base import Choice, ModelSource, Pointers, Refusal, Target
 from .conv_rows import fused_best
 from .plane import post_stage
-from ..literals import arena_ptr
 
 FILES = ["bg_conv_lut.c", "bg_conv_lut.h", "bg_linear_lut.c", "bg_linear_lut.h", "bg_conv2d_plane.h"]
 

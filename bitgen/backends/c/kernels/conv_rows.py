@@ -1,19 +1,22 @@
-"""Dense convolutions over transposed input rows (``bg_conv_rows.inc``), with the following
-ReLU / requantization and a 2x2 max pool fused into the output stage.
+"""Dense convolutions over a window of transposed input rows (``bg_conv_rows.inc``), with the
+following ReLU / requantization and a 2x2 max pool fused into the output stage.
 
 Any kernel size, stride and zero padding, groups 1, several input channels. The kernel keeps
-the kernel's rows of input in a ring of row buffers, each transposed to pixel-major order
-(HWC) and zero-padded, so that one kernel row of one output pixel is a contiguous vector:
-no im2col copy, and each input row is transposed once. It computes whole tensors (the output
-of every channel of a row at once), so it is the single kernel of its step (``Step.whole``),
-with the layers it fuses; the channel-by-channel plane kernels keep the convolutions they take.
+the input rows that an output row reads in a window transposed to [column][kernel row][channel]
+and zero-padded, so that all the inputs of one output pixel are a contiguous vector: no im2col
+copy, and each input row is transposed once. It computes whole tensors (the outputs of every
+channel of a row at once), so it is the single kernel of its step (``Step.whole``), with the
+layers it fuses; the channel-by-channel plane kernels keep the convolutions they take.
 
 Two inner loops, by the kernel set's ``Target.dense_conv``:
 
-* ``smlad`` (Cortex-M4): int16 row buffers and weights pre-widened to int16 pairs in flash,
-  tiles of 2 channels x 2 pixels, two products per SMLAD;
-* ``mul`` (RV32EMC): the narrowest row element that holds the input, int8 weights (int16 for
-  FP1.3.0's 128), tiles of 3 channels x 2 pixels, a mul and an add per product.
+* ``smlad`` (Cortex-M4): an int16 window and weights pre-widened to int16 pairs in flash,
+  tiles of 2 channels x 2 pixels, two products per SMLAD, two words per LDRD;
+* ``mul`` (RV32EMC): the narrowest window element that holds the input, int8 weights (int16
+  for FP1.3.0's 128), tiles of 2 channels x 2 pixels, a mul and an add per product.
+
+The window is the kernel's scratch; the kernel is optional (Choice.optional): where the arena
+must shrink, the generic kernel takes the layer instead.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from .plane import post_stage
 
 FILES = ["bg_conv_rows.h", "bg_conv_rows.inc", "bg_dsp.h", "bg_conv2d_plane.h"]
 FUSABLE = (ir.ReLU, ir.Requant, ir.MaxPool2d)
-TILE_CHANNELS = {"smlad": 2, "mul": 2}  # output channels per tile (BG_CR_MC)
+TILE_CHANNELS = {"smlad": 2, "mul": 2}  # output channels per tile (BG_CR_MC; measured: 3 spills on RV32E)
 STEP = 4  # elements per step of the inner loop: a kernel row's span is padded to a multiple
 
 
@@ -169,7 +172,7 @@ def _rows(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused: li
             w = src.array(wt, f"w{i}", int_lines(packed), ELEM_BYTES[wt] * packed.size, i)
         b = src.bias(i, layer)
         m = sh = "0"
-        params = _post_params(post)
+        params = post_params(post)
         if params["MULT_PER_CHANNEL"]:
             rq, j = post["requant"], i + 1 + rq_index
             m = src.array("int32_t", f"m{j}", int_lines(rq.multiplier), 4 * rq.multiplier.size, j)
@@ -194,7 +197,7 @@ def _rows(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused: li
     return Choice(f"rows_{mode}", FILES, render, scratch=g.scratch, fuses=len(fused), optional=True)
 
 
-def _post_params(post: dict[str, Any]) -> dict[str, Any]:
+def post_params(post: dict[str, Any]) -> dict[str, Any]:
     """The output stage's constants (BG_CR_RELU_BEFORE ... BG_CR_SHIFT). A multiplier or shift
     that differs between channels is read from an array (MULT_PER_CHANNEL, SHIFT_PER_CHANNEL);
     one that does not is a constant (a shift by a constant also folds its rounding term)."""

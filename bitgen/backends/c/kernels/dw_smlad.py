@@ -14,7 +14,7 @@ from .... import ir
 from ....ir.bounds import partial_sum_bound
 from ..literals import C_TYPE, SUFFIX, arena_ptr, int_lines, word_lines
 from .base import Choice, ModelSource, Pointers, Prologue, Refusal, Target
-from .conv_rows import _post_params
+from .conv_rows import post_params
 from .plane import post_stage
 
 FILES = ["bg_dw3x3_smlad.inc", "bg_conv_rows.h", "bg_dsp.h", "bg_conv2d_plane.c", "bg_conv2d_plane.h",
@@ -89,7 +89,7 @@ def plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fuse
         words = weight_words(layer.weight)
         w = src.array("uint32_t", f"w{i}", word_lines(words), 4 * words.size, i)
         b = src.bias(i, layer)
-        params = _post_params(post)
+        params = post_params(post)
         m_expr = sh_expr = "0"
         rq = post["requant"]
         if params["MULT_PER_CHANNEL"]:
