@@ -20,6 +20,9 @@ COMMANDS = {
     "run": ("bitgen.commands.run_cmd", "run inputs on a board and compare with the golden model"),
     "bench": ("bitgen.commands.bench_cmd", "instructions per inference and per layer, sizes, kernels"),
     "datasets": ("bitgen.commands.datasets_cmd", "make a synthetic dataset file (a static-camera video stream)"),
+    "monitor": ("bitgen.commands.monitor_cmd", "run a model on a board frame by frame, live in the browser"),
+    "tune-thresholds": ("bitgen.commands.tune_thresholds_cmd",
+                        "choose change thresholds of a model's convolutions on a stream, within a tolerance"),
 }
 
 

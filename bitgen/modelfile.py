@@ -67,8 +67,10 @@ def _to_numpy(v: Any) -> Any:
 
 def save(model: Any, path: str | Path, *, input: ir.InputSpec | None = None,
          labels: list[str] | None = None, name: str | None = None,
-         meta: dict[str, Any] | None = None) -> ir.Model:
-    """Save an :class:`ir.Model` or a ``bitgen.nn`` QAT module; returns the IR that was stored."""
+         meta: dict[str, Any] | None = None, transform: Any = None) -> ir.Model:
+    """Save an :class:`ir.Model` or a ``bitgen.nn`` QAT module; returns the IR that was stored.
+    `transform`: a function applied to the module's IR before it is stored (e.g.
+    ``ir.change.with_thresholds``: a deployment form the torch module does not know)."""
     import torch
 
     qat = None
@@ -85,6 +87,8 @@ def save(model: Any, path: str | Path, *, input: ir.InputSpec | None = None,
             "arch": nn.to_spec(stored),
             "state": {k: v.detach().cpu().clone() for k, v in stored.state_dict().items()},
         }
+    if transform is not None:
+        irm = transform(irm)
     if name:
         irm.name = name
     if meta:

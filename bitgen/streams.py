@@ -6,13 +6,15 @@ class index per frame, and ``labels``, the class names. ``bitgen run``/``bench``
 --stream FILE`` feed its frames as one sequence (from the model's initial state). A file that
 ``bitgen datasets make static-video`` writes also holds ``x_train``/``y_train`` (frames of other,
 independent streams of the same scene) and ``x_test``/``y_test`` (the stream again), so the same
-file trains a model (``--dataset npz``) and is what it is measured on.
+file trains a model (``--dataset npz``) and is what it is measured on: the same camera (the same
+background) at other times.
 
-Static-camera video (``static_video``, deterministic for a seed): 32x32 grey frames of a fixed
-textured background (a few low-frequency waves and a fixed per-pixel pattern) seen by a camera
-that does not move; one object at a time (a disk, a square or a cross, bright, drawn with
-anti-aliased edges) enters at one side, crosses at a constant speed of 0.3 to 0.7 pixels per frame
-and leaves, with a few empty frames between objects; the lighting drifts slowly (a global offset
+Static-camera video (``static_video``, deterministic for a seed): 16x16 grey frames (a size
+whose change-based model fits a CH32V003's 2 KB of SRAM) of a fixed textured background (a few
+low-frequency waves and a fixed per-pixel pattern) seen by a camera that does not move; one
+object at a time (a disk, a square or a cross, 5 to 7 pixels across, bright, drawn with
+anti-aliased edges) enters at one side, crosses at a constant speed of 0.25 to 0.5 pixels per
+frame and leaves, with a few empty frames between objects; the lighting drifts slowly (a global offset
 of up to ±0.01 over hundreds of frames) and every frame carries sensor noise (Gaussian, σ = 0.00025,
 before quantization to int8 with scale 1/127). The label of a frame is the class of the object
 whose centre is in view, 0 ("empty") when there is none: a classification head for every frame.
@@ -26,7 +28,7 @@ import numpy as np
 
 from .errors import BitgenError
 
-SIZE = 32
+SIZE = 16
 LABELS = ["empty", "disk", "square", "cross"]
 SCALE = 1.0 / 127.0  # int8 = round(raw / SCALE), raw in -1..1
 NOISE = 0.00025
@@ -98,19 +100,21 @@ def _background(rng: np.random.Generator) -> np.ndarray:
     return bg + rng.normal(0.0, 0.03, (SIZE, SIZE))  # fixed pattern: the same every frame
 
 
-def static_video(frames: int, seed: int = 0, noise: float = NOISE, drift: float = DRIFT
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """One stream: int8 frames (T, 1, 32, 32) and their labels (T,); see the module docstring."""
+def static_video(frames: int, seed: int = 0, noise: float = NOISE, drift: float = DRIFT,
+                 scene: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One stream: int8 frames (T, 1, 16, 16) and their labels (T,); see the module docstring.
+    `scene` seeds the background (default: `seed`): streams of one scene are what one static
+    camera films at different times."""
     if frames < 1:
         raise StreamError(f"a stream needs at least one frame, got {frames}")
+    bg = _background(np.random.default_rng([seed if scene is None else scene, 1]))
     rng = np.random.default_rng(seed)
-    bg = _background(rng)
     raw = np.repeat(bg[None], frames, axis=0)
     y = np.zeros(frames, dtype=np.int64)
     t = int(rng.integers(0, 12))  # a few empty frames before the first object
     while t < frames:
-        kind, size = int(rng.integers(1, len(LABELS))), int(rng.integers(8, 13))
-        speed = rng.uniform(0.3, 0.7)
+        kind, size = int(rng.integers(1, len(LABELS))), int(rng.integers(5, 8))
+        speed = rng.uniform(0.25, 0.5)
         horizontal, forward = bool(rng.integers(0, 2)), bool(rng.integers(0, 2))
         across = rng.uniform(size / 2 + 1, SIZE - size / 2 - 1)  # the other coordinate
         start, stop = -size / 2, SIZE + size / 2
@@ -150,7 +154,7 @@ def make_static_video(path: str | Path, frames: int, seed: int = 0, train_stream
     """Write a stream file: the stream (x, y; also x_test, y_test) and training frames from
     `train_streams` other streams of the same generator (x_train, y_train). Returns a summary."""
     x, y = static_video(frames, seed)
-    tx, ty = zip(*(static_video(train_frames, seed=1000 + 1000 * seed + k) for k in range(train_streams)))
+    tx, ty = zip(*(static_video(train_frames, seed=1000 + 1000 * seed + k, scene=seed) for k in range(train_streams)))
     x_train, y_train = np.concatenate(tx), np.concatenate(ty)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -32,38 +32,69 @@ BG_CHANGE_GATE(s32, int32_t)
 static void bg_change_field(const int8_t *ref, const bg_change_conv_t *p, uint32_t oy, uint32_t ox, int16_t *f)
 {
     const int32_t iy0 = (int32_t)(oy * p->sh) - (int32_t)p->ph, ix0 = (int32_t)(ox * p->sw) - (int32_t)p->pw;
-    const uint32_t plane = (uint32_t)p->h * p->w;
+    const uint32_t plane = (uint32_t)p->h * p->w, kh = p->kh, kw = p->kw;
     uint32_t c, ky, kx;
+    if (iy0 >= 0 && ix0 >= 0 && (uint32_t)iy0 + kh <= p->h && (uint32_t)ix0 + kw <= p->w) {
+        const int8_t *start = ref + (uint32_t)iy0 * p->w + (uint32_t)ix0; /* inside: no padding */
+        for (c = 0; c < p->c; c++, start += plane) {
+            const int8_t *row = start;
+            for (ky = 0; ky < kh; ky++, row += p->w)
+                for (kx = 0; kx < kw; kx++)
+                    *f++ = row[kx];
+        }
+        return;
+    }
     for (c = 0; c < p->c; c++, ref += plane)
-        for (ky = 0; ky < p->kh; ky++) {
+        for (ky = 0; ky < kh; ky++) {
             const int32_t iy = iy0 + (int32_t)ky;
             const int row_in = (uint32_t)iy < p->h;
-            for (kx = 0; kx < p->kw; kx++) {
+            for (kx = 0; kx < kw; kx++) {
                 const int32_t ix = ix0 + (int32_t)kx;
                 *f++ = row_in && (uint32_t)ix < p->w ? ref[(uint32_t)iy * p->w + (uint32_t)ix] : 0;
             }
         }
 }
 
-/* best[o] = max(best[o], output stage of output channel o's accumulator at the field f) */
+/* The output stage of output channel o's accumulator a. */
+static int32_t bg_change_post(int32_t a, const bg_post_t *post, uint32_t o)
+{
+    const uint32_t pc = post->per_channel ? o : 0;
+    return bg_post_value(a, post->relu_before, post->requant, post->wide,
+                         post->requant ? post->multiplier[pc] : 1, post->requant ? post->shift[pc] : 0,
+                         post->half_up, post->lo, post->hi, post->relu_after);
+}
+
+/* The innermost loop in a function of its own: inlined into the loops around it, it would run
+ * out of RV32E's 16 registers and keep its values on the stack. */
+#if defined(__GNUC__)
+#define BG_CHANGE_NOINLINE __attribute__((noinline))
+#else
+#define BG_CHANGE_NOINLINE
+#endif
+
+/* acc + sum_k w[k] * f[k], four taps per turn. */
+BG_CHANGE_NOINLINE static int32_t bg_change_dot(const int16_t *f, const int8_t *w, uint32_t n, int32_t acc)
+{
+    const int16_t *const end4 = f + (n & ~3u), *const end = f + n;
+    while (f != end4) {
+        acc += (int32_t)w[0] * f[0] + (int32_t)w[1] * f[1] + (int32_t)w[2] * f[2] + (int32_t)w[3] * f[3];
+        f += 4;
+        w += 4;
+    }
+    while (f != end)
+        acc += (int32_t)*w++ * *f++;
+    return acc;
+}
+
+/* best[o] = max(best[o], output channel o's accumulator at the field f) (the first call of a
+ * pool window: best[o] = it). */
 static void bg_change_outputs(const int16_t *f, const bg_change_conv_t *p, int32_t *best, uint32_t first)
 {
     const uint32_t n = (uint32_t)p->c * p->kh * p->kw;
     const int8_t *w = p->weight;
-    const bg_post_t *post = p->post;
-    uint32_t o, k;
+    uint32_t o;
     for (o = 0; o < p->co; o++, w += n) {
-        int32_t a = p->bias ? p->bias[o] : 0;
-        for (k = 0; k + 1 < n; k += 2)
-            a += (int32_t)w[k] * f[k] + (int32_t)w[k + 1] * f[k + 1];
-        if (k < n)
-            a += (int32_t)w[k] * f[k];
-        if (post) {
-            const uint32_t pc = post->per_channel ? o : 0;
-            a = bg_post_value(a, post->relu_before, post->requant, post->wide,
-                              post->requant ? post->multiplier[pc] : 1, post->requant ? post->shift[pc] : 0,
-                              post->half_up, post->lo, post->hi, post->relu_after);
-        }
+        const int32_t a = bg_change_dot(f, w, n, p->bias ? p->bias[o] : 0);
         if (first || a > best[o])
             best[o] = a;
     }
@@ -115,8 +146,10 @@ static void bg_change_outputs(const int16_t *f, const bg_change_conv_t *p, int32
                     bg_change_field(ref, p, py * p->pool + dy, px * p->pool + dx, f);           \
                     bg_change_outputs(f, p, best, !(dy | dx));                                  \
                 }                                                                               \
+            /* the output stage once, on the window's largest accumulator: ReLU, a requantization \
+             * (multiplier >= 1, rounding half up or down) and a clamp never reorder values */ \
             for (o = 0; o < p->co; o++)                                                         \
-                y[o * outputs + i] = (TO)best[o];                                               \
+                y[o * outputs + i] = (TO)(p->post ? bg_change_post(best[o], p->post, o) : best[o]); \
         }                                                                                       \
         return changed;                                                                         \
     }

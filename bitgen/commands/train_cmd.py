@@ -10,7 +10,8 @@ the node before; ``"input"`` is the model input), e.g. a residual connection
 ``{"name": "sum", "type": "Add", "inputs": ["conv2_q", "block_in"]}`` (``bitgen.nn.graph``),
 with ``states``: tensors carried from one frame to the next, e.g.
 ``{"name": "h", "source": "h_next", "shape": [1, 8, 8], "init": 1}``, for clip datasets.
-Options given on the command line win over the file.
+``change_threshold`` (a whole number) stores every convolution change-based (``bitgen.ir.change``;
+0: exactly the dense model). Options given on the command line win over the file.
 """
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
     # keys starting with "_" are comments (JSON has no other kind)
     conf = {k.replace("-", "_"): v for k, v in conf.items() if not k.startswith("_")}
     known = set(_RECIPE_KEYS) | set(_LAYER_KEYS) | {"arch", "layers", "nodes", "states", "seed", "threads",
-                                                   "dataset", "data", "name"}
+                                                   "dataset", "data", "name", "change_threshold"}
     unknown = sorted(set(conf) - known)
     if unknown:
         raise TrainError(f"{args.config}: unknown option(s) {', '.join(unknown)}")
@@ -145,6 +146,9 @@ def _build_model(opts: dict[str, Any], recipe: Recipe, spec: ir.InputSpec, n_cla
 def run(args: argparse.Namespace) -> int:
     opts = options(args)
     recipe = recipe_of(opts)
+    change = opts.get("change_threshold")
+    if change is not None and (not isinstance(change, int) or isinstance(change, bool) or change < 0):
+        raise TrainError(f"change_threshold must be a whole number 0 or more, got {change!r}")
     if not opts.get("dataset"):
         raise TrainError(f"--dataset is required ({', '.join(datasets.NAMES)})")
     if opts["threads"] < 1:
@@ -203,8 +207,10 @@ def run(args: argparse.Namespace) -> int:
         "train_seconds": round(seconds, 2), "final_train_loss": hist.loss[-1],
     }
     out = Path(args.out)
+    change = opts.get("change_threshold")  # deploy every convolution change-based (bitgen.ir.change)
     try:
-        saved = modelfile.save(model, out, name=opts.get("name") or _c_name(out.stem), meta=meta)
+        saved = modelfile.save(model, out, name=opts.get("name") or _c_name(out.stem), meta=meta,
+                               transform=None if change is None else lambda m: ir.change.with_thresholds(m, change))
     except OSError as e:
         raise BitgenError(f"cannot write {out}: {e.strerror or e}") from None
     print(f"accuracy on {len(test_ds)} {which} samples: torch {100 * acc_torch:.2f} %  "

@@ -116,6 +116,43 @@ class Session:
         raise self.explain(LinkError(f"no valid run of the sequence after {link.retries + 1} attempts; "
                                      f"last error: {last}"))
 
+    def stream_frames(self, frames: np.ndarray):
+        """One sequence of frames, yielded frame by frame as the board computes them (a live
+        monitor): bg-reset, then each frame loaded and run. After a failed exchange the board
+        is reset and the frames already shown are run again, unseen, to bring its state back
+        (they must give the same results: else LinkError), up to the link's retries in a row."""
+        assert self.link is not None, "use the session inside `with`"
+        link = self.link
+        frames = np.asarray(frames, dtype=np.int8).reshape(len(frames), self.model.input.size)
+        done: list[Inference] = []
+        failures = 0
+        restart = True
+        while len(done) < len(frames):
+            try:
+                if restart:
+                    if failures:
+                        link.sync()
+                    link.reset()
+                    for k, seen in enumerate(done):  # the board's state back to where it was
+                        again = link.infer(link.load(frames[k].tobytes()))
+                        if not np.array_equal(again.outputs, seen.outputs):
+                            raise LinkError(f"frame {k} gave other outputs when run again")
+                    restart = False
+                r = link.infer(link.load(frames[len(done)].tobytes()))
+            except BoardFault as e:
+                raise self.explain(e) from None
+            except LinkError as e:
+                failures += 1
+                link.events.append(f"stream resumed after: {e}")
+                if failures > link.retries:
+                    raise self.explain(LinkError(f"no valid run of frame {len(done)} after {failures} attempts; "
+                                                 f"last error: {e}")) from None
+                restart = True
+                continue
+            failures = 0
+            done.append(r)
+            yield r
+
     def run_sequence(self, x: np.ndarray, trace: bool = False) -> tuple[np.ndarray, np.ndarray, None]:
         """The board as an executor for sequences (N, T, *input shape): :meth:`run_frames` each."""
         assert self.info is not None, "use the session inside `with`"

@@ -19,6 +19,7 @@ import jinja2
 from ... import __version__, encodings, ir
 from . import memory, schedule, targets
 from ..base import Artifact
+from . import kernels
 from .kernels import (FUSED, Choice, KernelError, ModelSource, Pointers, Refusal, choose, choose_group,
                       choose_whole, model_input_only_before, xnor_first)
 from .literals import C_TYPE, SUFFIX, arena_ptr
@@ -70,6 +71,8 @@ def _shape_str(shape: tuple[int, ...]) -> str:
 
 
 def _ptr(loc: memory.Location, dtype: str, const: bool, name: str = "") -> str:
+    if loc.keep is not None:  # a kept output (a change-based step's): its own buffer
+        return f"({'const ' if const else ''}{C_TYPE[dtype]} *){name}_keep{loc.keep}"
     if loc.external:  # read-only: the int8 input, or a state's buffer (written only between frames)
         return "input" if loc.state is None else f"{name}_state{loc.state}"
     return arena_ptr(loc.offset, C_TYPE[dtype], const)
@@ -119,7 +122,9 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
     index = {ir.INPUT: 0} | {n.output: i + 1 for i, n in enumerate(model.nodes)} | {
         st.name: len(model.nodes) + 1 + k for k, st in enumerate(model.states)}
     reads = [[index[name] for name in n.inputs] for n in model.nodes]
-    steps = schedule.steps(model, types)
+    change_steps = {i: last for i in range(len(model.nodes))
+                    if (last := kernels.change.fused_last(model, types, i, target)) is not None}
+    steps = schedule.steps(model, types, change_steps)
     # Convolutions that no plane kernel takes channel by channel: a kernel that computes whole
     # tensors (with the output stage fused) forms a step of its own, if one applies.
     whole: dict[int, Choice] = {}
@@ -138,7 +143,7 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
 
     for st in steps:
         i = st.first
-        if not isinstance(model.layers[i], ir.Conv2d):
+        if st.change or not isinstance(model.layers[i], ir.Conv2d):
             continue
         t_in = types[reads[i][0]]
         if xnor_first(model.layers[i], t_in, types[i + 1], target):
@@ -150,9 +155,13 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
         if choice is not None:
             whole[i] = choice
     if whole:
-        steps = schedule.steps(model, types, {i: c.fuses for i, c in whole.items()})
+        steps = schedule.steps(model, types, change_steps, {i: c.fuses for i, c in whole.items()})
     choices: list[Choice] = []
     for st in steps:
+        if st.change:  # the gate's kernel computes every layer of the step
+            choices.append(kernels.change.choose(model, types, st.first, st.last))
+            choices += [FUSED] * (st.last - st.first)
+            continue
         for i in st.layers:
             if i < len(choices):  # fused into the kernel of an earlier layer
                 continue
@@ -176,7 +185,8 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
     needs = []
     step_of = {st.last + 1: k for k, st in enumerate(steps)}  # tensor index -> the step writing it
     step_of |= {len(model.nodes) + 1 + k: -2 - k for k in range(len(model.states))}  # states: outside
-    kept = {step_of[index[st.source]] for st in model.states}  # a state takes its value at the end
+    # a state takes its value at the end (a change step's state: updated in place by its kernel)
+    kept = {step_of[index[st.source]] for st in model.states if index[st.source] in step_of}
     for st in steps:
         c = choices[st.first]
         # channel by channel: two plane buffers, then each kernel's own scratch
@@ -189,7 +199,7 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
         else:
             needs.append(memory.GraphNeed(
                 out_bytes=types[st.last + 1].nbytes, inputs=tuple(step_of.get(j, -1) for j in reads[st.first]),
-                scratch=scratch, keep=len(needs) in kept, **({} if st.channelwise else dict(
+                scratch=scratch, keep=len(needs) in kept, persistent=c.persistent, **({} if st.channelwise else dict(
                     in_place=c.in_place, out_region=c.out_region, alias=c.alias))))
     plan = memory.plan(needs) if model.is_sequential else memory.plan_graph(needs)
     return ModelPlan(types, reads, choices, steps, plan, refused)
@@ -200,19 +210,21 @@ def _step_code(model: ir.Model, mp: ModelPlan, k: int, src: ModelSource) -> tupl
     st, types = mp.steps[k], mp.types
     loc_in, loc_out = mp.memory.inputs[k][0], mp.memory.outputs[k]
     scratch = mp.memory.scratch[k]
-    if not st.channelwise:  # one kernel (with the layers it fuses, a whole step) on whole tensors
-        i, last = st.first, st.last
+    if not st.channelwise:
+        i = st.first
+        last = i + mp.choices[i].fuses  # the layer whose output the kernel writes
         ptrs = Pointers(
             x=_ptr(loc_in, mp.in_type(i).dtype, const=True, name=src.name),
-            y=_ptr(loc_out, types[last + 1].dtype, const=False),
+            y=_ptr(loc_out, types[last + 1].dtype, const=False, name=src.name),
             scratch=scratch,
             others=tuple(_ptr(loc, types[j].dtype, const=True, name=src.name)
                          for loc, j in zip(mp.memory.inputs[k][1:], mp.reads[i][1:])),
         )
         call = mp.choices[i].render(src, i, ptrs)
-        done = f"BG_LAYER_PART({last}, 0, {_ptr(loc_out, types[last + 1].dtype, const=True)}, {types[last + 1].nbytes});"
-        where = None if loc_out.external else loc_out.offset
-        return ([call] if call else []) + [done], {j: where if j in (i, last) else None for j in st.layers}
+        done = (f"BG_LAYER_PART({last}, 0, {_ptr(loc_out, types[last + 1].dtype, const=True, name=src.name)}, "
+                f"{types[last + 1].nbytes});")
+        at = None if loc_out.external else loc_out.offset
+        return ([call] if call else []) + [done], {j: at if j == last else None for j in st.layers}
     # Channel by channel: planes ping-pong between two buffers in the scratch area.
     plane = _plane_region(types, st)
     planes = [scratch, scratch + plane]
@@ -260,13 +272,26 @@ def _state_code(model: ir.Model, mp: ModelPlan, name: str) -> list[dict[str, Any
     where its source is at the end of a frame."""
     out = []
     step_of = {st.last: k for k, st in enumerate(mp.steps)}
+    gates = {st.first for st in mp.steps if st.change}  # their kernels update the reference in place
     for k, st in enumerate(model.states):
         node = next(i for i, n in enumerate(model.nodes) if n.output == st.source)
-        loc = mp.memory.outputs[step_of[node]]
         t = mp.types[node + 1]
+        source = None if node in gates else _ptr(mp.memory.outputs[step_of[node]], st.dtype, const=True, name=name)
         out.append({"ident": f"{name}_state{k}", "name": st.name, "ctype": C_TYPE[st.dtype], "size": t.size,
-                    "init": st.init, "source": st.source, "source_ptr": _ptr(loc, st.dtype, const=True, name=name)})
+                    "init": st.init, "source": st.source, "source_ptr": source})
     return out
+
+
+def _kept_code(model: ir.Model, mp: ModelPlan, name: str) -> list[dict[str, Any]]:
+    """The buffers of outputs kept from frame to frame (change-based steps), in plan order."""
+    kept = {}
+    for k, st in enumerate(mp.steps):
+        loc = mp.memory.outputs[k]
+        if loc.keep is not None:
+            t = mp.types[st.last + 1]
+            kept[loc.keep] = {"ident": f"{name}_keep{loc.keep}", "ctype": C_TYPE[t.dtype], "size": t.size,
+                              "tensor": model.nodes[st.last].output}
+    return [kept[k] for k in sorted(kept)]
 
 
 def _config_header(model: ir.Model) -> str:
@@ -385,6 +410,7 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str 
         "functions": src.functions,
         "final_ptr": _ptr(plan.outputs[-1], t_final.dtype, const=True, name=name),
         "states": _state_code(model, mp, name),
+        "kept": _kept_code(model, mp, name),
         "gates": src.gates,
         "headers": sorted(f for f in runtime if f.endswith(".h") and f != "bg_runtime.h"),
     }
@@ -427,7 +453,14 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str 
                                   for i, px in src.gates]
     if model.states:  # carried from frame to frame: NAME_reset() starts a sequence
         report["states"] = [{"name": s["name"], "source": s["source"], "size": s["size"], "dtype": st.dtype,
-                             "init": s["init"]} for s, st in zip(context["states"], model.states)]
+                             "init": s["init"], "bytes": s["size"] * (1 if st.dtype == "int8" else 4)}
+                            for s, st in zip(context["states"], model.states)]
+    if context["kept"]:  # change-based steps' outputs, kept between frames outside the arena
+        report["kept"] = [{"tensor": b["tensor"], "size": b["size"], "bytes": b["size"] * (1 if b["ctype"] == "int8_t" else 4)}
+                          for b in context["kept"]]
+    # SRAM the model holds outside its arena from one frame to the next (states, kept outputs)
+    report["persistent_bytes"] = sum(s["bytes"] for s in report.get("states", [])) + \
+        sum(b["bytes"] for b in report.get("kept", []))
     (outdir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     files.append(outdir / f"{name}.json")
     sources = [outdir / f"{name}.c"] + [outdir / f for f in sorted(runtime) if f.endswith(".c")]

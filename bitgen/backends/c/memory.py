@@ -29,6 +29,7 @@ class Location:
     region: int = 0  # bytes reserved at this place (>= the tensor, 4-aligned)
     top: bool = False  # at the high end of the arena
     state: int | None = None  # external: the index of the state whose buffer this is
+    keep: int | None = None  # external: the index of a kept output's buffer (GraphNeed.persistent)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class GraphNeed:
     scratch: int = 0
     alias: bool = False  # no code: the output is the first input's bytes
     keep: bool = False  # alive to the end of the run (a state takes its value then)
+    persistent: bool = False  # in a buffer of its own outside the arena, kept from frame to frame
 
 
 @dataclass
@@ -124,7 +126,12 @@ def plan_graph(needs: list[GraphNeed]) -> Plan:
     last_read = {j: k for k, need in enumerate(needs) for j in need.inputs}
     last_read |= {k: end for k, need in enumerate(needs) if need.keep}
     region: list[int] = []
+    kept_buffer: dict[int, int] = {}  # step -> its persistent buffer
     for k, need in enumerate(needs):
+        if need.persistent:
+            buffer_of.append(None)
+            kept_buffer[k] = len(kept_buffer)
+            continue
         src = need.inputs[0] if need.inputs else -1
         src_buf = buffer_of[src] if src >= 0 else None
         shared = None
@@ -168,6 +175,8 @@ def plan_graph(needs: list[GraphNeed]) -> Plan:
 
     def loc(step: int) -> Location:
         while step >= 0 and buffer_of[step] is None:
+            if step in kept_buffer:
+                return Location(external=True, keep=kept_buffer[step])
             step = external_of[step]
         if step < -1:
             return Location(external=True, state=-2 - step)

@@ -16,7 +16,8 @@ board's ``kernels`` list in its board.toml):
   and (on int16 rows) for dense convolutions and 3x3 planes, otherwise as ``rv32emc``.
 
 Every set but ``generic`` computes binary x binary layers (±1 inputs and weights) with XNOR and
-population counts (``bg_xnor.c``), which needs no multiplier.
+population counts (``bg_xnor.c``), which needs no multiplier, and runs a change gate with the
+convolution after it as one change-based step (``bg_change.c``) that recomputes only what changed.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ class Target:
     # the LUT kernel per pixel, no multiplier); "" (the generic kernel).
     dense_conv: str = ""
     xnor: bool = False  # binary x binary convolutions and fully connected layers as XNOR-popcount
+    change_conv: bool = False  # a change gate and its convolution in one kernel that recomputes what changed
 
     @property
     def plane_conv(self) -> bool:
@@ -50,11 +52,11 @@ class Target:
 
 KERNEL_SETS: dict[str, Target] = {t.name: t for t in (
     Target("generic"),
-    Target("rv32ec", linear=("lut",), lut_max_bits=8, lut_chunk=8, dense_conv="lut", xnor=True),
+    Target("rv32ec", linear=("lut",), lut_max_bits=8, lut_chunk=8, dense_conv="lut", xnor=True, change_conv=True),
     Target("rv32emc", linear=("lut",), lut_max_bits=4, lut_chunk=16, has_multiplier=True, dense_conv="mul",
-           xnor=True),
+           xnor=True, change_conv=True),
     Target("cortex-m4", linear=("simd", "lut"), lut_max_bits=4, lut_chunk=16, has_multiplier=True,
-           dense_conv="smlad", xnor=True),
+           dense_conv="smlad", xnor=True, change_conv=True),
 )}
 NAMES = tuple(KERNEL_SETS)
 

@@ -15,8 +15,9 @@ called (:class:`.base.Choice`):
 * :mod:`.conv_rows`: dense convolutions over transposed input rows, whole tensors, with a
   fused output stage (SMLAD on Cortex-M4, register tiles with mul on RV32EMC);
 * :mod:`.conv_lut`: dense convolutions without a multiplier (RV32EC): each pixel's receptive
-  field through the LUT kernel, with a fused output stage.
-* :mod:`.xnor`: binary x binary convolutions and fully connected layers as XNOR-popcount.
+  field through the LUT kernel, with a fused output stage;
+* :mod:`.xnor`: binary x binary convolutions and fully connected layers as XNOR-popcount;
+* :mod:`.change`: change-based steps (a change gate, its convolution and output stage).
 
 A kernel is chosen in two steps: :func:`choose`, :func:`choose_group` or :func:`choose_whole`
 (before arena planning:
@@ -30,7 +31,7 @@ from typing import Callable
 from .... import ir
 from ..targets import NAMES as TARGETS  # noqa: F401  (the kernel set names)
 from ..targets import KernelError, Target
-from . import conv_lut, conv_rows, dw_lut, dw_smlad, generic, lut, plane, simd, xnor
+from . import change, conv_lut, conv_rows, dw_lut, dw_smlad, generic, lut, plane, simd, xnor
 from .base import FUSED, Choice, Context, ModelSource, Pointers, Prologue, Refusal  # noqa: F401
 from .plane import model_input_only_before  # noqa: F401
 

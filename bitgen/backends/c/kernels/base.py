@@ -123,6 +123,7 @@ class Choice:
     prologue: Prologue | None = None
     trades_scratch: bool = False  # a smaller `lut_chunk` gives less scratch and more instructions
     optional: bool = False  # the generic kernel can take the layer instead, with no scratch of its own
+    persistent: bool = False  # the output keeps its values from frame to frame: a buffer outside the arena
 
 
 FUSED = Choice("fused", [], lambda src, i, p: None, per_channel=True)  # computed by an earlier kernel

@@ -1,0 +1,147 @@
+"""Change-based convolution steps (``bg_change_conv`` in ``bg_change.c``): a change gate, the
+convolution reading it, its output stage (ReLU / requantization) and a P x P stride-P max pool,
+in one kernel that recomputes only the outputs a changed pixel reaches.
+
+The step's output lives in a buffer of its own outside the arena (it keeps the frame before's
+values), and the gate's reference state is updated in place, so neither the gate's output nor
+the convolution's is ever stored. The kernel writes golden's values: an output is recomputed
+from the reference whenever a pixel of its receptive field changed, and an output none of whose
+pixels changed still holds the value computed from the same reference values. After a reset the
+first frame recomputes every output.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .... import ir
+from ....ir.bounds import partial_sum_bound
+from ..literals import SUFFIX, arena_ptr, c_int, int_lines
+from .base import Choice, ModelSource, Pointers, Target
+from .plane import post_stage
+
+FILES = ["bg_change.c", "bg_change.h", "bg_conv2d_plane.h"]
+DENSE_ABOVE = 0.75  # recompute every output when more than this share of them is touched
+
+
+def fused_last(model: ir.Model, types: list[ir.TensorType], i: int, target: Target) -> int | None:
+    """For a change gate at node i: the last node of its change-based step (the convolution,
+    then a ReLU / requantization stage and a square max pool as far as they go), or None where
+    the fused kernel does not apply."""
+    nodes = model.nodes
+    if not target.change_conv or not isinstance(nodes[i].op, ir.ChangeGate) or i + 1 >= len(nodes):
+        return None
+    gate, conv = nodes[i], nodes[i + 1]
+    readers = _readers(model)
+    states = {st.name: st for st in model.states}
+    ref = states.get(gate.inputs[1])
+    if ref is None or ref.source != gate.output or readers[gate.output] != 2:  # the conv and the state
+        return None
+    if not isinstance(conv.op, ir.Conv2d) or conv.inputs != (gate.output,) or conv.op.groups != 1:
+        return None
+    t_in = types[i + 1]  # the gate's output: the conv's input
+    if t_in.dtype != "int8" or len(t_in.shape) != 3:
+        return None
+    w = conv.op.weight
+    if w.min() < -128 or w.max() > 127 or any(v > 255 for v in (*w.shape[2:], *conv.op.stride, *conv.op.padding)):
+        return None
+    if max(*t_in.shape, w.shape[0]) > 0xFFFF or partial_sum_bound(w, conv.op.bias, t_in.amax) > ir.INT32[1]:
+        return None
+    last = i + 1
+    while last + 1 < len(nodes) and nodes[last + 1].inputs == (nodes[last].output,) \
+            and readers[nodes[last].output] == 1 and isinstance(nodes[last + 1].op, (ir.ReLU, ir.Requant, ir.MaxPool2d)):
+        last += 1
+        if isinstance(nodes[last].op, ir.MaxPool2d):
+            break
+    while last > i + 1 and _stage(model, types, i + 1, last) is None:
+        last -= 1
+    return last if _stage(model, types, i + 1, last) is not None else None
+
+
+def _readers(model: ir.Model) -> dict[str, int]:
+    readers: dict[str, int] = {st.source: 1 for st in model.states}
+    for node in model.nodes:
+        for name in node.inputs:
+            readers[name] = readers.get(name, 0) + 1
+    return readers
+
+
+def _stage(model: ir.Model, types: list[ir.TensorType], conv: int, last: int) -> dict[str, Any] | None:
+    """The output stage of the layers after the conv up to `last` (a bg_post_t and the pool), or None."""
+    fused = model.layers[conv + 1: last + 1]
+    pool = 1
+    if fused and isinstance(fused[-1], ir.MaxPool2d):
+        mp = fused[-1]
+        if mp.kernel[0] != mp.kernel[1] or mp.kernel != mp.stride or mp.kernel[0] > 255:
+            return None
+        pool, fused = mp.kernel[0], fused[:-1]
+    if any(isinstance(f, ir.Requant) and f.rounding not in ("half_up", "floor") for f in fused):
+        return None
+    post = post_stage(list(fused), types[conv + 1: conv + 1 + len(fused)])
+    if post is None:
+        return None
+    _, oh, ow = types[conv + 1].shape
+    if oh // pool < 1 or ow // pool < 1:
+        return None
+    return post | {"pool_size": pool, "fused": len(fused) + (pool > 1)}
+
+
+def _reach(size: int, out: int, k: int, s: int, p: int, pool: int, y_size: int) -> np.ndarray:
+    """Per input index: (first output of the pooled plane it reaches, how many) along one axis."""
+    rows = []
+    for i in range(size):
+        lo = max(0, -(-(i + p - k + 1) // s))  # the first conv output whose window holds i
+        hi = min(out - 1, (i + p) // s)
+        first, stop = lo // pool, min(hi // pool, y_size - 1)
+        rows.append((first, max(0, stop - first + 1)) if hi >= lo and first < y_size else (0, 0))
+    return np.array(rows, dtype=np.int64)
+
+
+def choose(model: ir.Model, types: list[ir.TensorType], i: int, last: int) -> Choice:
+    """The kernel of the change-based step from gate i to `last` (fused_last said it applies)."""
+    gate_t, conv = types[i + 1], model.layers[i + 1]
+    stage = _stage(model, types, i + 1, last)
+    assert stage is not None
+    c, h, w = gate_t.shape
+    co, oh, ow = types[i + 2].shape
+    kh, kw = conv.weight.shape[2:]
+    (sh, sw), (ph, pw), pool = conv.stride, conv.padding, stage["pool_size"]
+    yh, yw = oh // pool, ow // pool
+    t_out = types[last + 1]
+    outputs = yh * yw
+    field = c * kh * kw
+    scratch = _round4(outputs) + _round4(2 * field) + 4 * co
+
+    def render(src: ModelSource, k: int, p: Pointers) -> str:
+        weight = src.array("int8_t", f"cw{k}", int_lines(conv.weight.reshape(-1)), conv.weight.size, k)
+        bias = src.bias(k + 1, conv)
+        rows = _reach(h, oh, kh, sh, ph, pool, yh)
+        rows[:, 0] *= yw  # the first output row as an offset into the plane
+        cols = _reach(w, ow, kw, sw, pw, pool, yw)
+        r = src.array("uint16_t", f"cr{k}", int_lines(rows.reshape(-1)), 2 * rows.size, k)
+        q = src.array("uint16_t", f"cc{k}", int_lines(cols.reshape(-1)), 2 * cols.size, k)
+        post = "0"
+        if stage["fused"] - (pool > 1):  # a ReLU / requantization stage
+            rq, j = stage["requant"], next((n for n in range(i + 2, last + 1) if model.layers[n].kind == "requant"), k)
+            m = sh_ = "0"
+            if rq is not None:
+                m = src.array("int32_t", f"m{j}", int_lines(rq.multiplier), 4 * rq.multiplier.size, j)
+                sh_ = src.array("uint8_t", f"s{j}", int_lines(rq.shift), rq.shift.size, j)
+            post = "&" + src.struct("bg_post_t", f"cpost{k}", [
+                m, sh_, c_int(stage["lo"]), c_int(stage["hi"]), int(rq is not None and rq.multiplier.size > 1),
+                stage["relu_before"], int(rq is not None), stage["relu_after"],
+                int(rq is not None and rq.rounding == "half_up"), stage["wide"], 0])
+        prm = src.struct("bg_change_conv_t", f"change{k}", [
+            weight, bias, r, q, post, c, h, w, co, yh, yw, kh, kw, sh, sw, ph, pw, pool,
+            model.layers[k].threshold, int(DENSE_ABOVE * outputs)])
+        fn = f"bg_change_conv_s8_{SUFFIX[t_out.dtype]}"
+        counter = src.changed(k, h * w)
+        return (f"{counter} = {fn}({p.x}, {p.others[0]}, {p.y}, &{prm}, {arena_ptr(p.scratch, 'uint8_t')}, "
+                f"{src.name}_fresh);")
+
+    return Choice("change", FILES, render, scratch=scratch, fuses=last - i, persistent=True)
+
+
+def _round4(n: int) -> int:
+    return (n + 3) & ~3

@@ -1,0 +1,104 @@
+"""bitgen monitor: run a model on a board frame by frame and show it live in the browser
+(bitgen/monitor). The frames are a stream file (--stream, one sequence) or a dataset's test
+inputs (--dataset); the page is served on http://HOST:PORT/ until the frames are done (and
+after, with --keep-serving, until interrupted)."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import streams
+from ..harness import boards
+from ..harness.link import LinkError
+from ..harness.session import Session
+from ..monitor import Monitor, Readout, run_frames, serve
+from .bench_stream import frames_of, with_threshold
+from .common import UsageError, add_dataset_arguments, add_kernels_argument, load_dataset, load_model, resolve_kernels
+from .emit_cmd import default_name
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--board", required=True, help=f"board (available: {', '.join(boards.available())})")
+    p.add_argument("--port", help="serial port of a real board")
+    p.add_argument("model", help="model file")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="also open a plain pickled nn.Module (this runs code from the file)")
+    p.add_argument("--input-shape", metavar="C,H,W", help="input shape of a pickled module")
+    p.add_argument("--stream", metavar="FILE", help="a stream file: its frames as one sequence")
+    add_dataset_arguments(p)
+    add_kernels_argument(p, "kernel set (default: the board's fastest that fits)")
+    p.add_argument("--change-threshold", type=int, metavar="T", help="make every convolution change-based")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve the page on (default 127.0.0.1)")
+    p.add_argument("--port-http", type=int, default=8765, help="port of the page (default 8765)")
+    p.add_argument("--interval", type=float, default=0.0, metavar="S",
+                   help="seconds to wait after each frame, to watch a fast board (default 0)")
+    p.add_argument("--window", type=int, default=100, help="frames the line charts show (default 100)")
+    p.add_argument("--readout-threshold", type=int, metavar="SCORE",
+                   help="the top score needed to read out a class (below: the default class)")
+    p.add_argument("--default-class", default="none", help="what the readout shows below the threshold")
+    p.add_argument("--low", type=int, help="scores below this read out the default class")
+    p.add_argument("--high", type=int, help="scores above this read out the default class")
+    p.add_argument("--keep-serving", action="store_true", help="keep the page up after the last frame")
+    p.add_argument("--json", metavar="FILE", help="write every frame's result here at the end")
+
+
+def _frames(args: argparse.Namespace, model) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    labels = model.labels or [str(i) for i in range(int(np.prod(model.validate()[-1].shape)))]
+    if args.stream:
+        if args.dataset:
+            raise UsageError("give --stream or --dataset, not both")
+        s = streams.load(args.stream)
+        return frames_of(s, model), s.y, s.labels or labels
+    data = load_dataset(args, model)
+    if data is None:
+        raise UsageError("nothing to show: give --stream FILE or --dataset/--data")
+    x, y = data[0], data[1]
+    if x.ndim == len(model.input.shape) + 2:  # clips: one after another
+        y = np.repeat(y, x.shape[1]) if y is not None else None
+        x = x.reshape((-1,) + model.input.shape)
+    return x, y, labels
+
+
+def run(args: argparse.Namespace) -> int:
+    args.kernels = resolve_kernels(args)
+    board = boards.get(args.board)
+    model = with_threshold(load_model(args).ir, args.change_threshold)
+    frames, labels, names = _frames(args, model)
+    if args.window < 1:
+        raise UsageError(f"--window must be at least 1, got {args.window}")
+    monitor = Monitor(model, names, board.name, Readout(args.readout_threshold, args.default_class, args.low,
+                                                         args.high), window=args.window, shape=model.input.shape)
+    try:
+        server = serve(monitor, args.host, args.port_http)
+    except OSError as e:
+        raise UsageError(f"cannot serve on {args.host}:{args.port_http} ({e.strerror or e})") from None
+    host, port = server.server_address[:2]
+    print(f"bitgen monitor: http://{host}:{port}/  ({len(frames)} frames on {board.name})", flush=True)
+    try:
+        with Session(board, model, port=args.port, name=default_name(model.name), kernels=args.kernels) as s:
+            clock = s.info.clock_hz if s.info else None
+            results = s.stream_frames(frames) if model.states else (s.link.classify(f) for f in frames)
+            run_frames(monitor, enumerate(results), frames, labels, clock, args.interval)
+    except LinkError as e:
+        monitor.finish(str(e))
+        raise
+    finally:
+        summary = monitor.summary()
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps({"summary": summary, "config": monitor.config(),
+                                                   "frames": [f.to_json() for f in monitor.frames]}, indent=1) + "\n")
+        if not args.keep_serving:
+            server.shutdown()
+    print(f"{summary['frames']} frames, {summary['mismatches']} mismatches against the golden model")
+    if args.keep_serving:
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            server.shutdown()
+    return 1 if summary["mismatches"] else 0
