@@ -67,20 +67,15 @@ def _plane_cnn(h: int, w: int, seed: int) -> ir.Model:
 ])
 def test_bench_runs_the_fixed_3x3_kernel_on_emulated_cores(tmp_path, board, h, w):
     """The cross-compiled bg_conv3x3.inc instances (the host check compiles the same C with
-    the host compiler), bit-exact on the emulated RV32EMC, and bg_dw3x3_smlad.inc's on the
-    Cortex-M4."""
+    the host compiler), bit-exact on the emulated RV32EMC and Cortex-M4."""
     path = tmp_path / "m.pt"
     bitgen.save(_plane_cnn(h, w, seed=h + w), path)
     out = tmp_path / "bench.json"
     assert main(["bench", "--board", board, str(path), "--random", "6", "--json", str(out)]) == 0
     rep = json.loads(out.read_text())
     assert rep["mismatches"] == 0 and rep["compared"] == 6
-    kernels = [lay["kernel"] for lay in rep["layers"] if lay["op"] == "conv2d"]
-    if board == "max78000-sim":  # 3x3 planes with SMLAD (bg_dw3x3_smlad.inc) where inputs fit int16
-        assert kernels[0] == "dw3x3_smlad/channelwise"
-        assert all(k in ("dw3x3_smlad/channelwise", "conv3x3/channelwise") for k in kernels[1:])
-    else:
-        assert kernels == ["conv3x3+offset/channelwise", "conv3x3/channelwise", "conv3x3/channelwise"]
+    assert [lay["kernel"] for lay in rep["layers"] if lay["op"] == "conv2d"] == [
+        "conv3x3+offset/channelwise", "conv3x3/channelwise", "conv3x3/channelwise"]
 
 
 def test_profile_tool_splits_an_inference_by_function(tmp_path):
