@@ -30,6 +30,8 @@ int32_t bg_min_s8(const int8_t *x, uint32_t n)
 void bg_stage_s8_s8(const int8_t *x, int8_t *y, uint32_t h, uint32_t w, uint32_t ys)
 {
     uint32_t r, i;
+    if (ys == w) /* no padding: the rows are one */
+        w *= h, ys = w, h = 1;
     if ((((uintptr_t)x | (uintptr_t)y | w | ys) & 3u) == 0) { /* rows of whole words */
         for (r = 0; r < h; r++, x += w, y += ys)
             for (i = 0; i < w; i += 4)
@@ -44,6 +46,8 @@ void bg_stage_s8_s8(const int8_t *x, int8_t *y, uint32_t h, uint32_t w, uint32_t
 void bg_stage_s8_s32(const int8_t *x, int32_t *y, uint32_t h, uint32_t w, uint32_t ys, int32_t z)
 {
     uint32_t r, i;
+    if (ys == w) /* no padding: the rows are one */
+        w *= h, ys = w, h = 1;
     for (r = 0; r < h; r++, x += w, y += ys)
         for (i = 0; i < w; i++)
             y[i] = x[i] - z;
@@ -52,6 +56,8 @@ void bg_stage_s8_s32(const int8_t *x, int32_t *y, uint32_t h, uint32_t w, uint32
 void bg_stage_s32_s32(const int32_t *x, int32_t *y, uint32_t h, uint32_t w, uint32_t ys)
 {
     uint32_t r, i;
+    if (ys == w) /* no padding: the rows are one */
+        w *= h, ys = w, h = 1;
     for (r = 0; r < h; r++, x += w, y += ys)
         for (i = 0; i < w; i++)
             y[i] = x[i];
@@ -60,6 +66,8 @@ void bg_stage_s32_s32(const int32_t *x, int32_t *y, uint32_t h, uint32_t w, uint
 void bg_stage_s8_s16(const int8_t *x, int16_t *y, uint32_t h, uint32_t w, uint32_t ys)
 {
     uint32_t r, i;
+    if (ys == w) /* no padding: the rows are one */
+        w *= h, ys = w, h = 1;
     for (r = 0; r < h; r++, x += w, y += ys) {
         i = 0;
         if (((uintptr_t)x & 3u) == 0) /* words of 4 inputs, widened (SXTB16 on a Cortex-M4) */
@@ -77,6 +85,8 @@ void bg_stage_s8_s16(const int8_t *x, int16_t *y, uint32_t h, uint32_t w, uint32
 void bg_stage_s32_s16(const int32_t *x, int16_t *y, uint32_t h, uint32_t w, uint32_t ys)
 {
     uint32_t r, i;
+    if (ys == w) /* no padding: the rows are one */
+        w *= h, ys = w, h = 1;
     for (r = 0; r < h; r++, x += w, y += ys)
         for (i = 0; i < w; i++)
             y[i] = (int16_t)x[i];

@@ -4,10 +4,7 @@
 
 #define BG_T int8_t
 #define BG_SUF(name) name##_s8
-/* int8 argmax four lanes at a time (below), but on RISC-V one at a time (the .inc's) */
-#if !defined(__riscv)
-#define BG_OWN_ARGMAX
-#endif
+#define BG_OWN_ARGMAX /* below */
 #include "bg_elementwise.inc"
 #undef BG_OWN_ARGMAX
 #undef BG_T
@@ -52,21 +49,31 @@ void bg_copy_bytes(void *y, const void *x, uint32_t n)
         d[i] = s[i];
 }
 
-#if !defined(__riscv)
-/* The first index of the maximum of n int8: the maximum four lanes at a time (SSUB8 and SEL on
- * a Cortex-M4, bg_dsp.h; their C equivalents on the host, which checks this loop), then the
- * first value equal to it. */
+/* The first index of the maximum of n int8. Few values (a classifier's): one pass. Many: the
+ * maximum four lanes at a time (SSUB8 and SEL on a Cortex-M4, bg_dsp.h; their C equivalents on
+ * the host, which checks this loop), then the first value equal to it; on RISC-V (no lanes) one
+ * pass that keeps the maximum in a register. */
 uint32_t bg_argmax_s8(const int8_t *x, uint32_t n)
 {
     uint32_t i = 0, k, lanes = 0x80808080u; /* -128 in each lane */
     int32_t top = -128;
-    if (n < 32) { /* few values (a classifier's): one pass */
+    if (n < 32) {
         uint32_t best = 0;
         for (i = 1; i < n; i++)
             if (x[i] > x[best])
                 best = i;
         return best;
     }
+#if defined(__riscv)
+    {
+        const int8_t *p = x, *best = x, *const end = x + n;
+        for (top = *x; ++p < end;)
+            if (*p > top)
+                top = *p, best = p;
+        (void)k, (void)lanes;
+        return (uint32_t)(best - x);
+    }
+#endif
     if (((uintptr_t)x & 3u) == 0)
         for (; i + 4 <= n; i += 4)
             lanes = bg_max_s8x4(*(const bg_word_alias *)(const void *)(x + i), lanes);
@@ -80,4 +87,3 @@ uint32_t bg_argmax_s8(const int8_t *x, uint32_t n)
         ;
     return i;
 }
-#endif
