@@ -78,11 +78,13 @@ def markdown(rep: dict[str, Any]) -> str:
     fw = rep.get("protocol_firmware") or {}
     fits = "" if not fw else (f"; the protocol firmware {'fits' if fw.get('fits') else 'does not fit'} "
                               f"({fw.get('flash_bytes')} B flash, {fw.get('sram_bytes')} B SRAM)")
+    tried = "".join(f"; with {t['kernels']} kernels the image needs {t['flash_bytes']} B flash and "
+                    f"{t['sram_bytes']} B SRAM, over budget" for t in rep.get("kernels_tried") or [])
     lines = [
         f"**{rep['model']['name']}** ({rep['model_hash'][:12]}) on **{rep['board']}**, "
         f"{rep['kernels']} kernels: {ins['median']} instructions per inference "
         f"(min {ins['min']}, max {ins['max']}, {rep['compared']} inputs, {rep['mismatches']} mismatches); "
-        f"{rep['image']} image: flash {rep['flash_bytes']} B, SRAM {rep['sram_bytes']} B{fits}.",
+        f"{rep['image']} image: flash {rep['flash_bytes']} B, SRAM {rep['sram_bytes']} B{fits}{tried}.",
         "",
         "| # | layer | kernel | output | weights (B) | MACs | instructions | share |",
         "|---|---|---|---|---:|---:|---:|---:|",
@@ -93,7 +95,9 @@ def markdown(rep: dict[str, Any]) -> str:
         share = "" if n is None else f"{100 * n / total:.1f} %"
         lines.append(f"| {lay['index']} | {lay['op']} | {lay['kernel']} | {'x'.join(map(str, lay['out_shape']))} "
                      f"| {lay['weight_bytes']} | {lay['macs']} | {'' if n is None else n} | {share} |")
-    return "\n".join(lines) + "\n"
+    notes = [f"- layer {lay['index']}: not {r['kernel']}: {r['reason']}" for lay in rep["layers"]
+             for r in lay.get("refused", [])]
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
 def _check(outputs, classes, expect) -> int:
@@ -132,6 +136,26 @@ def _bench_emulated(board, model, name, x, expect, kernels, max_arena, bar):
         except firmware.BudgetError as e:
             protocol = {"fits": False, "flash_bytes": e.report["flash_bytes"], "sram_bytes": e.report["sram_bytes"]}
     return [r.cycles for r in runs], mismatches, plain.report, emitted, per_layer, protocol
+
+
+def _by_kernel(emitted: dict[str, Any] | None, per_layer: dict[int, float]) -> list[float | None]:
+    """Instructions per layer, each kernel's counted at the layer it computes first: the
+    firmware marks a fused kernel's work after its last fused layer (whose output it writes),
+    and the layers it fuses ("fused" kernels) get 0."""
+    out: list[float | None] = []
+    owner = None
+    for k, lay in enumerate((emitted or {}).get("layers", [])):
+        n = per_layer.get(lay["index"])
+        if not per_layer:
+            out.append(None)
+            continue
+        if lay["kernel"].split("/")[0] == "fused" and owner is not None:
+            out[owner] = (out[owner] or 0.0) + (n or 0.0)
+            out.append(0.0)
+            continue
+        owner = k
+        out.append(n or 0.0)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -178,12 +202,10 @@ def run(args: argparse.Namespace) -> int:
     kernels = fw.get("kernels", args.kernels)
 
     layers = []
-    for lay in (emitted or {}).get("layers", []):
-        n = per_layer.get(lay["index"])
-        if per_layer and n is None:
-            n = 0.0  # fused into a later layer's kernel: its work is counted there
+    for lay, n in zip((emitted or {}).get("layers", []), _by_kernel(emitted, per_layer)):
         layers.append({k: lay[k] for k in ("index", "op", "name", "kernel", "out_shape", "weight_bytes", "macs")}
-                      | {"instructions": None if n is None else round(n)})
+                      | {"instructions": None if n is None else round(n)}
+                      | ({"refused": lay["refused"]} if lay.get("refused") else {}))
     rep = reports.header("bench") | {
         "model_hash": model.digest(),
         "board": board.name,
@@ -193,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
         "instructions": reports.count_stats(cycles),
         "instruction_source": board.cycle_source,
         "kernels": kernels,
+        "kernels_tried": fw.get("kernels_tried", []),  # the board's faster sets whose image did not fit
         "image": image,
         "protocol_firmware": protocol,
         "flash_bytes": fw.get("flash_bytes"),
