@@ -85,6 +85,9 @@ _RECIPE_KEYS = ("epochs", "lr", "batch_size", "weight_decay", "schedule", "float
                 "augment", "calibrate")
 _LAYER_KEYS = ("weights", "norm", "weight_scale", "per_channel", "bias", "multiplier_bits", "norm_per_channel",
                "statistic", "rms_factor", "first_weights", "last_weights")
+# every key a --config file may hold (bitgen sweep checks its spaces against them too)
+CONFIG_KEYS = frozenset(_RECIPE_KEYS + _LAYER_KEYS + ("arch", "layers", "nodes", "states", "seed", "threads",
+                                                     "dataset", "data", "name", "change_threshold"))
 
 
 def options(args: argparse.Namespace) -> dict[str, Any]:
@@ -92,9 +95,7 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
     conf = _read_config(args.config) if args.config else {}
     # keys starting with "_" are comments (JSON has no other kind)
     conf = {k.replace("-", "_"): v for k, v in conf.items() if not k.startswith("_")}
-    known = set(_RECIPE_KEYS) | set(_LAYER_KEYS) | {"arch", "layers", "nodes", "states", "seed", "threads",
-                                                   "dataset", "data", "name", "change_threshold"}
-    unknown = sorted(set(conf) - known)
+    unknown = sorted(set(conf) - CONFIG_KEYS)
     if unknown:
         raise TrainError(f"{args.config}: unknown option(s) {', '.join(unknown)}")
     merged = dict(DEFAULTS)

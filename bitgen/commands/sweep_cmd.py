@@ -1,0 +1,154 @@
+"""bitgen sweep: train, check, build and bench every point of a design space on Ray, one row per
+point in OUT/results.jsonl and results.csv, and the Pareto front of accuracy against
+instructions per inference (OUT/front.json, OUT/front.png); or, with --fuzz N, the exactness
+property over N random models as Ray tasks. Needs the optional extra: pip install 'bitgen[sweep]'.
+See bitgen.sweep.space for the space file."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from ..errors import BitgenError
+from .common import UsageError, add_kernels_argument, resolve_kernels
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("space", nargs="?", help="the design space (TOML; see examples/sweep-usps-mlp.toml)")
+    p.add_argument("-o", "--out", required=True, metavar="DIR",
+                   help="output folder: results.jsonl, results.csv, front.json, front.png, points/ "
+                        "(a sweep restarted into it skips the points it holds)")
+    p.add_argument("--json", metavar="FILE", help="also write the summary (sweep.json / fuzz.json) here")
+    p.add_argument("--address", metavar="RAY_ADDRESS",
+                   help="join this Ray cluster (e.g. ray://head:10001 or auto) instead of starting a local "
+                        "Ray runtime; OUT must then be a folder every node sees")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="points (or fuzz batches) run at once (default: every CPU of this machine or the cluster)")
+    p.add_argument("--fuzz", type=int, metavar="N", help="instead of a space: compare N random models with golden")
+    add_kernels_argument(p, "--fuzz: the kernel set to compare (default: every one)")
+    p.add_argument("--seed", type=int, default=0, help="--fuzz: seed of the random models (default 0)")
+    p.add_argument("--batch", type=int, default=100, metavar="M", help="--fuzz: models per Ray task (default 100)")
+
+
+def _require_ray() -> None:
+    try:
+        import matplotlib  # noqa: F401
+        import optuna  # noqa: F401
+        import ray  # noqa: F401
+        from ray import tune  # noqa: F401
+    except ImportError as e:
+        raise BitgenError(f"bitgen sweep needs Ray Tune, Optuna and matplotlib ({e.name} is missing): "
+                          "pip install 'bitgen[sweep]'") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    if (args.space is None) == (args.fuzz is None):
+        raise UsageError("give a space file, or --fuzz N (not both)")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if args.fuzz is not None:
+        return _fuzz(args)
+
+    from ..sweep.space import Space
+
+    space = Space.load(args.space)  # errors before Ray starts
+    _require_ray()
+    from ..sweep import front, runner
+    from ..sweep.results import Results
+
+    start = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    workers, started = runner.connect(args.address, args.workers)
+    try:
+        info = runner.run(space, out, workers)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    results = Results(out)
+    results.write_csv()
+    if info["planned"] is not None:
+        done = results.done()
+        rows = [done[i] for i in info["planned"] if i in done]
+    else:  # the Pareto search: every row of a point of this space
+        rows = [r for r in results.done().values() if _in_space(space, r)]
+    data = front.write(rows, space, out.resolve())
+    summary = {
+        "space": str(Path(args.space).resolve()), "out": str(out.resolve()), "method": space.method,
+        "workers": workers, "ray_address": args.address,
+        "count": len(rows), "skipped": info["skipped"],
+        "failed": [{"id": r["id"], "params": r["params"], "reason": r["reason"]}
+                   for r in rows if r.get("status") != "ok"],
+        "mismatches": sum(r.get("mismatches") or 0 for r in rows),
+        "front": {board: [_front_entry(p) for p in sorted((p for p in b["points"] if p["on_front"]),
+                                                           key=lambda p: p["instructions"])]
+                  for board, b in data["boards"].items()},
+        "front_png": data["png"], "front_json": str(out.resolve() / "front.json"),
+        "results": {"jsonl": str(results.jsonl.resolve()), "csv": str(results.csv.resolve())},
+        "wall_s": round(time.perf_counter() - start, 1),
+        "points": rows,
+    }
+    (out / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"{len(rows)} points ({summary['skipped'] or 0} from an earlier run), {len(summary['failed'])} failed, "
+          f"{summary['mismatches']} mismatches, {summary['wall_s']} s")
+    for board, entries in summary["front"].items():
+        print(f"Pareto front on {board} ({', '.join(data['objectives'])}):")
+        for e in entries:
+            print(f"  {100 * e['accuracy']:6.2f} %  {e['instructions']:>12,.0f} instructions  flash {e['flash']} B  "
+                  f"SRAM {e['sram']} B  {' '.join(f'{k}={v}' for k, v in e['params'].items())}")
+    print(f"wrote {results.jsonl}, {results.csv}, {out / 'front.json'}, {out / 'front.png'}")
+    if summary["mismatches"]:
+        print(f"MISMATCH: {summary['mismatches']} outputs differ from the golden model (see the rows' checks)")
+        return 1
+    return 0
+
+
+def _in_space(space, row) -> bool:
+    try:
+        return space.point(row.get("params", {})).id == row["id"]
+    except BitgenError:
+        return False
+
+
+def _front_entry(p: dict) -> dict:
+    return {k: p[k] for k in ("id", "params", "accuracy", "instructions", "flash", "sram", "kernels", "model")}
+
+
+def _fuzz(args: argparse.Namespace) -> int:
+    from ..backends.c import kernels as kernel_sets
+
+    if args.fuzz < 1 or args.batch < 1:
+        raise UsageError("--fuzz and --batch must be at least 1")
+    chosen = resolve_kernels(args)
+    sets = [chosen] if chosen else list(kernel_sets.TARGETS)
+    _require_ray()
+    from ..sweep import fuzzing, runner
+
+    start = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    workers, started = runner.connect(args.address, args.workers)
+    try:
+        summary = fuzzing.run(args.fuzz, sets, out, workers, seed=args.seed, batch=args.batch)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    summary |= {"workers": workers, "ray_address": args.address, "wall_s": round(time.perf_counter() - start, 1)}
+    (out / "fuzz.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"{summary['models']} random models, {summary['inputs']} inputs, {summary['comparisons']} comparisons "
+          f"({', '.join(sets)}): {len(summary['mismatches'])} mismatches, {len(summary['failed_batches'])} failed "
+          f"batches, {summary['wall_s']} s")
+    for m in summary["mismatches"]:
+        print(f"  MISMATCH {m['kernels']}: {m['what']}: {m['model']} with {m['inputs']}")
+    return 1 if summary["mismatches"] or summary["failed_batches"] else 0
