@@ -350,10 +350,11 @@ def _option(key: str) -> str:
 
 
 def _check_option(key: str, path: Path, where: str) -> None:
-    from ..commands.train_cmd import CONFIG_KEYS
+    from ..commands.train_cmd import config_keys
 
-    if key not in CONFIG_KEYS:
-        raise SpaceError(f"{path}: {where} '{key}' is not a training option (known: {', '.join(sorted(CONFIG_KEYS))})")
+    known = config_keys()
+    if key not in known:
+        raise SpaceError(f"{path}: {where} '{key}' is not a training option (known: {', '.join(sorted(known))})")
 
 
 def _fields(key: str) -> list[str]:
