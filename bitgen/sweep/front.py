@@ -114,7 +114,8 @@ def draw(data: dict[str, Any], path: Path) -> None:
     from matplotlib.lines import Line2D
 
     boards = data["boards"]
-    fig, axes = plt.subplots(2, len(boards), figsize=(7.2 * len(boards), 9.4), squeeze=False,
+    # one board: a wider figure, so that the legend below it has room
+    fig, axes = plt.subplots(2, len(boards), figsize=(max(9.6, 7.2 * len(boards)), 9.4), squeeze=False,
                              gridspec_kw={"height_ratios": [2.3, 1]}, sharex="col")
     flashes = [p["flash"] for b in boards.values() for p in b["points"] if p["flash"]]
     biggest = max(flashes, default=1)
@@ -188,9 +189,9 @@ def draw(data: dict[str, Any], path: Path) -> None:
         Line2D([], [], ls="", marker="o", color="tab:blue", ms=5, label="flash (lower panels)"),
         Line2D([], [], ls="", marker="s", color="tab:green", ms=5, label="SRAM (lower panels)"),
     ]
-    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8.5, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8.5, frameon=False)
     fig.suptitle("Accuracy against instructions per inference; point area by flash", fontsize=12)
-    fig.tight_layout(rect=(0, 0.07, 1, 0.97))
+    fig.tight_layout(rect=(0, 0.09, 1, 0.97))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

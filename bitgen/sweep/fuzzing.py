@@ -28,18 +28,20 @@ def _run_batch(seed: int, count: int, kernel_sets: list[str]) -> dict[str, Any]:
     return fuzz.run_batch(seed, count, kernel_sets, Path(tempfile.gettempdir()) / "bitgen-fuzz-runtime")
 
 
-def run(n: int, kernel_sets: list[str], out: Path, workers: int, seed: int = 0, batch: int = 100,
+def run(n: int, kernel_sets: list[str], out: Path, runtime, seed: int = 0, batch: int = 100,
         say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the batches of N models not yet in OUT/batches.jsonl; Ray must be connected."""
+    """Run the batches of N models not yet in OUT/batches.jsonl on ``runtime``
+    (:class:`bitgen.sweep.runner.Ray`)."""
     out = out.resolve()
     results = Results(out, "batches")
     done = results.done()
     sizes = [min(batch, n - i * batch) for i in range(math.ceil(n / batch))]
     ids = [f"{seed}-{i}-{size}-{'+'.join(kernel_sets)}" for i, size in enumerate(sizes)]
+    todo = [i for i in range(len(sizes)) if ids[i] not in done]
+    skipped = len(sizes) - len(todo)
+    workers = runtime.connect() if todo else 0
     task = ray.remote(num_cpus=1, max_retries=2)(_run_batch)
-    pending = {task.remote(batch_seed(seed, i), size, kernel_sets): i
-               for i, size in enumerate(sizes) if ids[i] not in done}
-    skipped = len(sizes) - len(pending)
+    pending = {task.remote(batch_seed(seed, i), sizes[i], kernel_sets): i for i in todo}
     say(f"{n} random models in {len(sizes)} batches of up to {batch}, {skipped} batches already "
         f"in {results.jsonl}, {len(pending)} to run on {workers} Ray worker(s), kernels {', '.join(kernel_sets)}")
     start, models = time.perf_counter(), 0
@@ -69,7 +71,8 @@ def run(n: int, kernel_sets: list[str], out: Path, workers: int, seed: int = 0, 
         "inputs": sum(r["inputs"] for r in rows),
         "comparisons": sum(r["comparisons"] for r in rows),
         "kernels": kernel_sets,
-        "mismatches": [m for r in rows for m in r["mismatches"]],
+        "mismatches": sum(len(r["mismatches"]) for r in rows),
+        "mismatched": [m for r in rows for m in r["mismatches"]],
         "failed_batches": [{"batch": r["batch"], "reason": r["reason"]} for r in rows if r["status"] != "ok"],
         "batches": len(sizes), "batch_size": batch, "seed": seed,
         "batches_skipped": skipped,

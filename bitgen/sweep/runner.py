@@ -33,19 +33,40 @@ from .space import MAXIMISED, Space  # noqa: E402
 MAX_FAILURES = 2  # retries of a trial whose worker process died (an exception is a row, not a retry)
 
 
-def connect(address: str | None, workers: int | None) -> tuple[int, bool]:
-    """Join the cluster at ``address`` or start a local Ray runtime with ``workers`` CPUs
-    (default: this machine's cores). Returns (points run at once, whether we started Ray)."""
-    started = False
-    if not ray.is_initialized():
-        common = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
-        if address:
-            ray.init(address=address, **common)
-        else:
-            ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, **common)
-        started = True
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    return max(1, min(workers or cpus, cpus)), started
+class Ray:
+    """The Ray runtime of one sweep, started (or joined) the first time a point must run: a
+    restarted sweep with nothing left to do starts no Ray. Joins the cluster at ``address``, or
+    starts a local runtime with ``workers`` CPUs (default: this machine's cores); a runtime it
+    started is shut down on leaving the ``with`` block."""
+
+    def __init__(self, address: str | None, workers: int | None):
+        self.address, self.requested = address, workers
+        self.workers: int | None = None  # points run at once, once connected
+        self._started = False
+
+    def connect(self) -> int:
+        if self.workers is not None:
+            return self.workers
+        if not ray.is_initialized():
+            # Ray's warnings (token authentication on a local runtime, Tune's missing result
+            # files that results.jsonl replaces) would bury the sweep's own lines
+            common = dict(log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
+            if self.address:
+                ray.init(address=self.address, **common)
+            else:
+                ray.init(num_cpus=self.requested or os.cpu_count() or 1, include_dashboard=False, **common)
+            self._started = True
+            logging.getLogger("ray.tune").setLevel(logging.ERROR)
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.workers = max(1, min(self.requested or cpus, cpus))
+        return self.workers
+
+    def __enter__(self) -> "Ray":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._started:
+            ray.shutdown()
 
 
 def objectives(row: dict[str, Any], space: Space) -> dict[str, Any]:
@@ -146,8 +167,13 @@ def summary_line(row: dict[str, Any]) -> str:
     return f"{row['id']} {params}: {', '.join(parts)} ({row.get('wall_s')} s){state}"
 
 
-def run(space: Space, out: Path, workers: int, say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the points of ``space`` not yet in OUT/results.jsonl; Ray must be connected.
+def _trial_dir(trial) -> str:
+    job = trial.config.get("job")
+    return f"point-{job['id']}" if job else f"trial-{trial.trial_id}"
+
+
+def run(space: Space, out: Path, runtime: Ray, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the points of ``space`` not yet in OUT/results.jsonl, on ``runtime``.
     Returns {"planned": ids of this space's points (grid/random), "ran": points run now,
     "skipped": points found done}."""
     out = out.resolve()
@@ -161,11 +187,16 @@ def run(space: Space, out: Path, workers: int, say: Callable[[str], None] = prin
     if space.method in ("grid", "random"):
         points = space.grid() if space.method == "grid" else space.random()
         todo = [p.job(space, out) for p in points if p.id not in done]
+        if not todo:
+            say(f"{len(points)} points, all already in {results.jsonl}")
+            return {"planned": [p.id for p in points], "skipped": len(points)}
+        workers = runtime.connect()
         say(f"{len(points)} points, {len(points) - len(todo)} already in {results.jsonl}, "
             f"{len(todo)} to run on {workers} Ray worker(s)")
         if todo:
             tuner = tune.Tuner(trainable, param_space={"job": tune.grid_search(todo)},
-                               tune_config=tune.TuneConfig(max_concurrent_trials=workers, reuse_actors=True),
+                               tune_config=tune.TuneConfig(max_concurrent_trials=workers, reuse_actors=True,
+                                                           trial_dirname_creator=_trial_dir),
                                run_config=_with_callback(run_config, _Rows(results, space, out, say, len(todo))))
             tuner.fit()
         return {"planned": [p.id for p in points], "skipped": len(points) - len(todo)}
@@ -179,6 +210,7 @@ def run(space: Space, out: Path, workers: int, say: Callable[[str], None] = prin
     if name in optuna.get_all_study_names(storage):
         seen = sum(t.state.is_finished() for t in optuna.load_study(study_name=name, storage=storage).trials)
     todo = max(0, space.samples - seen)
+    workers = runtime.connect() if todo else 0
     say(f"Pareto search of {space.objectives} on {space.board}: {space.samples} trials, {seen} already in "
         f"{out / 'optuna.journal'}, {todo} to run on {workers} Ray worker(s)")
     if todo:
@@ -193,7 +225,8 @@ def run(space: Space, out: Path, workers: int, say: Callable[[str], None] = prin
                                         {"cpu": 1})
         tuner = tune.Tuner(trainable, param_space=space.domains(),
                            tune_config=tune.TuneConfig(search_alg=search, num_samples=todo,
-                                                       max_concurrent_trials=workers, reuse_actors=True),
+                                                       max_concurrent_trials=workers, reuse_actors=True,
+                                                       trial_dirname_creator=_trial_dir),
                            run_config=_with_callback(run_config, _Rows(results, space, out, say, todo, known)))
         tuner.fit()
     return {"planned": None, "skipped": None}
