@@ -80,17 +80,14 @@ def objectives(row: dict[str, Any], space: Space) -> dict[str, Any]:
     return m | {"constraints": cons}
 
 
-def _constraints(trial) -> list[float]:
-    return trial.user_attrs.get("constraints", [1.0])
-
-
 class ConstrainedOptunaSearch(OptunaSearch):
-    """Tune's OptunaSearch, telling Optuna each point's constraint values (as a user attribute,
-    which the sampler's ``constraints_func`` reads) and a point with nothing measured as failed."""
+    """Tune's OptunaSearch, telling Optuna each point's constraint values (> 0: violated), which
+    its samplers read to prefer feasible points, and a point with nothing measured as failed."""
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if result is not None and trial_id in self._ot_trials:
-            self._ot_trials[trial_id].set_user_attr("constraints", list(result.get("constraints") or [1.0]))
+            for i, value in enumerate(result.get("constraints") or [1.0]):
+                self._ot_trials[trial_id].set_constraint(f"c{i}", value)
             if any(result.get(m) is None for m in self.metric):
                 result, error = None, True
         super().on_trial_complete(trial_id, result, error)
@@ -216,7 +213,8 @@ def run(space: Space, out: Path, runtime: Ray, say: Callable[[str], None] = prin
     if todo:
         out.mkdir(parents=True, exist_ok=True)
         known = Known.remote(done)
-        sampler = optuna.samplers.TPESampler(seed=space.seed, constraints_func=_constraints,
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler = optuna.samplers.TPESampler(seed=space.seed,
                                              n_startup_trials=min(10, max(2, space.samples // 3)), multivariate=True)
         search = ConstrainedOptunaSearch(metric=list(space.objectives),
                                          mode=["max" if o in MAXIMISED else "min" for o in space.objectives],
