@@ -23,6 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(a sweep restarted into it skips the points it holds)")
     p.add_argument("--json", metavar="FILE",
                    help="also write the summary (sweep.json / fuzz.json) here ('-': standard output)")
+    p.add_argument("--data", metavar="PATH",
+                   help="the dataset of every point (instead of the space's [train] data)")
     p.add_argument("--address", metavar="RAY_ADDRESS",
                    help="join this Ray cluster (e.g. ray://head:10001 or auto) instead of starting a local "
                         "Ray runtime; OUT must then be a folder every node sees")
@@ -56,13 +58,15 @@ def run(args: argparse.Namespace) -> int:
     json_to = output_file(args.json, "--json", stdout=True)
     if args.fuzz is not None:
         return _fuzz(args, out, json_to)
+    if args.data is not None and not args.data.strip():
+        raise UsageError("--data: an empty path")
     if args.kernels is not None or args.target is not None or args.batch != 100 or args.seed != 0:
         raise UsageError("--kernels, --target, --seed and --batch are --fuzz options (a space file gives its "
                          "boards' kernels and its seeds)")
 
     from ..sweep.space import Space
 
-    space = Space.load(args.space)  # errors before Ray starts
+    space = Space.load(args.space, data=args.data)  # errors before Ray starts
     if args.dry_run:
         return _dry_run(space, out, json_to)
     _require_ray()
@@ -154,8 +158,8 @@ def _fuzz(args: argparse.Namespace, out: Path, json_to) -> int:
 
     chosen = resolve_kernels(args)
     sets = [chosen] if chosen else list(kernel_sets.TARGETS)
-    if args.dry_run:
-        raise UsageError("--dry-run lists the points of a space file; --fuzz has none")
+    if args.dry_run or args.data is not None:
+        raise UsageError("--dry-run and --data are for a space file; --fuzz draws random models and inputs")
     _require_ray()
     from ..sweep import fuzzing, runner
 

@@ -169,7 +169,9 @@ class Space:
 
     # ------------------------------------------------------------------ reading
     @classmethod
-    def load(cls, path: str | Path) -> "Space":
+    def load(cls, path: str | Path, data: str | None = None) -> "Space":
+        """Read a space file; ``data``: the dataset of every point instead of [train]'s
+        (``bitgen sweep --data``, relative to the current folder)."""
         p = Path(path)
         if not p.is_file():
             raise SpaceError(f"{path}: no such space file")
@@ -177,6 +179,12 @@ class Space:
             d = tomllib.loads(p.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise SpaceError(f"{path}: not valid TOML ({str(e).splitlines()[0]})") from None
+        if data is not None:
+            if not Path(data).exists():
+                raise SpaceError(f"--data {data}: no such file or folder")
+            train = d.setdefault("train", {})
+            if isinstance(train, dict):
+                train["data"] = str(Path(data).resolve())
         return cls.from_dict(d, p)
 
     @classmethod
