@@ -138,13 +138,17 @@ def property_inputs(model: ir.Model) -> list[np.ndarray]:
     return [x[None], np.repeat(check.extreme_inputs(shape)[:, None], 4, axis=1)]
 
 
-def first_difference(model: ir.Model, c_dir: Path, kernels: str, build: Callable) -> dict[str, Any] | None:
+def first_difference(model: ir.Model, c_dir: Path, kernels: str, build: Callable,
+                     on_emit: Callable | None = None) -> dict[str, Any] | None:
     """Emit ``model`` with ``kernels`` into ``c_dir``, build it with ``build(emitted, dir)`` and
     compare every layer's output, the model output and the argmax with golden on
-    :func:`property_inputs`. None when all are equal, else where they first differ."""
+    :func:`property_inputs`. None when all are equal, else where they first differ.
+    ``on_emit(emitted)`` sees the emitted model first (the tests count the kernels reached)."""
     from .backends.c import emit
 
     em = emit.emit(model, c_dir, name="prop", kernels=kernels)
+    if on_emit is not None:
+        on_emit(em)
     hm = build(em, c_dir / "build")
     try:
         for x in property_inputs(model):

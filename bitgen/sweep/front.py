@@ -131,19 +131,39 @@ def draw(data: dict[str, Any], path: Path) -> None:
         bad = [p for p in pts if not p["deployable"]]
         front = [p for p in pts if p["on_front"]]
         front.sort(key=lambda p: p["instructions"])
-        top.scatter([p["instructions"] for p in bad], [100 * p["accuracy"] for p in bad],
+        # a few points far below the rest (a recipe that did not train) would squash the
+        # interesting band: they are drawn on the bottom edge as triangles, their value in the key
+        accs = sorted(100 * p["accuracy"] for p in pts)
+        floor = None
+        if accs and accs[-1] - accs[0] > 20:
+            floor = max(accs[0], accs[-1] - 20)
+            top.set_ylim(floor - 1, accs[-1] + 1)
+
+        def y(p):
+            return max(100 * p["accuracy"], floor - 0.5) if floor is not None else 100 * p["accuracy"]
+
+        top.scatter([p["instructions"] for p in bad], [y(p) for p in bad],
                     s=[area(p["flash"]) for p in bad], facecolors="none", edgecolors="0.55", linewidths=1.2)
-        top.scatter([p["instructions"] for p in ok], [100 * p["accuracy"] for p in ok],
+        top.scatter([p["instructions"] for p in ok], [y(p) for p in ok],
                     s=[area(p["flash"]) for p in ok], color="tab:blue", alpha=0.55, edgecolors="tab:blue")
+        below = [p for p in pts if floor is not None and 100 * p["accuracy"] < floor - 0.5]
+        top.scatter([p["instructions"] for p in below], [y(p) for p in below], marker="v", s=30, color="black",
+                    zorder=4)
         if front:
             xs = [p["instructions"] for p in front]
-            ys = [100 * p["accuracy"] for p in front]
+            ys = [y(p) for p in front]
             top.step(xs, ys, where="post", color="tab:orange", lw=1.6, zorder=2)
             top.scatter(xs, ys, s=[area(p["flash"]) for p in front], color="tab:orange", edgecolors="black",
                         linewidths=0.8, zorder=3)
-            for p, x, y in zip(front, xs, ys):
-                top.annotate(_label(p["params"]), (x, y), textcoords="offset points", xytext=(6, -11),
-                             fontsize=7.5, color="0.15")
+            key = []
+            for k, (p, x, yy) in enumerate(zip(front, xs, ys), 1):  # numbered, named in the key
+                top.annotate(str(k), (x, yy), textcoords="offset points", xytext=(0, 9), ha="center",
+                             fontsize=8, fontweight="bold", color="0.1", zorder=5)
+                key.append(f"{k:>2}  {100 * p['accuracy']:5.1f} %  {p['instructions']:>9,.0f}  {_label(p['params'])}")
+            top.text(0.99, 0.02, "Pareto front: accuracy, instructions, point\n" + "\n".join(key),
+                     transform=top.transAxes, ha="right", va="bottom", multialignment="left", fontsize=7,
+                     family="monospace",
+                     bbox=dict(boxstyle="round", facecolor="white", alpha=0.9, edgecolor="0.7"), zorder=6)
         for c in lim["constraints"]:  # limits on the plotted axes
             metric, op, bound = c.split()
             if metric == "instructions":
@@ -151,7 +171,7 @@ def draw(data: dict[str, Any], path: Path) -> None:
                     ax.axvline(float(bound), color="tab:red", ls="--", lw=1)
             elif metric == "accuracy":
                 top.axhline(100 * float(bound), color="tab:red", ls="--", lw=1)
-        top.set_ylabel("accuracy on the test set (%)")
+        top.set_ylabel("accuracy on the test set (%)" + ("" if floor is None else " (▼: below the axis)"))
         n_bad = len([p for p in b["points"] if not p["deployable"]])
         top.set_title(f"{board}: {len(front)} on the front, {len(ok) + len(front)} deployable, "
                       f"{n_bad} not", fontsize=11)
