@@ -220,3 +220,33 @@ def test_fuzz_on_ray_counts_models_and_a_restart_skips_finished_batches(tmp_path
     r = _bitgen("sweep", "--fuzz", "4", "--batch", "2", "--kernels", "generic", "-o", str(out), cwd=tmp_path)
     assert r.returncode == 0 and "2 batches already in" in r.stdout, r.stdout + r.stderr
     assert json.loads((out / "fuzz.json").read_text())["models"] == 4
+
+
+def test_random_search_draws_distinct_points_the_same_way_each_time(tmp_path):
+    _space(tmp_path, SPACE.replace('arch = ["mlp:4", "mlp:0"]', 'arch = ["mlp:4", "mlp:8"]\n'
+                                   'lr = { min = 0.001, max = 0.1, log = true }\n'
+                                   'batch_size = { min = 8, max = 64, step = 8 }')
+                     + '[search]\nmethod = "random"\nsamples = 5\nseed = 1\n')
+    space = Space.load(tmp_path / "space.toml")
+    a, b = space.random(), space.random()
+    assert [p.id for p in a] == [p.id for p in b] and len({p.id for p in a}) == 5
+    for p in a:
+        assert p.params["arch"] in ("mlp:4", "mlp:8") and 0.001 <= p.params["lr"] <= 0.1
+        assert isinstance(p.params["batch_size"], int) and p.params["batch_size"] % 8 == 0
+        assert p.train["lr"] == p.params["lr"]
+
+
+@needs_rv
+def test_the_pareto_search_runs_on_ray_and_resumes_its_study(tmp_path):
+    space = _space(tmp_path, SPACE.replace('arch = ["mlp:4", "mlp:0"]', 'arch = ["mlp:4", "mlp:6"]\n'
+                                           'lr = { min = 0.001, max = 0.1, log = true }')
+                   + '[search]\nmethod = "pareto"\nsamples = 2\n')
+    out = tmp_path / "out"
+    r = _bitgen("sweep", str(space), "-o", str(out), "--workers", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = _rows(out)
+    assert 1 <= len(rows) <= 2 and all(row["status"] == "ok" for row in rows)  # a point proposed twice runs once
+    assert (out / "optuna.journal").is_file() and (out / "front.png").is_file()
+    r = _bitgen("sweep", str(space), "-o", str(out), cwd=tmp_path)
+    assert r.returncode == 0 and "2 trials, 2 already in" in r.stdout, r.stdout + r.stderr
+    assert len(_rows(out)) == len(rows)

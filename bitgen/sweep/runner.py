@@ -25,6 +25,7 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
+from ..errors import BitgenError  # noqa: E402
 from . import point  # noqa: E402
 from .front import measurements  # noqa: E402
 from .results import Results  # noqa: E402
@@ -52,7 +53,11 @@ class Ray:
             # files that results.jsonl replaces) would bury the sweep's own lines
             common = dict(log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
             if self.address:
-                ray.init(address=self.address, **common)
+                try:
+                    ray.init(address=self.address, **common)
+                except (ConnectionError, RuntimeError, ValueError) as e:
+                    raise BitgenError(f"--address {self.address}: cannot join the Ray cluster "
+                                      f"({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
             else:
                 ray.init(num_cpus=self.requested or os.cpu_count() or 1, include_dashboard=False, **common)
             self._started = True
