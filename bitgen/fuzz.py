@@ -10,7 +10,7 @@ generator seeded by a drawn integer (drawing thousands of weights one by one wou
 
 ``tests/test_property.py`` runs the property under pytest; :func:`run_batch` runs a batch of
 seeded examples without pytest and keeps every mismatch with its model and inputs, which is how
-``bitgen sweep --fuzz N`` spreads the property over many machines (:mod:`bitgen.sweep.fuzz`).
+``bitgen sweep --fuzz N`` spreads the property over many machines (:mod:`bitgen.sweep.fuzzing`).
 """
 from __future__ import annotations
 
