@@ -129,6 +129,23 @@ def test_dry_run_lists_the_points_and_what_the_folder_holds(tmp_path, capsys):
         ("mlp:4", "2bitsym"), ("mlp:4", "ternary"), ("mlp:8", "2bitsym"), ("mlp:8", "ternary")}
 
 
+SPACES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("sweep-*.toml"))
+
+
+@pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
+def test_every_example_space_loads(path):
+    space = Space.load(path)
+    points = space.grid() if space.method == "grid" else space.random()
+    assert len({p.id for p in points}) == len(points) >= 2
+    assert space.train["dataset"] and all(b.name.endswith("-sim") for b in space.boards)
+
+
+def test_the_usps_example_is_the_issues_space():
+    space = Space.load(Path(__file__).resolve().parents[1] / "examples" / "sweep-usps-mlp.toml")
+    assert len(space.grid()) >= 24 and set(space.sweep) == {"arch", "weights", "norm"}
+    assert [b.name for b in space.boards] == ["ch32v003-sim", "max78000-sim"]
+
+
 def test_point_ids_hash_what_decides_a_result(tmp_path):
     space = Space.load(_space(tmp_path))
     a, b = space.grid()
