@@ -24,6 +24,8 @@ COMMANDS = {
     "bench": ("bitgen.commands.bench_cmd", "instructions per inference and per layer, sizes, kernels"),
     "datasets": ("bitgen.commands.datasets_cmd", "make a synthetic dataset file (a static-camera video stream)"),
     "monitor": ("bitgen.commands.monitor_cmd", "run a model on a board frame by frame, live in the browser"),
+    "sweep": ("bitgen.commands.sweep_cmd",
+              "train, check, build and bench a design space on Ray; the Pareto front (or --fuzz N random models)"),
     "tune-thresholds": ("bitgen.commands.tune_thresholds_cmd",
                         "choose change thresholds of a model's convolutions on a stream, within a tolerance"),
     "scamp5-kernel": ("bitgen.commands.scamp5_kernel_cmd", "compile convolution kernels to SCAMP-5 analog macros"),

@@ -510,6 +510,11 @@ COMMANDS = {
     "tune-thresholds": (["tune-thresholds", "MODEL", "--stream", "DIR/d.npz", "--tolerance", "0.01", "-o", "DIR/t.pt"],
                         {"--tolerance": BAD_FLOATS + ["1", "2"], "--stream": ["/nonexistent", "DIR", "/dev/null"],
                          "-o": ["DIR", "/dev/null", ""], "--json": ["DIR", "/dev/null/x"]}),
+    # --dry-run: a valid vector lists the points and starts no Ray
+    "sweep": (["sweep", "DIR/space.toml", "-o", "DIR/sweep", "--dry-run"],
+              {"--workers": BAD_INTS, "--fuzz": BAD_INTS, "--batch": BAD_INTS, "--seed": ["x", "-1"],
+               "--kernels": ["nosuch"], "--target": ["nosuch"], "-o": ["DIR/d.npz", "/dev/null", "", "-"],
+               "--json": ["DIR", "/dev/null/x"], "--data": ["/nonexistent", ""]}),
 }
 GENERIC_BAD = [["--no-such-option"], [], ["--json"], ["-o"]]
 
@@ -524,6 +529,8 @@ def test_argument_vectors(data, case_dir):
     rng = np.random.default_rng(0)
     np.savez(d / "d.npz", x=rng.normal(size=(8, 16)), y=rng.integers(0, 4, 8))
     (d / "bad.json").write_text('{"epochs": "many", "layers": 5}')
+    (d / "space.toml").write_text('[train]\ndataset = "npz"\ndata = "d.npz"\n[sweep]\narch = ["mlp:4", "mlp:8"]\n'
+                                  '[boards.ch32v003-sim]\n')
     command = data.draw(st.sampled_from(sorted(COMMANDS)), label="command")
     base, options = COMMANDS[command]
     argv = [a.replace("MODEL", str(d / "model.pt")).replace("DIR", str(d)) for a in base]

@@ -10,14 +10,13 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import pytest
 
-from bitgen import check, golden
-from bitgen.backends.c import emit, host, kernels
+from bitgen import fuzz
+from bitgen.backends.c import host, kernels
 
 from random_models import graphs, models
 
@@ -35,37 +34,14 @@ PROPERTY = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=
 
 
 def _compare_all_layers(model, c_dir: Path, target: str, build):
-    em = emit.emit(model, c_dir, name="prop", kernels=target)
-    for kernel in sorted({lay["kernel"].split("/")[0] for lay in em.report["layers"]}):
-        event(f"kernel {kernel}")  # which kernels the examples ran: --hypothesis-show-statistics
-    hm = build(em, c_dir / "build")
-    try:
-        x = np.concatenate([
-            check.random_inputs(model.input.shape, 48, seed=len(model.layers)),
-            check.extreme_inputs(model.input.shape),
-        ])
-        if not model.states:
-            _same(model, golden.run(model, x, all_layers=True), *hm.run(x, trace=True))
-            return
-        # with state: the 53 inputs as one sequence, and each extreme input held for 4 frames
-        for seq in (x[None], np.repeat(check.extreme_inputs(model.input.shape)[:, None], 4, axis=1)):
-            frames = seq.shape[0] * seq.shape[1]
-            want = [w.reshape((frames,) + w.shape[2:]) for w in golden.run_sequence(model, seq, all_layers=True)]
-            y, pred, got = hm.run_sequence(seq, trace=True)
-            _same(model, want, y.reshape(frames, -1), pred.reshape(-1),
-                  [None if g is None else g.reshape((frames,) + g.shape[2:]) for g in got])
-    finally:
-        hm.close()
+    """bitgen.fuzz's property (also what `bitgen sweep --fuzz` runs): every layer's output, the
+    model output and the argmax equal golden, frame by frame."""
+    def kernels_reached(em):  # which kernels the examples ran: --hypothesis-show-statistics
+        for kernel in sorted({lay["kernel"].split("/")[0] for lay in em.report["layers"]}):
+            event(f"kernel {kernel}")
 
-
-def _same(model, want, y, pred, got):
-    """Every layer's output, the model output and the argmax, frame by frame."""
-    for i, (w, g) in enumerate(zip(want, got)):
-        if g is not None:  # None: fused into an earlier kernel, never in memory
-            assert np.array_equal(w.reshape(g.shape), g), f"layer {i} ({model.layers[i].kind}) differs"
-    assert got[-1] is not None
-    assert np.array_equal(y.reshape(want[-1].shape), want[-1])
-    assert np.array_equal(pred, golden.argmax(want[-1]))
+    diff = fuzz.first_difference(model, c_dir, target, build, on_emit=kernels_reached)
+    assert diff is None, diff["what"]
 
 
 MODELS = {"sequential": models(), "graph": graphs()}

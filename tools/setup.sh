@@ -24,5 +24,6 @@ PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 # The CPU build of PyTorch first: a bare `torch` requirement would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[test]"
+# [sweep]: Ray Tune, Optuna and matplotlib for `bitgen sweep` (its tests run in make test)
+.venv/bin/python -m pip install -q -e ".[test,sweep]"
 echo "setup: done (.venv)"

@@ -120,13 +120,17 @@ _LAYER_KEYS = ("weights", "norm", "weight_scale", "per_channel", "bias", "multip
                "statistic", "rms_factor", "first_weights", "last_weights")
 
 
+def config_keys() -> frozenset[str]:
+    """Every key a --config file may hold (bitgen sweep checks its spaces against them too)."""
+    return frozenset(_RECIPE_KEYS + _LAYER_KEYS) | {f.name for f in fields(ConfigFile)}
+
+
 def options(args: argparse.Namespace) -> dict[str, Any]:
     """Merge defaults, the config file and the command line (the command line wins)."""
     conf = _read_config(args.config) if args.config else {}
     # keys starting with "_" are comments (JSON has no other kind)
     conf = {k.replace("-", "_"): v for k, v in conf.items() if not k.startswith("_")}
-    known = set(_RECIPE_KEYS) | set(_LAYER_KEYS) | {f.name for f in fields(ConfigFile)}
-    unknown = sorted(set(conf) - known)
+    unknown = sorted(set(conf) - config_keys())
     if unknown:
         raise TrainError(f"{args.config}: unknown option(s) {', '.join(unknown)}")
     try:  # each value's type, against the dataclasses that declare them
