@@ -7,6 +7,7 @@ on a mismatch the layer-by-layer traces name the first layer whose output differ
 """
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backends, golden, ir
+from . import backends, console, golden, ir, reports
 from .backends.base import Artifact, Executor, Options
 
 
@@ -57,7 +58,7 @@ class CheckResult:
         return next((s.first_mismatch for s in self.sets if s.first_mismatch), None)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        return reports.header("check") | {
             "model_hash": self.model_hash,
             "compared": self.compared,
             "mismatches": self.mismatches,
@@ -79,7 +80,8 @@ class CheckResult:
 
 
 def extreme_inputs(shape: tuple[int, ...]) -> np.ndarray:
-    n = int(np.prod(shape))
+    """All -128, all 127, all 0, and -128/127 alternating both ways."""
+    n = math.prod(shape)
     alt = np.where(np.arange(n) % 2 == 0, -128, 127)
     rows = [np.full(n, -128), np.full(n, 127), np.zeros(n), alt, -alt - 1]
     return np.stack(rows).astype(np.int8).reshape((len(rows),) + tuple(shape))
@@ -101,40 +103,57 @@ def random_inputs(shape: tuple[int, ...], count: int, seed: int = 0) -> np.ndarr
     return rng.integers(-128, 128, size=(count,) + tuple(shape), dtype=np.int64).astype(np.int8)
 
 
+CHUNK_BYTES = 64 << 20  # inputs, outputs and traces of one chunk of a comparison
+
+
+def _chunk(model: ir.Model, frames: int = 1) -> int:
+    """Inputs (or sequences of `frames`) compared at a time: memory stays bounded, progress shows."""
+    per = frames * (model.input.size + 8 * max(t.size for t in model.validate()))
+    return max(1, min(4096, CHUNK_BYTES // per))
+
+
 def compare(
-    model: ir.Model, hm: Executor, inputs: InputSet
+    model: ir.Model, hm: Executor, inputs: InputSet, progress: Any = None
 ) -> tuple[SetResult, np.ndarray, np.ndarray]:
-    """Run golden and an executor on one input set; returns the result, golden's and the
-    executor's argmax. Sequences are compared frame by frame (each frame counts once)."""
-    if inputs.sequence:
-        return _compare_sequences(model, hm, inputs)
-    expected = golden.run(model, inputs.x)
-    got, pred, _ = hm.run(inputs.x)
+    """Run golden and an executor on one input set, a chunk at a time; returns the result,
+    golden's and the executor's argmax. Sequences are compared frame by frame (each frame
+    counts once). ``progress.update(n)`` is told of every n inputs (or frames) compared."""
+    seq = inputs.sequence
     n = inputs.x.shape[0]
-    exp2 = expected.reshape(n, -1)
-    diff = exp2 != got.reshape(n, -1)
-    bad = np.flatnonzero(diff.any(axis=1) | (pred != golden.argmax(expected)))
+    frames = inputs.x.shape[1] if seq else 1
+    chunk = _chunk(model, frames)
+    bad: list[np.ndarray] = []
+    want_pred, got_pred = [], []
+    mismatched_values = 0
+    for start in range(0, n, chunk):
+        x = inputs.x[start : start + chunk]
+        if seq:
+            expected = golden.run_sequence(model, x).reshape(len(x) * frames, -1)
+            got, pred, _ = hm.run_sequence(x)
+        else:
+            expected = golden.run(model, x).reshape(len(x), -1)
+            got, pred, _ = hm.run(x)
+        pred, want = np.asarray(pred).reshape(-1), golden.argmax(expected)
+        diff = expected != got.reshape(expected.shape)
+        bad.append(np.flatnonzero(diff.any(axis=1) | (pred != want)) + start * frames)
+        mismatched_values += int(diff.sum())
+        want_pred.append(want)
+        got_pred.append(pred)
+        if progress is not None:
+            progress.update(len(x) * frames)
+    bad_a = np.concatenate(bad) if bad else np.zeros(0, np.int64)
     first = None
-    if bad.size:
-        first = locate(model, hm, inputs.x[bad[0] : bad[0] + 1])
-        first.update({"set": inputs.name, "input_index": int(bad[0])})
-    res = SetResult(inputs.name, n, int(bad.size), int(diff.sum()), first)
-    return res, golden.argmax(expected), pred
-
-
-def _compare_sequences(model: ir.Model, hm: Executor, inputs: InputSet) -> tuple[SetResult, np.ndarray, np.ndarray]:
-    n, frames = inputs.x.shape[:2]
-    expected = golden.run_sequence(model, inputs.x).reshape(n * frames, -1)
-    got, pred, _ = hm.run_sequence(inputs.x)
-    pred, want_pred = pred.reshape(-1), golden.argmax(expected)
-    diff = expected != got.reshape(n * frames, -1)
-    bad = np.flatnonzero(diff.any(axis=1) | (pred != want_pred))
-    first = None
-    if bad.size:
-        seq, frame = divmod(int(bad[0]), frames)
-        first = locate(model, hm, inputs.x[seq : seq + 1], frame=frame)
-        first.update({"set": inputs.name, "input_index": seq, "frame": frame})
-    return SetResult(inputs.name, n * frames, int(bad.size), int(diff.sum()), first), want_pred, pred
+    if bad_a.size:
+        if seq:
+            s, frame = divmod(int(bad_a[0]), frames)
+            first = locate(model, hm, inputs.x[s : s + 1], frame=frame)
+            first.update({"set": inputs.name, "input_index": s, "frame": frame})
+        else:
+            first = locate(model, hm, inputs.x[bad_a[0] : bad_a[0] + 1])
+            first.update({"set": inputs.name, "input_index": int(bad_a[0])})
+    join = lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64)  # noqa: E731
+    res = SetResult(inputs.name, n * frames, int(bad_a.size), mismatched_values, first)
+    return res, join(want_pred), join(got_pred)
 
 
 def locate(model: ir.Model, hm: Executor, x: np.ndarray, frame: int | None = None) -> dict[str, Any]:
@@ -187,10 +206,12 @@ def run_check(
         em = be.emit(model, out / "c", options)
         static = be.static_check(em)
         hm = be.executor(em, out / "build")
+        total = sum(s.x.shape[0] * (s.x.shape[1] if s.sequence else 1) for s in sets)
+        bar = console.progress(total=total, desc="comparing with golden", unit="input")
         try:
             results, accuracy, agreement = [], {"torch": None, "golden": None, "c": None}, {}
             for s in sets:
-                res, gold_pred, c_pred = compare(model, hm, s)
+                res, gold_pred, c_pred = compare(model, hm, s, bar)
                 results.append(res)
                 if s.sequence:  # a clip is classified by its last frame
                     gold_pred, c_pred = (p.reshape(s.x.shape[:2])[:, -1] for p in (gold_pred, c_pred))
@@ -202,6 +223,7 @@ def run_check(
                         accuracy["torch"] = float(np.mean(t_pred == s.y))
                         agreement["torch_vs_golden"] = float(np.mean(t_pred == gold_pred))
         finally:
+            bar.close()
             hm.close()
         return CheckResult(model.digest(), results, accuracy, em.report, static, agreement)
 

@@ -1,13 +1,14 @@
 """The `bitgen` command. Each subcommand lives in its own module that provides
 ``add_arguments(parser)`` and ``run(args) -> int``; this file only wires them up and turns
-:class:`~bitgen.errors.BitgenError` into one line on stderr and a non-zero exit."""
+:class:`~bitgen.errors.BitgenError`, and any error in the arguments themselves, into one line on
+stderr and exit status 2. Notes (:mod:`bitgen.console`) follow a command that finished."""
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
 
-from . import __version__
+from . import __version__, console
 from .errors import BitgenError
 
 # subcommand -> (module, one-line help)
@@ -25,12 +26,21 @@ COMMANDS = {
     "monitor": ("bitgen.commands.monitor_cmd", "run a model on a board frame by frame, live in the browser"),
     "tune-thresholds": ("bitgen.commands.tune_thresholds_cmd",
                         "choose change thresholds of a model's convolutions on a stream, within a tolerance"),
+    "scamp5-kernel": ("bitgen.commands.scamp5_kernel_cmd", "compile convolution kernels to SCAMP-5 analog macros"),
 }
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (``bitgen emit: error: ...``), like every other
+    refusal, instead of the usage text and the error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
 def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     """Only the chosen subcommand's module is imported (fast start; torch only when needed)."""
-    parser = argparse.ArgumentParser(prog="bitgen", description="bitgen: tiny quantized networks to bit-exact integer C")
+    parser = Parser(prog="bitgen", description="bitgen: tiny quantized networks to bit-exact integer C")
     parser.add_argument("--version", action="version", version=f"bitgen {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
@@ -38,6 +48,7 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
         if name == chosen:
             mod = importlib.import_module(module)
             mod.add_arguments(p)
+            p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or notes")
             p.set_defaults(_run=mod.run)
     return parser
 
@@ -46,9 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     chosen = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(chosen if chosen in COMMANDS else None)
-    args = parser.parse_args(argv)
     try:
-        return int(args._run(args) or 0)
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a bad argument (one line already said why)
+        return e.code if isinstance(e.code, int) else 2
+    console.set_quiet(args.quiet)
+    console.take_notes()  # none left from an earlier call in this process
+    try:
+        rc = int(args._run(args) or 0)
+        for text in console.take_notes():
+            print(f"bitgen {args.command}: note: {text}", file=sys.stderr)
+        return rc
     except BitgenError as e:
         msg = " ".join(str(e).split())  # one line, whatever the message held
         print(f"bitgen {args.command}: error: {msg}", file=sys.stderr)

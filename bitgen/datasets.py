@@ -12,6 +12,7 @@ spec of scale 1), ``y`` integer class indices, ``labels`` the class names and ``
 | mnist     | folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] | (1, 28, 28) | 0..1 (pixel/255), scale 1/127 |
 | mnist16   | as mnist                                   | (1, 16, 16) | int8, BitNetMCU's "MNIST-16" preprocessing (below) |
 | usps-clips | as usps                                  | (1, 16, 16) per frame, 16 frames | as usps: each digit moving through the frame (below) |
+| clips     | none (synthetic), or a folder of real frames ``ROOT/<class>/<video>/*.jpg`` | (1, 64, 64) per frame, 16 frames | hand-gesture clips for PixelRNN-shaped models (:mod:`bitgen.clips`); synthetic: -1..1, scale 1/127; real: ImageNet-normalized grey, scale 2.4/127 |
 | npz       | a .npz with ``x``, ``y`` (and optionally ``labels``), or ``x_train``/``y_train``/``x_test``/``y_test`` | x.shape[1:]; (N, H, W) becomes (1, H, W); a 5-D x (N, T, C, H, W) holds clips | int8: already quantized (scale 1); float: scale max|x|/127 |
 
 MNIST-16: bilinear resize of the uint8 image to 16x16 exactly as Pillow's
@@ -29,6 +30,9 @@ so every machine builds the same clips.
 from __future__ import annotations
 
 import gzip
+import math
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +41,13 @@ import numpy as np
 from . import ir
 from .errors import BitgenError
 
-NAMES = ("digits", "usps", "usps-clips", "mnist", "mnist16", "npz")
+NAMES = ("digits", "usps", "usps-clips", "clips", "mnist", "mnist16", "npz")
+NO_PATH = ("digits", "clips")  # datasets that need no --data
 SPLITS = ("train", "test")
+# What a loader reads is checked against these before it is allocated (a file's header or a
+# compressed stream can declare anything).
+MAX_FILE_BYTES = 512 << 20  # one file, or one array of an .npz, after decompression
+MAX_CLASSES = 1 << 16  # class indices 0..MAX_CLASSES - 1
 
 
 class DatasetError(BitgenError):
@@ -84,7 +93,7 @@ class Dataset:
 def check_fits(ds: Dataset, spec: ir.InputSpec) -> None:
     """Raise :class:`DatasetError` unless ``ds`` samples have ``spec``'s number of values."""
     shape = tuple(ds.x.shape[2:] if ds.frames else ds.x.shape[1:])  # of one frame, for clips
-    per = int(np.prod(shape))
+    per = math.prod(shape)
     if per != spec.size:
         raise DatasetError(
             f"dataset '{ds.name}' has {'frames' if ds.frames else 'samples'} of shape {shape} ({per} values), "
@@ -95,13 +104,16 @@ def load(name: str, data: str | Path | None = None, split: str = "train") -> Dat
     """Load dataset ``name`` (see the module docstring); raises :class:`DatasetError`."""
     if split not in SPLITS:
         raise DatasetError(f"unknown split '{split}' (known: {', '.join(SPLITS)})")
-    loaders = {"digits": _digits, "usps": _usps, "usps-clips": _usps_clips, "mnist": _mnist, "mnist16": _mnist16,
-               "npz": _npz}
+    loaders = {"digits": _digits, "usps": _usps, "usps-clips": _usps_clips, "clips": _clips, "mnist": _mnist,
+               "mnist16": _mnist16, "npz": _npz}
     if name not in loaders:
         raise DatasetError(f"unknown dataset '{name}' (known: {', '.join(NAMES)})")
-    if name != "digits" and data is None:
+    if name not in NO_PATH and data is None:
         raise DatasetError(f"dataset '{name}' needs a path (--data)")
-    return loaders[name](None if data is None else Path(data), split)
+    ds = loaders[name](None if data is None else Path(data), split)
+    if len(ds) == 0:
+        raise DatasetError(f"{data}: the {split} split of dataset '{name}' holds no samples")
+    return ds
 
 
 # ------------------------------------------------------------------------------- digits
@@ -124,11 +136,23 @@ def _digits(_data: Path | None, split: str) -> Dataset:
 
 # --------------------------------------------------------------------------------- usps
 def _read_maybe_gz(path: Path) -> bytes:
+    """The bytes of a file, decompressed if it is gzip, at most MAX_FILE_BYTES of them."""
     try:
-        raw = path.read_bytes()
-        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise DatasetError(f"{path}: cannot read ({e})") from None
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise DatasetError(f"{path}: larger than {MAX_FILE_BYTES >> 20} MiB")
+        with open(path, "rb") as f:
+            gz = f.read(2) == b"\x1f\x8b"
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise DatasetError(f"{path}: cannot read ({_one_line(e)})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise DatasetError(f"{path}: decompresses to more than {MAX_FILE_BYTES >> 20} MiB")
+    return raw
+
+
+def _one_line(e: BaseException) -> str:
+    return (str(e).strip() or type(e).__name__).splitlines()[0][:200]
 
 
 def _find(folder: Path, stems: list[str], what: str) -> Path:
@@ -190,6 +214,21 @@ def moving_clips(images: np.ndarray, frames: int, rng: np.random.Generator, back
     return np.clip(clips, -1.0, 1.0)
 
 
+def _clips(data: Path | None, split: str) -> Dataset:
+    from . import clips
+
+    if data is None:
+        x, y = clips.synthetic(split)
+        return Dataset("clips", split, x, y, list(clips.LABELS), ir.InputSpec((1, clips.SIZE, clips.SIZE), scale=1.0 / 127.0))
+    if not data.is_dir():
+        raise DatasetError(f"{data}: not a folder of <class>/<video>/ frames")
+    try:
+        x, y, labels = clips.frame_folder(data, split)
+    except (ValueError, OSError) as e:
+        raise DatasetError(f"{data}: {e}") from None
+    return Dataset("clips", split, x, y, labels, ir.InputSpec((1, clips.SIZE, clips.SIZE), scale=2.4 / 127.0))
+
+
 # -------------------------------------------------------------------------------- mnist
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (optionally gzip-compressed) of unsigned bytes -> uint8 array."""
@@ -199,7 +238,7 @@ def read_idx(path: Path) -> np.ndarray:
     nd = raw[3]
     head = 4 + 4 * nd
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(nd)]
-    if len(raw) != head + int(np.prod(dims)):
+    if len(raw) < head or len(raw) != head + math.prod(dims):  # exact: no int64 wrap-around
         raise DatasetError(f"{path}: IDX size {len(raw)} does not match its dimensions {dims}")
     return np.frombuffer(raw, dtype=np.uint8, offset=head).reshape(dims)
 
@@ -209,8 +248,10 @@ def _mnist_raw(data: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     imgs = _find(data, [f"{prefix}-images-idx3-ubyte", f"{prefix}-images.idx3-ubyte"], f"MNIST {split} images")
     labs = _find(data, [f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels.idx1-ubyte"], f"MNIST {split} labels")
     x, y = read_idx(imgs), read_idx(labs)
-    if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+    if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0] or min(x.shape[1:], default=0) < 1:
         raise DatasetError(f"{data}: MNIST images {x.shape} and labels {y.shape} do not match")
+    if y.size and y.max() > 9:
+        raise DatasetError(f"{labs}: labels must be digits 0..9, found {int(y.max())}")
     return x, y.astype(np.int64)
 
 
@@ -287,37 +328,70 @@ def mnist16(images: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- npz
+def npz_arrays(path: Path, names: list[str]) -> dict[str, np.ndarray]:
+    """The named arrays of an .npz that has them; each array's header (shape, dtype) is checked
+    against the bytes the archive holds for it before the array is read."""
+    out = {}
+    with zipfile.ZipFile(path) as z:
+        members = {n[:-4]: n for n in z.namelist() if n.endswith(".npy")}
+        for name in names:
+            if name not in members:
+                continue
+            info = z.getinfo(members[name])
+            with z.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read_header = np.lib.format.read_array_header_2_0 if version >= (2, 0) else np.lib.format.read_array_header_1_0
+                shape, _, dtype = read_header(f)
+            if dtype.hasobject:
+                raise DatasetError(f"{path}: array '{name}' holds Python objects (not read: that could run code)")
+            nbytes = math.prod(shape) * dtype.itemsize
+            if nbytes > min(info.file_size, MAX_FILE_BYTES):
+                raise DatasetError(f"{path}: array '{name}' declares shape {shape} ({nbytes} bytes), more than "
+                                   f"the file holds or {MAX_FILE_BYTES >> 20} MiB")
+            with z.open(info) as f:
+                out[name] = np.lib.format.read_array(f, allow_pickle=False)
+    return out
+
+
 def _npz(data: Path, split: str) -> Dataset:
     if not data.is_file():
         raise DatasetError(f"{data}: no such file")
     try:
-        with np.load(data, allow_pickle=False) as f:
-            keys = set(f.files)
-            distinct = {f"x_{split}", f"y_{split}"} <= keys
-            if distinct:
-                x, y = f[f"x_{split}"], f[f"y_{split}"]
-            elif {"x", "y"} <= keys:
-                x, y = f["x"], f["y"]
-            else:
-                raise DatasetError(f"{data}: needs arrays 'x' and 'y' (or 'x_{split}' and 'y_{split}'), "
-                                   f"found {', '.join(sorted(keys)) or 'none'}")
-            labels = [str(s) for s in f["labels"]] if "labels" in keys else None
+        with zipfile.ZipFile(data) as z:
+            keys = {n[:-4] for n in z.namelist() if n.endswith(".npy")}
+        distinct = {f"x_{split}", f"y_{split}"} <= keys
+        if distinct:
+            xk, yk = f"x_{split}", f"y_{split}"
+        elif {"x", "y"} <= keys:
+            xk, yk = "x", "y"
+        else:
+            raise DatasetError(f"{data}: needs arrays 'x' and 'y' (or 'x_{split}' and 'y_{split}'), "
+                               f"found {', '.join(sorted(keys)) or 'none'}")
+        arrays = npz_arrays(data, [xk, yk, "labels"])
     except DatasetError:
         raise
-    except (OSError, ValueError, EOFError) as e:
-        raise DatasetError(f"{data}: not a readable .npz file ({e})") from None
-    if x.ndim < 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
-        raise DatasetError(f"{data}: x {x.shape} and y {y.shape} do not match (x: (N, ...), y: (N,))")
-    if y.dtype.kind not in "iu" or (y.size and y.min() < 0):
-        raise DatasetError(f"{data}: y must hold class indices 0..K-1")
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
+        raise DatasetError(f"{data}: not a readable .npz file ({_one_line(e)})") from None
+    x, y, labels_a = arrays[xk], arrays[yk], arrays.get("labels")
+    if x.ndim < 2 or x.ndim > 5 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+        raise DatasetError(f"{data}: x {x.shape} and y {y.shape} do not match (x: (N, ...) of 1 to 4 more "
+                           "dimensions, y: (N,))")
+    if y.dtype.kind not in "iu" or (y.size and (y.min() < 0 or y.max() >= MAX_CLASSES)):
+        raise DatasetError(f"{data}: y must hold class indices 0..K-1 (K at most {MAX_CLASSES})")
     if x.ndim == 3:
         x = x[:, None]  # (N, H, W): one channel
     n_classes = int(y.max()) + 1 if y.size else 0
-    if labels is None:
+    if labels_a is None:
         labels = [str(i) for i in range(n_classes)]
-    elif len(labels) < n_classes:
-        raise DatasetError(f"{data}: {len(labels)} labels but class index {n_classes - 1} occurs")
+    else:
+        if labels_a.ndim != 1 or len(labels_a) > MAX_CLASSES or labels_a.dtype.kind not in "iufUS":
+            raise DatasetError(f"{data}: 'labels' must be a list of at most {MAX_CLASSES} class names")
+        labels = [str(s) for s in labels_a]
+        if len(labels) < n_classes:
+            raise DatasetError(f"{data}: {len(labels)} labels but class index {n_classes - 1} occurs")
     shape = tuple(x.shape[2:] if x.ndim == 5 else x.shape[1:])  # (N, T, C, H, W): clips of frames
+    if min(shape, default=0) < 1:
+        raise DatasetError(f"{data}: samples of shape {shape} hold no values")
     if x.dtype == np.int8:
         spec = ir.InputSpec(shape, scale=1.0)
     elif x.dtype.kind in "iuf":

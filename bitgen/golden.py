@@ -25,14 +25,25 @@ def apply(layer: ir.Layer, x: np.ndarray) -> np.ndarray:
     return layer.golden(x)
 
 
+BATCH_BYTES = 256 << 20  # what one batch of the largest tensor may take, as int64 and float64 copies
+
+
+def batch_size(model: ir.Model, batch: int = 512) -> int:
+    """Samples per batch: at most ``batch``, fewer for a model with large tensors."""
+    types = model.validate()
+    largest = max([model.input.size] + [t.size for t in types])
+    return max(1, min(batch, BATCH_BYTES // (32 * largest)))
+
+
 def run(model: ir.Model, x: np.ndarray, *, all_layers: bool = False, batch: int = 512):
     """Run the model on int8 inputs ``x`` of shape ``(N, *input.shape)``.
 
     Returns the final output ``(N, ...)`` or, with ``all_layers=True``, a list holding every
     node's output in execution order. A model with states runs each sample as the first frame
-    of a sequence (see :func:`run_sequence`). Processes ``batch`` samples at a time to bound memory.
+    of a sequence (see :func:`run_sequence`). Processes ``batch`` samples at a time (fewer for
+    large tensors: :func:`batch_size`) to bound memory.
     """
-    model.validate()
+    batch = batch_size(model, batch)
     x = np.asarray(x)
     shape = (x.shape[0],) + model.input.shape
     if x.dtype != np.int8:
@@ -74,24 +85,28 @@ def run_sequence(model: ir.Model, x: np.ndarray, *, all_layers: bool = False):
     """Run the model over sequences of frames ``x`` (N, T, *input.shape), int8; every sequence
     starts from the states' initial values. Returns the output of every frame (N, T, ...) or,
     with ``all_layers=True``, every node's output per frame: a list of (N, T, ...) arrays."""
-    model.validate()
     x = np.asarray(x)
-    if x.ndim < 2:
-        raise ValueError("run_sequence expects (N, T, *input shape) frames")
+    if x.ndim < 2 or x.shape[1] < 1:
+        raise ValueError("run_sequence expects (N, T, *input shape) frames, T >= 1")
     if x.dtype != np.int8:
         if x.size and (x.min() < -128 or x.max() > 127):
             raise ValueError("golden.run_sequence expects int8 input values")
         x = x.astype(np.int8)
     n, frames = x.shape[:2]
     x = x.reshape((n, frames) + model.input.shape)
-    states = initial_states(model, n)
-    per_frame = []
-    for t in range(frames):
-        outs = _run_nodes(model, x[:, t], states)
-        by_name = {node.output: y for node, y in zip(model.nodes, outs)}
-        states = {st.name: by_name[st.source] for st in model.states}
-        per_frame.append(outs if all_layers else outs[-1:])
-    stacked = [np.stack([f[i] for f in per_frame], axis=1) for i in range(len(per_frame[0]))] if frames else []
+    batch = batch_size(model)  # validates the model
+    chunks = []
+    for start in range(0, max(n, 1), batch):  # sequences are independent: a batch at a time
+        xs = x[start : start + batch]
+        states = initial_states(model, len(xs))
+        per_frame = []
+        for t in range(frames):
+            outs = _run_nodes(model, xs[:, t], states)
+            by_name = {node.output: y for node, y in zip(model.nodes, outs)}
+            states = {st.name: by_name[st.source] for st in model.states}
+            per_frame.append(outs if all_layers else outs[-1:])
+        chunks.append([np.stack([f[i] for f in per_frame], axis=1) for i in range(len(per_frame[0]))])
+    stacked = [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
     return stacked if all_layers else stacked[0]
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import filetype, ir
+from . import filetype, ir, schema
 from .errors import BitgenError
 
 FORMAT = "bitgen-model"
@@ -134,26 +134,62 @@ def load(path: str | Path, *, trust_pickle: bool = False,
         if filetype.is_state_dict(obj):
             raise ModelFileError(filetype.state_dict_message(path))
         raise ModelFileError(f"{path}: not a bitgen model (no '{FORMAT}' format tag)")
-    if int(obj.get("version", 0)) > VERSION:
-        raise ModelFileError(f"{path}: model format version {obj.get('version')} is newer than this bitgen")
     try:
-        irm = ir.Model.from_dict(_to_numpy(obj["ir"]))
+        f = ModelFile(**schema.check_fields(obj, ModelFile)[0])
+    except schema.SchemaError as e:
+        raise ModelFileError(f"{path}: malformed bitgen model ({e})") from None
+    if f.version > VERSION:
+        raise ModelFileError(f"{path}: model format version {f.version} is newer than this bitgen")
+    try:
+        irm = ir.Model.from_dict(_to_numpy(f.ir))
         irm.validate()
-    except (KeyError, TypeError) as e:
-        raise ModelFileError(f"{path}: malformed bitgen model ({_first_line(e)})") from None
     except ir.IRError as e:
         raise ModelFileError(f"{path}: {e}") from None
-    torch_model = None
-    if obj.get("qat"):
-        from . import nn
-
-        try:
-            torch_model = nn.from_spec(obj["qat"]["arch"])
-            torch_model.load_state_dict(obj["qat"]["state"])
-            torch_model.eval()
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise ModelFileError(f"{path}: its PyTorch part does not load ({_first_line(e)})") from None
+    torch_model = _load_qat(f.qat, path) if f.qat else None
     return LoadedModel(ir=irm, torch_model=torch_model, path=path)
+
+
+@dataclass
+class ModelFile:
+    """What a model file holds (checked by :mod:`bitgen.schema` before anything is built)."""
+
+    format: str
+    ir: dict[str, Any]  # ir.IRFile
+    version: int = VERSION
+    qat: dict[str, Any] | None = None  # QATPart
+
+
+@dataclass
+class QATPart:
+    arch: dict[str, Any]  # bitgen.nn.to_spec()
+    state: dict[str, Any]  # the state_dict
+
+
+def _load_qat(qat: dict[str, Any], path: Path) -> Any:
+    """The PyTorch QAT module, rebuilt from its plain-data description and state_dict. It is
+    first built on PyTorch's meta device (no memory), so that a description declaring huge
+    layers is refused, not allocated: its parameters must be exactly the file's tensors."""
+    import torch
+
+    from . import nn
+
+    try:
+        part = QATPart(**schema.check_fields(qat, QATPart, "qat")[0])
+        with torch.device("meta"):
+            probe = nn.from_spec(part.arch)
+        want = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+        have = {k: tuple(v.shape) for k, v in part.state.items() if isinstance(v, torch.Tensor)}
+        if want != have or len(have) != len(part.state):
+            raise ValueError("its architecture and its weights disagree")
+        torch_model = nn.from_spec(part.arch)
+        torch_model.load_state_dict(part.state)
+        torch_model.eval()
+        return torch_model
+    # the description is data from the file, read by constructors that were not written to
+    # distrust it: any of these means the file's PyTorch part is malformed
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, OverflowError,
+            NotImplementedError) as e:
+        raise ModelFileError(f"{path}: its PyTorch part does not load ({_first_line(e)})") from None
 
 
 def _load_pickled(path: Path, input: ir.InputSpec | None) -> LoadedModel:

@@ -21,6 +21,8 @@ whose centre is in view, 0 ("empty") when there is none: a classification head f
 """
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,17 +58,21 @@ def load(path: str | Path) -> Stream:
     p = Path(path)
     if not p.is_file():
         raise StreamError(f"{p}: no such stream file")
-    try:
-        with np.load(p, allow_pickle=False) as f:
-            if "x" not in f.files:
-                raise StreamError(f"{p}: a stream file needs an array 'x' of frames (T, C, H, W)")
-            x = f["x"]
-            y = f["y"] if "y" in f.files else None
-            labels = [str(s) for s in f["labels"]] if "labels" in f.files else None
-    except StreamError:
-        raise
-    except (OSError, ValueError, EOFError) as e:
-        raise StreamError(f"{p}: not a readable .npz file ({e})") from None
+    from .datasets import DatasetError, npz_arrays
+
+    try:  # each array's declared size checked before it is read
+        arrays = npz_arrays(p, ["x", "y", "labels"])
+    except DatasetError as e:
+        raise StreamError(str(e)) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        why = (str(e).strip() or type(e).__name__).splitlines()[0][:200]
+        raise StreamError(f"{p}: not a readable .npz file ({why})") from None
+    if "x" not in arrays:
+        raise StreamError(f"{p}: a stream file needs an array 'x' of frames (T, C, H, W)")
+    x, y, labels_a = arrays["x"], arrays.get("y"), arrays.get("labels")
+    if labels_a is not None and labels_a.ndim != 1:
+        raise StreamError(f"{p}: 'labels' must be a list of class names")
+    labels = None if labels_a is None else [str(v) for v in labels_a]
     if x.ndim == 3:
         x = x[:, None]  # (T, H, W): one channel
     if x.ndim not in (2, 4) or x.shape[0] < 1:

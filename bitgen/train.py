@@ -195,6 +195,11 @@ class Recipe:
     # least 16x16 pixels (one pixel is too much of an 8x8 digit)
     augment: str = "auto"
     calibrate: bool = True  # recompute static norms over the training set at the end
+    # PixelRNN's noise-aware training (bitgen.nn.set_noise): Gaussian noise of this standard
+    # deviation (in ±1 products) before every threshold after a sum of products, and of
+    # noise_output on every recurrent cell's output; 0: none
+    noise: float = 0.0
+    noise_output: float = 1.0
     layer: LayerOptions = field(default_factory=LayerOptions)
 
     def check(self) -> None:
@@ -206,6 +211,8 @@ class Recipe:
             raise TrainError(f"unknown augmentation '{self.augment}' (known: auto, shift, none)")
         if not 0 <= self.float_warmup_epochs < self.epochs:
             raise TrainError("float warm-up must be shorter than the training")
+        if not (self.noise >= 0 and self.noise_output >= 0):
+            raise TrainError("noise and noise_output must be >= 0")
         self.layer.check()
 
     def to_dict(self) -> dict[str, Any]:
@@ -280,11 +287,14 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, recipe: Recipe, se
     each clip's last frame."""
     import time
 
-    from tqdm import tqdm
+    from . import console
 
     recipe.check()
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # also seeds the training noise (recipe.noise)
     gen = torch.Generator().manual_seed(seed)
+    if recipe.noise:
+        if not bnn.set_noise(model, recipe.noise, recipe.noise_output):
+            raise TrainError("--noise: the model has no threshold after a sum of products to add noise to")
     xt = torch.from_numpy(np.asarray(x, dtype=np.float32))
     yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
     n = xt.shape[0]
@@ -309,8 +319,7 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, recipe: Recipe, se
     model.train()
     first = True
     step = 0
-    bar = tqdm(range(recipe.epochs), desc="training", unit="epoch", disable=not progress,
-               dynamic_ncols=True, leave=True)
+    bar = console.progress(range(recipe.epochs), desc="training", unit="epoch", enabled=progress)
     for epoch in bar:
         bnn.set_quantization(model, epoch >= recipe.float_warmup_epochs)
         order = torch.randperm(n, generator=gen)

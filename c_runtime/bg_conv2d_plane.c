@@ -15,17 +15,89 @@
  */
 #include "bg_runtime.h"
 #include "bg_conv2d_plane.h"
+#include "bg_dsp.h"
 
-int32_t bg_offset_s8(const int8_t *x, int32_t *y, uint32_t n)
+int32_t bg_min_s8(const int8_t *x, uint32_t n)
 {
     int32_t z = 127;
     uint32_t i;
     for (i = 0; i < n; i++)
         if (x[i] < z)
             z = x[i];
-    for (i = 0; i < n; i++)
-        y[i] = x[i] - z;
     return z;
+}
+
+void bg_stage_s8_s8(const int8_t *x, int8_t *y, uint32_t h, uint32_t w, uint32_t ys)
+{
+    uint32_t r, i;
+    if (ys == w) /* no padding: the rows are one */
+        w *= h, ys = w, h = 1;
+    if ((((uintptr_t)x | (uintptr_t)y | w | ys) & 3u) == 0) { /* rows of whole words */
+        for (r = 0; r < h; r++, x += w, y += ys)
+            for (i = 0; i < w; i += 4)
+                *(bg_word_alias *)(void *)(y + i) = *(const bg_word_alias *)(const void *)(x + i);
+        return;
+    }
+    for (r = 0; r < h; r++, x += w, y += ys)
+        for (i = 0; i < w; i++)
+            y[i] = x[i];
+}
+
+void bg_stage_s8_s32(const int8_t *x, int32_t *y, uint32_t h, uint32_t w, uint32_t ys, int32_t z)
+{
+    uint32_t r, i;
+    if (ys == w) /* no padding: the rows are one */
+        w *= h, ys = w, h = 1;
+    for (r = 0; r < h; r++, x += w, y += ys)
+        for (i = 0; i < w; i++)
+            y[i] = x[i] - z;
+}
+
+void bg_stage_s32_s32(const int32_t *x, int32_t *y, uint32_t h, uint32_t w, uint32_t ys)
+{
+    uint32_t r, i;
+    if (ys == w) /* no padding: the rows are one */
+        w *= h, ys = w, h = 1;
+    for (r = 0; r < h; r++, x += w, y += ys)
+        for (i = 0; i < w; i++)
+            y[i] = x[i];
+}
+
+void bg_stage_s8_s16(const int8_t *x, int16_t *y, uint32_t h, uint32_t w, uint32_t ys)
+{
+    uint32_t r, i;
+    if (ys == w) /* no padding: the rows are one */
+        w *= h, ys = w, h = 1;
+    for (r = 0; r < h; r++, x += w, y += ys) {
+        i = 0;
+        if (((uintptr_t)x & 3u) == 0) /* words of 4 inputs, widened (SXTB16 on a Cortex-M4) */
+            for (; i + 4 <= w; i += 4) {
+                uint32_t lo, hi;
+                bg_widen_s8x4(*(const bg_word_alias *)(const void *)(x + i), &lo, &hi);
+                *(bg_u32_unaligned *)(void *)(y + i) = lo; /* y + i: on a halfword */
+                *(bg_u32_unaligned *)(void *)(y + i + 2) = hi;
+            }
+        for (; i < w; i++)
+            y[i] = x[i];
+    }
+}
+
+void bg_stage_s32_s16(const int32_t *x, int16_t *y, uint32_t h, uint32_t w, uint32_t ys)
+{
+    uint32_t r, i;
+    if (ys == w) /* no padding: the rows are one */
+        w *= h, ys = w, h = 1;
+    for (r = 0; r < h; r++, x += w, y += ys)
+        for (i = 0; i < w; i++)
+            y[i] = (int16_t)x[i];
+}
+
+void bg_zero_words(void *p, uint32_t words)
+{
+    bg_word_alias *q = (bg_word_alias *)p;
+    uint32_t i;
+    for (i = 0; i < words; i++)
+        q[i] = 0;
 }
 
 /* The output stage of one accumulator, with multiplier m and shift sh of its channel. */

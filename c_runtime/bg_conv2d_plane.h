@@ -20,6 +20,35 @@ typedef struct {
     uint8_t pool; /* 1: y is the (oh/2) x (ow/2) max-pooled plane */
 } bg_post_t;
 
+/* v * m for a multiplier m >= 1 (requantization), modulo 2^32 like C's product; on a core
+ * without a multiplier by shifts and adds over m's bits (libgcc's __mulsi3 loops over all 32
+ * bits of a negative operand). */
+static inline int32_t bg_mul_m32(int32_t v, uint32_t m)
+{
+#if defined(__riscv) && !defined(__riscv_mul)
+    uint32_t r = 0, a = (uint32_t)v;
+    for (; m; m >>= 1, a <<= 1)
+        if (m & 1u)
+            r += a;
+    return (int32_t)r;
+#else
+    return (int32_t)((uint32_t)v * m);
+#endif
+}
+
+static inline int64_t bg_mul_m64(int32_t v, uint32_t m)
+{
+#if defined(__riscv) && !defined(__riscv_mul)
+    uint64_t r = 0, a = (uint64_t)(int64_t)v;
+    for (; m; m >>= 1, a <<= 1)
+        if (m & 1u)
+            r += a;
+    return (int64_t)r;
+#else
+    return (int64_t)v * m;
+#endif
+}
+
 /* The output stage of one value, every parameter given (m and sh: the channel's): called with
  * constants and inlined, it folds to the instructions that remain. */
 static inline __attribute__((always_inline)) int32_t
@@ -30,13 +59,13 @@ bg_post_value(int32_t v, uint32_t relu_before, uint32_t requant, uint32_t wide, 
         v = 0;
     if (requant) {
         if (wide) {
-            int64_t t = (int64_t)v * m;
+            int64_t t = bg_mul_m64(v, (uint32_t)m);
             if (half_up && sh)
                 t += (int64_t)1 << (sh - 1);
             t >>= sh;
             v = t < lo ? lo : t > hi ? hi : (int32_t)t;
         } else {
-            v *= m;
+            v = bg_mul_m32(v, (uint32_t)m);
             if (half_up && sh)
                 v += (int32_t)(1u << (sh - 1));
             v >>= sh;
@@ -61,9 +90,18 @@ BG_DECLARE_PLANE(s32, s8, int32_t, int8_t)
 BG_DECLARE_PLANE(s32, s32, int32_t, int32_t)
 #undef BG_DECLARE_PLANE
 
-/* y = x - z with z the smallest of the n values; returns z. A first layer's input offset so
- * that its most common value (an image's background) becomes 0 and is skipped; the layer adds
- * z * sum(w) to its bias to stay exact. */
-int32_t bg_offset_s8(const int8_t *x, int32_t *y, uint32_t n);
+/* The smallest of n values: a first layer's input offset z, so that its most common value (an
+ * image's background) becomes 0 and is skipped; the layer adds z * sum(w) to its bias. */
+int32_t bg_min_s8(const int8_t *x, uint32_t n);
+
+/* A plane staged for the plane kernels, which take neither padding nor an offset: the h x w
+ * plane x (minus z) into rows of `ys` elements from y, the interior of a zero-bordered plane
+ * (the kernel's prologue zeroes it once with bg_zero_words; the channels write the interior). */
+void bg_stage_s8_s8(const int8_t *x, int8_t *y, uint32_t h, uint32_t w, uint32_t ys);
+void bg_stage_s8_s32(const int8_t *x, int32_t *y, uint32_t h, uint32_t w, uint32_t ys, int32_t z);
+void bg_stage_s32_s32(const int32_t *x, int32_t *y, uint32_t h, uint32_t w, uint32_t ys);
+void bg_stage_s8_s16(const int8_t *x, int16_t *y, uint32_t h, uint32_t w, uint32_t ys);
+void bg_stage_s32_s16(const int32_t *x, int16_t *y, uint32_t h, uint32_t w, uint32_t ys); /* values fit int16 */
+void bg_zero_words(void *p, uint32_t words);
 
 #endif /* BG_CONV2D_PLANE_H */

@@ -46,8 +46,29 @@ static int32_t bg_mul_small(int32_t x, uint32_t k)
 #endif
 }
 
-/* Table for a column of one input of a 4-bit encoding, or one nibble of an 8-bit weight. */
-static void bg_lut_table4(int16_t *t, int32_t x, uint8_t enc, uint32_t high_nibble)
+/* Table for one nibble of 8-bit weights: the low nibble (0..15) times x, or the high nibble
+ * (two's complement -8..7) times 16 x. Unrolled: 8-bit convolutions build two per input. */
+static void bg_lut_table8(int16_t *t, int32_t x, uint32_t high_nibble)
+{
+    int32_t v = 0, u;
+    if (!high_nibble) {
+#define BG_STEP(k) t[k] = (int16_t)v, v += x
+        BG_STEP(0), BG_STEP(1), BG_STEP(2), BG_STEP(3), BG_STEP(4), BG_STEP(5), BG_STEP(6), BG_STEP(7);
+        BG_STEP(8), BG_STEP(9), BG_STEP(10), BG_STEP(11), BG_STEP(12), BG_STEP(13), BG_STEP(14);
+        t[15] = (int16_t)v;
+#undef BG_STEP
+        return;
+    }
+    x = (int32_t)((uint32_t)x << 4);
+    u = -(int32_t)((uint32_t)x << 3); /* code 8 is -8 */
+#define BG_STEP(k) t[k] = (int16_t)v, t[(k) + 8] = (int16_t)u, v += x, u += x
+    BG_STEP(0), BG_STEP(1), BG_STEP(2), BG_STEP(3), BG_STEP(4), BG_STEP(5), BG_STEP(6);
+    t[7] = (int16_t)v, t[15] = (int16_t)u;
+#undef BG_STEP
+}
+
+/* Table for a column of one input of a 4-bit encoding. */
+static void bg_lut_table4(int16_t *t, int32_t x, uint8_t enc)
 {
     uint32_t n;
     int32_t v;
@@ -65,12 +86,7 @@ static void bg_lut_table4(int16_t *t, int32_t x, uint8_t enc, uint32_t high_nibb
             t[n] = (int16_t)v;
             t[n + 8] = (int16_t)-v;
         }
-    } else if (BG_USES(BG_ENC_8BIT) && enc == BG_ENC_8BIT && !high_nibble) { /* low nibble: 0..15 */
-        for (n = 0, v = 0; n < 16; n++, v += x)
-            t[n] = (int16_t)v;
-    } else { /* two's complement nibble: 4bit, or the high nibble of 8bit (scaled by 16) */
-        if (high_nibble)
-            x = (int32_t)((uint32_t)x << 4);
+    } else { /* two's complement nibble (4bit) */
         for (n = 0, v = 0; n < 8; n++, v += x) {
             t[n] = (int16_t)v;
             t[n + 8] = (int16_t)(v - (int32_t)((uint32_t)x << 3));
@@ -198,7 +214,7 @@ void bg_linear_lut_s8(const int8_t *x, int32_t *y, const bg_lut_fc_t *p, int16_t
                 const int32_t xv = x[col] - z;
                 if (xv) {
                     t[0] = (int16_t)(col * 4u); /* byte offset of this column's word in a block */
-                    bg_lut_table4(t + 1, xv, p->enc, 0);
+                    bg_lut_table4(t + 1, xv, p->enc);
                     t += 17;
                 }
             }
@@ -214,12 +230,21 @@ void bg_linear_lut_s8(const int8_t *x, int32_t *y, const bg_lut_fc_t *p, int16_t
                 }
             }
         }
-        /* columns of four inputs (binary), and 8-bit weights' two nibbles */
-        for (; (BG_USES(BG_ENC_8BIT) || BG_USES(BG_ENC_BINARY)) && col < n_cols && t != scratch + 17u * p->chunk;
-             col++) {
+        if (BG_USES(BG_ENC_8BIT) && bits == 8) { /* two columns per input: its weights' nibbles */
+            for (; col < n_cols && t != scratch + 17u * p->chunk; col++) {
+                const int32_t xv = x[col >> 1] - z;
+                if (xv) {
+                    t[0] = (int16_t)(col * 4u);
+                    bg_lut_table8(t + 1, xv, col & 1u);
+                    t += 17;
+                }
+            }
+        }
+        /* columns of four inputs (binary) */
+        for (; BG_USES(BG_ENC_BINARY) && bits == 1 && col < n_cols && t != scratch + 17u * p->chunk; col++) {
             int32_t xs[4];
             uint32_t k, nonzero = 0;
-            const uint32_t first = bits == 8 ? col >> 1 : col * inputs;
+            const uint32_t first = col * inputs;
             for (k = 0; k < inputs; k++) {
                 xs[k] = first + k < p->n_in ? x[first + k] - z : 0;
                 nonzero |= (uint32_t)xs[k];
@@ -227,10 +252,7 @@ void bg_linear_lut_s8(const int8_t *x, int32_t *y, const bg_lut_fc_t *p, int16_t
             if (!nonzero)
                 continue;
             t[0] = (int16_t)(col * 4u);
-            if (!BG_USES(BG_ENC_BINARY) || bits >= 4)
-                bg_lut_table4(t + 1, xs[0], p->enc, bits == 8 && (col & 1u));
-            else
-                bg_lut_table_binary(t + 1, xs);
+            bg_lut_table_binary(t + 1, xs);
             t += 17;
         }
         t[0] = -1; /* ends the tables built: frees a register in the loop below */

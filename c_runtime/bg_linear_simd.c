@@ -9,8 +9,8 @@
  * are spread over 16 multiply-accumulates.
  *
  * Elsewhere (the host check, other processors) the same code runs with plain C versions of the
- * two instructions, so the property tests prove the loop and layout, and the Cortex-M4 emulator
- * runs the instructions themselves on real data.
+ * two instructions (bg_dsp.h), so the property tests prove the loop and layout, and the
+ * Cortex-M4 emulator runs the instructions themselves on real data.
  *
  * Exactness: the products are the integers golden adds, in another order; the emitter proves
  * that |bias| + sum |w| * max |x| fits int32, so no partial sum wraps.
@@ -19,36 +19,7 @@
  */
 #include "bg_runtime.h"
 #include "bg_linear_simd.h"
-
-/* A word read from any address: the model input is the caller's buffer, maybe unaligned. */
-typedef uint32_t bg_u32_unaligned __attribute__((aligned(1), may_alias));
-
-#if defined(__ARM_FEATURE_SIMD32) && defined(__GNUC__)
-#include <arm_acle.h>
-#define bg_sxtb16_even(v) __sxtb16(v)
-#define bg_smlad(a, b, acc) __smlad(a, b, acc)
-static inline uint32_t bg_sxtb16_odd(uint32_t v)
-{
-    uint32_t r;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v)); /* ACLE has no rotated form */
-    return r;
-}
-#else
-/* Bytes 0 and 2 (even) or 1 and 3 (odd), sign-extended to the two 16-bit halves. */
-static inline uint32_t bg_sxtb16_even(uint32_t v)
-{
-    return ((uint32_t)(int32_t)(int8_t)(v & 0xFFu) & 0xFFFFu) | ((uint32_t)(int32_t)(int8_t)((v >> 16) & 0xFFu) << 16);
-}
-static inline uint32_t bg_sxtb16_odd(uint32_t v)
-{
-    return bg_sxtb16_even(v >> 8);
-}
-static inline int32_t bg_smlad(uint32_t a, uint32_t b, int32_t acc)
-{
-    return acc + (int32_t)(int16_t)(a & 0xFFFFu) * (int16_t)(b & 0xFFFFu) +
-           (int32_t)(int16_t)(a >> 16) * (int16_t)(b >> 16);
-}
-#endif
+#include "bg_dsp.h"
 
 /* One group of 4 inputs (extended to xe, xo) into the 4 sums of a block. */
 #define BG_GROUP(wp)                                                                             \

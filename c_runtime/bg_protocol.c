@@ -141,6 +141,19 @@ static void lap(void)
     num("m-lap-us-", bg_bsp_cycles() / M->cycles_per_us, "\r\n");
 }
 
+/* Ends a block whose bytes were summed since crc_out was set: m-bg-crc-[CRC-32 of them]. */
+static void put_crc(void)
+{
+    uint32_t i;
+    crc_out = 0;
+    puts_("m-bg-crc-[");
+    for (i = 32; i;) {
+        i -= 4;
+        put("0123456789abcdef"[(~out_state >> i) & 15u]);
+    }
+    puts_("]\r\n");
+}
+
 static void results(void)
 {
     const int8_t *y8 = (const int8_t *)M->output_buf;
@@ -163,13 +176,7 @@ static void results(void)
     puts_("]\r\n");
     kv_u32("m-bg-class-[", (uint32_t)last_class);
     kv_u32("m-bg-cycles-[", last_cycles);
-    crc_out = 0;
-    puts_("m-bg-crc-[");
-    for (i = 32; i;) {
-        i -= 4;
-        put("0123456789abcdef"[(~out_state >> i) & 15u]);
-    }
-    puts_("]\r\n");
+    put_crc();
 }
 
 static void cmd_infer(const char *p)
@@ -180,6 +187,8 @@ static void cmd_infer(const char *p)
         e = "bad arguments";
     else if (n == 0)
         e = "Inference iterations must be >0";
+    else if (n > BG_INFER_MAX || w > BG_INFER_MAX) /* a board busy for hours answers nothing */
+        e = "bad arguments";
     /* The board never computes on an input it did not fully and correctly receive. */
     else if (!expected || loaded != expected)
         e = "input incomplete";
@@ -210,10 +219,25 @@ static void cmd_infer(const char *p)
     results();
 }
 
-static void cmd_db(const char *p)
+/* Bytes of the input may have been lost: without a CRC to check at infer (a plain EEMBC host),
+ * the input stays unusable until db load. With one, infer refuses what differs anyway, and a
+ * db @ line that was lost is sent again. */
+static void lost(void)
+{
+    if (!(flags & IN_HAVE_CRC))
+        flags |= IN_CORRUPT;
+}
+
+/* The CRC-32 state after bytes followed by their own CRC-32 (little-endian): a constant. */
+#define CRC_RESIDUE 0xDEBB20E3u
+
+/* p points into line[] (writable): the hex digits are decoded in place, byte i to p[i]. */
+static void cmd_db(char *p)
 {
     const char *q;
-    uint32_t n, i;
+    uint32_t n, i, off, s = 0xFFFFFFFFu;
+    uint8_t *b;
+    int at = 0, hi, lo;
     if ((q = word(p, "load")) != 0) {
         flags &= (uint8_t)~(IN_HAVE_CRC | IN_CORRUPT);
         expected = loaded = 0;
@@ -223,10 +247,9 @@ static void cmd_db(const char *p)
             goto bad;
         if (*q) { /* bitgen extension: the CRC-32 of the bytes to come */
             for (i = 0; i < 8; i++) {
-                int h = hexval(*q++);
-                if (h < 0)
+                if ((hi = hexval(*q++)) < 0)
                     goto bad;
-                want_crc = (want_crc << 4) | (uint32_t)h;
+                want_crc = (want_crc << 4) | (uint32_t)hi;
             }
             if (*q)
                 goto bad;
@@ -243,28 +266,35 @@ static void cmd_db(const char *p)
         error("bad arguments");
         return;
     }
-    /* hex payload */
-    for (n = 0; p[n]; n++)
-        ;
     if (!expected) {
         error("db: no db load");
         return;
     }
-    if ((n & 1u) || n == 0 || loaded + (n >> 1) > expected)
-        goto corrupt;
-    for (; *p; p += 2) {
-        int hi = hexval(p[0]), lo = hexval(p[1]);
-        uint8_t b = (uint8_t)((hi << 4) | lo);
-        if ((hi | lo) < 0)
+    off = loaded;
+    if (*p == '@') { /* bitgen extension: db @OFFSET HEX, a line that can be sent again */
+        if (!(q = parse_u32(p + 1, &off)))
             goto corrupt;
-        M->input_buf[loaded++] = (int8_t)b;
-        in_state = crc32_step(in_state, b);
+        p = (char *)q; /* still within line[] */
+        at = 4;        /* HEX ends with the CRC-32 of the line's bytes, 4 bytes little-endian */
     }
+    b = (uint8_t *)p;
+    for (q = p, n = 0; (hi = hexval(q[0])) >= 0 && (lo = hexval(q[1])) >= 0; q += 2, n++) {
+        b[n] = (uint8_t)((hi << 4) | lo); /* written behind the digits still to be read */
+        s = crc32_step(s, b[n]);
+    }
+    n -= (uint32_t)at; /* the bytes of the line, without their CRC */
+    if (*q || (int32_t)n <= 0 || off > loaded || off + n > expected || (at && s != CRC_RESIDUE))
+        goto corrupt;
+    for (i = 0; i < n; i++, off++) /* bytes already here (a line sent again) stay as they are */
+        if (off == loaded) {
+            M->input_buf[loaded++] = (int8_t)b[i];
+            in_state = crc32_step(in_state, b[i]);
+        }
     if (loaded == expected)
         puts_("m-load-done\r\n");
     return;
-corrupt: /* the bytes of this line are lost: the input stays unusable until db load */
-    flags |= IN_CORRUPT;
+corrupt: /* nothing of the line was taken (a db @ line: the host sends it again) */
+    lost();
     error("db: bad data");
 }
 
@@ -275,6 +305,8 @@ static void cmd_info(void)
     const uint32_t num[4] = {BG_PROTOCOL_VERSION, M->clock_hz, BG_FLASH_USED, BG_SRAM_USED};
     const char *k = keys;
     int i;
+    crc_out = 1;
+    out_state = 0xFFFFFFFFu;
     for (i = 0; i < BG_TEXTS + 4; i++) {
         puts_("m-bg-");
         puts_(k);
@@ -285,6 +317,7 @@ static void cmd_info(void)
         while (*k++)
             ;
     }
+    put_crc();
 }
 
 enum { C_NAME, C_PROFILE, C_TIMESTAMP, C_DB, C_INFER, C_RESULTS, C_INFO, C_SYNC, C_RESET, C_COUNT };
@@ -311,7 +344,7 @@ static void dispatch(const char *p)
         lap();
         break;
     case C_DB:
-        cmd_db(q);
+        cmd_db((char *)q); /* q points into line[], which is writable */
         break;
     case C_INFER:
         cmd_infer(q);
@@ -373,8 +406,8 @@ void bg_protocol_run(const bg_model_t *model)
         }
         line[n] = 0;
         if (bad) {
-            if (loaded < expected) /* it may have been a db line: its bytes are lost */
-                flags |= IN_CORRUPT;
+            if (loaded < expected) /* it may have been a db line */
+                lost();
             error(bad);
         } else {
             dispatch(line);

@@ -11,13 +11,20 @@
  *                        (8 hex digits, optional, a bitgen extension) is the CRC-32 of the N
  *                        bytes: infer refuses an input whose CRC differs.
  *   db HEX%              append bytes (even number of hex digits); m-load-done once N arrived
- *   infer N [W]%         W warm-up and N timed inferences (W defaults to 10, as in EEMBC):
+ *   db @OFF HEX%         bitgen extension: bytes at byte offset OFF (at most the number received
+ *                        so far); HEX holds them followed by their CRC-32 (4 bytes, little-endian).
+ *                        A line whose CRC differs is refused (e-[db: bad data]) and nothing of it
+ *                        is taken, so the host sends it again; bytes already received stay as they
+ *                        are, so a line sent twice (its reply was lost) does no harm.
+ *   infer N [W]%         W warm-up and N timed inferences (W defaults to 10, as in EEMBC; N or W
+ *                        over BG_INFER_MAX are bad arguments, so that the board answers in bounds):
  *                        m-warmup-start-W, m-warmup-done, m-infer-start-N, m-lap-us-T0,
  *                        m-lap-us-T1, m-infer-done, then the results block below. Refused
  *                        (e-[...]) unless exactly N input bytes arrived intact.
  *   results%             the results block of the last inference again
  *   bg-info%             m-bg-KEY-[VALUE] lines: model, hash, input, output, board, counter,
- *                        proto, clock, flash, sram (bytes the image uses)
+ *                        proto, clock, flash, sram (bytes the image uses), then m-bg-crc-[CRC]: the
+ *                        CRC-32 of the exact bytes of those lines (with their \r\n)
  *   bg-sync TOKEN%       m-bg-sync-[TOKEN] (lets the host resynchronise without a reset)
  *   bg-reset%            m-bg-reset-done: a model with state (a recurrent cell, a stream model)
  *                        starts a new sequence; each inference after it is one frame (warm-ups
@@ -35,8 +42,12 @@
 
 #include <stdint.h>
 
-#define BG_PROTOCOL_VERSION 1
+#define BG_PROTOCOL_VERSION 2 /* 2: db @ lines, the CRC of bg-info, bounded infer */
 #define BG_CMD_MAX 80 /* longest command, as EEMBC's EE_CMD_SIZE */
+#ifndef BG_INFER_MAX
+#define BG_INFER_MAX 1000 /* most warm-up or timed inferences of one infer command */
+#endif
+
 
 /* The texts bg-info reports, in this order. */
 enum { BG_TEXT_MODEL, BG_TEXT_HASH, BG_TEXT_INPUT, BG_TEXT_OUTPUT, BG_TEXT_BOARD, BG_TEXT_COUNTER,

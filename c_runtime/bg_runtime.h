@@ -142,4 +142,9 @@ BG_DECLARE_KERNELS(s32, int32_t)
 /* BitNetMCU ShiftNorm (with ReLU) on an int32 tensor of n values, int8 result in [0, 127]. */
 void bg_shiftnorm(const int32_t *x, int8_t *y, uint32_t n);
 
+typedef uint32_t bg_word_alias __attribute__((may_alias)); /* a word of elements of any type */
+
+/* n bytes from x to y (no overlap): words where both are word-aligned (the model's output). */
+void bg_copy_bytes(void *y, const void *x, uint32_t n);
+
 #endif /* BG_RUNTIME_H */

@@ -36,7 +36,7 @@ def usps_sized():
 def test_firmware_builds(board, usps_sized, tmp_path):
     fw = firmware.build(usps_sized, boards.get(board), tmp_path, name="usps")
     rep = json.loads((tmp_path / "build.json").read_text())
-    assert rep["fits"] and rep["model"]["hash"] == usps_sized.digest()
+    assert rep["fits"] and rep["model_hash"] == usps_sized.digest()
     assert fw.elf.stat().st_size > 0
     for key in ("flash_bytes", "sram_bytes", "flash_budget", "sram_budget"):
         assert key in rep
@@ -50,11 +50,12 @@ def test_firmware_builds(board, usps_sized, tmp_path):
 
 @needs("ch32v003")
 def test_ch32v003_harness_budget(usps_sized, tmp_path):
-    """Protocol + board support stay under 3 KB of flash and 256 B of SRAM beyond the model's
+    """Protocol + board support stay under 3.2 KB of flash (3 KB before the protocol's
+    resendable, CRC-checked data lines and bg-info CRC) and 256 B of SRAM beyond the model's
     arena, I/O tensors and the stack."""
     rep = firmware.build(usps_sized, boards.get("ch32v003"), tmp_path, name="usps").report
     c = rep["components"]
-    assert c["protocol"]["flash"] + c["bsp"]["flash"] < 3072, c
+    assert c["protocol"]["flash"] + c["bsp"]["flash"] < 3200, c
     assert c["protocol"]["sram"] + c["bsp"]["sram"] + c["glue"]["sram"] < 256, c
     assert rep["harness"]["flash"] == c["protocol"]["flash"] + c["bsp"]["flash"] + c["glue"]["flash"]
     assert c["stack"]["sram"] >= boards.get("ch32v003").stack_bytes
@@ -124,6 +125,9 @@ def test_an_image_over_its_sram_budget_is_retried_with_less_kernel_scratch(tmp_p
     tried = fw.report["kernels_tried"]
     assert fw.report["kernels"] == "rv32ec" and fw.report["sram_bytes"] <= 2048
     assert tried[0]["kernels"] == "rv32ec" and not tried[0]["fits"] and tried[0]["sram_bytes"] > 2048
+    assert tried[-1] == {"kernels": "rv32ec", "max_arena": tried[-1]["max_arena"], "fits": True,
+                         "flash_bytes": fw.report["flash_bytes"], "sram_bytes": fw.report["sram_bytes"]}
+    assert tried[-1]["max_arena"] < fw.report["sram_budget"]  # the kept one, with the smaller arena
     kernels = [layer["kernel"] for layer in json.loads((tmp_path / "src" / "model.json").read_text())["layers"]]
     assert "generic" in [k for k, layer in zip(kernels, m.layers) if layer.kind == "conv2d"]
 
@@ -176,8 +180,10 @@ def test_falls_back_to_smaller_kernels_when_the_fast_ones_do_not_fit(tmp_path, c
     modelfile.save(static_norm_mlp(classes=26), path)
     assert cli.main(["build", "--board", "ch32v003", str(path), "-o", str(tmp_path / "fw")]) == 0
     rep = json.loads((tmp_path / "fw" / "build.json").read_text())
-    (tried,) = rep["kernels_tried"]
+    tried, kept = rep["kernels_tried"]  # every attempt, the one kept included
     assert tried["kernels"] == "rv32ec" and not tried["fits"] and tried["flash_bytes"] > 16384
+    assert kept == {"kernels": "generic", "max_arena": None, "flash_bytes": rep["flash_bytes"],
+                    "sram_bytes": rep["sram_bytes"], "fits": True}
     assert rep["kernels"] == "generic" and rep["fits"] and rep["flash_bytes"] <= 16384
     assert rep["proof"]["kernels"] == "generic" and rep["proof"]["mismatches"] == 0  # the image kept is proved
     assert "over budget, so generic kernels were used" in capsys.readouterr().out
@@ -268,9 +274,9 @@ def test_build_cli_prove_option(tmp_path, capsys):
     assert json.loads((tmp_path / "fw" / "build.json").read_text())["proof"]["compared"] == 45
     assert "equal the golden model on 45 inputs (40 random, 5 extreme)" in capsys.readouterr().out
     for n in ("0", "-3"):
-        assert cli.main(["build", "--board", "host", str(path), "-o", str(tmp_path / "x"), "--prove", n]) != 0
+        rc = cli.main(["build", "--board", "host", str(path), "-o", str(tmp_path / "x"), "--prove", n])
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and f"--prove {n}: at least 1 input" in err
+        assert rc == 2 and err.count("\n") == 1 and f"argument --prove: {n} is outside 1..1000000" in err
     assert not (tmp_path / "x").exists()
 
 
@@ -287,3 +293,35 @@ def test_build_target_with_a_kernel_set_is_kernels(tmp_path, capsys):
     rep = json.loads((tmp_path / "fw" / "build.json").read_text())
     assert rep["kernels"] == rep["proof"]["kernels"] == "rv32ec"
     assert "note: the kernel set is now --kernels rv32ec" in capsys.readouterr().err
+
+
+@needs("ch32v003")
+def test_over_budget_says_which_layer_sets_the_sram_peak_and_which_weights_dominate_flash(tmp_path):
+    rng = np.random.default_rng(0)
+    model = ir.Model(ir.InputSpec((1, 24, 24)), [
+        ir.Conv2d(weight=rng.integers(-7, 8, (8, 1, 3, 3)), encoding="4bit", padding=1, name="wide"),
+        ir.Requant(multiplier=[1], shift=[6]),
+        ir.Flatten(),
+        ir.Linear(weight=rng.integers(-7, 8, (10, 8 * 24 * 24)), encoding="4bit", name="head"),
+    ])
+    with pytest.raises(firmware.BudgetError) as e:
+        firmware.build(model, boards.get("ch32v003"), tmp_path, kernels="generic")
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert re.search(r"SRAM \d+ B of 2048 B \(the arena's \d+ B peak is at layers 0-1 \('wide' to 'requant1', "
+                     r"computed together\) \(requant, output 8x24x24: ", msg)
+    assert re.search(r"flash \d+ B of 16384 B \(weights \d+ B, most in layer 3 'head' \(linear\): \d+ B, \d+ %\)", msg)
+    assert "fewer weight bits in layer 3" in msg and "try smaller layers 0-1 or a smaller input" in msg
+    assert "a board with more memory (max78000: 512 KB flash, 128 KB SRAM)" in msg
+    rep = json.loads((tmp_path / "build.json").read_text())
+    assert rep["model"]["arena_peak"]["first_name"] == "wide" and rep["kernels_tried"][-1]["fits"] is False
+
+
+@needs("ch32v003")
+def test_a_model_far_over_budget_is_refused_before_anything_is_compiled(tmp_path):
+    huge = ir.Model(ir.InputSpec((1024,)), [ir.Linear(weight=np.ones((1100, 1024), np.int8), encoding="8bit")])
+    with pytest.raises(firmware.BudgetError, match=r"model does not fit ch32v003: .*flash 1126400 B of 16384 B"):
+        firmware.build(huge, boards.get("ch32v003"), tmp_path, kernels="generic")
+    assert not list((tmp_path / "obj").glob("*.o"))  # refused on the weights alone: never compiled
+    rep = json.loads((tmp_path / "build.json").read_text())
+    assert rep["estimate"].startswith("at least") and rep["flash_bytes"] >= 1100 * 1024 and not rep["fits"]

@@ -87,7 +87,7 @@ def test_first_layer_never_writes_the_callers_input(tmp_path):
 
 
 @pytest.mark.parametrize("name, kernels, msg", [
-    ("1bad", "generic", "not a C identifier"),
+    ("1bad", "generic", "not a C name"),
     ("ok", "avr", "unknown kernel set"),
 ])
 def test_bad_emit_options(tmp_path, name, kernels, msg):
@@ -114,3 +114,24 @@ def test_max_arena_trades_lut_tables_for_sram(tmp_path):
     assert np.array_equal(golden.run(m, x), host.build(em, tmp_path / "b").run(x)[0])
     with pytest.raises(emit.EmitError, match=r"arena needs \d+ B at least, over the limit of 100 B"):
         emit.emit(m, tmp_path / "d", kernels="rv32ec", max_arena=100)
+
+
+def test_the_header_carries_the_input_quantization_firmware_needs(tmp_path):
+    """NAME_INPUT_SCALE and NAME_INPUT_ZERO_POINT quantize raw values in C exactly as the
+    model's input spec does (round half up, clamp to int8)."""
+    import subprocess
+
+    model = mlp(widths=(16, 8, 4))
+    model.input = ir.InputSpec((16,), scale=0.0371, zero_point=-3)
+    emit.emit(model, tmp_path, name="net")
+    raw = np.linspace(-6.0, 6.0, 16)
+    (tmp_path / "q.c").write_text(
+        '#include <math.h>\n#include <stdio.h>\n#include "net.h"\n'
+        f"static const double raw[16] = {{{', '.join(repr(float(v)) for v in raw)}}};\n"
+        "int main(void) { int i; for (i = 0; i < NET_INPUT_SIZE; i++) {\n"
+        "    long q = (long)floor(raw[i] / NET_INPUT_SCALE + 0.5) + NET_INPUT_ZERO_POINT;\n"
+        '    printf("%d\\n", (int)(q < -128 ? -128 : q > 127 ? 127 : q)); } return 0; }\n')
+    subprocess.run(["cc", "-std=c99", "-Wall", "-Werror", "-I", str(tmp_path), str(tmp_path / "q.c"), "-lm",
+                    "-o", str(tmp_path / "q")], check=True)
+    got = [int(v) for v in subprocess.run([str(tmp_path / "q")], capture_output=True, text=True).stdout.split()]
+    assert got == model.input.quantize(raw[None])[0].tolist()

@@ -6,6 +6,7 @@ from bitgen import check, encodings, golden, ir
 from bitgen.backends.c import emit, host
 
 ENCODINGS = sorted(encodings.ENCODINGS)
+ROWS = {"cortex-m4": "rows_smlad", "rv32emc": "rows_mul"}  # the dense row kernel of each kernel set
 
 
 def _lut_model(enc: str, n_in: int, n_out: int, seed: int, first: bool) -> ir.Model:
@@ -83,6 +84,7 @@ def test_plane_conv_equals_golden(tmp_path, target, enc, kh, kw):
     m = _cnn_model(enc, kh, kw, seed=kh * 7 + kw)
     mp = emit.plan_model(m, target)
     # first conv: offset by the input minimum, ReLU and shift fused; then a plane conv on int32
+    # (both skip zero inputs, so the Cortex-M4 keeps them too, not the SMLAD 3x3 kernel)
     plane = "conv3x3" if (kh, kw) == (3, 3) else "plane"
     assert [c.kernel for c in mp.choices] == [plane + "+offset", "fused", "fused", plane, "generic"]
     assert mp.steps[0].channelwise
@@ -165,7 +167,7 @@ def test_plane_conv_fused_maxpool_equals_golden(tmp_path, target, h, w, kh, kw, 
     mp = emit.plan_model(m, target)
     pool = next(i for i, layer in enumerate(m.layers) if layer.kind == "maxpool2d")
     conv = max(i for i, layer in enumerate(m.layers[:pool]) if layer.kind == "conv2d")
-    kernel = "conv3x3" if (kh, kw) == (3, 3) else "plane"
+    kernel = ("dw3x3_smlad", "conv3x3") if (kh, kw) == (3, 3) else ("plane",)
     assert mp.choices[conv].kernel.startswith(kernel) and mp.choices[conv].fuses == pool - conv
     assert mp.choices[pool].kernel == "fused"
     em = emit.emit(m, tmp_path, name="cnn", kernels=target)
@@ -195,8 +197,9 @@ def test_maxpool_other_than_2x2_stride_2_is_not_fused():
 
 @pytest.mark.parametrize("target", ["rv32emc", "cortex-m4"])
 def test_plane_conv_on_the_model_input_per_channel(tmp_path, target):
-    """A depthwise first layer reads its channel's plane of the offset copy of the input; a
-    conv that mixes input channels is not a plane conv."""
+    """A depthwise first layer reads its channel's plane of the input, offset (a copy of one
+    plane: its scratch is a plane, not the whole input); a conv that mixes input channels is not
+    a plane conv (the row kernel takes it)."""
     rng = np.random.default_rng(5)
     models = [
         ir.Model(ir.InputSpec((3, 7, 9)), [
@@ -206,8 +209,10 @@ def test_plane_conv_on_the_model_input_per_channel(tmp_path, target):
             ir.Conv2d(weight=rng.integers(-128, 128, (3, 2, 3, 3)), encoding="8bit"), ir.ReLU()]),
     ]
     for k, m in enumerate(models):
-        kernel = emit.plan_model(m, target).choices[0].kernel
-        assert kernel == ("conv3x3+offset" if k == 0 else "generic")
+        choice = emit.plan_model(m, target).choices[0]
+        assert choice.kernel == ("conv3x3+offset" if k == 0 else ROWS[target])
+        if k == 0:
+            assert choice.scratch == 4 * 7 * 9
         em = emit.emit(m, tmp_path / str(k), name="cnn", kernels=target)
         x = np.concatenate([check.random_inputs(m.input.shape, 48), check.extreme_inputs(m.input.shape)])
         y, _, _ = host.build(em, tmp_path / str(k) / "b").run(x)

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import pytest
@@ -36,6 +36,8 @@ PROPERTY = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=
 
 def _compare_all_layers(model, c_dir: Path, target: str, build):
     em = emit.emit(model, c_dir, name="prop", kernels=target)
+    for kernel in sorted({lay["kernel"].split("/")[0] for lay in em.report["layers"]}):
+        event(f"kernel {kernel}")  # which kernels the examples ran: --hypothesis-show-statistics
     hm = build(em, c_dir / "build")
     try:
         x = np.concatenate([

@@ -14,7 +14,7 @@ import pytest
 
 from bitgen.harness import boards
 from bitgen import golden
-from bitgen.harness.link import BoardFault, DeviceError, Link, LinkError, LinkTimeout
+from bitgen.harness.link import BoardFault, BoardSilent, DeviceError, Link, LinkError, LinkTimeout
 from bitgen.harness.session import Session
 from models_for_tests import mlp
 
@@ -196,6 +196,99 @@ def test_board_refuses_malformed_data(link, payload):
     _refused(link, "infer 1 0", "input (corrupt|incomplete)")
 
 
+def _line(x: bytes, at: int) -> str:
+    """A db @ line: the bytes at offset `at` and their CRC-32, little-endian."""
+    return f"db @{at} {(x + zlib.crc32(x).to_bytes(4, 'little')).hex()}"
+
+
+def test_db_at_lines_load_an_input_and_a_line_sent_twice_does_no_harm(link):
+    x = some_input(30).tobytes()
+    assert link.command(f"db load {N} {zlib.crc32(x):08x}") == [f"m-[Expecting {N} bytes]"]
+    assert link.command(_line(x[:20], 0)) == []
+    assert link.command(_line(x[:20], 0)) == []  # its reply was lost: sent again, nothing changes
+    assert link.command(_line(x[10:30], 10)) == []  # overlapping: only the new bytes are taken
+    assert link.command(_line(x[30:], 30)) == ["m-load-done"]
+    assert link.command(_line(x[30:], 30)) == ["m-load-done"]
+    r = link.infer(zlib.crc32(x))
+    assert np.array_equal(r.outputs, expected(np.frombuffer(x, np.int8)))
+
+
+@pytest.mark.parametrize("fault", ["crc", "gap", "past the end", "no crc"])
+def test_board_takes_nothing_of_a_bad_db_at_line(link, fault):
+    x = some_input(31).tobytes()
+    link.command(f"db load {N} {zlib.crc32(x):08x}")
+    link.command(_line(x[:20], 0))
+    bad = {"crc": _line(x[20:30], 20)[:-2] + "00", "gap": _line(x[25:30], 25),
+           "past the end": _line(x[20:] + b"\0", 20), "no crc": f"db @20 {x[20:30].hex()}"}[fault]
+    _refused(link, bad, "db: bad data")  # "no crc": 10 bytes taken as 6 and a CRC that is not theirs
+    assert link.command(_line(x[20:], 20)) == ["m-load-done"]  # the load goes on where it was
+    assert np.array_equal(link.infer(zlib.crc32(x)).outputs, expected(np.frombuffer(x, np.int8)))
+
+
+def test_a_damaged_line_is_sent_again_not_the_whole_input(link):
+    sent = []
+    write = link.port.write
+    link.port.write = lambda data: (sent.append(bytes(data)), write(data))[1]
+    link.port.tx.append(After(b"%db @28 ", FLIP, skip=4))  # a hex digit of the second line
+    x = some_input(32)
+    assert np.array_equal(link.classify(x).outputs, expected(x))
+    text = b"".join(sent).decode()
+    assert text.count("db load") == 1 and text.count("db @28 ") == 2 and text.count("db @0 ") == 1
+    assert "bad data" in link.events[0]
+
+
+def test_a_damaged_infer_reply_is_fetched_again_not_computed_again(link):
+    sent = []
+    write = link.port.write
+    link.port.write = lambda data: (sent.append(bytes(data)), write(data))[1]
+    link.port.rx.append(After(b"m-results-[", FLIP, skip=1))
+    x = some_input(33)
+    assert np.array_equal(link.classify(x).outputs, expected(x))
+    text = b"".join(sent).decode()
+    assert text.count("infer ") == 1 and text.count("results%") == 1 and "CRC" in link.events[0]
+
+
+def test_results_of_another_input_are_refused(link):
+    x0, x1 = some_input(34).tobytes(), some_input(35).tobytes()
+    link.infer(link.load(x0))
+    crc1 = link.load(x1)  # loaded, not computed: the board's last results are x0's
+    with pytest.raises(LinkError, match="CRC"):
+        link.results(crc1)
+
+
+def test_a_damaged_bg_info_is_asked_again(link):
+    link.info_ = None
+    link.port.rx.append(After(b"m-bg-hash-[", FLIP, skip=3))
+    info = link.info()
+    assert info.hash == MODEL.digest() and "bg-info" in link.events[0] and "CRC" in link.events[0]
+
+
+def test_a_damaged_m_ready_ends_the_reply_at_once(link):
+    link.port.rx.append(After(b"m-load-done\r\nm-r", FLIP))  # "m-ready" becomes "m-rdady"
+    t0 = time.monotonic()
+    x = some_input(36)
+    assert np.array_equal(link.classify(x).outputs, expected(x))
+    assert "its m-ready" in link.events[0] and time.monotonic() - t0 < link.timeout  # no wait for the deadline
+
+
+def test_a_reply_cut_after_the_inference_costs_the_command_timeout_not_the_inference_timeout(link):
+    link.infer_timeout = 30.0
+    link.port.rx.append(After(b"m-bg-crc-[", DROP, skip=19))  # the infer reply's last line end
+    t0 = time.monotonic()
+    x = some_input(38)
+    assert np.array_equal(link.classify(x).outputs, expected(x))
+    assert time.monotonic() - t0 < 10 and "no complete reply to 'infer 1 0'" in link.events[0]
+
+
+def test_infer_counts_are_bounded_on_the_board(link):
+    """A board busy for hours answers nothing: infer N W takes at most 1000 of each."""
+    x = some_input(37).tobytes()
+    link.load(x)
+    for cmd in ("infer 1001 0", "infer 1 1001", "infer 4294967295 0"):
+        _refused(link, cmd, "bad arguments")
+    assert link.command("infer 1000 0")[2] == "m-infer-start-1000"
+
+
 def test_board_refuses_long_or_garbled_commands(link):
     _refused(link, "db " + "00" * 60, "command too long")
     _refused(link, "na\x01me", "garbled command")
@@ -205,7 +298,7 @@ def test_board_refuses_long_or_garbled_commands(link):
 def _recovers(link, x):
     r = link.classify(x)
     assert np.array_equal(r.outputs, expected(x))
-    assert r.attempts >= 2 and link.events, "the fault was not noticed"
+    assert link.events, "the fault was not noticed"
     return link.events
 
 
@@ -271,11 +364,10 @@ def test_partial_command_is_cleared_by_sync(link):
 def test_board_that_stops_answering_gives_a_clear_error(link):
     link.port.tx.append(After(b"db ", lambda b: (setattr(link.port, "silent", True), b)[1]))
     t0 = time.monotonic()
-    with pytest.raises(LinkError, match="no valid result after 4 attempts") as e:
+    with pytest.raises(BoardSilent, match="does not answer"):
         link.classify(some_input(17))
-    assert "does not answer" in str(e.value)
-    # bounded: every wait has a deadline (4 attempts of at most a few 0.5 s timeouts each)
-    assert time.monotonic() - t0 < 30
+    # bounded, and not retried: a board that answers no resync at all is gone
+    assert time.monotonic() - t0 < 5
 
 
 def test_no_result_is_ever_returned_for_a_damaged_input(link):
@@ -293,5 +385,5 @@ def test_fault_report_is_not_retried(link):
 
 def test_timeout_names_the_command(link):
     link.port.silent = True
-    with pytest.raises(LinkTimeout, match="no complete reply to 'name' within 0.5 s"):
+    with pytest.raises(LinkTimeout, match=r"no complete reply to 'name' \(nothing for 0.5 s\)"):
         link.command("name")

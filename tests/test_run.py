@@ -37,9 +37,9 @@ def test_run_on_ch32v003_sim_with_usps(model_path, tmp_path, capsys):
     rep = json.loads(out.read_text())
     assert rep["compared"] == 28 and rep["mismatches"] == 0
     assert rep["accuracy"] == rep["golden_accuracy"] is not None
-    c = rep["cycles"]
+    c = rep["instructions"]
     assert 0 < c["min"] <= c["median"] <= c["max"]
-    assert rep["cycle_source"].startswith("retired instructions")
+    assert rep["instruction_source"].startswith("retired instructions")
     assert rep["build"]["flash_bytes"] <= rep["build"]["flash_budget"] == 16384
     assert rep["build"]["sram_bytes"] <= rep["build"]["sram_budget"] == 2048
     # the static bound from the call graph holds what the emulator saw the stack reach
@@ -54,7 +54,7 @@ def test_run_on_host_board(model_path, tmp_path):
     assert cli.main(["run", "--board", "host", str(model_path), "--random", "10", "--json", str(out)]) == 0
     rep = json.loads(out.read_text())
     assert rep["compared"] == 10 and rep["mismatches"] == 0 and rep["accuracy"] is None
-    assert "nanoseconds" in rep["cycle_source"]
+    assert "nanoseconds" in rep["instruction_source"]
 
 
 def test_run_kernels_option_builds_that_kernel_set(model_path, tmp_path, capsys):

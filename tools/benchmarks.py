@@ -14,6 +14,7 @@ with `--max-arena 400` (issue 4's SRAM goal for activations): fewer lookup table
 
     .venv/bin/python tools/benchmarks.py --data ../shared/datasets/usps --out out/bench
     .venv/bin/python tools/benchmarks.py ... --update-readme     # also rewrite README.md's table
+    .venv/bin/python tools/benchmarks.py ... --reuse             # bench the models of an earlier run again
 
 Every figure in the table is a measurement of this run (retired instructions per inference,
 median over the inputs); nothing is copied except BitNetMCU's reference column.
@@ -104,6 +105,8 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "out" / "bench"), help="where models and reports go")
     ap.add_argument("--models", default=",".join(k for k, *_ in MODELS), help="subset, e.g. mlp4,mlp2")
     ap.add_argument("--update-readme", action="store_true", help="rewrite the table in README.md")
+    ap.add_argument("--reuse", action="store_true",
+                    help="bench the models trained by an earlier run in --out instead of training them again")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -113,12 +116,17 @@ def main() -> int:
         if key not in wanted:
             continue
         path = out / f"{key}.pt"
-        r = sh([*BITGEN, "train", "--dataset", "usps", "--data", args.data, *train_args,
-                "--seed", "0", "-q", "-o", str(path)], capture_output=True)
-        if r.returncode != 0:
-            print(r.stderr, file=sys.stderr)
-            return 1
-        acc = next((ln for ln in r.stdout.splitlines() if ln.startswith("accuracy")), "")
+        trained = out / f"{key}.accuracy.txt"  # the training's accuracy line, for --reuse
+        if args.reuse and path.exists() and trained.exists():
+            acc = trained.read_text().strip()
+        else:
+            r = sh([*BITGEN, "train", "--dataset", "usps", "--data", args.data, *train_args,
+                    "--seed", "0", "-q", "-o", str(path)], capture_output=True)
+            if r.returncode != 0:
+                print(r.stderr, file=sys.stderr)
+                return 1
+            acc = next((ln for ln in r.stdout.splitlines() if ln.startswith("accuracy")), "")
+            trained.write_text(acc + "\n")
         print(" ", acc, flush=True)
         row = {"title": title, "accuracy": acc, "reference": ref, "boards": {}}
         for board in BOARDS:

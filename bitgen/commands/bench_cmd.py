@@ -18,15 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from .. import golden
+from .. import console, golden, reports
 from ..harness import boards, firmware
 from ..harness.link import LinkError
 from ..harness.session import Session
 from ..sim import bench as sim_bench
 from . import bench_stream
-from .common import (UsageError, add_dataset_arguments, add_kernels_argument, add_max_arena_argument,
-                     load_dataset, load_model, resolve_kernels)
+from .common import (UsageError, add_dataset_arguments, add_kernels_argument, add_max_arena_argument, check_memory,
+                     count, load_dataset, load_model, resolve_kernels)
 from .emit_cmd import default_name
+from .outputs import STDOUT, output_file, write_json, write_text
 
 # The firmware's layer hook, in builds made to split the count per layer: one volatile store
 # of the layer index to the emulator's bench marker (bitgen.sim.peripherals.BenchMarker).
@@ -41,20 +42,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also open a plain pickled nn.Module (this runs code from the file)")
     p.add_argument("--input-shape", metavar="C,H,W", help="input shape of a pickled module")
     add_dataset_arguments(p)
-    p.add_argument("--random", type=int, default=0, metavar="N", help="run N random int8 inputs (no dataset)")
+    p.add_argument("--random", type=count(0), default=0, metavar="N", help="run N random int8 inputs (no dataset)")
     add_kernels_argument(p, "kernel set (default: the board's fastest that fits)")
     add_max_arena_argument(p)
-    p.add_argument("--json", metavar="FILE", help="write bench.json here")
+    p.add_argument("--json", metavar="FILE", help="write bench.json here ('-': to standard output, instead of "
+                                                  "the table)")
     p.add_argument("--md", metavar="FILE", help="write the Markdown table here")
     bench_stream.add_arguments(p)
 
 
-def _stats(v: list[int]) -> dict[str, float]:
-    a = np.asarray(v)
-    return {"min": int(a.min()), "median": float(np.median(a)), "max": int(a.max()), "mean": float(a.mean())}
-
-
-def _run_inputs(session: Session, x: np.ndarray, expect: np.ndarray) -> tuple[list[int], int]:
+def _run_inputs(session: Session, x: np.ndarray, expect: np.ndarray, bar) -> tuple[list[int], int]:
     cycles, mismatches = [], 0
     for i in range(len(x)):
         try:
@@ -64,6 +61,7 @@ def _run_inputs(session: Session, x: np.ndarray, expect: np.ndarray) -> tuple[li
         mismatches += not (np.array_equal(r.outputs.reshape(expect[i].shape), expect[i])
                            and r.cls == golden.argmax(expect[i : i + 1])[0])
         cycles.append(r.cycles)
+        bar.update(1)
     return cycles, mismatches
 
 
@@ -80,11 +78,13 @@ def markdown(rep: dict[str, Any]) -> str:
     fw = rep.get("protocol_firmware") or {}
     fits = "" if not fw else (f"; the protocol firmware {'fits' if fw.get('fits') else 'does not fit'} "
                               f"({fw.get('flash_bytes')} B flash, {fw.get('sram_bytes')} B SRAM)")
+    tried = "".join(f"; with {t['kernels']} kernels the image needs {t['flash_bytes']} B flash and "
+                    f"{t['sram_bytes']} B SRAM, over budget" for t in rep.get("kernels_tried") or [])
     lines = [
-        f"**{rep['model']['name']}** ({rep['model']['hash'][:12]}) on **{rep['board']}**, "
-        f"{rep['kernels']} kernels: {ins['median']:.0f} instructions per inference "
+        f"**{rep['model']['name']}** ({rep['model_hash'][:12]}) on **{rep['board']}**, "
+        f"{rep['kernels']} kernels: {ins['median']} instructions per inference "
         f"(min {ins['min']}, max {ins['max']}, {rep['compared']} inputs, {rep['mismatches']} mismatches); "
-        f"{rep['image']} image: flash {rep['flash_bytes']} B, SRAM {rep['sram_bytes']} B{fits}.",
+        f"{rep['image']} image: flash {rep['flash_bytes']} B, SRAM {rep['sram_bytes']} B{fits}{tried}.",
         "",
         "| # | layer | kernel | output | weights (B) | MACs | instructions | share |",
         "|---|---|---|---|---:|---:|---:|---:|",
@@ -95,7 +95,9 @@ def markdown(rep: dict[str, Any]) -> str:
         share = "" if n is None else f"{100 * n / total:.1f} %"
         lines.append(f"| {lay['index']} | {lay['op']} | {lay['kernel']} | {'x'.join(map(str, lay['out_shape']))} "
                      f"| {lay['weight_bytes']} | {lay['macs']} | {'' if n is None else n} | {share} |")
-    return "\n".join(lines) + "\n"
+    notes = [f"- layer {lay['index']}: not {r['kernel']}: {r['reason']}" for lay in rep["layers"]
+             for r in lay.get("refused", [])]
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
 def _check(outputs, classes, expect) -> int:
@@ -105,15 +107,16 @@ def _check(outputs, classes, expect) -> int:
                for o, c, e, wc in zip(outputs, classes, expect, want_cls))
 
 
-def _bench_emulated(board, model, name, x, expect, kernels, max_arena):
+def _bench_emulated(board, model, name, x, expect, kernels, max_arena, bar):
     """The bench harness on a Unicorn board: (cycles, mismatches, report, emitted, per-layer)."""
     t_out = model.validate()[-1]
     marker = _marker(board)
+    tick = lambda: bar.update(1)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="bitgen-bench-") as tmp:
         plain = firmware.build(model, board, Path(tmp) / "plain", name=name, kernels=kernels, harness="bench",
                             max_arena=max_arena)
         kernels = plain.report["kernels"]
-        runs = sim_bench.run(board, plain, x, t_out.dtype, t_out.size)
+        runs = sim_bench.run(board, plain, x, t_out.dtype, t_out.size, on_input=tick)
         mismatches = _check([r.outputs for r in runs], [r.cls for r in runs], expect)
         emitted = json.loads((plain.outdir / "src" / f"{name}.json").read_text())
         per_layer: dict[int, float] = {}
@@ -121,7 +124,7 @@ def _bench_emulated(board, model, name, x, expect, kernels, max_arena):
             marked = firmware.build(model, board, Path(tmp) / "marked", name=name, kernels=kernels, harness="bench",
                                  extra_cflags=[f"-DBG_BENCH_MARKER=0x{marker:08x}u", f"-D{MARK}"],
                                  max_arena=max_arena)
-            mruns = sim_bench.run(board, marked, x, t_out.dtype, t_out.size)
+            mruns = sim_bench.run(board, marked, x, t_out.dtype, t_out.size, on_input=tick)
             mismatches += _check([r.outputs for r in mruns], [r.cls for r in mruns], expect)
             for r in mruns:
                 for i, n in r.layers.items():
@@ -135,9 +138,31 @@ def _bench_emulated(board, model, name, x, expect, kernels, max_arena):
     return [r.cycles for r in runs], mismatches, plain.report, emitted, per_layer, protocol
 
 
+def _by_kernel(emitted: dict[str, Any] | None, per_layer: dict[int, float]) -> list[float | None]:
+    """Instructions per layer, each kernel's counted at the layer it computes first: the
+    firmware marks a fused kernel's work after its last fused layer (whose output it writes),
+    and the layers it fuses ("fused" kernels) get 0."""
+    out: list[float | None] = []
+    owner = None
+    for k, lay in enumerate((emitted or {}).get("layers", [])):
+        n = per_layer.get(lay["index"])
+        if not per_layer:
+            out.append(None)
+            continue
+        if lay["kernel"].split("/")[0] == "fused" and owner is not None:
+            out[owner] = (out[owner] or 0.0) + (n or 0.0)
+            out.append(0.0)
+            continue
+        owner = k
+        out.append(n or 0.0)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     args.kernels = resolve_kernels(args)
     board = boards.get(args.board)
+    json_to = output_file(args.json, "--json", stdout=True)
+    md_to = output_file(args.md, "--md", stdout=True)
     loaded = load_model(args)
     model = loaded.ir
     if args.stream is not None:  # frames of one sequence, change-based against dense
@@ -146,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
         return bench_stream.run(args, board, model, default_name(model.name))
     if args.change_threshold is not None:
         model = bench_stream.with_threshold(model, args.change_threshold)
+    check_memory(args.random * model.input.size, f"{args.random} random inputs of {model.input.size} values",
+                 "--random")
     data = load_dataset(args, model)
     if data is not None:
         x = data[0].reshape((-1,) + model.input.shape)  # clips: each frame measured from reset
@@ -159,33 +186,36 @@ def run(args: argparse.Namespace) -> int:
     emulated = not args.port and (board.emulator or {}).get("kind") == "unicorn"
     per_layer: dict[int, float] = {}
     protocol = None
-    if emulated:
-        cycles, mismatches, fw, emitted, per_layer, protocol = _bench_emulated(
-            board, model, name, x, expect, args.kernels, args.max_arena)
-        image = "bench"
-    else:  # a real board or QEMU: the protocol firmware through the serial port
-        with Session(board, model, port=args.port, name=name, kernels=args.kernels, max_arena=args.max_arena) as s:
-            cycles, mismatches = _run_inputs(s, x, expect)
-            fw = s.firmware.report if s.firmware else {}
-            emitted = json.loads((s.firmware.outdir / "src" / f"{name}.json").read_text()) if s.firmware else None
-        image = "protocol"
+    marked = emulated and _marker(board) is not None
+    with console.progress(total=len(x) * (2 if marked else 1), desc=f"{board.name} bench", unit="run") as bar:
+        if emulated:
+            cycles, mismatches, fw, emitted, per_layer, protocol = _bench_emulated(
+                board, model, name, x, expect, args.kernels, args.max_arena, bar)
+            image = "bench"
+        else:  # a real board or QEMU: the protocol firmware through the serial port
+            with Session(board, model, port=args.port, name=name, kernels=args.kernels,
+                         max_arena=args.max_arena) as s:
+                cycles, mismatches = _run_inputs(s, x, expect, bar)
+                fw = s.firmware.report if s.firmware else {}
+                emitted = json.loads((s.firmware.outdir / "src" / f"{name}.json").read_text()) if s.firmware else None
+            image = "protocol"
     kernels = fw.get("kernels", args.kernels)
 
     layers = []
-    for lay in (emitted or {}).get("layers", []):
-        n = per_layer.get(lay["index"])
-        if per_layer and n is None:
-            n = 0.0  # fused into a later layer's kernel: its work is counted there
+    for lay, n in zip((emitted or {}).get("layers", []), _by_kernel(emitted, per_layer)):
         layers.append({k: lay[k] for k in ("index", "op", "name", "kernel", "out_shape", "weight_bytes", "macs")}
-                      | {"instructions": None if n is None else round(n)})
-    rep = {
+                      | {"instructions": None if n is None else round(n)}
+                      | ({"refused": lay["refused"]} if lay.get("refused") else {}))
+    rep = reports.header("bench") | {
+        "model_hash": model.digest(),
         "board": board.name,
-        "model": {"name": name, "hash": model.digest(), "path": str(Path(args.model).resolve())},
+        "model": {"name": name, "path": str(Path(args.model).resolve())},
         "compared": len(x),
         "mismatches": mismatches,
-        "instructions": _stats(cycles),
+        "instructions": reports.count_stats(cycles),
         "instruction_source": board.cycle_source,
         "kernels": kernels,
+        "kernels_tried": fw.get("kernels_tried", []),  # the board's faster sets whose image did not fit
         "image": image,
         "protocol_firmware": protocol,
         "flash_bytes": fw.get("flash_bytes"),
@@ -201,14 +231,11 @@ def run(args: argparse.Namespace) -> int:
                         if per_layer else None),
     }
     table = markdown(rep)
-    print(table, end="")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rep, indent=2) + "\n")
-    if args.md:
-        Path(args.md).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.md).write_text(table)
-    if mismatches:
+    if STDOUT not in (json_to, md_to):
+        print(table, end="")
+    write_json(json_to, rep)
+    write_text(md_to, table, "--md")
+    if mismatches and json_to != STDOUT:
         print(f"MISMATCH: {mismatches} outputs differ from the golden model")
         return 1
     return 0

@@ -15,16 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__, golden, ir, streams
+from .. import golden, ir, reports, streams
 from ..harness import firmware
 from ..sim import bench as sim_bench
-from .common import UsageError
+from .common import UsageError, count
+from .outputs import STDOUT, output_file, write_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stream", metavar="FILE", help="a stream file (frames x (T, C, H, W), optional labels y): "
                                                     "run them as one sequence, per-frame instructions")
-    p.add_argument("--change-threshold", type=int, metavar="T",
+    p.add_argument("--change-threshold", type=count(0, 2**31 - 1), metavar="T",
                    help="make every convolution change-based with threshold T (input LSBs; 0: exactly "
                         "the dense model)")
 
@@ -50,11 +51,6 @@ def frames_of(stream: streams.Stream, model: ir.Model) -> np.ndarray:
     return model.input.quantize(x)
 
 
-def _stats(v: list[int]) -> dict[str, float]:
-    a = np.asarray(v, dtype=np.float64)
-    return {"min": int(a.min()), "median": float(np.median(a)), "max": int(a.max()), "mean": float(a.mean())}
-
-
 def measure(board, model: ir.Model, name: str, x: np.ndarray, kernels: str | None, max_arena: int | None,
             workdir: Path) -> dict[str, Any]:
     """Run the frames x (T, ...) as one sequence on the emulated board: per-frame instructions,
@@ -70,7 +66,7 @@ def measure(board, model: ir.Model, name: str, x: np.ndarray, kernels: str | Non
                      for r, e, c in zip(runs, expect, want_cls))
     out: dict[str, Any] = {
         "kernels": fw.report["kernels"], "mismatches": int(mismatches),
-        "instructions": _stats([r.cycles for r in runs]), "per_frame": [r.cycles for r in runs],
+        "instructions": reports.count_stats([r.cycles for r in runs]), "per_frame": [r.cycles for r in runs],
         "flash_bytes": fw.report.get("flash_bytes"), "sram_bytes": fw.report.get("sram_bytes"),
         "arena_bytes": emitted.get("arena_bytes"), "predictions": [r.cls for r in runs],
         "states": emitted.get("states", []),
@@ -107,6 +103,7 @@ def _golden_changes(model: ir.Model, x: np.ndarray) -> list[list[int]]:
 
 def run(args: argparse.Namespace, board, model: ir.Model, name: str) -> int:
     """The stream benchmark of `bitgen bench --stream` (see the module docstring)."""
+    json_to = output_file(args.json, "--json", stdout=True)
     stream = streams.load(args.stream)
     if (board.emulator or {}).get("kind") != "unicorn" or args.port:
         raise UsageError(f"--stream runs on a Unicorn-emulated board (not {board.name}"
@@ -118,9 +115,9 @@ def run(args: argparse.Namespace, board, model: ir.Model, name: str) -> int:
         cb = measure(board, model, name, x, args.kernels, args.max_arena, Path(tmp) / "cb")
         base = measure(board, dense, name, x, args.kernels, args.max_arena, Path(tmp) / "dense") \
             if dense is not model else None
-    rep: dict[str, Any] = {
-        "bitgen_version": __version__, "board": board.name,
-        "model": {"name": name, "hash": model.digest(), "path": str(Path(args.model).resolve())},
+    rep: dict[str, Any] = reports.header("bench") | {
+        "model_hash": model.digest(), "board": board.name,
+        "model": {"name": name, "path": str(Path(args.model).resolve())},
         "stream": str(Path(args.stream).resolve()), "frames": int(len(x)),
         "compared": int(len(x)), "mismatches": cb["mismatches"] + (base["mismatches"] if base else 0),
         "instructions": cb["instructions"], "instruction_source": board.cycle_source,
@@ -132,21 +129,21 @@ def run(args: argparse.Namespace, board, model: ir.Model, name: str) -> int:
     if stream.y is not None:
         rep["accuracy"] = {"change_based": float(np.mean(np.array(cb["predictions"]) == stream.y)),
                            "dense": float(np.mean(np.array(base["predictions"]) == stream.y)) if base else None}
-    print(summary(rep), end="")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rep, indent=2) + "\n")
+    if json_to != STDOUT:
+        print(summary(rep), end="")
+    write_json(json_to, rep)
     bad = rep["mismatches"] or cb.get("change_count_mismatches")
     if bad:
-        print(f"MISMATCH: {rep['mismatches']} frames differ from the golden model, "
-              f"{cb.get('change_count_mismatches', 0)} changed-pixel counts differ")
+        if json_to != STDOUT:
+            print(f"MISMATCH: {rep['mismatches']} frames differ from the golden model, "
+                  f"{cb.get('change_count_mismatches', 0)} changed-pixel counts differ")
         return 1
     return 0
 
 
 def summary(rep: dict[str, Any]) -> str:
     cb, base = rep["change_based"], rep["dense"]
-    lines = [f"**{rep['model']['name']}** ({rep['model']['hash'][:12]}) on **{rep['board']}**, {rep['kernels']} "
+    lines = [f"**{rep['model']['name']}** ({rep['model_hash'][:12]}) on **{rep['board']}**, {rep['kernels']} "
              f"kernels, {rep['frames']} frames of {Path(rep['stream']).name}, {rep['mismatches']} mismatches"]
     row = lambda what, m: (f"| {what} | {m['instructions']['mean']:,.0f} | {m['instructions']['median']:,.0f} | "  # noqa: E731
                            f"{m['instructions']['min']:,} | {m['instructions']['max']:,} | {m['sram_bytes']} |")

@@ -3,24 +3,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 from ..harness import boards, firmware
-from .common import (UsageError, add_kernels_argument, add_max_arena_argument, add_model_argument, load_model,
-                     resolve_kernels)
-from .emit_cmd import default_name
+from .common import UsageError, add_kernels_argument, add_max_arena_argument, add_model_argument, count, load_model, resolve_kernels
+from .emit_cmd import check_name, default_name
+from .outputs import STDOUT, output_dir, output_file, write_text
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--board", required=True, help=f"board (available: {', '.join(boards.available())})")
     add_model_argument(p)
     p.add_argument("-o", "--out", metavar="DIR", help="output folder (default: build/BOARD)")
-    p.add_argument("--json", metavar="FILE", help="also write the build report (build.json) here")
+    p.add_argument("--json", metavar="FILE", help="also write the build report (build.json) here ('-': to "
+                                                  "standard output, instead of the text report)")
     p.add_argument("--name", help="C name prefix (default: the model's name, else 'model')")
     add_kernels_argument(p, "kernel set (default: the board's, fastest that fits)")
     add_max_arena_argument(p)
-    p.add_argument("--prove", type=int, default=firmware.DEFAULT_PROVE, metavar="N",
+    p.add_argument("--prove", type=count(1, 10**6), default=firmware.DEFAULT_PROVE, metavar="N",
                    help="random int8 inputs on which the image's own sources, compiled for this machine, "
                         f"are compared with the golden model, besides the extreme ones (default "
                         f"{firmware.DEFAULT_PROVE}, at least 1: bitgen flash refuses an unproved image)")
@@ -31,46 +31,49 @@ def default_dir(board: boards.Board) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.prove < 1:
-        raise UsageError(f"--prove {args.prove}: at least 1 input (an unproved image is never flashed)")
     kernels = resolve_kernels(args)
     board = boards.get(args.board)
+    check_name(args.name)
+    out = output_dir(args.out or default_dir(board), "-o")
+    if out.is_dir() and any(out.iterdir()) and not (out / "build.json").is_file():
+        raise UsageError(f"-o {out}: a folder that holds other files (no build.json): bitgen build replaces "
+                         "its src/ and obj/; give a new or empty folder, or an earlier build's")
+    json_to = output_file(args.json, "--json", stdout=True)
+    say = (lambda *a: None) if json_to == STDOUT else print  # noqa: E731  (stdout holds the JSON)
     loaded = load_model(args)
-    out = Path(args.out) if args.out else default_dir(board)
     name = args.name or default_name(loaded.ir.name)
     try:
         fw = firmware.build(loaded.ir, board, out, name=name, model_path=str(Path(args.model).resolve()),
                          kernels=kernels, max_arena=args.max_arena, prove=args.prove)
         rep = fw.report
     except firmware.BudgetError as e:
-        rep = e.report
-        print(firmware.format_report(rep))
-        _write_json(args.json, out / "build.json")
+        say(firmware.format_report(e.report))
+        _write_json(json_to, out / "build.json")
         raise
     img = board.image_board
     for t in rep["kernels_tried"]:
-        print(f"note: with {t['kernels']} kernels the image needs {t['flash_bytes']} B flash and "
-              f"{t['sram_bytes']} B SRAM: over budget, so {rep['kernels']} kernels were used")
-    print(f"built {img.name} firmware ({rep['kernels']} kernels) for model {rep['model']['hash'][:16]} in {out}/")
+        if not t["fits"]:
+            say(f"note: with {t['kernels']} kernels the image needs {t['flash_bytes']} B flash and "
+                f"{t['sram_bytes']} B SRAM: over budget, so {rep['kernels']} kernels were used")
+    say(f"built {img.name} firmware ({rep['kernels']} kernels) for model {rep['model_hash'][:16]} in {out}/")
     if rep["flash_bytes"] is not None:
-        print(firmware.format_report(rep))
+        say(firmware.format_report(rep))
         h = rep["harness"]
-        print(f"  harness (protocol + board support + glue): flash {h['flash']} B, SRAM {h['sram']} B")
+        say(f"  harness (protocol + board support + glue): flash {h['flash']} B, SRAM {h['sram']} B")
     p = rep["proof"]
-    print(f"proved on this machine: the {p['kernels']} sources in {out / 'src'} (sha256 {p['sha256'][:16]}) "
+    say(f"proved on this machine: the {p['kernels']} sources in {out / 'src'} (sha256 {p['sha256'][:16]}) "
           f"equal the golden model on {p['compared']} inputs ({p['inputs']['random']} random, "
           f"{p['inputs']['extreme']} extreme) in {p['seconds']:.2f} s")
-    for kind, path in rep["files"].items():
-        if path:
-            print(f"  {kind:<4} {path}  sha256 {rep['sha256'][kind][:16]}")
-    _write_json(args.json, out / "build.json")
+    for kind, file in rep["files"].items():
+        if file:
+            say(f"  {kind:<4} {out / file}  sha256 {rep['sha256'][kind][:16]}")
+    _write_json(json_to, out / "build.json")
     return 0
 
 
-def _write_json(dest: str | None, src: Path) -> None:
-    if dest and src.is_file():
-        Path(dest).parent.mkdir(parents=True, exist_ok=True)
-        if Path(dest).resolve() != src.resolve():
-            shutil.copyfile(src, dest)
-    elif dest:
-        Path(dest).write_text(json.dumps({"error": "no report"}) + "\n")
+def _write_json(dest: Path | str | None, src: Path) -> None:
+    """A copy of the build folder's build.json (the report of the failed build, when it failed)."""
+    if dest is None or (dest != STDOUT and Path(dest).resolve() == src.resolve()):
+        return
+    text = src.read_text() if src.is_file() else json.dumps({"error": "no report"}) + "\n"
+    write_text(dest, text, "--json")

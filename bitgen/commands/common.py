@@ -1,19 +1,77 @@
-"""Arguments and loading steps shared by the subcommands (model file, dataset)."""
+"""Arguments and loading steps shared by the subcommands (model file, dataset, numbers)."""
 from __future__ import annotations
 
 import argparse
-import sys
+import math
 from pathlib import Path
 
 import numpy as np
 
-from .. import ir, modelfile
+from .. import console, ir, modelfile
 from ..datasets import NAMES as DATASETS
 from ..errors import BitgenError
+
+# Bytes of inputs and outputs a command may hold at once (random inputs, a dataset's samples,
+# their golden outputs): a request beyond it is refused up front, not met with a MemoryError.
+MEMORY_BUDGET = 1 << 30
 
 
 class UsageError(BitgenError):
     pass
+
+
+# ------------------------------------------------------------- numbers on the command line
+def count(lo: int = 0, hi: int = 10**7):
+    """An argparse type: a whole number in lo..hi."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{v} is outside {lo}..{hi}")
+        return v
+    parse.__name__ = "count"
+    return parse
+
+
+def seconds(hi: float = 86400.0):
+    """An argparse type: a number of seconds, more than 0 and at most hi."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+        if not (math.isfinite(v) and 0 < v <= hi):
+            raise argparse.ArgumentTypeError(f"{text} is not a number of seconds in (0, {hi:g}]")
+        return v
+    parse.__name__ = "seconds"
+    return parse
+
+
+def number(lo: float, hi: float):
+    """An argparse type: a finite number in lo..hi."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+        if not (math.isfinite(v) and lo <= v <= hi):
+            raise argparse.ArgumentTypeError(f"{text} is outside {lo:g}..{hi:g}")
+        return v
+    parse.__name__ = "number"
+    return parse
+
+
+SEED = count(0, 2**32 - 1)
+BYTES = count(0, 2**32 - 1)
+
+
+def check_memory(values: int, what: str, option: str) -> None:
+    """Refuse to hold ``values`` bytes of inputs or outputs beyond MEMORY_BUDGET."""
+    if values > MEMORY_BUDGET:
+        raise UsageError(f"{what} would take {values / 2**30:.1f} GiB, over the {MEMORY_BUDGET >> 30} GiB "
+                         f"bitgen allows itself: use fewer ({option})")
 
 
 def add_model_argument(p: argparse.ArgumentParser) -> None:
@@ -25,12 +83,12 @@ def add_model_argument(p: argparse.ArgumentParser) -> None:
 
 
 def add_max_arena_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-arena", type=int, metavar="BYTES",
+    p.add_argument("--max-arena", type=BYTES, metavar="BYTES",
                    help="largest arena (activations and kernel scratch) to plan for; kernels trade "
                         "speed for SRAM to fit it (default: the fastest kernels)")
 
 
-BACKENDS = ("c",)  # what --target names; later back ends join here
+BACKENDS = ("c",)  # what --target names for every command; emit also takes scamp5 (commands/scamp5_cmd.py)
 
 
 def add_kernels_argument(p: argparse.ArgumentParser, help: str) -> None:
@@ -55,8 +113,7 @@ def resolve_kernels(args: argparse.Namespace) -> str | None:
                              f"go in --kernels: {', '.join(kernels.TARGETS)})")
         if chosen is not None and chosen != target:
             raise UsageError(f"--target {target} and --kernels {chosen} disagree: give --kernels only")
-        print(f"bitgen {getattr(args, 'command', '')}: note: the kernel set is now --kernels {target} "
-              f"(--target names the back end: {', '.join(BACKENDS)})", file=sys.stderr)
+        console.note(f"the kernel set is now --kernels {target} (--target names the back end: {', '.join(BACKENDS)})")
         chosen = target
     if chosen is not None and chosen not in kernels.TARGETS:
         raise UsageError(f"unknown kernel set '{chosen}' for --kernels (available: {', '.join(kernels.TARGETS)})")
@@ -67,9 +124,12 @@ def load_model(args: argparse.Namespace) -> modelfile.LoadedModel:
     spec = None
     if getattr(args, "input_shape", None):
         try:
-            shape = tuple(int(v) for v in args.input_shape.split(","))
+            shape = tuple(int(v, 10) for v in args.input_shape.split(","))
+            ir.limits.check_shape(shape, "--input-shape")
         except ValueError:
             raise UsageError(f"--input-shape '{args.input_shape}' is not a comma-separated list of integers") from None
+        except ir.IRError as e:
+            raise UsageError(str(e)) from None
         spec = ir.InputSpec(shape)
     return modelfile.load(args.model, trust_pickle=args.trust_pickle, input=spec)
 
@@ -77,7 +137,7 @@ def load_model(args: argparse.Namespace) -> modelfile.LoadedModel:
 def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=DATASETS, help="dataset format (guessed from --data when omitted)")
     p.add_argument("--data", metavar="PATH", help="dataset folder or file")
-    p.add_argument("--limit", type=int, metavar="N", help="use only the first N samples")
+    p.add_argument("--limit", type=count(1), metavar="N", help="use only the first N samples")
 
 
 def guess_dataset(data: str) -> str:
@@ -102,17 +162,19 @@ def load_dataset(args: argparse.Namespace, model: ir.Model, split: str = "test")
     ds = datasets.load(name, args.data, split=split)
     x, y = ds.x, np.asarray(ds.y)
     if args.limit is not None:
-        if args.limit < 1:
-            raise UsageError("--limit must be at least 1")
         x, y = x[: args.limit], y[: args.limit]
     frames = ds.frames
     if frames:  # every frame is quantized like an image
         x = x.reshape((-1,) + x.shape[2:])
     try:
-        xq = x if np.asarray(x).dtype == np.int8 and x[0].size == model.input.size else model.input.quantize(x)
+        xq = x if x.dtype == np.int8 and x[0].size == model.input.size else model.input.quantize(x)
         xq = np.asarray(xq).reshape((-1,) + model.input.shape)
     except ir.IRError as e:
         raise UsageError(f"dataset '{name}' does not fit the model: {e}") from None
+    outputs = model.validate()[-1].size
+    if y.size and int(y.max()) >= outputs:
+        raise UsageError(f"dataset '{name}' does not fit the model: its labels go up to {int(y.max())}, the model "
+                         f"has {outputs} outputs (classes 0..{outputs - 1})")
     if frames:
         if not model.states:
             raise UsageError(f"dataset '{name}' holds clips of {frames} frames; this model has no state "

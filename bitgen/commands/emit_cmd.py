@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 
 from ..backends.c import emit
-from .common import add_kernels_argument, add_max_arena_argument, add_model_argument, load_model, resolve_kernels
+from .common import (UsageError, add_kernels_argument, add_max_arena_argument, add_model_argument, load_model,
+                     resolve_kernels)
+from .outputs import output_dir
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -13,17 +15,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="C name prefix (default: the model's name, else 'model')")
     add_kernels_argument(p, "kernel set (default: generic)")
     add_max_arena_argument(p)
+    from .scamp5_cmd import add_emit_arguments
+
+    add_emit_arguments(p)
 
 
 def default_name(model_name: str) -> str:
-    return model_name if emit.IDENT.match(model_name or "") else "model"
+    return "model" if emit.name_problem(model_name) else model_name
+
+
+def check_name(name: str | None) -> None:
+    """Refuse a --name that cannot prefix the C, before any work is done."""
+    why = None if name is None else emit.name_problem(name)
+    if why:
+        raise UsageError(f"--name {name!r} {why}")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.target == "scamp5":
+        from . import scamp5_cmd
+
+        return scamp5_cmd.emit(args, args.name or default_name(load_model(args).ir.name))
     kernels = resolve_kernels(args) or "generic"
+    check_name(args.name)
+    out = output_dir(args.out, "-o")
     loaded = load_model(args)
     name = args.name or default_name(loaded.ir.name)
-    em = emit.emit(loaded.ir, args.out, name=name, kernels=kernels, max_arena=args.max_arena)
+    em = emit.emit(loaded.ir, out, name=name, kernels=kernels, max_arena=args.max_arena)
     r = em.report
     print(f"wrote {len(em.files)} files to {em.outdir}/ ({name}.h, {name}.c, {name}.json, {kernels} kernels)")
     print(f"  layers {len(r['layers'])}  weights {r['weight_bytes']} B  arena {r['arena_bytes']} B  "

@@ -5,20 +5,20 @@ after, with --keep-serving, until interrupted)."""
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 
-from .. import streams
+from .. import reports, streams
 from ..harness import boards
 from ..harness.link import LinkError
 from ..harness.session import Session
 from ..monitor import Monitor, Readout, run_frames, serve
 from .bench_stream import frames_of, with_threshold
-from .common import UsageError, add_dataset_arguments, add_kernels_argument, load_dataset, load_model, resolve_kernels
+from .common import (UsageError, add_dataset_arguments, add_kernels_argument, count, load_dataset, load_model,
+                     resolve_kernels)
 from .emit_cmd import default_name
+from .outputs import output_file, write_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,12 +31,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stream", metavar="FILE", help="a stream file: its frames as one sequence")
     add_dataset_arguments(p)
     add_kernels_argument(p, "kernel set (default: the board's fastest that fits)")
-    p.add_argument("--change-threshold", type=int, metavar="T", help="make every convolution change-based")
+    p.add_argument("--change-threshold", type=count(0, 2**31 - 1), metavar="T",
+                   help="make every convolution change-based")
     p.add_argument("--host", default="127.0.0.1", help="address to serve the page on (default 127.0.0.1)")
-    p.add_argument("--port-http", type=int, default=8765, help="port of the page (default 8765)")
-    p.add_argument("--interval", type=float, default=0.0, metavar="S",
+    p.add_argument("--port-http", type=count(0, 65535), default=8765, help="port of the page (default 8765)")
+    p.add_argument("--interval", type=_interval, default=0.0, metavar="S",
                    help="seconds to wait after each frame, to watch a fast board (default 0)")
-    p.add_argument("--window", type=int, default=100, help="frames the line charts show (default 100)")
+    p.add_argument("--window", type=count(1, 100000), default=100, help="frames the line charts show (default 100)")
     p.add_argument("--readout-threshold", type=int, metavar="SCORE",
                    help="the top score needed to read out a class (below: the default class)")
     p.add_argument("--default-class", default="none", help="what the readout shows below the threshold")
@@ -44,6 +45,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--high", type=int, help="scores above this read out the default class")
     p.add_argument("--keep-serving", action="store_true", help="keep the page up after the last frame")
     p.add_argument("--json", metavar="FILE", help="write every frame's result here at the end")
+
+
+def _interval(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if not 0 <= v <= 3600:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds in [0, 3600]")
+    return v
 
 
 def _frames(args: argparse.Namespace, model) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
@@ -66,10 +77,9 @@ def _frames(args: argparse.Namespace, model) -> tuple[np.ndarray, np.ndarray | N
 def run(args: argparse.Namespace) -> int:
     args.kernels = resolve_kernels(args)
     board = boards.get(args.board)
+    json_to = output_file(args.json, "--json")
     model = with_threshold(load_model(args).ir, args.change_threshold)
     frames, labels, names = _frames(args, model)
-    if args.window < 1:
-        raise UsageError(f"--window must be at least 1, got {args.window}")
     monitor = Monitor(model, names, board.name, Readout(args.readout_threshold, args.default_class, args.low,
                                                          args.high), window=args.window, shape=model.input.shape)
     try:
@@ -88,10 +98,9 @@ def run(args: argparse.Namespace) -> int:
         raise
     finally:
         summary = monitor.summary()
-        if args.json:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps({"summary": summary, "config": monitor.config(),
-                                                   "frames": [f.to_json() for f in monitor.frames]}, indent=1) + "\n")
+        write_json(json_to, reports.header("monitor") | {"model_hash": model.digest(), "summary": summary,
+                                                          "config": monitor.config(),
+                                                          "frames": [f.to_json() for f in monitor.frames]})
         if not args.keep_serving:
             server.shutdown()
     print(f"{summary['frames']} frames, {summary['mismatches']} mismatches against the golden model")

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .. import datasets, modelfile
+from .. import datasets, modelfile, reports
 from ..encodings import ENCODINGS
-from .common import UsageError
+from .common import UsageError, count
+from .outputs import STDOUT, output_file, write_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,17 +39,29 @@ def add_ptq_arguments(p: argparse.ArgumentParser, dataset_required: bool) -> Non
     p.add_argument("--dataset", choices=datasets.NAMES, required=dataset_required,
                    help="calibration (training split) and test data")
     p.add_argument("--data", metavar="PATH", help="dataset folder or file")
-    p.add_argument("--calib", type=int, default=1000, metavar="N",
+    p.add_argument("--calib", type=count(1), default=1000, metavar="N",
                    help="calibration inputs, spread over the training split (default 1000)")
-    p.add_argument("--limit", type=int, metavar="N", help="test inputs for the report (default: all)")
+    p.add_argument("--limit", type=count(1), metavar="N", help="test inputs for the report (default: all)")
     p.add_argument("--input-shape", metavar="C,H,W", help="reshape the dataset's samples to this shape")
     p.add_argument("--weights", choices=list(ENCODINGS), default="8bit", help="weight encoding (default 8bit)")
     p.add_argument("--weight-scale", choices=WEIGHT_SCALES, default="mse",
                    help="per-channel weight scale: mse (default), absmax or absmean")
     p.add_argument("--activations", choices=METHODS, default="minmax",
                    help="activation ranges: minmax (default), percentile or mse")
-    p.add_argument("--percentile", type=float, default=99.99, help="with --activations percentile (default 99.99)")
-    p.add_argument("--json", metavar="FILE", help="write the per-layer error report as JSON")
+    p.add_argument("--percentile", type=_percentile, default=99.99,
+                   help="with --activations percentile (default 99.99)")
+    p.add_argument("--json", metavar="FILE", help="write the per-layer error report as JSON ('-': to standard "
+                                                  "output, instead of the text report)")
+
+
+def _percentile(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not (math.isfinite(v) and 0 < v <= 100):
+        raise argparse.ArgumentTypeError(f"{text} is not a percentile in (0, 100]")
+    return v
 
 
 def _shape(text: str | None) -> tuple[int, ...] | None:
@@ -89,10 +103,9 @@ def quantize_and_report(module, args: argparse.Namespace, shape: tuple[int, ...]
     """Calibrate on the dataset's training split, quantize, report against its test split, save."""
     from .. import ptq
 
-    if args.calib < 1:
-        raise UsageError("--calib must be at least 1")
-    if args.limit is not None and args.limit < 1:
-        raise UsageError("--limit must be at least 1")
+    out = output_file(args.out, "-o")
+    json_to = output_file(args.json, "--json", stdout=True)
+    say = (lambda *a: None) if json_to == STDOUT else print  # noqa: E731  (stdout holds the JSON)
     shape = _shape(args.input_shape) or shape
     train = datasets.load(args.dataset, args.data, split="train")
     test = datasets.load(args.dataset, args.data, split="test")
@@ -108,18 +121,16 @@ def quantize_and_report(module, args: argparse.Namespace, shape: tuple[int, ...]
                          percentile=args.percentile, weight_scale=args.weight_scale, labels=test.labels, name=name)
     report = ptq.error_report(module, model, xs, ys)
     model.meta["ptq"]["report"] = report.to_json()
-    modelfile.save(model, args.out)
-    print(f"quantized {args.model}: {args.weights} weights ({args.weight_scale} scales per channel), "
+    modelfile.save(model, out)
+    say(f"quantized {args.model}: {args.weights} weights ({args.weight_scale} scales per channel), "
           f"{args.activations} activation ranges from {len(calib)} {args.dataset} training inputs "
           f"({time.time() - t0:.1f} s)")
     for dropped in model.meta["ptq"]["dropped"]:
-        print(f"  left out: {dropped}")
-    print(f"error against the float model on {len(xs)} {args.dataset} test inputs:")
-    print("\n".join(report.lines()))
-    print(f"wrote {args.out} (model {model.digest()[:16]}, {len(model.layers)} layers, MACs {model.macs()})")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"model": str(args.out), "options": {
-            k: model.meta["ptq"][k] for k in ("weights", "activations", "weight_scale", "percentile",
-                                               "calibration_inputs")}, **report.to_json()}, indent=2) + "\n")
+        say(f"  left out: {dropped}")
+    say(f"error against the float model on {len(xs)} {args.dataset} test inputs:")
+    say("\n".join(report.lines()))
+    say(f"wrote {out} (model {model.digest()[:16]}, {len(model.layers)} layers, MACs {model.macs()})")
+    write_json(json_to, reports.header("quantize") | {"model_hash": model.digest(), "model": str(out), "options": {
+        k: model.meta["ptq"][k] for k in ("weights", "activations", "weight_scale", "percentile",
+                                           "calibration_inputs")}, **report.to_json()})
     return 0

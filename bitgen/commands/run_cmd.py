@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .. import golden
+from .. import console, golden, reports
 from ..harness import boards
 from ..harness.link import LinkError
 from ..harness.session import Session
 from .build_cmd import default_dir
-from .common import (UsageError, add_dataset_arguments, add_kernels_argument, is_clips, load_dataset,
-                     load_model, resolve_kernels)
+from .common import (SEED, UsageError, add_dataset_arguments, add_kernels_argument, check_memory, count, is_clips,
+                     load_dataset, load_model, resolve_kernels, seconds)
 from .emit_cmd import default_name
+from .outputs import STDOUT, output_dir, output_file, write_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--board", required=True, help=f"board (available: {', '.join(boards.available())})")
+    p.add_argument("--board", required=True,
+                   help=f"board (available: {', '.join(boards.available())}, scamp5-sim: the SCAMP-5 simulator)")
     p.add_argument("--port", help="serial port of a real board (a path or a pyserial URL)")
     p.add_argument("model", nargs="?",
                    help="model file (default: the model of the last bitgen build for this board)")
@@ -29,37 +30,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also open a plain pickled nn.Module (this runs code from the file)")
     p.add_argument("--input-shape", metavar="C,H,W", help="input shape of a pickled module")
     add_dataset_arguments(p)
-    p.add_argument("--random", type=int, default=0, metavar="N", help="also run N random int8 inputs")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-    p.add_argument("--frames", type=int, metavar="T",
+    p.add_argument("--random", type=count(0), default=0, metavar="N", help="also run N random int8 inputs")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the random inputs")
+    p.add_argument("--frames", type=count(1, 100000), metavar="T",
                    help="models with state: consecutive inputs form sequences of T frames (default: the "
                         "length of a clip dataset's clips, else 16)")
-    p.add_argument("--json", metavar="FILE", help="write the run report (run.json) here")
-    p.add_argument("--timeout", type=float, default=3.0, metavar="S", help="seconds per command (default 3)")
-    p.add_argument("--infer-timeout", type=float, default=60.0, metavar="S",
+    p.add_argument("--json", metavar="FILE", help="write the run report (run.json) here ('-': to standard "
+                                                  "output, instead of the text report)")
+    p.add_argument("--timeout", type=seconds(3600), default=3.0, metavar="S", help="seconds per command (default 3)")
+    p.add_argument("--infer-timeout", type=seconds(), default=60.0, metavar="S",
                    help="seconds per inference (default 60)")
-    p.add_argument("--retries", type=int, default=3, help="attempts after a failed exchange (default 3)")
+    p.add_argument("--retries", type=count(0, 100), default=3,
+                   help="attempts after a failed exchange, per input (default 3)")
     p.add_argument("--keep", metavar="DIR", help="emulated boards: keep the firmware built for the run here")
     add_kernels_argument(p, "emulated boards: kernel set of the firmware built for the run "
                             "(default: the board's fastest that fits)")
     p.add_argument("--trace", action="store_true", help="print every line on the wire")
+    from .scamp5_cmd import add_run_arguments
 
-
-def _stats(v: list[int]) -> dict[str, float] | None:
-    if not v:
-        return None
-    a = np.asarray(v)
-    return {"min": int(a.min()), "median": float(np.median(a)), "max": int(a.max()), "mean": float(a.mean())}
+    add_run_arguments(p)
 
 
 def _default_model(board: boards.Board) -> str:
     meta = default_dir(board) / "build.json"
     try:
         path = json.loads(meta.read_text())["model"]["path"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
         path = None
-    if not path:
-        raise UsageError(f"give the model file (no {meta} from a bitgen build to take it from)")
+    if not isinstance(path, str) or not path:
+        raise UsageError(f"give the model file (no model path in {meta} from a bitgen build to take it from)")
     return path
 
 
@@ -73,8 +72,15 @@ def _accuracy(classes: np.ndarray, labels: np.ndarray | None, per_clip: int) -> 
 
 
 def run(args: argparse.Namespace) -> int:
+    from . import scamp5_cmd
+
+    if args.board == scamp5_cmd.BOARD:
+        return scamp5_cmd.run_sim(args)
     kernels = resolve_kernels(args)
     board = boards.get(args.board)
+    json_to = output_file(args.json, "--json", stdout=True)
+    keep = output_dir(args.keep, "--keep")
+    say = (lambda *a: None) if json_to == STDOUT else print  # noqa: E731  (stdout holds the JSON)
     if kernels and not board.is_emulated:
         raise UsageError(f"--kernels builds the firmware of an emulated board; {board.name} runs the image "
                          "bitgen flash wrote (choose its kernels with bitgen build --kernels)")
@@ -82,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         args.model = _default_model(board)
     loaded = load_model(args)
     model = loaded.ir
+    check_memory(args.random * model.input.size, f"{args.random} random inputs of {model.input.size} values",
+                 "--random")
     sets = []
     data = load_dataset(args, model)
     per_clip = 1  # inputs per label: a clip dataset has one label per sequence of frames
@@ -110,19 +118,17 @@ def run(args: argparse.Namespace) -> int:
         expect = golden.run(model, x)
     expect_cls = golden.argmax(expect)
 
-    from tqdm import tqdm
-
-    log = (lambda s: tqdm.write(s, file=sys.stderr)) if args.trace else None
+    bar = console.progress(total=len(x), unit="input", desc=board.name)
+    log = bar.write if args.trace else None
     t_start = time.monotonic()
     outputs, classes, cycles, attempts = [], [], [], []
     mismatches: list[int] = []
-    with Session(board, model, port=args.port, name=default_name(model.name), workdir=args.keep,
+    with Session(board, model, port=args.port, name=default_name(model.name), workdir=keep,
                  timeout=args.timeout, infer_timeout=args.infer_timeout, retries=args.retries,
                  log=log, kernels=kernels) as s:
         info = s.info
-        print(f"{board.name}: model {info.model} {info.hash[:16]} (matches), board reports flash "
-              f"{info.flash_bytes} B, SRAM {info.sram_bytes} B, clock {info.clock_hz} Hz", file=sys.stderr)
-        bar = tqdm(total=len(x), unit="input", desc=board.name, file=sys.stderr, dynamic_ncols=True)
+        say(f"{board.name}: model {info.model} {info.hash[:16]} (matches), board reports flash "
+            f"{info.flash_bytes} B, SRAM {info.sram_bytes} B, clock {info.clock_hz} Hz")
         results = iter(())
         try:
             for i in range(len(x)):
@@ -142,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
                 classes.append(r.cls)
                 cycles.append(r.cycles)
                 attempts.append(r.attempts)
-                bar.set_postfix(mismatches=len(mismatches), cycles=r.cycles, refresh=False)
+                bar.set_postfix(mismatches=len(mismatches), instructions=r.cycles, refresh=False)
                 bar.update(1)
         finally:
             bar.close()
@@ -153,11 +159,13 @@ def run(args: argparse.Namespace) -> int:
 
     n = len(x)
     classes_a = np.asarray(classes)
-    rep = {
+    rep = reports.header("run") | {
+        "model_hash": info.hash,
         "board": board.name,
         "image_board": board.image_board.name,
         "port": args.port,
-        "model": {"name": info.model, "hash": info.hash, "path": str(Path(args.model).resolve())},
+        "kernels": fw.get("kernels") if fw else None,  # a real board: those bitgen build chose
+        "model": {"name": info.model, "path": str(Path(args.model).resolve())},
         "dataset": {"name": args.dataset, "path": args.data, "limit": args.limit} if data is not None else None,
         "random": args.random,
         "compared": n,
@@ -165,8 +173,8 @@ def run(args: argparse.Namespace) -> int:
         "mismatch_indices": mismatches[:50],
         "accuracy": _accuracy(classes_a, labels, per_clip),
         "golden_accuracy": _accuracy(expect_cls, labels, per_clip),
-        "cycles": _stats(cycles),
-        "cycle_source": board.cycle_source,
+        "instructions": reports.count_stats(cycles),
+        "instruction_source": board.cycle_source,
         "counter": info.counter,
         "clock_hz": info.clock_hz,
         "board_flash_bytes": info.flash_bytes,
@@ -175,28 +183,27 @@ def run(args: argparse.Namespace) -> int:
                                           "stack")}
         if fw else None,
         "retried_inputs": int(sum(a > 1 for a in attempts)),
+        "failed_exchanges": len(events),
         "link_events": events[:50],
         "emulator": stats or None,  # e.g. instructions the emulated CPU ran in all
         "elapsed_s": round(time.monotonic() - t_start, 3),
     }
-    c = rep["cycles"]
+    c = rep["instructions"]
     acc = "" if rep["accuracy"] is None else f"  accuracy {100 * rep['accuracy']:.2f} % (golden {100 * rep['golden_accuracy']:.2f} %)"
-    print(f"compared {n} inputs: {len(mismatches)} mismatches{acc}")
+    say(f"compared {n} inputs: {len(mismatches)} mismatches{acc}")
     if c:
-        print(f"cycles min {c['min']} median {c['median']:.0f} max {c['max']} ({rep['cycle_source']})")
+        say(f"instructions min {c['min']} median {c['median']} max {c['max']} ({rep['instruction_source']})")
     if stats.get("stack_peak") is not None:
         bound = ((fw or {}).get("stack") or {}).get("bytes")
-        print(f"stack peak {stats['stack_peak']} B (reserved {board.stack_bytes} B"
+        say(f"stack peak {stats['stack_peak']} B (reserved {board.stack_bytes} B"
               + ("" if bound is None else f", call-graph bound {bound} B") + ")")
     if events:
-        print(f"recovered from {len(events)} failed exchanges ({rep['retried_inputs']} inputs retried)")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rep, indent=2) + "\n")
+        say(f"recovered from {len(events)} failed exchanges ({rep['retried_inputs']} inputs retried)")
+    write_json(json_to, rep)
     if mismatches:
         i = mismatches[0]
-        print(f"MISMATCH at input {i}: golden {expect[i].ravel().tolist()} (class {expect_cls[i]}), "
+        say(f"MISMATCH at input {i}: golden {expect[i].ravel().tolist()} (class {expect_cls[i]}), "
               f"board {outputs[i].ravel().tolist()} (class {classes[i]})")
         return 1
-    print(f"bit-exact: every output of {n} inputs equals the golden model")
+    say(f"bit-exact: every output of {n} inputs equals the golden model")
     return 0

@@ -18,16 +18,20 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import datasets, ir
+from .. import datasets, ir, schema
 from ..errors import BitgenError
 from ..train import NORMS, LayerOptions, Recipe, TrainError
+from .common import SEED, count, number
+from .outputs import output_file
 
 ENCODINGS = ("binary", "ternary", "2bitsym", "4bitsym", "4bit", "fp130", "8bit")
+SIGMA = number(0.0, 1e6)
 DEFAULTS = {"arch": "mlp:64,64", "weights": "4bitsym", "norm": "static", "seed": 0, "threads": 2}
 
 
@@ -42,10 +46,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--norm", choices=NORMS, help="static: calibrated multiplier+shift and ReLU; "
                                                  "shiftnorm: BitNetMCU's dynamic shift (default static)")
     p.add_argument("--config", metavar="FILE", help="JSON or TOML file with options and/or 'layers'")
-    p.add_argument("--epochs", type=int, help=f"training epochs (default {Recipe.epochs})")
-    p.add_argument("--lr", type=float, help=f"peak learning rate of Adam (default {Recipe.lr})")
-    p.add_argument("--batch-size", type=int, help=f"default {Recipe.batch_size}")
-    p.add_argument("--warmup", type=int, dest="float_warmup_epochs", metavar="EPOCHS",
+    p.add_argument("--epochs", type=count(1, 100000), help=f"training epochs (default {Recipe.epochs})")
+    p.add_argument("--lr", type=_rate, help=f"peak learning rate of Adam (default {Recipe.lr})")
+    p.add_argument("--batch-size", type=count(1, 1 << 20), help=f"default {Recipe.batch_size}")
+    p.add_argument("--warmup", type=count(0, 100000), dest="float_warmup_epochs", metavar="EPOCHS",
                    help="float epochs (no rounding) before QAT (default 0)")
     p.add_argument("--augment", choices=("auto", "shift", "none"),
                    help="random 1-pixel shifts of image inputs (default auto: images of 16x16 or more)")
@@ -56,11 +60,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bias", action="store_true", default=None, help="give layers an integer bias")
     p.add_argument("--shift-only", action="store_true", default=None,
                    help="static norm as a pure shift (multiplier 1)")
-    p.add_argument("--seed", type=int, help="random seed (default 0); same seed, same model")
-    p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default 2)")
+    p.add_argument("--noise", type=SIGMA, metavar="SIGMA",
+                   help="PixelRNN's noise-aware training: Gaussian noise of SIGMA (in ±1 products) before "
+                        "every threshold after a sum of products, and noise_output (default 1) on recurrent "
+                        "outputs (default 0: none)")
+    p.add_argument("--seed", type=SEED, help="random seed (default 0); same seed, same model")
+    p.add_argument("--threads", type=count(1, 256), help="CPU threads for PyTorch (default 2)")
     p.add_argument("--name", help="model name stored in the file (default: the output file's stem)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("-o", "--out", required=True, metavar="FILE", help="model file to write (model.pt)")
+
+
+def _rate(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 < v < 1e3:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"{text} is not a learning rate (a number above 0)")
+    return v
+
+
+@dataclass
+class ConfigFile:
+    """A --config file's keys besides the recipe's (Recipe) and the layers' (LayerOptions)."""
+
+    arch: str | None = None
+    layers: list[Any] | None = None  # bitgen.nn.sequential
+    nodes: list[Any] | None = None  # bitgen.nn.graph
+    states: list[Any] | None = None
+    seed: int | None = None
+    threads: int | None = None
+    dataset: str | None = None
+    data: str | None = None
+    name: str | None = None
+    change_threshold: int | None = None  # deploy every convolution change-based (bitgen.ir.change)
 
 
 def _read_config(path: str) -> dict[str, Any]:
@@ -82,7 +115,7 @@ def _read_config(path: str) -> dict[str, Any]:
 
 
 _RECIPE_KEYS = ("epochs", "lr", "batch_size", "weight_decay", "schedule", "float_warmup_epochs",
-                "augment", "calibrate")
+                "augment", "calibrate", "noise", "noise_output")
 _LAYER_KEYS = ("weights", "norm", "weight_scale", "per_channel", "bias", "multiplier_bits", "norm_per_channel",
                "statistic", "rms_factor", "first_weights", "last_weights")
 
@@ -92,17 +125,24 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
     conf = _read_config(args.config) if args.config else {}
     # keys starting with "_" are comments (JSON has no other kind)
     conf = {k.replace("-", "_"): v for k, v in conf.items() if not k.startswith("_")}
-    known = set(_RECIPE_KEYS) | set(_LAYER_KEYS) | {"arch", "layers", "nodes", "states", "seed", "threads",
-                                                   "dataset", "data", "name", "change_threshold"}
+    known = set(_RECIPE_KEYS) | set(_LAYER_KEYS) | {f.name for f in fields(ConfigFile)}
     unknown = sorted(set(conf) - known)
     if unknown:
         raise TrainError(f"{args.config}: unknown option(s) {', '.join(unknown)}")
+    try:  # each value's type, against the dataclasses that declare them
+        schema.check_fields({k: v for k, v in conf.items() if k in _RECIPE_KEYS}, Recipe)
+        schema.check_fields({k: v for k, v in conf.items() if k in _LAYER_KEYS}, LayerOptions)
+        schema.check_fields({k: v for k, v in conf.items() if k not in _RECIPE_KEYS and k not in _LAYER_KEYS},
+                            ConfigFile)
+    except schema.SchemaError as e:
+        raise TrainError(f"{args.config}: {e}") from None
     merged = dict(DEFAULTS)
     merged.update(conf)
     if args.shift_only:
         merged["multiplier_bits"] = 0
     for key in ("dataset", "data", "arch", "weights", "norm", "epochs", "lr", "batch_size",
-                "float_warmup_epochs", "augment", "weight_scale", "per_channel", "bias", "seed", "threads", "name"):
+                "float_warmup_epochs", "augment", "weight_scale", "per_channel", "bias", "seed", "threads", "name",
+                "noise"):
         v = getattr(args, key, None)
         if v is not None:
             merged[key] = v
@@ -144,6 +184,7 @@ def _build_model(opts: dict[str, Any], recipe: Recipe, spec: ir.InputSpec, n_cla
 
 
 def run(args: argparse.Namespace) -> int:
+    out = output_file(args.out, "-o")
     opts = options(args)
     recipe = recipe_of(opts)
     change = opts.get("change_threshold")
@@ -151,8 +192,10 @@ def run(args: argparse.Namespace) -> int:
         raise TrainError(f"change_threshold must be a whole number 0 or more, got {change!r}")
     if not opts.get("dataset"):
         raise TrainError(f"--dataset is required ({', '.join(datasets.NAMES)})")
-    if opts["threads"] < 1:
-        raise TrainError("--threads must be at least 1")
+    if opts["dataset"] not in datasets.NAMES:
+        raise TrainError(f"unknown dataset '{opts['dataset']}' (known: {', '.join(datasets.NAMES)})")
+    if not 1 <= opts["threads"] <= 256 or not 0 <= opts["seed"] < 2**32:
+        raise TrainError("threads must be in 1..256 and the seed in 0..2**32-1")
 
     import torch
 
@@ -168,6 +211,12 @@ def run(args: argparse.Namespace) -> int:
     n_classes = len(train_ds.labels)
     held_out = test_ds.distinct_splits  # False: the reported figure is training accuracy
 
+    with torch.device("meta"):  # its size first, without allocating it: mlp:99999999999 is refused, not built
+        probe = _build_model(opts, recipe, spec, n_classes)
+    params = sum(p.numel() for p in probe.parameters())
+    if params > ir.limits.MAX_WEIGHT_VALUES:
+        raise TrainError(f"the model has {params} parameters, over bitgen's limit of {ir.limits.MAX_WEIGHT_VALUES} "
+                         "weight values (far beyond any microcontroller)")
     torch.manual_seed(int(opts["seed"]))  # initial weights
     model = _build_model(opts, recipe, spec, n_classes)
     model.input_spec = spec
@@ -190,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
           f"weights {recipe.layer.weights}, norm {recipe.layer.norm}, "
           f"{sum(p.numel() for p in model.parameters())} parameters")
     start = time.perf_counter()
-    hist = tr.fit(model, x_train, train_ds.y, recipe, seed=int(opts["seed"]), progress=not args.quiet)
+    hist = tr.fit(model, x_train, train_ds.y, recipe, seed=int(opts["seed"]))
     seconds = time.perf_counter() - start
 
     irm = export.to_ir(model)
@@ -206,7 +255,6 @@ def run(args: argparse.Namespace) -> int:
                      "samples": len(test_ds)},
         "train_seconds": round(seconds, 2), "final_train_loss": hist.loss[-1],
     }
-    out = Path(args.out)
     change = opts.get("change_threshold")  # deploy every convolution change-based (bitgen.ir.change)
     try:
         saved = modelfile.save(model, out, name=opts.get("name") or _c_name(out.stem), meta=meta,

@@ -12,16 +12,16 @@ from the model's reset, so the tolerance holds on this stream (the tuning set), 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .. import golden, ir, modelfile, streams
+from .. import golden, ir, modelfile, reports, streams
 from ..errors import BitgenError
 from .bench_stream import frames_of
 from .common import UsageError, load_model
+from .outputs import STDOUT, output_file, write_json
 
 STEPS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 255)
 
@@ -35,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tolerance", type=float, required=True, metavar="P",
                    help="allowed loss against the dense model, a fraction (0.001: 0.1 point of accuracy, "
                         "or of frames that change class without labels)")
-    p.add_argument("--json", metavar="FILE", help="write the tuning report here")
+    p.add_argument("--json", metavar="FILE", help="write the tuning report here ('-': to standard output, "
+                                                  "instead of the text report)")
     p.add_argument("-o", "--out", required=True, metavar="FILE", help="the tuned model file to write")
 
 
@@ -57,8 +58,11 @@ def _changed(model: ir.Model, x: np.ndarray) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not 0 <= args.tolerance < 1:
+    if not 0 <= args.tolerance < 1:  # also refuses nan
         raise UsageError(f"--tolerance must be a fraction in [0, 1), got {args.tolerance}")
+    out = output_file(args.out, "-o")
+    json_to = output_file(args.json, "--json", stdout=True)
+    say = (lambda *a: None) if json_to == STDOUT else print  # noqa: E731  (stdout holds the JSON)
     loaded = load_model(args)
     stream = streams.load(args.stream)
     dense = ir.change.dense(loaded.ir)
@@ -84,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
         chosen[i] = best
     tuned = ir.change.with_thresholds(dense, chosen)
     err = _error(tuned, x, y, dense_pred)
-    report = {
-        "model": {"hash": dense.digest(), "tuned_hash": tuned.digest()}, "stream": str(Path(args.stream).resolve()),
+    report = reports.header("tune-thresholds") | {
+        "model_hash": dense.digest(), "tuned_model_hash": tuned.digest(), "stream": str(Path(args.stream).resolve()),
         "frames": int(len(x)), "tolerance": args.tolerance, "metric": "accuracy" if y is not None else "agreement",
         "thresholds": {str(i): t for i, t in chosen.items()},
         "dense": {"error": base, "changed_fraction": _changed(ir.change.with_thresholds(dense, 0), x)},
@@ -96,18 +100,15 @@ def run(args: argparse.Namespace) -> int:
         report["accuracy"] = {"dense": 1 - base, "tuned": 1 - err}
     tuned.meta = dict(tuned.meta) | {"change_thresholds": report["thresholds"], "tuned_on": report["stream"],
                                      "tolerance": args.tolerance}
-    out = Path(args.out)
     try:
         modelfile.save(tuned, out)
     except OSError as e:
         raise BitgenError(f"cannot write {out}: {e.strerror or e}") from None
     what = (f"accuracy {100 * (1 - base):.2f} % dense, {100 * (1 - err):.2f} % tuned" if y is not None
             else f"{100 * err:.2f} % of frames change class")
-    print(f"thresholds {', '.join(f'layer {i}: {t}' for i, t in chosen.items())}; {what}; pixels changed per "
+    say(f"thresholds {', '.join(f'layer {i}: {t}' for i, t in chosen.items())}; {what}; pixels changed per "
           f"frame {100 * report['dense']['changed_fraction']:.1f} % at 0, {100 * report['tuned']['changed_fraction']:.1f} % "
           f"tuned ({report['seconds']} s)")
-    print(f"wrote {out} (model {tuned.digest()[:16]})")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    say(f"wrote {out} (model {tuned.digest()[:16]})")
+    write_json(json_to, report)
     return 0

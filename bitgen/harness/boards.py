@@ -167,8 +167,8 @@ def available(root: Path = BOARDS) -> list[str]:
 
 
 def get(name: str, root: Path = BOARDS) -> Board:
-    path = root / name / "board.toml"
-    if not path.is_file():
+    path = root / str(name) / "board.toml"
+    if name not in available(root) or not path.is_file():  # a name, never a path such as x/../y
         raise BoardError(f"unknown board '{name}' (available: {', '.join(available(root))})")
     board = _load(path)
     if board.firmware != board.name and not (root / board.firmware / "board.toml").is_file():

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -35,9 +36,10 @@ from typing import Any
 
 import jinja2
 
-from .. import __version__, check, ir
+from .. import __version__, check, ir, reports
 from ..backends.c import emit
 from . import stack
+from . import boards
 from .boards import Board, BoardError, Region
 from ..errors import BitgenError
 from ..paths import C_RUNTIME, TEMPLATES
@@ -45,6 +47,7 @@ from ..paths import C_RUNTIME, TEMPLATES
 WARNINGS = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
 PROTOCOL_FILES = ["bg_protocol.c", "bg_protocol.h"]
 HARNESSES = {"protocol": "firmware.c.j2", "bench": "bench.c.j2"}  # harness -> firmware template
+IMAGE_FILES = ("firmware.elf", "firmware.bin", "firmware.hex")  # what build.json's files may name
 # Enlargement of the memory regions for the link that only measures an over-budget image.
 MEASURE_SCALE = 64
 # Random int8 inputs of the host proof by default (plus check.extreme_inputs); milliseconds to
@@ -373,6 +376,113 @@ def harness_size(rep: dict[str, Any]) -> dict[str, int]:
     return {k: sum(comps.get(p, {}).get(k, 0) for p in parts) for k in ("flash", "sram")}
 
 
+# ------------------------------------------------------------------------------ does it fit
+def _report_head(board: Board, em: emit.Emitted, name: str, model_path: str | None, kernels: str,
+                 tried: list[dict[str, Any]], harness: str) -> dict[str, Any]:
+    img = board.image_board
+    return reports.header("build") | {
+        "model_hash": em.report["model_hash"],
+        "board": board.name,
+        "image_board": img.name,
+        "arch": img.arch,
+        "kernels": kernels,
+        "kernels_tried": tried,
+        "harness": harness,
+        "clock_hz": img.clock_hz,
+        "model": {"name": name, "path": model_path,
+                  "arena_bytes": em.report["arena_bytes"], "weight_bytes": em.report["weight_bytes"],
+                  "arena_peak": em.report.get("arena_peak"),
+                  "input": em.report["input"], "output": em.report["output"]},
+    }
+
+
+def _at_least(board: Board, em_report: dict[str, Any]) -> tuple[int, int]:
+    """Flash and SRAM the image needs at the very least: the model's weights; its arena and
+    input buffer. Known before anything is compiled."""
+    return em_report["weight_bytes"], em_report["arena_bytes"] + math.prod(em_report["input"]["shape"])
+
+
+def _refuse_what_cannot_fit(board: Board, em: emit.Emitted, name: str, model_path: str | None, kernels: str,
+                            tried: list[dict[str, Any]], harness: str, outdir: Path, always: bool = False) -> None:
+    """Refuse, before compiling, an image that could not even be measured (its weights or arena
+    alone are over MEASURE_SCALE times the budget): a model of megabytes gets a budget report,
+    never a compiler error or minutes of compiling. Smaller excesses are linked and measured."""
+    flash, sram = board.image_board.flash, board.image_board.sram
+    if flash is None or sram is None:
+        return
+    need_flash, need_sram = _at_least(board, em.report)
+    if not always and need_flash <= flash.size * MEASURE_SCALE and need_sram <= sram.size * MEASURE_SCALE:
+        return
+    report = _report_head(board, em, name, model_path, kernels, tried, harness) | {
+        "flash_bytes": need_flash, "sram_bytes": need_sram, "flash_budget": flash.size, "sram_budget": sram.size,
+        "stack_bytes": board.image_board.stack_bytes, "sections": [], "components": {}, "largest_symbols": [],
+        "estimate": "at least: the weights (flash); the arena and the input buffer (SRAM), before compiling",
+        "stack": None, "fits": False}
+    tried.append({"kernels": kernels, "max_arena": em.report["max_arena"], "flash_bytes": need_flash,
+                  "sram_bytes": need_sram, "fits": False})
+    outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / "build.json").write_text(json.dumps(report, indent=2) + "\n")
+    raise BudgetError(f"model does not fit {board.image_board.name}: {why_it_does_not_fit(board, em.report, report)}",
+                      report)
+
+
+def why_it_does_not_fit(board: Board, em_report: dict[str, Any], report: dict[str, Any]) -> str:
+    """One line: what is over budget, which layer sets the arena's peak and which weights
+    dominate the flash, and what to try."""
+    parts, tries = [], []
+    over_sram = report["sram_budget"] is not None and report["sram_bytes"] > report["sram_budget"]
+    over_flash = report["flash_budget"] is not None and report["flash_bytes"] > report["flash_budget"]
+    if over_sram:
+        text = f"SRAM {report['sram_bytes']} B of {report['sram_budget']} B"
+        peak = em_report.get("arena_peak")
+        if peak:
+            held = ", ".join(f"{k} {v} B" for k, v in peak["parts"].items() if v)
+            where = (f"layer {peak['layer']} '{peak['name']}'" if peak["first_layer"] == peak["layer"] else
+                     f"layers {peak['first_layer']}-{peak['layer']} ('{peak['first_name']}' to '{peak['name']}', "
+                     "computed together)")
+            text += (f" (the arena's {em_report['arena_bytes']} B peak is at {where} ({peak['op']}, output "
+                     f"{'x'.join(map(str, peak['out_shape']))}: {held}); "
+                     f"the input buffer {math.prod(em_report['input']['shape'])} B)")
+            tries.append(("a smaller " if peak["first_layer"] == peak["layer"] else "smaller ")
+                         + f"{where.split(' (')[0]} or a smaller input")
+            if peak.get("trades_scratch"):
+                tries.insert(0, "--max-arena BYTES (kernels with less scratch)")
+        parts.append(text)
+    if over_flash:
+        text = f"flash {report['flash_bytes']} B of {report['flash_budget']} B"
+        layers = [lay for lay in em_report["layers"] if lay.get("weight_bytes")]
+        if layers:
+            top = max(layers, key=lambda lay: lay["weight_bytes"])
+            text += (f" (weights {em_report['weight_bytes']} B, most in layer {top['index']} '{top['name']}' "
+                     f"({top['op']}): {top['weight_bytes']} B, "
+                     f"{100 * top['weight_bytes'] / max(em_report['weight_bytes'], 1):.0f} %)")
+            tries.append(f"fewer weight bits in layer {top['index']} (e.g. --weights 2bitsym or binary) or fewer "
+                         "of its outputs")
+        parts.append(text)
+    if not parts:  # over only with the code around the model
+        parts.append(f"flash {report['flash_bytes']} B of {report['flash_budget']} B, SRAM {report['sram_bytes']} B "
+                     f"of {report['sram_budget']} B")
+    need_flash, need_sram = _at_least(board, em_report)
+    bigger = [b for b in _hardware_boards() if b.name != board.image_board.name and b.flash and b.sram
+              and b.flash.size > need_flash and b.sram.size > need_sram]
+    if bigger:
+        tries.append("a board with more memory (" + ", ".join(
+            f"{b.name}: {b.flash.size // 1024} KB flash, {b.sram.size // 1024} KB SRAM" for b in bigger) + ")")
+    return "; ".join(parts) + (": try " + "; or ".join(tries) if tries else "")
+
+
+def _hardware_boards() -> list[Board]:
+    out = []
+    for name in boards.available():
+        try:
+            b = boards.get(name)
+        except BoardError:
+            continue
+        if not b.is_emulated and b.toolchain.get("linker_script"):
+            out.append(b)
+    return out
+
+
 # ------------------------------------------------------------------------------------- build
 def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "model",
           extra_cflags: list[str] | None = None, model_path: str | None = None,
@@ -396,14 +506,12 @@ def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "mod
     if prove < 0:
         raise BuildError(f"prove must be 0 or more inputs, not {prove}")
     choices = [kernels] if kernels else board.image_board.kernels
-    tried: list[dict[str, Any]] = []
+    tried: list[dict[str, Any]] = []  # every attempt, the one kept included (build.json's kernels_tried)
     for i, k in enumerate(choices):
         last = i == len(choices) - 1
         try:
             return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, max_arena, prove)
-        except BudgetError as e:
-            tried.append({"kernels": k, "max_arena": max_arena, "flash_bytes": e.report["flash_bytes"],
-                          "sram_bytes": e.report["sram_bytes"], "fits": False})
+        except BudgetError as e:  # _build put the attempt in `tried`
             smaller = _smaller_arena(e.report, max_arena)
             if smaller is None:
                 if last:
@@ -412,9 +520,7 @@ def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "mod
             over = e
         try:  # the same kernels with less scratch may fit the SRAM
             return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, smaller, prove)
-        except BudgetError as e:
-            tried.append({"kernels": k, "max_arena": smaller, "flash_bytes": e.report["flash_bytes"],
-                          "sram_bytes": e.report["sram_bytes"], "fits": False})
+        except BudgetError:
             if last:
                 raise
         except emit.EmitError:  # the arena cannot get that small with these kernels
@@ -453,6 +559,7 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
         shutil.rmtree(obj)
     obj.mkdir(parents=True)
     em = emit.emit(model, src, name=name, kernels=kernels, max_arena=max_arena)
+    _refuse_what_cannot_fit(board, em, name, model_path, kernels, tried, harness, outdir)
     for f in PROTOCOL_FILES:
         shutil.copyfile(C_RUNTIME / f, src / f)
     render_firmware(board, em, src / "firmware.c", HARNESSES[harness])
@@ -487,26 +594,13 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
         if script and re.search(r"overflowed|will not fit in region", r.stderr):
             # Measure what the image would need, then refuse it.
             write_memory_ld(img, obj / "memory.ld", scale=MEASURE_SCALE)
-            _run(link, f"measuring link for {img.name}")
+            if subprocess.run(link, capture_output=True, text=True).returncode != 0:  # over even that
+                _refuse_what_cannot_fit(board, em, name, model_path, kernels, tried, harness, outdir, always=True)
             over = r.stderr.strip().splitlines()[-1]
         else:
             raise BuildError(f"linking for {img.name} failed: {r.stderr.strip()[-1500:]}")
 
-    report: dict[str, Any] = {
-        "bitgen_version": __version__,
-        "board": board.name,
-        "image_board": img.name,
-        "arch": img.arch,
-        "kernels": kernels,
-        "kernels_tried": tried,
-        "harness": harness,
-        "clock_hz": img.clock_hz,
-        "model": {"name": name, "hash": em.report["model_hash"], "path": model_path,
-                  "arena_bytes": em.report["arena_bytes"], "weight_bytes": em.report["weight_bytes"],
-                  "input": em.report["input"], "output": em.report["output"]},
-        "compiler": cc,
-        "cflags": flags,
-    }
+    report = _report_head(board, em, name, model_path, kernels, tried, harness) | {"compiler": cc, "cflags": flags}
     if script:
         report.update(size_report(img, elf, map_path.read_text(), name))
         report["harness"] = harness_size(report)
@@ -531,11 +625,13 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
             and (st is None or st["bytes"] <= st["reserved"]))
     )
     report["fits"] = fits
+    tried.append({"kernels": kernels, "max_arena": max_arena, "flash_bytes": report["flash_bytes"],
+                  "sram_bytes": report["sram_bytes"], "fits": fits})
     (outdir / "build.json").write_text(json.dumps(report, indent=2) + "\n")
     if not fits:
         # nothing over budget may reach a flasher: keep the ELF for inspection under another name
         elf.replace(outdir / "firmware-over-budget.elf")
-        why = format_report(report).splitlines()[0]
+        why = why_it_does_not_fit(board, em.report, report)
         if st and st["bytes"] > st["reserved"]:
             why = f"the stack can reach {st['bytes']} B, over the {st['reserved']} B reserved"
         raise BudgetError(f"model does not fit {img.name}: {why}", report)
@@ -552,7 +648,8 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
         binp, hexp = outdir / "firmware.bin", outdir / "firmware.hex"
         _run([img.tool("objcopy"), "-O", "binary", str(elf), str(binp)], "objcopy -O binary")
         _run([img.tool("objcopy"), "-O", "ihex", str(elf), str(hexp)], "objcopy -O ihex")
-    report["files"] = {"elf": str(elf), "bin": str(binp) if binp else None, "hex": str(hexp) if hexp else None}
-    report["sha256"] = {k: file_sha256(v) for k, v in report["files"].items() if v}
+    paths = {"elf": elf, "bin": binp, "hex": hexp}
+    report["files"] = {k: p.name if p else None for k, p in paths.items()}  # in the build folder
+    report["sha256"] = {k: file_sha256(p) for k, p in paths.items() if p}
     (outdir / "build.json").write_text(json.dumps(report, indent=2) + "\n")
     return Firmware(board=board, outdir=outdir, elf=elf, bin=binp, hex=hexp, report=report)

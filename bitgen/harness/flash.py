@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import schema
 from .boards import Board
-from .firmware import file_sha256, sources_sha256
+from .firmware import IMAGE_FILES, file_sha256, sources_sha256
 from ..errors import BitgenError
 
 FLASH_TIMEOUT_S = 180
@@ -56,19 +57,66 @@ def _which(exe: str) -> str | None:
     return shutil.which(exe) or shutil.which(exe, path=str(Path(sys.executable).parent))
 
 
-def find_firmware(board: Board, fw_dir: str | Path) -> dict[str, Path]:
-    """The image files of a build directory, checked to be for this board and within budget."""
-    fw_dir = Path(fw_dir)
+@dataclass
+class Proof:
+    """build.json's ``proof``: what flash checks of it."""
+
+    sha256: str
+    sources: dict[str, str]  # file name in src/ -> its SHA-256
+    kernels: str
+    compared: int
+    mismatches: int
+
+
+@dataclass
+class BuildReport:
+    """The fields of build.json that flash reads (the others are not its business)."""
+
+    image_board: str
+    fits: bool
+    kernels: str | None = None
+    files: dict[str, str | None] | None = None  # kind (elf, bin, hex) -> the image file, in the build folder
+    sha256: dict[str, str] | None = None  # (a build that failed has no files)
+    proof: dict[str, Any] | None = None
+    model: dict[str, Any] | None = None
+
+
+def read_build(fw_dir: Path, board: Board) -> dict[str, Any]:
+    """build.json of a build folder, checked against :class:`BuildReport` (and its proof)."""
     meta = fw_dir / "build.json"
     if not meta.is_file():
         raise FlashError(f"no firmware in {fw_dir}: run bitgen build --board {board.image_board.name} "
                          f"MODEL -o {fw_dir} first")
-    rep = json.loads(meta.read_text())
-    if rep.get("image_board") != board.image_board.name:
-        raise FlashError(f"{fw_dir} holds firmware for {rep.get('image_board')}, not {board.image_board.name}")
-    if not rep.get("fits", False):
+    try:
+        rep = json.loads(meta.read_text())
+        schema.check_fields(rep, BuildReport, strict=False)
+        if rep.get("proof") is not None:
+            schema.check_fields(rep["proof"], Proof, "proof", strict=False)
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # JSONDecodeError and SchemaError are ValueErrors
+        raise FlashError(f"{meta}: not a build report bitgen wrote ({str(e).splitlines()[0][:200]}): rebuild with "
+                         f"bitgen build --board {board.image_board.name} MODEL -o {fw_dir}") from None
+    return rep
+
+
+def _inside(fw_dir: Path, recorded: str) -> Path:
+    """An image file build.json names: only firmware.{elf,bin,hex} of the build folder itself."""
+    path = Path(recorded)
+    path = path if path.is_absolute() else fw_dir / path
+    if path.name not in IMAGE_FILES or path.resolve().parent != fw_dir.resolve():
+        raise FlashError(f"{fw_dir}/build.json names {recorded} as an image, which is not one of its build "
+                         f"folder's own ({', '.join(IMAGE_FILES)}): refusing to flash it")
+    return path
+
+
+def find_firmware(board: Board, fw_dir: str | Path) -> dict[str, Path]:
+    """The image files of a build directory, checked to be for this board and within budget."""
+    fw_dir = Path(fw_dir)
+    rep = read_build(fw_dir, board)
+    if rep["image_board"] != board.image_board.name:
+        raise FlashError(f"{fw_dir} holds firmware for {rep['image_board']}, not {board.image_board.name}")
+    if not rep["fits"]:
         raise FlashError(f"{fw_dir} holds an image over {board.image_board.name}'s budget: refusing to flash it")
-    files = {k: Path(v) for k, v in (rep.get("files") or {}).items() if v}
+    files = {k: _inside(fw_dir, v) for k, v in (rep.get("files") or {}).items() if v}
     for kind, path in files.items():
         if not path.is_file():
             raise FlashError(f"{path} is missing: rebuild with bitgen build")
@@ -92,6 +140,8 @@ def verify_build(board: Board, fw_dir: Path, rep: dict[str, Any], files: dict[st
                          f"{rep.get('kernels')}: {rebuild}")
     src = fw_dir / "src"
     names = sorted(proof.get("sources") or {})
+    if any(Path(n).name != n or n in (".", "..") for n in names):
+        raise FlashError(f"{fw_dir}/build.json: the proof names sources outside {src}: {rebuild}")
     try:
         same = bool(names) and sources_sha256(src, names) == proof.get("sha256")
     except OSError:
@@ -121,7 +171,7 @@ def candidates(board: Board, files: dict[str, Path]) -> list[Candidate]:
             s = dict(spec, _image=str(files.get("elf", "")))
             out.append(Candidate(name, s, None, ok, "" if ok else f"not installed ({spec.get('install', 'pip install pyocd')})"))
             continue
-        argv, missing_env = [], None
+        argv, missing_env, missing_file = [], None, None
         for a in spec["command"]:
             def env(m: re.Match) -> str:
                 nonlocal missing_env
@@ -130,9 +180,15 @@ def candidates(board: Board, files: dict[str, Path]) -> list[Candidate]:
                     missing_env = m.group(1)
                 return v or ""
             a = re.sub(r"\{env:(\w+)\}", env, a)
-            argv.append(a.format(**{k: str(v) for k, v in files.items()}))
+            try:
+                argv.append(a.format(**{k: str(v) for k, v in files.items()}))
+            except KeyError as e:  # the flasher writes an image kind this build has not
+                missing_file = e.args[0]
+                argv.append(a)
         exe = _which(argv[0])
-        if exe is None:
+        if missing_file:
+            why = f"the build has no {missing_file} image"
+        elif exe is None:
             why = f"'{argv[0]}' not found ({spec.get('install', 'not installed')})"
         elif missing_env:
             why = f"environment variable {missing_env} is not set ({spec.get('install', '')})"

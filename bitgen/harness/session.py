@@ -6,6 +6,7 @@ The wire protocol itself (:mod:`bitgen.harness.link`) knows nothing of building 
 """
 from __future__ import annotations
 
+import math
 import tempfile
 from typing import Any
 
@@ -69,7 +70,7 @@ class Session:
         self.link = Link.open(url, baud=int(self.board.uart.get("baud", 115200)), **self.kw)
         try:
             self.link.sync(timeout=self.boot_timeout)
-            out_size = int(np.prod(self.model.validate()[-1].shape))
+            out_size = math.prod(self.model.validate()[-1].shape)
             self.info = self.link.check_identity(self.model.digest(), self.model.input.size, out_size)
         except LinkError as e:
             raise self.explain(e) from None

@@ -44,9 +44,11 @@ from ..ops.relu import ReLU
 from ..ops.requant import Requant
 from ..ops.shiftnorm import ShiftNorm
 from ..ops.sign import Sign
+from ..ops.tile import Tile
 from ..ops.unflatten import Unflatten
 from ..ops.upsample import Upsample
 from .model import FORMAT, INPUT, VERSION, InputSpec, Model, Node, State, chain, infer_type
+from . import limits
 from .types import DTYPE_RANGE, INT8, INT32, IRError, TensorType
 from . import change  # noqa: E402  (change-based convolutions: gates and their references)
 
@@ -58,5 +60,5 @@ __all__ = [
     "AvgPool2d", "Conv2d", "DTYPE_RANGE", "FORMAT", "Flatten", "INPUT", "INT32", "INT8", "IRError", "InputSpec",
     "LAYER_TYPES", "Layer", "Linear", "MaxPool2d", "Model", "Node", "OPS", "Op", "State", "chain", "ReLU", "Requant", "ShiftNorm",
     "TensorType", "VERSION", "infer_type",
-    "Mul", "Sign", "ChangeGate", "change", "Max78000Layer",
+    "Mul", "Sign", "ChangeGate", "change", "Tile", "Max78000Layer",
 ]

@@ -4,11 +4,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from .. import schema
+from . import limits
 from ..ops.base import Op
 from ..ops.registry import OPS
 from .types import DTYPE_RANGE, INT8, IRError, TensorType
@@ -44,7 +46,7 @@ class InputSpec:
         if raw.ndim == 0 or raw[0].size != self.size:
             got = raw.shape[1:] if raw.ndim else ()
             raise IRError(
-                f"input has {int(np.prod(got))} values per sample {tuple(got)}, "
+                f"input has {math.prod(got)} values per sample {tuple(got)}, "
                 f"the model expects {self.size} {self.shape}"
             )
         q = np.floor(raw / self.scale + 0.5) + self.zero_point
@@ -52,6 +54,30 @@ class InputSpec:
 
 
 INPUT = "input"  # the name of the model input tensor
+
+
+@dataclass
+class IRFile:
+    """What :meth:`Model.to_dict` writes and :meth:`Model.from_dict` accepts (a schema for
+    :mod:`bitgen.schema`; each layer is checked against its op's own fields)."""
+
+    format: str
+    input: dict[str, Any]  # InputSpec's fields
+    version: int = 1
+    name: str = "model"
+    labels: list[str] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    layers: list[Any] | None = None  # version 1: a sequence, each {"kind": ..., op fields}
+    nodes: list[Any] | None = None  # version 2: a graph, each also {"inputs": [...], "output": ...}
+    states: list[Any] | None = None  # State's fields
+
+
+@dataclass
+class Wiring:
+    """The tensors a graph node reads and writes (beside its op's fields)."""
+
+    inputs: tuple[str, ...]
+    output: str
 
 
 @dataclass(eq=False)
@@ -142,6 +168,7 @@ class Model:
         rounds without one, the whole range of its dtype)."""
         if not self.nodes:
             raise IRError("model has no layers")
+        limits.check_total(len(self.nodes), limits.MAX_NODES, "layers", "model")
         states = self._check_states()
         for rounds in range(18):
             out = self._infer(states)
@@ -175,8 +202,7 @@ class Model:
                 raise IRError(f"state '{st.name}': initial value {st.init} is outside {st.dtype}")
             if st.source not in outputs:
                 raise IRError(f"state '{st.name}': no node writes its source '{st.source}'")
-            if not st.shape or min(st.shape) < 1:
-                raise IRError(f"state '{st.name}': shape {st.shape} must be positive sizes")
+            limits.check_shape(st.shape, f"state '{st.name}'")
             # binary (±1) until a source that is not binary says otherwise
             types[st.name] = TensorType(st.shape, st.dtype, st.init, st.init, st.init in (-1, 1))
         return types
@@ -185,11 +211,15 @@ class Model:
         types = {INPUT: self.input_type(), **states}
         readers: dict[str, int] = {}
         out = []
+        weights = macs = 0
         for i, node in enumerate(self.nodes):
             layer = node.op
             where = f"layer {i} {layer.describe()}" if isinstance(layer, Op) else f"layer {i}"
             if not isinstance(layer, Op):
                 raise IRError(f"{where}: unsupported layer type {type(layer).__name__}")
+            w = getattr(layer, "weight", None)
+            weights += 0 if w is None else int(w.size)  # before infer, which reads every weight
+            limits.check_total(weights, limits.MAX_WEIGHT_VALUES, "weight values", where)
             if node.output in types:
                 raise IRError(f"{where}: writes tensor '{node.output}', which already exists")
             missing = [t for t in node.inputs if t not in types]
@@ -201,6 +231,9 @@ class Model:
                 t = layer.infer(*(types[name] for name in node.inputs))
             except IRError as e:
                 raise IRError(f"{where}: {e}") from None
+            limits.check_shape(t.shape, f"{where}: its output")
+            macs += layer.macs(t)
+            limits.check_total(macs, limits.MAX_MACS, "multiply-accumulates per inference", where)
             for name in node.inputs:
                 readers[name] = readers.get(name, 0) + 1
             types[node.output] = t
@@ -216,6 +249,11 @@ class Model:
         return out
 
     def input_type(self) -> TensorType:
+        limits.check_shape(self.input.shape, "the model input")
+        if not (math.isfinite(self.input.scale) and self.input.scale > 0):
+            raise IRError(f"the input scale must be a positive number, got {self.input.scale}")
+        if not INT8[0] <= self.input.zero_point <= INT8[1]:
+            raise IRError(f"the input zero point must be in -128..127, got {self.input.zero_point}")
         return TensorType(self.input.shape, "int8", *INT8)
 
     # ----------------------------------------------------------- serialization
@@ -259,32 +297,43 @@ class Model:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Model":
+        """The model of :meth:`to_dict`'s data, checked field by field against :class:`IRFile`
+        and each op's own fields (:mod:`bitgen.schema`) before anything is built; raises
+        IRError naming the field."""
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise IRError("not a bitgen IR (missing format tag)")
-        if int(d.get("version", -1)) > VERSION:
-            raise IRError(f"IR version {d.get('version')} is newer than this bitgen ({VERSION})")
         try:
-            graph = "nodes" in d
+            f = IRFile(**schema.check_fields(d, IRFile)[0])
+            if f.version > VERSION:
+                raise IRError(f"IR version {f.version} is newer than this bitgen ({VERSION})")
+            if (f.layers is None) == (f.nodes is None):
+                raise IRError("the IR must hold either 'layers' (a sequence) or 'nodes' (a graph)")
+            graph = f.nodes is not None
+            where = "nodes" if graph else "layers"
             ops, wiring = [], []
-            for ld in d["nodes"] if graph else d["layers"]:
-                ld = dict(ld)
-                kind = ld.pop("kind")
-                if kind not in OPS:
-                    raise IRError(f"unknown layer kind '{kind}'")
+            for i, ld in enumerate(f.nodes if graph else f.layers):
+                here = f"{where}[{i}]"
+                if not isinstance(ld, dict):
+                    raise schema.SchemaError(f"{here}: expected a dict of fields, got {type(ld).__name__}")
+                kind = ld.get("kind")
+                if not isinstance(kind, str) or kind not in OPS:
+                    raise IRError(f"{here}: unknown layer kind {kind!r} (known: {', '.join(OPS)})")
+                wired = ("inputs", "output") if graph else ()
+                args, _ = schema.check_fields(ld, OPS[kind], here, ignore=("kind",) + wired)
                 if graph:
-                    wiring.append((tuple(ld.pop("inputs")), ld.pop("output")))
-                args = {k: (np.asarray(v) if hasattr(v, "shape") else v) for k, v in ld.items()}
-                if isinstance(args.get("stride"), list):
-                    args["stride"] = tuple(args["stride"])
+                    w = schema.check_fields({k: ld.get(k) for k in wired}, Wiring, here)[0]
+                    wiring.append((w["inputs"], w["output"]))
                 ops.append(OPS[kind](**args))
-            inp = d["input"]
-            common = dict(input=InputSpec(tuple(inp["shape"]), inp["scale"], inp["zero_point"]),
-                          labels=d.get("labels"), name=str(d.get("name", "model")), meta=dict(d.get("meta") or {}))
+            common = dict(input=InputSpec(**schema.check_fields(f.input, InputSpec, "input")[0]),
+                          labels=f.labels, name=f.name, meta=f.meta)
             if graph:
-                states = [State(**sd) for sd in d.get("states") or []]
+                states = [State(**schema.check_fields(sd, State, f"states[{i}]")[0])
+                          for i, sd in enumerate(f.states or [])]
                 return cls(nodes=[Node(op, ins, out) for op, (ins, out) in zip(ops, wiring)], states=states, **common)
+            if f.states:
+                raise IRError("states belong to a graph ('nodes'), not to a sequence of layers")
             return cls(layers=ops, **common)
-        except (KeyError, TypeError) as e:
+        except schema.SchemaError as e:
             raise IRError(f"malformed IR: {e}") from None
 
     def digest(self) -> str:

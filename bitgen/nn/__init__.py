@@ -35,12 +35,12 @@ build) or in the ``forward`` of your own module (traced with torch.fx on export)
 """
 from torch.nn import Flatten, MaxPool2d, ReLU  # noqa: F401  (exact on integer values)
 
-from .binary import Mul, Sign  # noqa: F401
+from .binary import Mul, Sign, Tile  # noqa: F401
 from .calibration import calibrate, set_quantization  # noqa: F401
 from .graph import Add, Concat, Graph, GraphState, Sub  # noqa: F401
 from .layers import QuantConv2d, QuantConvTranspose2d, QuantLinear  # noqa: F401
 from .norms import STATISTICS, Requant, Shift, ShiftNorm, multiplier_shift  # noqa: F401
 from .pooling import AvgPool2d  # noqa: F401
-from .recurrent import BinaryConvRNN, reset_states, run_clips, stateful  # noqa: F401
+from .recurrent import BinaryConvRNN, reset_states, run_clips, set_noise, stateful  # noqa: F401
 from .quantizers import SCALES, WeightQuantizer, to_levels  # noqa: F401
 from .spec import from_spec, graph, input_spec_of, sequential, to_spec  # noqa: F401

@@ -23,16 +23,26 @@ class Sign(torch.nn.Module):
 
     In training the forward pass is the same sign and the backward pass PixelRNN's tanh
     surrogate: ``d y / d x = m * (1 - tanh(m * (x - threshold))**2)`` (``m`` = 2 by default).
-    The threshold is a buffer (no gradient), set here or by :meth:`set_threshold`."""
+    The threshold is a buffer (no gradient), set here or by :meth:`set_threshold`.
 
-    def __init__(self, threshold: int | Sequence[int] = 0, m: float = 2.0):
+    ``noise``: PixelRNN's noise-aware training (scamp5.md §2.5): in training, Gaussian noise of
+    this standard deviation (in units of the input, i.e. of one ±1 product after a binary
+    convolution) is added before the comparison, so the weights learn margins that survive the
+    analog noise of a focal-plane array. Never in eval mode or export."""
+
+    def __init__(self, threshold: int | Sequence[int] = 0, m: float = 2.0, noise: float = 0.0):
         super().__init__()
         self.m = float(m)
+        self.noise = float(noise)
+        if not self.noise >= 0:
+            raise ValueError(f"noise must be >= 0, got {noise}")
         self.register_buffer("threshold", self._checked(threshold))
 
     @staticmethod
     def _checked(threshold: int | Sequence[int] | torch.Tensor) -> torch.Tensor:
-        t = torch.as_tensor(threshold, dtype=torch.float64).reshape(-1)
+        # on the CPU whatever the default device: the values are checked (a model file is first
+        # rebuilt on the meta device, where tensors hold no values)
+        t = torch.as_tensor(threshold, dtype=torch.float64, device="cpu").reshape(-1)
         if t.numel() == 0 or not torch.equal(t, torch.round(t)):
             raise ValueError("Sign thresholds must be one or more integers")
         if t.min() < INT32[0] or t.max() > INT32[1]:
@@ -50,12 +60,14 @@ class Sign(torch.nn.Module):
             x64 = x.to(torch.float64)  # exact for int32 values and thresholds
             return torch.where(x64 > self._broadcast(x, torch.float64), 1.0, -1.0).to(torch.float64)
         t = self._broadcast(x, x.dtype)
+        if self.noise:
+            x = x + self.noise * torch.randn_like(x)
         hard = torch.where(x > t, 1.0, -1.0).to(x.dtype)
         soft = torch.tanh(self.m * (x - t))
         return hard + (soft - soft.detach())  # value exactly ±1 (+ 0); gradient: tanh's
 
     def spec(self) -> dict:
-        return {"threshold": [int(v) for v in self.threshold.tolist()], "m": self.m}
+        return {"threshold": [int(v) for v in self.threshold.tolist()], "m": self.m, "noise": self.noise}
 
 
 class Mul(torch.nn.Module):
@@ -84,3 +96,22 @@ class Mul(torch.nn.Module):
     def spec(self) -> dict:
         return {"shift": self.shift, "out_dtype": self.out_dtype, "out_min": self.out_min,
                 "out_max": self.out_max}
+
+
+class Tile(torch.nn.Module):
+    """``(N, C, H, W) -> (N, 1, rows * H, cols * W)``: channel ``k`` becomes the tile at tile row
+    ``k % rows``, tile column ``k // rows`` (PixelRNN's ``scamp_shape``), :class:`bitgen.ir.Tile`."""
+
+    def __init__(self, rows: int, cols: int):
+        super().__init__()
+        self.rows, self.cols = int(rows), int(cols)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        if c != self.rows * self.cols:
+            raise ValueError(f"a {self.rows}x{self.cols} grid holds {self.rows * self.cols} channels, got {c}")
+        grid = x.reshape(n, self.cols, self.rows, h, w).permute(0, 2, 3, 1, 4)
+        return grid.reshape(n, 1, self.rows * h, self.cols * w)
+
+    def spec(self) -> dict:
+        return {"rows": self.rows, "cols": self.cols}

@@ -1,7 +1,7 @@
 """PyTorch module -> :class:`bitgen.ir.Model` (integers only), validated.
 
 Accepted layers: ``bitgen.nn``'s (``QuantLinear``, ``QuantConv2d``, ``QuantConvTranspose2d``,
-``Requant``, ``Shift``, ``ShiftNorm``, ``AvgPool2d``, ``Add``, ``Sub``, ``Concat``, ``Sign``, ``Mul``) and the plain
+``Requant``, ``Shift``, ``ShiftNorm``, ``AvgPool2d``, ``Add``, ``Sub``, ``Concat``, ``Sign``, ``Mul``, ``Tile``) and the plain
 ``torch.nn`` layers ``ReLU``, ``MaxPool2d``, ``AvgPool2d``, ``Flatten``, ``Unflatten``, ``Upsample`` (nearest,
 integer factors), plus ``Dropout`` and ``Identity``, which do nothing at inference. They may be
 composed as an ``nn.Sequential`` (nested ones are flattened: a sequential IR), a
@@ -89,6 +89,8 @@ def _layer(index: int, name: str, m: torch.nn.Module) -> ir.Layer | None:
         return ir.Concat(name=name)
     if isinstance(m, bnn.Sign):
         return ir.Sign(threshold=m.threshold.cpu().numpy(), name=name)
+    if isinstance(m, bnn.Tile):
+        return ir.Tile(rows=m.rows, cols=m.cols, name=name)
     if isinstance(m, bnn.Mul):
         return ir.Mul(shift=m.shift, out_dtype=m.out_dtype, out_min=m.out_min, out_max=m.out_max, name=name)
     if type(m) is torch.nn.Upsample:
@@ -155,7 +157,7 @@ def _input_spec(module: torch.nn.Module, leaves: list[tuple[str, torch.nn.Module
 
 LEAVES = (bnn.QuantLinear, bnn.QuantConv2d, bnn.QuantConvTranspose2d, bnn.Requant, bnn.Shift, bnn.ShiftNorm,
           bnn.AvgPool2d, bnn.Add, bnn.Sub, bnn.Concat, torch.nn.ReLU, torch.nn.MaxPool2d, torch.nn.AvgPool2d,
-          bnn.Sign, bnn.Mul, bnn.BinaryConvRNN, torch.nn.Flatten, torch.nn.Unflatten, torch.nn.Upsample, torch.nn.Dropout, torch.nn.Identity)
+          bnn.Sign, bnn.Mul, bnn.Tile, bnn.BinaryConvRNN, torch.nn.Flatten, torch.nn.Unflatten, torch.nn.Upsample, torch.nn.Dropout, torch.nn.Identity)
 
 
 def _is_sequential(module: torch.nn.Module) -> bool:

@@ -34,10 +34,14 @@ class BinaryConvRNN(torch.nn.Module):
     gate is a :class:`Sign` (PixelRNN's tanh surrogate gradient, ``m``). In training the
     gradient flows back through the frames of a clip (backpropagation through time).
 
+    ``noise`` and ``out_noise``: PixelRNN's noise-aware training (``rnn_1_mul_noise_fixed``): in
+    training, Gaussian noise of these standard deviations (in ±1 products) is added to the gate's
+    pre-activation before its threshold and to the output ``o_t``; never in eval mode or export.
+
     Exports to two convolutions and an Add per sum, a Sign and a Mul, and one int8 state."""
 
     def __init__(self, in_channels: int = 1, channels: int = 1, kernel_size: int = 5, threshold: int = 0,
-                 m: float = 2.0, scale: str = "absmean"):
+                 m: float = 2.0, scale: str = "absmean", noise: float = 0.0, out_noise: float = 0.0):
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd (same padding), got {kernel_size}")
@@ -49,7 +53,10 @@ class BinaryConvRNN(torch.nn.Module):
         self.fi, self.fh, self.oi, self.oh = conv(self.in_channels), conv(self.channels), \
             conv(self.in_channels), conv(self.channels)
         self.gate_sum, self.out_sum = Add(out_dtype="int32"), Add(out_dtype="int32")
-        self.gate = Sign(threshold, m=m)
+        self.gate = Sign(threshold, m=m, noise=noise)
+        self.out_noise = float(out_noise)
+        if not self.out_noise >= 0:
+            raise ValueError(f"out_noise must be >= 0, got {out_noise}")
         self.mul = Mul()
         self.scale = scale
         self.h: torch.Tensor | None = None  # h_{t-1}; None: a new clip (h_0 = +1)
@@ -69,13 +76,41 @@ class BinaryConvRNN(torch.nn.Module):
                              "call bitgen.nn.reset_states(model) before a new clip")
         f = self.gate(self.gate_sum(self.fi(x), self.fh(h)))
         o = self.out_sum(self.oi(x), self.oh(h))
+        if self.training and self.out_noise:
+            o = o + self.out_noise * torch.randn_like(o)
         self.h = self.mul(f, h)
         return o
 
     def spec(self) -> dict:
         return {"in_channels": self.in_channels, "channels": self.channels, "kernel_size": self.kernel_size,
                 "threshold": int(self.gate.threshold.reshape(-1)[0]) if self.gate.threshold.numel() == 1
-                else [int(v) for v in self.gate.threshold.tolist()], "m": self.gate.m, "scale": self.scale}
+                else [int(v) for v in self.gate.threshold.tolist()], "m": self.gate.m, "scale": self.scale,
+                "noise": self.gate.noise, "out_noise": self.out_noise}
+
+
+def set_noise(module: torch.nn.Module, sigma: float, output: float = 1.0) -> list[str]:
+    """PixelRNN's noise-aware training on a whole model (scamp5.md §2.5): Gaussian noise of
+    standard deviation ``sigma`` (in ±1 products) before every threshold that follows a sum of
+    products (every :class:`Sign` but one that reads the model input, which sees pixels), and
+    ``output`` on every :class:`BinaryConvRNN`'s output. Returns the names of the layers set."""
+    from .graph import Graph
+
+    first = set()  # Signs that read the model input: the frame's binarization, no products
+    for g in [module] + [m for m in module.modules() if isinstance(m, Graph)]:
+        if isinstance(g, Graph):
+            first |= {id(g.layers[name]) for name, inputs in g.wiring if list(inputs) == ["input"]}
+    leaves = [m for m in module.modules() if not list(m.children())]
+    if isinstance(module, torch.nn.Sequential) and leaves:
+        first.add(id(leaves[0]))
+    done = []
+    for name, m in module.named_modules():
+        if isinstance(m, BinaryConvRNN):
+            m.gate.noise, m.out_noise = float(sigma), float(output)
+            done.append(name)
+        elif isinstance(m, Sign) and id(m) not in first and not name.endswith(".gate"):
+            m.noise = float(sigma)
+            done.append(name)
+    return done
 
 
 def stateful(module: torch.nn.Module) -> bool:

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import torch
 
 from .. import ir
-from .binary import Mul, Sign
+from .binary import Mul, Sign, Tile
 from .graph import Add, Concat, Graph, GraphState, Sub
 from .layers import QuantConv2d, QuantConvTranspose2d, QuantLinear
 from .recurrent import BinaryConvRNN
@@ -66,6 +66,7 @@ _TYPES: dict[str, tuple[type, Callable[[Any], dict]]] = {
     "Concat": (Concat, lambda m: {}),
     "Sign": (Sign, lambda m: m.spec()),
     "Mul": (Mul, lambda m: m.spec()),
+    "Tile": (Tile, lambda m: m.spec()),
     "BinaryConvRNN": (BinaryConvRNN, lambda m: m.spec()),
     "Upsample": (torch.nn.Upsample, _torch_args),
     "Unflatten": (torch.nn.Unflatten, _torch_args),

@@ -1,6 +1,7 @@
 """2-D convolution (cross-correlation), dense, grouped or depthwise."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -79,7 +80,7 @@ class Conv2d(Op):
         return fit(y, "int32", "conv2d")
 
     def macs(self, t_out: TensorType) -> int:
-        return t_out.size * int(np.prod(self.weight.shape[1:]))
+        return t_out.size * math.prod(self.weight.shape[1:])
 
     def channel_local(self, t_in: TensorType) -> bool:
         c = t_in.shape[0]
@@ -99,9 +100,12 @@ class Conv2d(Op):
         groups = {"dense": 1, "depthwise": c}.get(style) or draw(st.sampled_from(divisors))
         co = groups * draw(st.integers(1, 3))
         ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
-        kh = draw(st.integers(1, min(4, h + 2 * ph)))
-        kw = draw(st.integers(1, min(4, w + 2 * pw)))
-        stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        # Half of them 3x3 and stride 1 where they fit, the shapes the specialized kernels take
+        # (plane kernels: stride 1; bg_conv3x3.inc: 3x3); the rest anything.
+        common = draw(st.booleans()) and h + 2 * ph >= 3 and w + 2 * pw >= 3
+        kh = 3 if common else draw(st.integers(1, min(4, h + 2 * ph)))
+        kw = 3 if common else draw(st.integers(1, min(4, w + 2 * pw)))
+        stride = (1, 1) if common else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
         wt, enc = random_weights(draw, rng, (co, c // groups, kh, kw), t)
         return cls(weight=wt, encoding=enc, bias=random_bias(draw, rng, co), stride=stride,
                    padding=(ph, pw), groups=groups)

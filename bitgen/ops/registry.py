@@ -17,11 +17,12 @@ from .relu import ReLU
 from .requant import Requant
 from .shiftnorm import ShiftNorm
 from .sign import Sign
+from .tile import Tile
 from .unflatten import Unflatten
 from .upsample import Upsample
 
 OPS: dict[str, type[Op]] = {
     op.kind: op for op in (Linear, Conv2d, ReLU, MaxPool2d, AvgPool2d, Flatten, Requant, ShiftNorm,
-                           Add, Sub, Concat, ConvTranspose2d, Upsample, Abs, Unflatten, Sign, Mul, ChangeGate,
+                           Add, Sub, Concat, ConvTranspose2d, Upsample, Abs, Unflatten, Sign, Mul, ChangeGate, Tile,
                            Max78000Layer)
 }

@@ -48,8 +48,10 @@ class _Recorder(torch.fx.Interpreter):
 
 def activations(gm: torch.fx.GraphModule, x: np.ndarray, names: set[str], batch: int = BATCH):
     """Yield (start index, {fx node name: float64 numpy output}) over batches of ``x``."""
+    from .. import console
+
     with torch.no_grad():
-        for start in range(0, len(x), batch):
+        for start in console.progress(range(0, len(x), batch), desc="calibrating", unit="batch"):
             xb = torch.from_numpy(np.ascontiguousarray(x[start:start + batch], dtype=np.float32))
             rec = _Recorder(gm, names)
             out = rec.run(xb)

@@ -47,10 +47,11 @@ def _emulator(board: Board) -> dict:
 
 
 def run_stream(board: Board, firmware, frames: np.ndarray, output_dtype: str, output_size: int,
-               gates: int = 0) -> list[BenchRun]:
+               gates: int = 0, on_input=None) -> list[BenchRun]:
     """One BenchRun per frame of one sequence: the part starts from reset once (the model's
     reset starts the sequence), then runs the frames one after another, each measured on its
-    own; `gates`: the model's change gates, whose changed-pixel counts each frame reports."""
+    own; `gates`: the model's change gates, whose changed-pixel counts each frame reports;
+    `on_input()` after each frame (progress)."""
     emu = _emulator(board)
     sym = _symbols(firmware)
     changed_at = firmware.symbol("bg_bench_changed") if gates else None
@@ -95,13 +96,16 @@ def run_stream(board: Board, firmware, frames: np.ndarray, output_dtype: str, ou
                              layers=dict(marker.layers) if marker else {}, changed=counts))
         if marker:
             marker.layers.clear()
+        if on_input is not None:
+            on_input()
     return runs
 
 
 def run(board: Board, firmware, inputs: np.ndarray, output_dtype: str, output_size: int,
-        on_instruction=None) -> list[BenchRun]:
+        on_instruction=None, on_input=None) -> list[BenchRun]:
     """One BenchRun per input, each from reset. `on_instruction(address)`, if given, is called
-    before every instruction the part executes (slow: a profile, not a benchmark)."""
+    before every instruction the part executes (slow: a profile, not a benchmark); `on_input()`
+    after each input (progress)."""
     emu = _emulator(board)
     image = Path(firmware.image).read_bytes()
     sym = _symbols(firmware)
@@ -136,4 +140,6 @@ def run(board: Board, firmware, inputs: np.ndarray, output_dtype: str, output_si
             cycles=int.from_bytes(read("bg_bench_cycles", 4), "little"),
             layers=dict(marker.layers) if marker else {},
         ))
+        if on_input is not None:
+            on_input()
     return runs

@@ -10,23 +10,30 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from ... import __version__, encodings, ir
+from ... import __version__, encodings, ir, reports
 from . import memory, schedule, targets
 from ..base import Artifact
 from . import kernels
-from .kernels import FUSED, Choice, KernelError, ModelSource, Pointers, choose, choose_group, model_input_only_before
+from .kernels import (FUSED, Choice, KernelError, ModelSource, Pointers, Refusal, choose, choose_group,
+                      choose_whole, model_input_only_before, xnor_first)
 from .literals import C_TYPE, SUFFIX, arena_ptr
 from ...errors import BitgenError
 from ...paths import C_RUNTIME, TEMPLATES
 
-IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
-ALWAYS = ["bg_runtime.h", "bg_elementwise.c", "bg_elementwise.inc"]  # argmax lives there
+# The C name prefix: NAME.h, NAME.c, NAME_run(), NAME_INPUT_SIZE. A letter first (C reserves
+# names that start with an underscore and a capital or two underscores), ASCII only.
+IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,40}")
+# bg_* / BG_* are the runtime's and the firmware's own names; the firmware's files and objects
+# (firmware.c, bsp.o, startup.o) sit beside the model's in a build.
+RESERVED_PREFIXES = ("bg_",)
+RESERVED_NAMES = ("bg", "firmware", "bsp", "startup")
+ALWAYS = ["bg_runtime.h", "bg_elementwise.c", "bg_elementwise.inc", "bg_dsp.h"]  # argmax lives there
 
 
 class EmitError(BitgenError):
@@ -49,6 +56,7 @@ class LayerPlan:
     arena_offset: int | None = None
     scratch_bytes: int = 0
     traced: bool = True  # False: computed inside a fused kernel, never stored on its own
+    refused: list[Refusal] = field(default_factory=list)  # faster kernels that did not take it, and why
 
     def report(self) -> dict[str, Any]:
         return {
@@ -58,7 +66,7 @@ class LayerPlan:
             "arena_offset": self.arena_offset, "scratch_bytes": self.scratch_bytes,
             "kernel": self.kernel, "encoding": self.encoding,
             "weight_bytes": self.flash_bytes, "macs": self.macs, "traced": self.traced,
-        }
+        } | ({"refused": [r.report() for r in self.refused]} if self.refused else {})
 
 
 Emitted = Artifact  # sources: the .c files to compile
@@ -83,6 +91,7 @@ class ModelPlan:
     choices: list[Choice]  # kernel of every layer
     steps: list[schedule.Step]
     memory: memory.Plan  # where each step reads and writes; scratch per step
+    refused: dict[int, list[Refusal]] = field(default_factory=dict)  # per layer: faster kernels that did not take it
 
     def in_type(self, i: int) -> ir.TensorType:
         """The type of layer i's (first) input."""
@@ -122,6 +131,37 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
     change_steps = {i: last for i in range(len(model.nodes))
                     if (last := kernels.change.fused_last(model, types, i, target)) is not None}
     steps = schedule.steps(model, types, change_steps)
+    # Convolutions that no plane kernel takes channel by channel: a kernel that computes whole
+    # tensors (with the output stage fused) forms a step of its own, if one applies.
+    whole: dict[int, Choice] = {}
+    refused: dict[int, list[Refusal]] = {}
+
+    def taken(i: int, choice: Choice | Refusal | None) -> Choice | None:
+        """The choice, unless it is a refusal (recorded) or an optional kernel given up."""
+        if isinstance(choice, Choice) and choice.optional and i in plain:
+            choice = Refusal(choice.kernel, f"its {choice.scratch} B of scratch given up for a smaller arena "
+                                            "(--max-arena, or the board's SRAM)")
+        if isinstance(choice, Refusal):
+            if choice not in refused.get(i, []):
+                refused.setdefault(i, []).append(choice)
+            return None
+        return choice
+
+    for st in steps:
+        i = st.first
+        if st.change or not isinstance(model.layers[i], ir.Conv2d):
+            continue
+        t_in = types[reads[i][0]]
+        if xnor_first(model.layers[i], t_in, types[i + 1], target):
+            continue  # binary x binary layers: the XNOR kernels first
+        group = choose_group(model, t_in, types, i, st.last, target, first=True) if st.channelwise else None
+        if isinstance(group, Choice) and not (group.optional and i in plain):
+            continue
+        choice = taken(i, choose_whole(model, types, t_in, i, st.last, target, (lut_chunks or {}).get(i)))
+        if choice is not None:
+            whole[i] = choice
+    if whole:
+        steps = schedule.steps(model, types, change_steps, {i: c.fuses for i, c in whole.items()})
     choices: list[Choice] = []
     for st in steps:
         if st.change:  # the gate's kernel computes every layer of the step
@@ -132,11 +172,12 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
             if i < len(choices):  # fused into the kernel of an earlier layer
                 continue
             layer = model.layers[i]
-            choice = None
+            choice = whole.get(i) if st.whole else None
             t_in = types[reads[i][0]]
             if st.channelwise and isinstance(layer, ir.Conv2d):
-                # (`first`: the step's first layer, which may take the XNOR kernel, an optional one)
-                choice = choose_group(model, t_in, types, i, st.last, target, first=i == st.first and i not in plain)
+                # (`first`: the step's first layer; `optional`: kernels with scratch of their own)
+                choice = taken(i, choose_group(model, t_in, types, i, st.last, target, first=i == st.first,
+                                               optional=i not in plain))
             try:
                 choice = choice or choose(layer, t_in, types[i + 1], target, model_input_only_before(model, i),
                                           (lut_chunks or {}).get(i), [types[j] for j in reads[i][1:]],
@@ -154,8 +195,9 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
     kept = {step_of[index[st.source]] for st in model.states if index[st.source] in step_of}
     for st in steps:
         c = choices[st.first]
-        # channel by channel: two plane buffers, then the first kernel's own scratch
-        scratch = 2 * _plane_region(types, st) + _round4(c.scratch) if st.channelwise else c.scratch
+        # channel by channel: two plane buffers, then each kernel's own scratch
+        scratch = (2 * _plane_region(types, st) + sum(_round4(choices[i].scratch) for i in st.layers)
+                   if st.channelwise else c.scratch)
         if model.is_sequential:
             needs.append(memory.Need(out_bytes=types[st.last + 1].nbytes, in_bytes=types[st.first].nbytes,
                                      scratch=scratch, **({} if st.channelwise else dict(
@@ -166,7 +208,7 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
                 scratch=scratch, keep=len(needs) in kept, persistent=c.persistent, **({} if st.channelwise else dict(
                     in_place=c.in_place, out_region=c.out_region, alias=c.alias))))
     plan = memory.plan(needs) if model.is_sequential else memory.plan_graph(needs)
-    return ModelPlan(types, reads, choices, steps, plan)
+    return ModelPlan(types, reads, choices, steps, plan, refused)
 
 
 def _step_code(model: ir.Model, mp: ModelPlan, k: int, src: ModelSource) -> tuple[list[str], dict[int, int | None]]:
@@ -192,11 +234,13 @@ def _step_code(model: ir.Model, mp: ModelPlan, k: int, src: ModelSource) -> tupl
     # Channel by channel: planes ping-pong between two buffers in the scratch area.
     plane = _plane_region(types, st)
     planes = [scratch, scratch + plane]
-    kernel_scratch = scratch + 2 * plane  # the first kernel's own scratch
+    own: dict[int, int] = {}  # each kernel's own scratch, after the two planes (kept across channels)
+    at = scratch + 2 * plane
+    for i in st.layers:
+        own[i], at = at, at + _round4(mp.choices[i].scratch)
     channels = types[st.last + 1].shape[0]
-    first = mp.choices[st.first]
-    x_step = _ptr(loc_in, mp.in_type(st.first).dtype, const=True, name=src.name)
-    lines = [first.prologue.code(src, st.first, kernel_scratch, x_step)] if first.prologue else []
+    step_input = _ptr(loc_in, mp.in_type(st.first).dtype, const=True, name=src.name)
+    lines = [mp.choices[i].prologue.code(src, i, own[i], step_input) for i in st.layers if mp.choices[i].prologue]
     lines.append(f"for (c = 0; c < {channels}u; c++) {{")
     offsets: dict[int, int | None] = {}
     cur = None  # index into `planes` holding the current plane; None: the step's input
@@ -221,8 +265,7 @@ def _step_code(model: ir.Model, mp: ModelPlan, k: int, src: ModelSource) -> tupl
             shown = _ptr_at(planes[nxt], t_out.dtype, True)
             offsets[i] = planes[nxt]
             cur = nxt
-        ptrs = Pointers(x=x, y=y, channel="c", x_is_plane=i != st.first,
-                                scratch=kernel_scratch if i == st.first else None)
+        ptrs = Pointers(x=x, y=y, channel="c", x_is_plane=i != st.first, scratch=own[i])
         lines.append("    " + choice.render(src, i, ptrs))
         lines.append(f"    BG_LAYER_PART({i_shown}, c * {plane_bytes}u, {shown}, {plane_bytes});")
         offsets[i_shown] = offsets[i]
@@ -311,12 +354,42 @@ def plan_within(model: ir.Model, kernel_set: str, max_arena: int | None) -> Mode
     return mp if mp.memory.arena_bytes <= max_arena else least
 
 
+def _arena_peak(mp: ModelPlan, layers: list[LayerPlan]) -> dict[str, Any] | None:
+    """The step that sets the arena's size (named by the layer whose output it writes), the
+    bytes in use then and what holds them."""
+    if not mp.steps or not mp.memory.arena_bytes:
+        return None
+    st = mp.steps[mp.memory.peak_step]
+    lp = layers[st.last]
+    return {"first_layer": st.first, "first_name": layers[st.first].name, "layer": lp.index, "name": lp.name, "op": lp.op, "out_shape": list(lp.out_shape),
+            "bytes": mp.memory.peak_bytes, "parts": dict(mp.memory.peak_parts or {}),
+            "trades_scratch": bool(mp.choices[st.first].trades_scratch)}  # --max-arena could lower it
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot prefix the emitted C (None when it can)."""
+    if not isinstance(name, str) or not IDENT.fullmatch(name):  # fullmatch: "net\n" is no name
+        return "is not a C name (an ASCII letter, then letters, digits or _; at most 41 characters)"
+    low = name.lower()
+    if low in RESERVED_NAMES or low.startswith(RESERVED_PREFIXES):
+        return f"is reserved (bitgen's own names: {', '.join(RESERVED_NAMES)}, bg_*)"
+    return None
+
+
 def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str = "generic",
          max_arena: int | None = None) -> Emitted:
     """Write the C for `model` into `outdir`; returns the file list and the report.
     `max_arena`: bytes the arena may take at most (see plan_within)."""
-    if not IDENT.match(name):
-        raise EmitError(f"--name '{name}' is not a C identifier (letters, digits, _; max 41)")
+    try:
+        return _emit(model, outdir, name, kernels, max_arena)
+    except OSError as e:  # the folder may have been checked, but a file system can still refuse
+        raise EmitError(f"writing the C into {outdir} failed ({e.filename}: {e.strerror or e})") from None
+
+
+def _emit(model: ir.Model, outdir: str | Path, name: str, kernels: str, max_arena: int | None) -> Emitted:
+    why = name_problem(name)
+    if why:
+        raise EmitError(f"--name {name!r} {why}")
     kernel_set = kernels  # the name of the kernel set (targets.KERNEL_SETS)
     mp = plan_within(model, kernel_set, max_arena)
     types, choices, plan = mp.types, mp.choices, mp.memory
@@ -344,6 +417,7 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str 
                 macs=layer.macs(t_out),
                 arena_offset=offsets[i],
                 scratch_bytes=choice.scratch,
+                refused=mp.refused.get(i, []),
             ))
     if any(st.channelwise for st in mp.steps):
         body.insert(0, "uint32_t c;")
@@ -359,6 +433,8 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str 
         "hash": digest,
         "input_size": model.input.size,
         "input_shape": _shape_str(model.input.shape),
+        "input_scale": repr(float(model.input.scale)),  # shortest text that reads back as the same double
+        "input_zero_point": model.input.zero_point,
         "output_size": t_final.size,
         "output_shape": _shape_str(t_final.shape),
         "output_dtype": t_final.dtype,
@@ -395,9 +471,8 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str 
         files.append(outdir / fname)
     (outdir / "bg_config.h").write_text(_config_header(model))
     files.append(outdir / "bg_config.h")
-    report = {
+    report = reports.header("emit") | {
         "name": name,
-        "bitgen_version": __version__,
         "model_hash": digest,
         "kernels": kernel_set,
         "input": {"shape": list(model.input.shape), "dtype": "int8",
@@ -408,6 +483,7 @@ def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str 
         "arena_bytes": plan.arena_bytes,
         "max_arena": max_arena,
         "macs": context["macs"],
+        "arena_peak": _arena_peak(mp, layers),
         "layers": [lp.report() for lp in layers],
     }
     if src.gates:  # change-based convolutions: NAME_changed[k] counts gate k's changed pixels per frame

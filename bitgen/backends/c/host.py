@@ -16,6 +16,7 @@ does not use it: it compiles exactly the sources it emits.
 """
 from __future__ import annotations
 
+import math
 import functools
 import hashlib
 import os
@@ -300,8 +301,8 @@ class _Built:
         self.layers = rep["layers"]
         # layers fused into an earlier kernel never exist in memory: nothing to compare
         self.traced = [lay.get("traced", True) for lay in self.layers]
-        self.input_size = int(np.prod(rep["input"]["shape"]))
-        self.output_size = int(np.prod(rep["output"]["shape"]))
+        self.input_size = math.prod(rep["input"]["shape"])
+        self.output_size = math.prod(rep["output"]["shape"])
         self.output_dtype = rep["output"]["dtype"]
         offsets, pos = [], 0
         for lay in self.layers:

@@ -65,6 +65,9 @@ class Plan:
     inputs: list[list[Location]]  # per step: where each of its inputs is
     outputs: list[Location]  # per step: where its output goes
     scratch: list[int | None]  # scratch offset of each step, or None
+    peak_step: int = 0  # the step during which the most arena bytes are in use (what sets its size)
+    peak_bytes: int = 0  # ... and how many
+    peak_parts: dict[str, int] | None = None  # what they hold: input, scratch, output (a graph: tensors, scratch)
 
     @property
     def locations(self) -> list[Location]:
@@ -86,7 +89,8 @@ def _cost(need: Need | None, in_region: int) -> int:
 def plan(needs: list[Need]) -> Plan:
     # Pass 1: which end each tensor sits at, how big the regions are, the arena size.
     sides: list[Location] = [Location(external=True)]
-    arena = 0
+    arena = peak_step = 0
+    parts: dict[str, int] = {}
     for i, need in enumerate(needs):
         prev = sides[-1]
         can_stay = need.in_place and not prev.external and need.out_bytes <= need.in_bytes and not need.scratch
@@ -104,7 +108,11 @@ def plan(needs: list[Need]) -> Plan:
         else:
             region = _round4(max(need.out_bytes, need.out_region or 0))
             top = not prev.top if not prev.external else False
-            arena = max(arena, (0 if prev.external else prev.region) + _round4(need.scratch) + region)
+            here = (0 if prev.external else prev.region) + _round4(need.scratch) + region
+            if here > arena:
+                arena, peak_step = here, i
+                parts = {"input": 0 if prev.external else prev.region, "scratch": _round4(need.scratch),
+                         "output": region}
             sides.append(Location(external=False, region=region, top=top))
     # Pass 2: offsets, now that the arena size is known; scratch sits next to the output.
     locs = [s if s.external else Location(False, arena - s.region if s.top else 0, s.region, s.top) for s in sides]
@@ -114,7 +122,8 @@ def plan(needs: list[Need]) -> Plan:
             scratch.append(None)
         else:
             scratch.append(out.offset - _round4(need.scratch) if out.top else out.offset + out.region)
-    return Plan(arena_bytes=arena, inputs=[[loc] for loc in locs[:-1]], outputs=locs[1:], scratch=scratch)
+    return Plan(arena_bytes=arena, inputs=[[loc] for loc in locs[:-1]], outputs=locs[1:], scratch=scratch,
+                peak_step=peak_step, peak_bytes=arena, peak_parts=parts)
 
 
 def plan_graph(needs: list[GraphNeed]) -> Plan:
@@ -187,5 +196,10 @@ def plan_graph(needs: list[GraphNeed]) -> Plan:
 
     scratch_at = iter(range(len(tensors), len(spans)))
     scratch = [offsets[next(scratch_at)] if n.scratch else None for n in needs]
+    live = [sum(size for lo, hi, size in spans if lo <= k <= hi) for k in range(len(needs))]
+    peak = max(range(len(needs)), key=lambda k: live[k], default=0)
+    peak_scratch = _round4(needs[peak].scratch) if needs else 0
     return Plan(arena_bytes=arena, inputs=[[loc(j) for j in n.inputs] for n in needs],
-                outputs=[loc(k) for k in range(len(needs))], scratch=scratch)
+                outputs=[loc(k) for k in range(len(needs))], scratch=scratch, peak_step=peak,
+                peak_bytes=live[peak] if live else 0,
+                peak_parts={"tensors": (live[peak] if live else 0) - peak_scratch, "scratch": peak_scratch})

@@ -19,21 +19,25 @@ from ... import ir
 class Step:
     first: int  # index of the first layer
     last: int  # index of the last layer (== first for a single layer)
+    whole: bool = False  # one kernel computes all its layers on whole tensors (a fused output stage)
     change: bool = False  # a change gate and the layers after it in one change-based kernel
 
     @property
     def channelwise(self) -> bool:
-        return self.last > self.first and not self.change
+        return self.last > self.first and not self.whole and not self.change
 
     @property
     def layers(self) -> range:
         return range(self.first, self.last + 1)
 
 
-def steps(model: ir.Model, types: list[ir.TensorType], change: dict[int, int] | None = None) -> list[Step]:
+def steps(model: ir.Model, types: list[ir.TensorType], change: dict[int, int] | None = None,
+          whole: dict[int, int] | None = None) -> list[Step]:
     """Group the layers: each convolution with the channel-local layers that follow it, as long
     as each reads the one before it and nothing else reads what they pass on (in a graph).
-    `change`: change gates whose kernel computes the layers after them up to the given one."""
+    `change`: change gates whose kernel computes the layers after them up to the given one.
+    `whole`: convolutions whose kernel computes whole tensors, and how many of the layers after
+    each it fuses (taken from what this grouping gave it): they form a step of their own."""
     readers: dict[str, int] = {st.source: 1 for st in model.states}  # a state reads it after the frame
     for node in model.nodes:
         for name in node.inputs:
@@ -46,6 +50,10 @@ def steps(model: ir.Model, types: list[ir.TensorType], change: dict[int, int] | 
         if change and i in change:
             out.append(Step(i, change[i], change=True))
             i = change[i] + 1
+            continue
+        if whole and i in whole:
+            out.append(Step(i, i + whole[i], whole=True))
+            i += whole[i] + 1
             continue
         if isinstance(nodes[i].op, ir.Conv2d):
             while (j + 1 < n and nodes[j + 1].inputs == (nodes[j].output,) and readers[nodes[j].output] == 1

@@ -6,12 +6,14 @@ board's ``kernels`` list in its board.toml):
 
 * ``generic``: the reference kernels of ``c_runtime/bg_*.c``, one per op, no layout tricks.
 * ``rv32ec``: no multiplier (CH32V003). Fully connected layers on int8 inputs use the nibble
-  lookup-table kernel: one table load and add per weight nibble, for weights of any width.
+  lookup-table kernel: one table load and add per weight nibble, for weights of any width; dense
+  convolutions the same kernel on each pixel's receptive field.
 * ``rv32emc``: a multiplier. The LUT kernel for weights of up to 4 bits (a lookup is cheaper
   than decoding a weight and multiplying); convolutions that run one plane at a time use the
-  plane kernels with their output stage fused.
-* ``cortex-m4``: the DSP extension's dual multiply-accumulate for int8 fully connected layers,
-  then as ``rv32emc``.
+  plane kernels with their output stage fused; other dense convolutions the row kernel's
+  register tiles (mul and add).
+* ``cortex-m4``: the DSP extension's dual multiply-accumulate for int8 fully connected layers
+  and (on int16 rows) for dense convolutions and 3x3 planes, otherwise as ``rv32emc``.
 
 Every set but ``generic`` computes binary x binary layers (±1 inputs and weights) with XNOR and
 population counts (``bg_xnor.c``), which needs no multiplier, and runs a change gate with the
@@ -36,6 +38,10 @@ class Target:
     # RV32EC parts have 2 KB of SRAM. The planner lowers the chunk when asked for a smaller arena.
     lut_chunk: int = 0
     has_multiplier: bool = False  # the plane convolution kernels need one
+    # Dense convolutions: over transposed rows (kernels/conv_rows.py) with "smlad" (the DSP
+    # extension's dual multiply-accumulate) or "mul" (a multiplier); "lut" (kernels/conv_lut.py:
+    # the LUT kernel per pixel, no multiplier); "" (the generic kernel).
+    dense_conv: str = ""
     xnor: bool = False  # binary x binary convolutions and fully connected layers as XNOR-popcount
     change_conv: bool = False  # a change gate and its convolution in one kernel that recomputes what changed
 
@@ -46,10 +52,11 @@ class Target:
 
 KERNEL_SETS: dict[str, Target] = {t.name: t for t in (
     Target("generic"),
-    Target("rv32ec", linear=("lut",), lut_max_bits=8, lut_chunk=8, xnor=True, change_conv=True),
-    Target("rv32emc", linear=("lut",), lut_max_bits=4, lut_chunk=16, has_multiplier=True, xnor=True, change_conv=True),
-    Target("cortex-m4", linear=("simd", "lut"), lut_max_bits=4, lut_chunk=16, has_multiplier=True, xnor=True,
-           change_conv=True),
+    Target("rv32ec", linear=("lut",), lut_max_bits=8, lut_chunk=8, dense_conv="lut", xnor=True, change_conv=True),
+    Target("rv32emc", linear=("lut",), lut_max_bits=4, lut_chunk=16, has_multiplier=True, dense_conv="mul",
+           xnor=True, change_conv=True),
+    Target("cortex-m4", linear=("simd", "lut"), lut_max_bits=4, lut_chunk=16, has_multiplier=True,
+           dense_conv="smlad", xnor=True, change_conv=True),
 )}
 NAMES = tuple(KERNEL_SETS)
 

@@ -129,6 +129,18 @@ class Choice:
 FUSED = Choice("fused", [], lambda src, i, p: None, per_channel=True)  # computed by an earlier kernel
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A faster kernel that the kernel set has for this kind of layer, and why it did not take
+    this one (recorded in NAME.json beside the kernel that did)."""
+
+    kernel: str
+    reason: str
+
+    def report(self) -> dict[str, str]:
+        return {"kernel": self.kernel, "reason": self.reason}
+
+
 @dataclass
 class Context:
     """What a kernel may know besides its layer."""

@@ -1,6 +1,7 @@
 """The reference kernels of ``c_runtime/bg_*.c``: one per op, any shape, no layout tricks."""
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -26,6 +27,7 @@ FILES = {
     "abs": ELTWISE,
     "concat": ELTWISE,
     "upsample": ["bg_upsample.c", "bg_upsample.h", "bg_upsample.inc"],
+    "tile": ["bg_tile.c", "bg_tile.h", "bg_tile.inc"],
     "conv_transpose2d": ["bg_conv_transpose2d.c", "bg_conv_transpose2d.h", "bg_conv_transpose2d.inc"],
     "sign": ELTWISE,
     "mul": ELTWISE,
@@ -51,7 +53,7 @@ def conv_call(src: ModelSource, i: int, layer: ir.Conv2d, t_in: ir.TensorType, t
     if not p.x_is_plane and g > 1:  # the input channels of this output channel's group
         group = p.channel if co == g else f"({p.channel} / {co // g}u)"
         x = f"{p.x} + {group} * {cig * h * wd}u"
-    row = enc.row_bytes(int(np.prod(layer.weight.shape[1:])))
+    row = enc.row_bytes(math.prod(layer.weight.shape[1:]))
     bias = b if b == "0" else f"{b} + {p.channel}"
     return f"{fn}({x}, {p.y}, &{s}, {w} + {p.channel} * {row}u, {enc_id(layer)}, {bias});"
 
@@ -194,6 +196,12 @@ def _upsample(layer: ir.Upsample, t_in: ir.TensorType, t_out: ir.TensorType, oth
                   lambda src, i, p: f"bg_upsample_{SUFFIX[t_in.dtype]}({p.x}, {p.y}, {c}u, {h}u, {w}u, {fh}u, {fw}u);")
 
 
+def _tile(layer: ir.Tile, t_in: ir.TensorType, t_out: ir.TensorType, others: list[ir.TensorType]) -> Choice:
+    _, h, w = t_in.shape
+    return Choice("generic", FILES["tile"],
+                  lambda src, i, p: f"bg_tile_{SUFFIX[t_in.dtype]}({p.x}, {p.y}, {layer.rows}u, {layer.cols}u, {h}u, {w}u);")
+
+
 def _conv_transpose2d(layer: ir.ConvTranspose2d, t_in: ir.TensorType, t_out: ir.TensorType,
                       others: list[ir.TensorType]) -> Choice:
     for v in (*t_in.shape, *t_out.shape, layer.groups):
@@ -251,7 +259,7 @@ def _change_gate(layer: ir.ChangeGate, t_in: ir.TensorType, t_out: ir.TensorType
 KERNELS: dict[str, Callable[[Any, ir.TensorType, ir.TensorType, list[ir.TensorType]], Choice]] = {
     "linear": _linear, "conv2d": _conv2d, "maxpool2d": _pool, "avgpool2d": _pool, "relu": _relu,
     "requant": _requant, "shiftnorm": _shiftnorm, "flatten": _flatten, "unflatten": _flatten, "add": _eltwise, "sub": _eltwise,
-    "abs": _abs, "concat": _concat, "upsample": _upsample, "conv_transpose2d": _conv_transpose2d,
+    "abs": _abs, "concat": _concat, "upsample": _upsample, "tile": _tile, "conv_transpose2d": _conv_transpose2d,
     "sign": _sign, "mul": _mul, "change_gate": _change_gate,
 }
 

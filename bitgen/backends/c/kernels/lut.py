@@ -6,6 +6,9 @@ than decoding a weight and multiplying on parts that have one.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 
 from .... import encodings, ir
@@ -32,6 +35,31 @@ def choose(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType, ctx: Cont
 
 
 def _lut(layer: ir.Linear, t_in: ir.TensorType, offset: bool, max_chunk: int) -> Choice | None:
+    fc = lut_params(layer, t_in, offset, max_chunk)
+    if fc is None:
+        return None
+
+    def render(src: ModelSource, i: int, p: Pointers) -> str:
+        return f"bg_linear_lut_s8({p.x}, {p.y}, &{fc.render(src, i)}, {arena_ptr(p.scratch, 'int16_t')});"
+
+    return Choice("lut", FILES, render, scratch=scratch_bytes(fc.chunk), out_region=fc.rows * 4,
+                  trades_scratch=True)
+
+
+@dataclass
+class LutParams:
+    """The bg_lut_fc_t of a layer: `render` adds its weights and the struct to the source and
+    returns the struct's name; the output buffer holds `rows` int32 (n_out rounded up to the
+    tail block); `chunk` tables per pass."""
+
+    render: Callable[[ModelSource, int], str]
+    rows: int
+    chunk: int
+
+
+def lut_params(layer: ir.Linear, t_in: ir.TensorType, offset: bool, max_chunk: int) -> LutParams | None:
+    """The LUT kernel's parameters for `layer` on int8 inputs of type t_in, or None where its
+    exactness precondition or its sizes do not hold (offset: subtract the inputs' minimum)."""
     enc = encodings.get(layer.encoding)
     if t_in.dtype != "int8":
         return None
@@ -43,7 +71,7 @@ def _lut(layer: ir.Linear, t_in: ir.TensorType, offset: bool, max_chunk: int) ->
     span = (t_in.hi - t_in.lo) if offset else t_in.amax
     rowsum = layer.weight.astype(object).sum(axis=1)
     if offset and max(abs(v) for v in rowsum) > 32767:  # row sums are stored as int16
-        return _lut(layer, t_in, offset=False, max_chunk=max_chunk)
+        return lut_params(layer, t_in, offset=False, max_chunk=max_chunk)
     bound = partial_sum_bound(layer.weight, layer.bias, span, zero=t_in.amax if offset else 0)
     if bound > ir.INT32[1] or span * enc.max_abs * (4 // min(enc.bits, 4)) > 32767:
         return None
@@ -55,7 +83,7 @@ def _lut(layer: ir.Linear, t_in: ir.TensorType, offset: bool, max_chunk: int) ->
     rows = 8 * full + tail_rows
     chunk = min(n_cols, max_chunk)
 
-    def render(src: ModelSource, i: int, p: Pointers) -> str:
+    def render(src: ModelSource, i: int) -> str:
         # nibble stream of each row, exactly as the packed format holds it
         packed = np.frombuffer(enc.pack_rows(layer.weight), dtype=np.uint8).reshape(n_out, -1)
         nibbles = np.zeros((rows, n_cols), dtype=np.uint64)
@@ -76,8 +104,6 @@ def _lut(layer: ir.Linear, t_in: ir.TensorType, offset: bool, max_chunk: int) ->
             tail = src.array(ctype, f"t{i}", int_lines(w_tail), w_tail.size * tail_rows // 2, i)
         b = src.bias(i, layer)
         rs = src.array("int16_t", f"r{i}", int_lines(np.array(rowsum, dtype=np.int64)), 2 * n_out, i) if offset else "0"
-        prm = src.struct("bg_lut_fc_t", f"lut{i}",
-                         [w_arr, tail, b, rs, n_in, n_out, chunk, enc_id(layer), tail_rows])
-        return f"bg_linear_lut_s8({p.x}, {p.y}, &{prm}, {arena_ptr(p.scratch, 'int16_t')});"
+        return src.struct("bg_lut_fc_t", f"lut{i}", [w_arr, tail, b, rs, n_in, n_out, chunk, enc_id(layer), tail_rows])
 
-    return Choice("lut", FILES, render, scratch=scratch_bytes(chunk), out_region=rows * 4, trades_scratch=True)
+    return LutParams(render, rows, chunk)

@@ -8,7 +8,7 @@ from .... import ir
 from ..literals import int_lines, word_lines
 from .base import Choice, Context, ModelSource, Pointers
 
-FILES = ["bg_linear_simd.c", "bg_linear_simd.h"]
+FILES = ["bg_linear_simd.c", "bg_linear_simd.h", "bg_dsp.h"]
 
 
 def choose(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType, ctx: Context) -> Choice | None:

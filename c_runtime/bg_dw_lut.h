@@ -1,0 +1,21 @@
+/* Parameters of the lookup-table plane convolution (bg_dw_lut.c). */
+#ifndef BG_DW_LUT_H
+#define BG_DW_LUT_H
+
+#include "bg_runtime.h"
+#include "bg_conv2d_plane.h" /* bg_post_t, bg_post_value, the staging functions */
+
+typedef struct {
+    const int8_t *w;       /* kh * kw int8 taps per output channel */
+    const int32_t *bias;   /* per output channel, or 0 */
+    const bg_post_t *post; /* the fused output stage, or 0 (int32 sums stored as they are) */
+    uint16_t ws;           /* elements per row of the input plane */
+    uint16_t rows, cols;   /* outputs computed (pooled: the even part) */
+    uint8_t kh, kw, sh, sw;
+    uint8_t out8;          /* 1: int8 output; 0: int32 */
+} bg_dw_lut_t;
+
+/* Output plane `channel` from its input plane x (int8); tables: 64 * kh * kw bytes. */
+void bg_dwconv_lut_s8(const int8_t *x, void *y, const bg_dw_lut_t *p, uint32_t channel, int16_t *tables);
+
+#endif /* BG_DW_LUT_H */
