@@ -256,3 +256,64 @@ def run_firmware(elf: Path, max_instructions: int = 200_000_000) -> FirmwareRun:
     out = text()
     cnn = next(p for p in m.peripherals if p.name == "cnn")
     return FirmwareRun("*** PASS ***" in out, out, m.instructions, cnn.cycles)
+
+
+# ------------------------------------------------------------------ the whole sweep
+def classify(config: Path, workdir: Path, firmware: bool = False) -> tuple[str, str]:
+    """One `arch: test` network's outcome: ("unsupported", why) when bitgen's reader refuses it,
+    ("izer-failed", why) when izer itself refuses it, ("match", "") when bitgen's golden equals
+    izer's per-layer log, ("mismatch", first difference) otherwise. With ``firmware``, a match
+    also runs izer's cnn.c on max78000-sim: ("fw-pass", cycles) / ("fw-fail", console)."""
+    from bitgen.backends.max78000 import network_yaml
+    from bitgen.errors import BitgenError
+
+    try:
+        net = network_yaml.parse(Path(config).read_text(), str(config))
+    except BitgenError as e:
+        return "unsupported", str(e)
+    if net.refusals():
+        return "unsupported", net.refusals()[0]
+    try:
+        folder = run(config, workdir, config.stem)
+    except IzerFailed as e:
+        return "izer-failed", str(e)
+    except subprocess.TimeoutExpired:
+        return "izer-failed", "timeout"
+    try:
+        diffs = golden_vs_izer(config, folder)
+    except BitgenError as e:
+        return "unsupported", str(e)
+    if diffs:
+        return "mismatch", diffs[0]
+    if not firmware:
+        return "match", ""
+    try:
+        r = run_firmware(build_firmware(folder, workdir / (config.stem + "_fw")))
+    except Exception as e:  # noqa: BLE001 - reported, the sweep goes on
+        return "fw-fail", f"{type(e).__name__}: {e}"
+    if not r.passed:
+        return "fw-fail", r.console.strip().splitlines()[-1] if r.console.strip() else "no output"
+    return "fw-pass", str(r.cnn_cycles)
+
+
+if __name__ == "__main__":  # python tests/izer_oracle.py [--firmware] OUT.json: every network's outcome (resumable)
+    import json
+    import sys
+    import tempfile
+
+    sys.path.insert(0, str(ROOT))
+    fw = "--firmware" in sys.argv
+    out = Path([a for a in sys.argv[1:] if not a.startswith("--")][0])
+    results = json.loads(out.read_text()) if out.is_file() else {}  # resumes an interrupted sweep
+    with tempfile.TemporaryDirectory() as tmp:
+        for cfg in test_networks():
+            if cfg.name in results:
+                continue
+            results[cfg.name] = classify(cfg, Path(tmp), fw)
+            print(cfg.name, *results[cfg.name], flush=True)
+            shutil.rmtree(Path(tmp) / cfg.stem, ignore_errors=True)
+            out.write_text(json.dumps(results, indent=1))
+    counts: dict[str, int] = {}
+    for kind, _ in results.values():
+        counts[kind] = counts.get(kind, 0) + 1
+    print(json.dumps(counts))

@@ -74,6 +74,7 @@ class LayerSpec:
     pool_stride: tuple[int, int] = (1, 1)
     activation: str = "none"
     quantization: int = 8
+    quantization_given: bool = False  # False: a checkpoint's weight_bits decide (izer's rule)
     output_shift: int | None = None  # None: the checkpoint's (0 for `arch: test`)
     output_width: int = 8
     chw: bool = False
@@ -217,7 +218,7 @@ def parse(text: str, source: str = "network YAML") -> NetworkSpec:
                 q = 1
             if int(q) not in (1, 2, 4, 8):
                 raise NetworkYamlError(f"{source}: layer {i}: quantization must be 1, 2, 4 or 8")
-            ly.quantization = int(q)
+            ly.quantization, ly.quantization_given = int(q), True
         if "output_shift" in d:
             ly.output_shift = int(d["output_shift"])
         if "output_width" in d:
