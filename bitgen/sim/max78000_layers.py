@@ -6,8 +6,7 @@ settings the model does not support or that contradict each other (a :class:`Cnn
 the register and the value), then executed on the processors' data (:func:`execute`).
 
 The hardware model (register meanings from ADI's synthesis tool, izer; see
-``../shared/reference/max78000.md`` section 4 and bitgen/backends/max78000/registers.py, which
-writes the same fields):
+``../shared/reference/max78000.md`` section 4; izer's generated cnn.c writes them):
 
 * 64 processors in 4 quadrants of 16; processor p reads data memory instance p // 4 (16
   instances of 8192 32-bit words, quadrant p // 16), byte lane p % 4. The data is HWC: the word
