@@ -307,7 +307,7 @@ if __name__ == "__main__":  # python tests/izer_oracle.py [--firmware] OUT.json:
     results = json.loads(out.read_text()) if out.is_file() else {}  # resumes an interrupted sweep
     with tempfile.TemporaryDirectory() as tmp:
         for cfg in test_networks():
-            if cfg.name in results:
+            if cfg.name in results and not (fw and results[cfg.name][0] in ("match", "fw-fail")):
                 continue
             results[cfg.name] = classify(cfg, Path(tmp), fw)
             print(cfg.name, *results[cfg.name], flush=True)

@@ -29,7 +29,8 @@ ALL = os.environ.get("BITGEN_IZER_ALL") == "1"
 QUICK = ["test-conv1d-multilayer-q1248", "test-eltwiseadd-poolafter-avg", "test-eltwiseadd-combined-conv-avgpool",
          "test-flatten-fc-quant4", "test-conv1d-abs", "test-conv1d-pool-5-wide", "test-upsample-nonsquare-pad1A",
          "test-eltwisexor"]
-QUICK_FIRMWARE = ["test-conv1d-multilayer", "test-eltwiseadd-poolafter-avg"]
+# the last: 100 outputs in two passes of 52 lanes, the second partly used
+QUICK_FIRMWARE = ["test-conv1d-multilayer", "test-eltwiseadd-poolafter-avg", "test-mlpflatten12to100"]
 
 
 def layer(**kw) -> ir.Max78000Layer:

@@ -25,4 +25,9 @@ PYTHON="${PYTHON:-python3}"
 # The CPU build of PyTorch first: a bare `torch` requirement would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[test]"
+# ADI's izer (a test oracle for the MAX78000 accelerator, tests/izer_oracle.py) runs in its own
+# environment, made only where the oracle is present (../shared/oracles); tests skip without it.
+if [ -x ../shared/oracles/izer-venv.sh ] && [ ! -x .izer-venv/bin/python ]; then
+    ../shared/oracles/izer-venv.sh .izer-venv
+fi
 echo "setup: done (.venv)"

@@ -85,6 +85,7 @@ class Layer:
     wide: bool
     span: int = 0
     out_passes: int = 1
+    outputs: int = 0  # output channels: out_passes * span, or fewer (the last pass partly used)
     first_lane: int = 0
     kernel_start: int = 0  # byte of the kernel memories' byte streams
     bias: tuple[int, int] | None = None  # (quadrant, offset)
@@ -236,10 +237,11 @@ def _decode_conv(st: State, ly: Layer, quads: list[int], reg: dict[str, int], po
     if xpch % ly.quant:
         raise CnnFault(f"{where}: LCTL2 0x{lctl2:08x}: output lane span {xpch} is not a multiple of {ly.quant} bits")
     ly.span = xpch // ly.quant + 1
-    if count % (ly.span * ly.passes):
-        raise CnnFault(f"{where}: MCNT gives {count} kernels per processor, not a multiple of {ly.span} output lanes x "
-                       f"{ly.passes} input passes (LCTL2 0x{lctl2:08x})")
-    ly.out_passes = count // (ly.span * ly.passes)
+    if count % ly.passes:
+        raise CnnFault(f"{where}: MCNT gives {count} kernels per processor, not a multiple of {ly.passes} input passes")
+    # output channel c is lane c % span of output pass c // span; the last pass may use fewer lanes
+    ly.outputs = count // ly.passes
+    ly.out_passes = -(-ly.outputs // ly.span)
     ly.kernel_start = (sad // 8) * ly.kernel + oned_sad
     last = ly.kernel_start + ((count - 1) // (8 // ly.quant) + 1) * ly.kernel
     if last > KERNEL_WORDS * 9:
@@ -277,7 +279,7 @@ def _decode_conv(st: State, ly: Layer, quads: list[int], reg: dict[str, int], po
     if biased:
         q = biased[0]
         offs = st.reg(q, ly.index, "POST") & 0xFFF
-        if offs + ly.out_passes * ly.span > BIAS_BYTES:
+        if offs + ly.outputs > BIAS_BYTES:
             raise CnnFault(f"{where}: bias at offset {offs} of quadrant {q} runs past its {BIAS_BYTES} bytes")
         ly.bias = (q, offs)
     if ly.wide and ly.activation != "none":
@@ -374,7 +376,7 @@ def _pool(x: np.ndarray, ly: Layer, rounding: bool) -> np.ndarray:
 def _kernels(st: State, ly: Layer, procs: list[int]) -> np.ndarray:
     """Every kernel: (out passes, lanes, input passes, processors, taps) signed weights."""
     qf = 8 // ly.quant
-    k = np.arange(ly.out_passes * ly.span * ly.passes)
+    k = np.arange(ly.outputs * ly.passes)
     group, slice_ = k // qf, k % qf
     taps = ly.kernel
     # stream byte of (kernel, j); j = 0 holds the last tap
@@ -384,6 +386,8 @@ def _kernels(st: State, ly: Layer, procs: list[int]) -> np.ndarray:
     v = (raw.astype(np.int64) >> (slice_[None, :, None] * ly.quant)) & ((1 << ly.quant) - 1)
     v = np.where(v >= 1 << (ly.quant - 1), v - (1 << ly.quant), v)
     v = v[:, :, ::-1]  # tap order
+    unused = (ly.out_passes * ly.span - ly.outputs) * ly.passes  # lanes of a partly used last pass
+    v = np.concatenate([v, np.zeros((len(procs), unused, taps), dtype=v.dtype)], axis=1)
     return v.reshape(len(procs), ly.out_passes, ly.span, ly.passes, taps).transpose(1, 2, 3, 0, 4)
 
 
@@ -405,7 +409,8 @@ def execute(st: State, ly: Layer, avg_rounding: bool) -> int:
     acc = _convolve(ly, x, w)  # (E, span, OH, OW)
     if ly.bias is not None:
         q, offs = ly.bias
-        b = st.bias[q, offs:offs + ly.out_passes * ly.span].view(np.int8).astype(np.int64)
+        b = st.bias[q, offs:offs + ly.outputs].view(np.int8).astype(np.int64)
+        b = np.concatenate([b, np.zeros(ly.out_passes * ly.span - ly.outputs, dtype=np.int64)])
         acc = acc + 128 * b.reshape(ly.out_passes, ly.span)[:, :, None, None]
     if ly.wide:
         if acc.size and (acc.min() < -(2**31) or acc.max() >= 2**31):
@@ -460,6 +465,8 @@ def _write_conv(st: State, ly: Layer, y: np.ndarray) -> int:
         lane = ly.first_lane + l
         inst = lane // 4
         for p in range(e):
+            if p * span + l >= ly.outputs:
+                continue  # an unused lane of the last pass
             words = offs + pix * ly.pixel_stride + p * ly.pass_stride
             if ly.wide:
                 words = words + lane % 4
