@@ -173,10 +173,22 @@ def test_golden_equals_izer_layer_by_layer(name, tmp_path):
     assert izer_oracle.golden_vs_izer(config, folder) == []
 
 
-def test_the_izer_comparison_sees_one_changed_value(tmp_path):
+@pytest.fixture(scope="module")
+def multilayer(tmp_path_factory):
+    """izer's output for test-conv1d-multilayer, run once for the tests that alter a copy of it."""
     _izer_or_skip()
+    return izer_oracle.run(izer_oracle.TESTS / "test-conv1d-multilayer.yaml", tmp_path_factory.mktemp("izer"), "c")
+
+
+def _copy(folder: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(folder, tmp_path / folder.name))
+
+
+def test_the_izer_comparison_sees_one_changed_value(multilayer, tmp_path):
     config = izer_oracle.TESTS / "test-conv1d-multilayer.yaml"
-    folder = izer_oracle.run(config, tmp_path, "c")
+    folder = _copy(multilayer, tmp_path)
     recs = izer_oracle.records(folder / "data.npy")
     layers = len(recs) // 5
     recs[-1].flat[3] += 1  # the last layer's output
@@ -214,9 +226,9 @@ def test_emulated_accelerator_runs_izers_firmware_and_passes_its_known_answer_te
     assert r.cnn_cycles > 0
 
 
-def test_a_wrong_expected_word_fails_izers_known_answer_test(tmp_path):
+def test_a_wrong_expected_word_fails_izers_known_answer_test(multilayer, tmp_path):
     _firmware_or_skip()
-    folder = izer_oracle.run(izer_oracle.TESTS / "test-conv1d-multilayer.yaml", tmp_path, "c")
+    folder = _copy(multilayer, tmp_path)
     text = (folder / "sampleoutput.h").read_text()
     head, _, tail = text.partition("SAMPLE_OUTPUT")
     first = tail.index("0x", tail.index("0x", tail.index("0x") + 1) + 1)  # address, mask, then the count
@@ -227,11 +239,11 @@ def test_a_wrong_expected_word_fails_izers_known_answer_test(tmp_path):
     assert not r.passed and "FAIL" in r.console
 
 
-def test_an_unmodelled_control_bit_stops_the_emulator_with_a_fault_that_names_it(tmp_path):
+def test_an_unmodelled_control_bit_stops_the_emulator_with_a_fault_that_names_it(multilayer, tmp_path):
     from bitgen.sim.machine import SimFault
 
     _firmware_or_skip()
-    folder = izer_oracle.run(izer_oracle.TESTS / "test-conv1d-multilayer.yaml", tmp_path, "c")
+    folder = _copy(multilayer, tmp_path)
     src = (folder / "cnn.c").read_text()
     assert "= 0x00100009; // Master enable quadrant 0" in src
     (folder / "cnn.c").write_text(src.replace("= 0x00100009; // Master enable", "= 0x00104009; // Master enable"))
@@ -335,15 +347,26 @@ def test_loading_a_checkpoint_runs_no_code_from_it(tmp_path):
     assert not marker.exists()
 
 
-def _bitgen(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bitgen.cli", *args], capture_output=True, text=True, cwd=cwd)
+def _bitgen(capsys, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The command line, in this process (faster than a new Python per call), run in ``cwd``."""
+    from bitgen import cli
+
+    here = Path.cwd()
+    capsys.readouterr()
+    os.chdir(cwd)
+    try:
+        rc = cli.main(list(args))
+    finally:
+        os.chdir(here)
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, rc, out.out, out.err)
 
 
-def test_bitgen_import_with_yaml(tmp_path):
+def test_bitgen_import_with_yaml(tmp_path, capsys):
     ck, y = tmp_path / "net-q.pth.tar", tmp_path / "net.yaml"
     write_checkpoint(ck)
     y.write_text(NET_YAML)
-    r = _bitgen("import", str(ck), "--yaml", str(y), "-o", str(tmp_path / "m.pt"), cwd=tmp_path)
+    r = _bitgen(capsys, "import", str(ck), "--yaml", str(y), "-o", str(tmp_path / "m.pt"), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "3 layers" in r.stdout and "outputs int32" in r.stdout
     loaded = modelfile.load(tmp_path / "m.pt").ir
@@ -361,7 +384,7 @@ def test_bitgen_import_with_yaml(tmp_path):
     ("layers:\n  - processors: 0x1\n    quantization: 2\n", [], "outside the 2-bit range"),
     (None, ["--dataset", "mnist"], "already quantized"),
 ])
-def test_bitgen_import_errors_are_one_line(tmp_path, edit, args, message):
+def test_bitgen_import_errors_are_one_line(tmp_path, edit, args, message, capsys):
     ck, y = tmp_path / "net-q.pth.tar", tmp_path / "net.yaml"
     write_checkpoint(ck)
     text = NET_YAML
@@ -375,26 +398,26 @@ def test_bitgen_import_errors_are_one_line(tmp_path, edit, args, message):
             text = "\n".join(edit.strip() if ln.startswith(key + ":") else ln for ln in text.splitlines()) + "\n"
     y.write_text(text)
     argv = ["import", str(ck)] + (args if "--yaml" in args else ["--yaml", str(y)] + args) + ["-o", "m.pt"]
-    r = _bitgen(*argv, cwd=tmp_path)
+    r = _bitgen(capsys, *argv, cwd=tmp_path)
     assert r.returncode != 0
     assert message in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
-def test_bitgen_import_refuses_a_file_that_is_not_a_checkpoint(tmp_path):
+def test_bitgen_import_refuses_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
     (tmp_path / "net.yaml").write_text(NET_YAML)
     np.save(tmp_path / "x.npy", np.zeros(3))
-    r = _bitgen("import", "x.npy", "--yaml", "net.yaml", "-o", "m.pt", cwd=tmp_path)
+    r = _bitgen(capsys, "import", "x.npy", "--yaml", "net.yaml", "-o", "m.pt", cwd=tmp_path)
     assert r.returncode != 0 and "not a PyTorch checkpoint" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "m.pt").exists()
 
 
 @pytest.mark.parametrize("command", ["emit", "run"])
-def test_layer_programs_are_refused_as_not_supported_yet(tmp_path, command):
+def test_layer_programs_are_refused_as_not_supported_yet(tmp_path, command, capsys):
     ck, y = tmp_path / "net-q.pth.tar", tmp_path / "net.yaml"
     write_checkpoint(ck)
     y.write_text(NET_YAML)
     modelfile.save(ai8x.read(ck, y), tmp_path / "m.pt")
     extra = ["-o", "out"] if command == "emit" else ["--board", "max78000-sim", "--random", "2"]
-    r = _bitgen(command, "--target", "max78000-cnn", "m.pt", *extra, cwd=tmp_path)
+    r = _bitgen(capsys, command, "--target", "max78000-cnn", "m.pt", *extra, cwd=tmp_path)
     assert r.returncode == 2 and "max78000-cnn: layer programs" in r.stderr and "not supported yet" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
