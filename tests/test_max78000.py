@@ -332,6 +332,90 @@ def test_imported_checkpoint_equals_izer_on_the_same_checkpoint(tmp_path):
         assert np.array_equal(mine.reshape(-1), log.output.reshape(-1))
 
 
+# Two more networks for the importer against izer: a ConvTranspose2d (whose PyTorch weight,
+# (in, out, 3, 3), izer flips and transposes) between 2-D convolutions with 8-, 2- and 4-bit
+# weights; conv1d with average pooling, 4-bit and 1-bit weights, ReLU and Abs.
+MORE = {
+    "2d": ("""---
+arch: ai85net-t
+dataset: test_t
+layers:
+  - processors: 0x0000000000000007
+    out_offset: 0x2000
+    operation: conv2d
+    kernel_size: 3x3
+    pad: 1
+    activate: ReLU
+  - processors: 0x00000000000000ff
+    out_offset: 0x0000
+    operation: convtranspose2d
+    kernel_size: 3x3
+    pad: 1
+  - processors: 0x000000000000000f
+    out_offset: 0x2000
+    operation: conv2d
+    kernel_size: 1x1
+    pad: 0
+    max_pool: 2
+    pool_stride: 2
+    output_width: 32
+""", [("conv1", (8, 3, 3, 3), 8, 0), ("up", (8, 4, 3, 3), 2, 2), ("conv3", (5, 4, 1, 1), 4, 0)], (3, 8, 6)),
+    "1d": ("""---
+arch: ai85net-k
+dataset: test_k
+layers:
+  - processors: 0x000000000000000f
+    out_offset: 0x2000
+    operation: conv1d
+    kernel_size: 5
+    pad: 2
+    avg_pool: 2
+    pool_stride: 2
+    activate: ReLU
+  - processors: 0x000000000000003f
+    out_offset: 0x0000
+    operation: conv1d
+    kernel_size: 3
+    pad: 1
+    activate: Abs
+""", [("conv1", (6, 4, 5), 4, 1), ("conv2", (3, 6, 3), 1, 3)], (4, 40)),
+}
+
+
+def write_layers(path: Path, arch: str, layers: list, seed: int) -> None:
+    import collections
+
+    import torch
+
+    rng = np.random.default_rng(seed)
+    sd = collections.OrderedDict()
+    for name, shape, wb, shift in layers:
+        sd[f"{name}.output_shift"] = torch.tensor([float(shift)])
+        sd[f"{name}.weight_bits"] = torch.tensor([float(wb)])
+        sd[f"{name}.op.weight"] = torch.tensor(rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), shape), dtype=torch.float32)
+        out = shape[1] if name == "up" else shape[0]  # ConvTranspose2d: (in, out, k, k)
+        sd[f"{name}.op.bias"] = torch.tensor(rng.integers(-20, 20, out) * 2.0 ** (wb - 1), dtype=torch.float32)
+    torch.save({"epoch": 1, "arch": arch, "state_dict": sd}, path)
+
+
+@pytest.mark.parametrize("kind", sorted(MORE))
+def test_imported_convtranspose_and_conv1d_equal_izer(kind, tmp_path):
+    _izer_or_skip()
+    text, layers, shape = MORE[kind]
+    ck, y, sample = tmp_path / "net-q.pth.tar", tmp_path / "net.yaml", tmp_path / "sample.npy"
+    write_layers(ck, network_yaml.parse(text).arch, layers, seed=3)
+    y.write_text(text)
+    x = np.random.default_rng(4).integers(-128, 128, shape)
+    np.save(sample, x)
+    model = ai8x.read(ck, y, input_shape=shape)
+    folder = izer_oracle.run(y, tmp_path / "izer", kind, checkpoint=ck, sample=sample)
+    logs = izer_oracle.layer_logs(folder)
+    outs = golden.run(model, x.reshape((1,) + shape).astype(np.int8), all_layers=True)
+    assert len(outs) == len(logs) == len(layers)
+    for k, (mine, log) in enumerate(zip(outs, logs)):
+        assert mine.size == log.output.size and np.array_equal(mine.reshape(-1), log.output.reshape(-1)), k
+
+
 def test_loading_a_checkpoint_runs_no_code_from_it(tmp_path):
     marker = tmp_path / "ran"
 
