@@ -78,6 +78,7 @@ ACCESS = {
 
 class Machine:
     def __init__(self, spec: dict[str, Any], image: bytes, *, name: str = "board", uart=None):
+        from . import max78000_cnn  # noqa: F401 - adds the CNN accelerator's models to MODELS
         from .peripherals import MODELS  # the models import this module
 
         self.name = name

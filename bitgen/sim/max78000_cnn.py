@@ -23,7 +23,7 @@ import numpy as np
 
 from .machine import SimFault
 from .max78000_layers import BIAS_BYTES, KERNEL_WORDS, REGS, WORDS, CnnFault, State, decode, execute
-from .peripherals import Peripheral
+from .peripherals import MODELS, Peripheral
 
 BASE = 0x50000000
 QUAD = 0x400000  # quadrant stride
@@ -53,6 +53,7 @@ class Max78000Cnn(Peripheral):
         self.layers_run = 0
         self.cycles = 0
         self.last_cycles = 0
+        self.last_layer_cycles: list[int] = []  # per layer, of the last run
         self._sram: list[np.ndarray] | None = None
 
     def windows(self) -> list[tuple[int, int]]:
@@ -216,6 +217,7 @@ class Max78000Cnn(Peripheral):
         rounding = bool(ctl >> 13 & 1)
         state = State(self.lregs, self.ctl, self.mram, self.bias, self.sram())
         cycles = 0
+        per_layer = []
         for layer in range(lcnt + 1):
             try:
                 ly = decode(state, layer, rounding)
@@ -224,13 +226,15 @@ class Max78000Cnn(Peripheral):
                     if used and q != master and not int(self.ctl[q, 0]) & 1:
                         raise CnnFault(f"layer {layer} uses quadrant {q}, which is not enabled (CTL bit 0)")
                 execute(state, ly, rounding)
-                cycles += layer_cycles(ly)
+                per_layer.append(layer_cycles(ly))
+                cycles += per_layer[-1]
             except CnnFault as e:
                 self.fault(f"CNN {e}")
         self.runs += 1
         self.layers_run += lcnt + 1
         self.cycles += cycles
         self.last_cycles = cycles
+        self.last_layer_cycles = per_layer
         self.ctl[master, 0] = int(self.ctl[master, 0]) | (1 << 12)  # done (the interrupt flag)
 
     def stats(self) -> dict[str, int]:
@@ -266,3 +270,7 @@ class Max78000Gcfr(Peripheral):
     def describe(self) -> str:
         r = self.regs
         return f"power 0x{r[0x00]:x}, iso 0x{r[0x08]:x}, reset 0x{r[0x0C]:x}"
+
+
+MODELS["max78000.cnn"] = Max78000Cnn
+MODELS["max78000.gcfr"] = Max78000Gcfr

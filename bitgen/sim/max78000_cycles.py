@@ -22,7 +22,7 @@ def layer_cycles(ly) -> int:
     """Cycles of decoded layer ``ly`` (see the module docstring)."""
     rd, tram, wr = 1, 1, 1
     passes, ops = ly.passes, ly.operands
-    kh = 3 if ly.kernel == 9 else (ly.kernel if ly.operation == "conv1d" else 1)
+    kh = ly.kernel if ly.operation == "conv1d" else (3 if ly.kernel == 9 else 1)
     kw = 1 if ly.operation == "conv1d" or ly.kernel == 1 else 3
     rows, cols = ly.rows, ly.cols
     ph, pw = ly.pool_size if ly.pool != "none" else (1, 1)
@@ -43,7 +43,7 @@ def layer_cycles(ly) -> int:
     if ly.operation == "passthrough":
         slots = max(1, -(-bin(ly.procs).count("1") // 4))
         return prow * pcol * (data_fetch + passes * slots)
-    out_channels = ly.span * ly.out_passes
+    out_channels = ly.outputs
     out_cols = pcol + 2 * cpad - kw + 1
     col_pad = 2 * cpad * (pad_fetch + wr)
     first_pad_row = col_pad + mult * pcol * (pad_fetch + wr)

@@ -502,9 +502,4 @@ MODELS: dict[str, type[Peripheral]] = {
     "armv7m.scs": ArmScs,
     "armv7m.dwt": ArmDwt,
 }
-
-# The CNN accelerator and its power control (their own module: they build on Peripheral above).
-from .max78000_cnn import Max78000Cnn, Max78000Gcfr  # noqa: E402
-
-MODELS["max78000.cnn"] = Max78000Cnn
-MODELS["max78000.gcfr"] = Max78000Gcfr
+# The CNN accelerator and its power control live in max78000_cnn.py, which adds them here.
