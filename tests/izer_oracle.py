@@ -275,7 +275,8 @@ def classify(config: Path, workdir: Path, firmware: bool = False) -> tuple[str, 
     """One `arch: test` network's outcome: ("unsupported", why) when bitgen's reader refuses it,
     ("izer-failed", why) when izer itself refuses it, ("match", "") when bitgen's golden equals
     izer's per-layer log, ("mismatch", first difference) otherwise. With ``firmware``, a match
-    also runs izer's cnn.c on max78000-sim: ("fw-pass", cycles) / ("fw-fail", console)."""
+    also runs izer's cnn.c on max78000-sim: ("fw-pass", the emulator's cycles per layer and izer's
+    estimate) / ("fw-fail", console)."""
     from bitgen.backends.max78000 import network_yaml
     from bitgen.errors import BitgenError
 
