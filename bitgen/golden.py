@@ -110,6 +110,26 @@ def run_sequence(model: ir.Model, x: np.ndarray, *, all_layers: bool = False):
     return stacked if all_layers else stacked[0]
 
 
+def changed_pixels(model: ir.Model, x: np.ndarray) -> list[list[int]]:
+    """Pixels changed per frame at each change gate, for the frames x (T, ...) run as one sequence
+    from the reset: a pixel (a position with all its channels) changed where the gate's output
+    differs from the reference it read (its output of the frame before, or the initial value).
+    This is what the emitted code's ``NAME_changed`` counters must hold after each frame."""
+    layers = run_sequence(model, x[None], all_layers=True)
+    states = {st.name: st for st in model.states}
+    out = []
+    gate_nodes = [i for i, n in enumerate(model.nodes) if isinstance(n.op, ir.ChangeGate)]
+    for t in range(len(x)):
+        row = []
+        for i in gate_nodes:
+            y = layers[i][0, t].astype(np.int64)
+            ref = layers[i][0, t - 1].astype(np.int64) if t else np.full_like(y, states[model.nodes[i].inputs[1]].init)
+            d = y != ref
+            row.append(int((d.any(axis=0) if y.ndim == 3 else d).sum()))
+        out.append(row)
+    return out
+
+
 def argmax(logits: np.ndarray) -> np.ndarray:
     """Index of the first maximum of each sample's flattened output."""
     return np.argmax(logits.reshape(logits.shape[0], -1), axis=1)

@@ -28,31 +28,40 @@ static int bg_moved(int32_t a, int32_t b, int32_t t)
 BG_CHANGE_GATE(s8, int8_t)
 BG_CHANGE_GATE(s32, int32_t)
 
-/* The receptive field of output (oy, ox) as int16, in the weight row's order, 0 for padding. */
+/* The receptive field of output (oy, ox) as int16, in the weight row's order, 0 for padding:
+ * the taps inside the input are a rectangle (rows ky0..ky1-1, columns kx0..kx1-1 of the kernel),
+ * copied row by row; the field is cleared first only where the rectangle is not all of it. */
 static void bg_change_field(const int8_t *ref, const bg_change_conv_t *p, uint32_t oy, uint32_t ox, int16_t *f)
 {
     const int32_t iy0 = (int32_t)(oy * p->sh) - (int32_t)p->ph, ix0 = (int32_t)(ox * p->sw) - (int32_t)p->pw;
-    const uint32_t plane = (uint32_t)p->h * p->w, kh = p->kh, kw = p->kw;
+    const uint32_t plane = (uint32_t)p->h * p->w, kh = p->kh, kw = p->kw, taps = kh * kw;
+    /* (padding may exceed the kernel: then a field can lie wholly outside, ky1 <= ky0) */
+    const int32_t sky1 = iy0 + (int32_t)kh > (int32_t)p->h ? (int32_t)p->h - iy0 : (int32_t)kh;
+    const int32_t skx1 = ix0 + (int32_t)kw > (int32_t)p->w ? (int32_t)p->w - ix0 : (int32_t)kw;
+    const uint32_t ky0 = iy0 < 0 ? (uint32_t)-iy0 : 0u, kx0 = ix0 < 0 ? (uint32_t)-ix0 : 0u;
+    const uint32_t ky1 = sky1 > (int32_t)ky0 ? (uint32_t)sky1 : ky0, kx1 = skx1 > (int32_t)kx0 ? (uint32_t)skx1 : kx0;
+    const int8_t *first = ref + (uint32_t)(iy0 + (int32_t)ky0) * p->w + (uint32_t)(ix0 + (int32_t)kx0);
+    const uint32_t width = kx1 - kx0;
     uint32_t c, ky, kx;
-    if (iy0 >= 0 && ix0 >= 0 && (uint32_t)iy0 + kh <= p->h && (uint32_t)ix0 + kw <= p->w) {
-        const int8_t *start = ref + (uint32_t)iy0 * p->w + (uint32_t)ix0; /* inside: no padding */
-        for (c = 0; c < p->c; c++, start += plane) {
-            const int8_t *row = start;
-            for (ky = 0; ky < kh; ky++, row += p->w)
-                for (kx = 0; kx < kw; kx++)
-                    *f++ = row[kx];
-        }
-        return;
+    if (ky0 | kx0 | (ky1 ^ kh) | (kx1 ^ kw)) {
+        const uint32_t n = (uint32_t)p->c * taps;
+        for (c = 0; c < n; c++)
+            f[c] = 0;
     }
-    for (c = 0; c < p->c; c++, ref += plane)
-        for (ky = 0; ky < kh; ky++) {
-            const int32_t iy = iy0 + (int32_t)ky;
-            const int row_in = (uint32_t)iy < p->h;
-            for (kx = 0; kx < kw; kx++) {
-                const int32_t ix = ix0 + (int32_t)kx;
-                *f++ = row_in && (uint32_t)ix < p->w ? ref[(uint32_t)iy * p->w + (uint32_t)ix] : 0;
+    for (c = 0; c < p->c; c++, first += plane, f += taps) {
+        const int8_t *row = first;
+        int16_t *dst = f + ky0 * kw + kx0;
+        if (width == 3) /* the common 3 x 3 kernel, inside: no loop over three values */
+            for (ky = ky0; ky < ky1; ky++, row += p->w, dst += kw) {
+                dst[0] = row[0];
+                dst[1] = row[1];
+                dst[2] = row[2];
             }
-        }
+        else
+            for (ky = ky0; ky < ky1; ky++, row += p->w, dst += kw)
+                for (kx = 0; kx < width; kx++)
+                    dst[kx] = row[kx];
+    }
 }
 
 /* The output stage of output channel o's accumulator a. */
@@ -109,7 +118,7 @@ static void bg_change_outputs(const int16_t *f, const bg_change_conv_t *p, int32
         uint8_t *marks = scratch;                                                               \
         int16_t *f = (int16_t *)(scratch + ((outputs + 3u) & ~3u));                             \
         int32_t *best = (int32_t *)(scratch + ((outputs + 3u) & ~3u) + ((2u * field + 3u) & ~3u)); \
-        uint32_t iy, ix, c, i, changed = 0, touched = 0;                                        \
+        uint32_t iy, ix, c, i, py, px, changed = 0, touched = 0;                                \
         for (i = 0; i < outputs; i++)                                                           \
             marks[i] = 0;                                                                       \
         for (i = 0, iy = 0; iy < p->h; iy++) /* i: the pixel (iy, ix) */                        \
@@ -136,8 +145,7 @@ static void bg_change_outputs(const int16_t *f, const bg_change_conv_t *p, int32
         if (all || touched > p->dense_above)                                                    \
             for (i = 0; i < outputs; i++)                                                       \
                 marks[i] = 1;                                                                   \
-        for (i = 0; i < outputs; i++) {                                                         \
-            const uint32_t py = i / p->yw, px = i - py * p->yw;                                 \
+        for (i = 0, py = 0, px = 0; i < outputs; i++, px = px + 1 == p->yw ? (py++, 0u) : px + 1) { \
             uint32_t dy, dx, o;                                                                 \
             if (!marks[i])                                                                      \
                 continue;                                                                       \

@@ -176,6 +176,15 @@ static void results(void)
     puts_("]\r\n");
     kv_u32("m-bg-class-[", (uint32_t)last_class);
     kv_u32("m-bg-cycles-[", last_cycles);
+    if (M->change_gates) {
+        puts_("m-bg-changed-[");
+        for (i = 0; i < M->change_gates; i++) {
+            if (i)
+                put(',');
+            put_u32(M->changed[i]);
+        }
+        puts_("]\r\n");
+    }
     put_crc();
 }
 

@@ -31,9 +31,11 @@
  *                        are frames too: use W = 0). Nothing to do for other models.
  *
  * Results block: m-results-[v0,v1,...] (integer outputs), m-bg-class-[argmax],
- * m-bg-cycles-[counter ticks of one inference], then m-bg-crc-[CRC]: the CRC-32 of the input
- * bytes followed by the exact bytes of the three lines before it (with their \r\n), so the host
- * can prove which input a result belongs to and that no byte of it changed on the wire.
+ * m-bg-cycles-[counter ticks of one inference], for a model with change-based convolutions
+ * m-bg-changed-[n0,n1,...] (pixels that changed at each change gate in the frame), then
+ * m-bg-crc-[CRC]: the CRC-32 of the input bytes followed by the exact bytes of the lines before
+ * it (with their \r\n), so the host can prove which input a result belongs to and that no byte
+ * of it changed on the wire.
  *
  * Left out of the EEMBC set to save flash: db print and help.
  */
@@ -42,7 +44,7 @@
 
 #include <stdint.h>
 
-#define BG_PROTOCOL_VERSION 2 /* 2: db @ lines, the CRC of bg-info, bounded infer */
+#define BG_PROTOCOL_VERSION 3 /* 2: db @ lines, the CRC of bg-info, bounded infer; 3: m-bg-changed */
 #define BG_CMD_MAX 80 /* longest command, as EEMBC's EE_CMD_SIZE */
 #ifndef BG_INFER_MAX
 #define BG_INFER_MAX 1000 /* most warm-up or timed inferences of one infer command */
@@ -66,6 +68,8 @@ typedef struct {
     const void *output_buf;
     int (*run)(void); /* runs the model on input_buf into output_buf, returns the argmax */
     void (*reset)(void); /* a model with state: back to the initial state; 0 for others */
+    const uint32_t *changed; /* change-based models: pixels changed per gate in the last frame */
+    uint32_t change_gates;   /* entries of changed (0: no m-bg-changed line) */
 } bg_model_t;
 
 /* Serves commands forever. */

@@ -89,10 +89,9 @@ def test_every_frame_and_every_count_is_bit_exact_in_c(tmp_path, kernels, thresh
         y, pred, _ = hm.run_sequence(x)
         want = golden.run_sequence(m, x)
         assert np.array_equal(y.reshape(want.shape), want)
-        from bitgen.commands.bench_stream import _golden_changes
         for i in range(len(x)):
             hm.run_sequence(x[i:i + 1])
-            assert hm.changed.tolist() == _golden_changes(m, x[i])
+            assert hm.changed.tolist() == golden.changed_pixels(m, x[i])
     finally:
         hm.close()
 
@@ -121,6 +120,25 @@ def test_a_stream_runs_on_the_emulated_board_bit_exact_per_frame(tmp_path):
     assert rep["change_based"]["change_count_mismatches"] == 0 and rep["dense"]["mismatches"] == 0
     assert rep["change_based"]["changed_per_frame"][0][0] > 100  # the first frame: against the zero reference
     assert 0 < rep["changed_fraction"] < 1
+
+
+def test_a_stream_runs_through_the_wire_protocol_with_the_boards_changed_pixel_counts(tmp_path):
+    """bitgen run --stream on the emulated CH32V003 (its protocol firmware): every frame's outputs
+    and the changed-pixel counts the board reports (m-bg-changed) equal golden's."""
+    from bitgen import cli, modelfile
+
+    model = ir.change.with_thresholds(small_cnn(hw=8), 2)
+    modelfile.save(model, tmp_path / "m.pt")
+    x = slow_stream(frames=10, hw=8, step=6)[0]
+    np.savez(tmp_path / "s.npz", x=x, y=np.zeros(len(x), dtype=np.int64))
+    rc = cli.main(["run", "--board", "ch32v003-sim", str(tmp_path / "m.pt"), "--stream", str(tmp_path / "s.npz"),
+                   "--json", str(tmp_path / "r.json"), "-q"])
+    rep = json.loads((tmp_path / "r.json").read_text())
+    want = golden.changed_pixels(model, x)
+    assert rc == 0 and rep["compared"] == 10 and rep["mismatches"] == 0
+    assert rep["changes"]["reported"] and rep["changes"]["per_frame"] == want and rep["changes"]["count_mismatches"] == 0
+    assert want[0][0] > 32 and any(0 < row[0] < 32 for row in want[1:])  # counts that could be wrong
+    assert len(rep["per_frame"]) == 10
 
 
 @st.composite

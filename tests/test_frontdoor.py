@@ -491,7 +491,7 @@ COMMANDS = {
     "run": (["run", "--board", "ch32v003-sim", "MODEL", "--random", "2"],
             {"--timeout": BAD_FLOATS, "--infer-timeout": BAD_FLOATS, "--retries": BAD_INTS, "--random": BAD_INTS,
              "--frames": BAD_INTS, "--board": ["nosuch"], "--limit": BAD_INTS, "--kernels": ["nosuch"],
-             "--port": ["/nonexistent"]}),
+             "--port": ["/nonexistent"], "--stream": ["/nonexistent", "DIR", "/dev/null", "DIR/bad.json"]}),
     "bench": (["bench", "--board", "ch32v003-sim", "MODEL", "--random", "1"],
               {"--random": BAD_INTS, "--max-arena": BAD_INTS, "--board": ["nosuch"], "--limit": BAD_INTS,
                "--kernels": ["nosuch"]}),

@@ -59,6 +59,7 @@ def _check_page(driver, model, frames, labels):
     page = driver.execute_script("return window.bitgen")
     expect = golden.run_sequence(model, frames[None])[0].reshape(len(frames), -1)
     want_cls = golden.argmax(expect)
+    changes = golden.changed_pixels(model, frames)  # what the board's m-bg-changed must report
     assert len(page["frames"]) == len(frames)
     for k, f in enumerate(page["frames"]):
         assert f["frame"] == k
@@ -68,17 +69,22 @@ def _check_page(driver, model, frames, labels):
         assert f["label"] == labels[k]
         top = int(np.max(expect[k]))
         assert f["readout"] == (f"class{want_cls[k]}" if top >= 0 else "quiet")
+        assert f["changed"] == changes[k], f"frame {k}: the board's changed pixels differ from golden's"
     # the charts hold the same numbers
     scores = driver.execute_script("return document.getElementById('scores').data.map(t => t.y)")
     assert scores == [expect[:, c].tolist() for c in range(expect.shape[1])], "the score chart differs"
     cost = driver.execute_script("return document.getElementById('cost').data[0].y")
     assert cost == [f["instructions"] for f in page["frames"]] and all(v > 0 for v in cost)
+    pixels = sum(ir.change.gate_pixels(model))
+    change = driver.execute_script("return document.getElementById('change').data[0].y")
+    assert change == [sum(c) / pixels for c in changes], "the changed-pixel chart differs"
     # the text panels show the last frame
     last = page["frames"][-1]
     text = lambda i: driver.find_element("id", i).text  # noqa: E731
     assert text("frames") == str(len(frames)) and text("mismatches") == "0"
     assert text("instructions") == f"{last['instructions']:,}"
     assert text("readout") == last["readout"]
+    assert text("changed") == f"{100 * sum(changes[-1]) / pixels:.1f} %"
     # the canvas shows the last input frame (first channel, int8 + 128 as grey)
     pixels = driver.execute_script(
         "const c = document.getElementById('frame'); "
@@ -120,14 +126,17 @@ def test_the_page_follows_the_board_live_and_shows_exact_values(browser):
         thread.join(60)
 
 
-def test_a_page_showing_a_wrong_value_fails_the_check(browser, monkeypatch):
-    """One score of one frame off by one on the way to the page: the check must catch it."""
+@pytest.mark.parametrize("field, message", [("scores", "frame 3: scores shown differ"),
+                                            ("changed", "frame 3: the board's changed pixels differ")])
+def test_a_page_showing_a_wrong_value_fails_the_check(browser, monkeypatch, field, message):
+    """One value of one frame (a score, a changed-pixel count) off by one on the way to the
+    page: the check must catch it."""
     real = FrameResult.to_json
 
     def corrupt(self):
         d = real(self)
         if d["frame"] == 3:
-            d["scores"] = [d["scores"][0] + 1] + d["scores"][1:]
+            d[field] = [d[field][0] + 1] + d[field][1:]
         return d
 
     monkeypatch.setattr(FrameResult, "to_json", corrupt)
@@ -137,7 +146,7 @@ def test_a_page_showing_a_wrong_value_fails_the_check(browser, monkeypatch):
     monitor, server, thread = _start(model, frames, np.array(labels), interval=0.0)
     try:
         _watch(browser, f"http://127.0.0.1:{server.server_address[1]}/", monitor)
-        with pytest.raises(AssertionError, match="frame 3: scores shown differ"):
+        with pytest.raises(AssertionError, match=message):
             _check_page(browser, model, frames, labels)
     finally:
         server.shutdown()

@@ -78,26 +78,8 @@ def measure(board, model: ir.Model, name: str, x: np.ndarray, kernels: str | Non
                          "changed_fraction": float(per_gate[:, k].mean() / g["pixels"])} for k, g in enumerate(gates)]
         out["changed_fraction"] = float(per_gate.sum(axis=1).mean() / pixels)
         out["changed_per_frame"] = per_gate.astype(np.int64).tolist()
-        want = _golden_changes(model, x)
+        want = golden.changed_pixels(model, x)
         out["change_count_mismatches"] = int(np.sum(np.asarray(want) != per_gate.astype(np.int64)))
-    return out
-
-
-def _golden_changes(model: ir.Model, x: np.ndarray) -> list[list[int]]:
-    """Changed pixels per frame and gate, from golden: a pixel changed where the gate's output
-    differs from the reference it read (the gate's output of the frame before, or the initial value)."""
-    layers = golden.run_sequence(model, x[None], all_layers=True)
-    states = {st.name: st for st in model.states}
-    out = []
-    gate_nodes = [i for i, n in enumerate(model.nodes) if isinstance(n.op, ir.ChangeGate)]
-    for t in range(len(x)):
-        row = []
-        for i in gate_nodes:
-            y = layers[i][0, t].astype(np.int64)
-            ref = layers[i][0, t - 1].astype(np.int64) if t else np.full_like(y, states[model.nodes[i].inputs[1]].init)
-            d = y != ref
-            row.append(int((d.any(axis=0) if y.ndim == 3 else d).sum()))
-        out.append(row)
     return out
 
 

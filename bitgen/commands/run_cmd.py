@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import console, golden, reports
+from .. import console, golden, ir, reports, streams
 from ..harness import boards
 from ..harness.link import LinkError
 from ..harness.session import Session
+from . import bench_stream
 from .build_cmd import default_dir
 from .common import (SEED, UsageError, add_dataset_arguments, add_kernels_argument, check_memory, count, is_clips,
                      load_dataset, load_model, resolve_kernels, seconds)
@@ -30,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also open a plain pickled nn.Module (this runs code from the file)")
     p.add_argument("--input-shape", metavar="C,H,W", help="input shape of a pickled module")
     add_dataset_arguments(p)
+    p.add_argument("--stream", metavar="FILE",
+                   help="a stream file (bitgen datasets make static-video): its frames as one sequence from "
+                        "the reset, each compared with golden, with the pixels a change-based model found changed")
     p.add_argument("--random", type=count(0), default=0, metavar="N", help="also run N random int8 inputs")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the random inputs")
     p.add_argument("--frames", type=count(1, 100000), metavar="T",
@@ -71,6 +75,20 @@ def _accuracy(classes: np.ndarray, labels: np.ndarray | None, per_clip: int) -> 
     return float(np.mean(last == labels))
 
 
+def _changes(model, x: np.ndarray, reported: list) -> dict | None:
+    """The board's changed-pixel counts per frame against golden's (a model with change gates)."""
+    pixels = ir.change.gate_pixels(model)
+    if not pixels:
+        return None
+    if any(c is None for c in reported):
+        return {"reported": False, "count_mismatches": 0}
+    got = np.array(reported, dtype=np.int64)
+    want = np.array(golden.changed_pixels(model, x), dtype=np.int64)
+    return {"reported": True, "gate_pixels": pixels, "per_frame": got.tolist(),
+            "changed_fraction": float(got.sum(axis=1).mean() / sum(pixels)),
+            "count_mismatches": int(np.sum(got != want))}
+
+
 def run(args: argparse.Namespace) -> int:
     from . import scamp5_cmd
 
@@ -91,7 +109,16 @@ def run(args: argparse.Namespace) -> int:
     check_memory(args.random * model.input.size, f"{args.random} random inputs of {model.input.size} values",
                  "--random")
     sets = []
-    data = load_dataset(args, model)
+    if args.stream is not None:
+        if args.dataset is not None or args.data is not None or args.random or args.frames is not None:
+            raise UsageError("--stream is the input, one sequence of its frames: give it without "
+                             "--dataset, --data, --random or --frames")
+        stream = streams.load(args.stream)
+        frames_x = bench_stream.frames_of(stream, model)
+        data = (frames_x, stream.y)
+        args.frames = len(frames_x)
+    else:
+        data = load_dataset(args, model)
     per_clip = 1  # inputs per label: a clip dataset has one label per sequence of frames
     if data is not None and is_clips(data[0], model):
         per_clip = data[0].shape[1]
@@ -121,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     bar = console.progress(total=len(x), unit="input", desc=board.name)
     log = bar.write if args.trace else None
     t_start = time.monotonic()
-    outputs, classes, cycles, attempts = [], [], [], []
+    outputs, classes, cycles, attempts, changed = [], [], [], [], []
     mismatches: list[int] = []
     with Session(board, model, port=args.port, name=default_name(model.name), workdir=keep,
                  timeout=args.timeout, infer_timeout=args.infer_timeout, retries=args.retries,
@@ -148,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
                 classes.append(r.cls)
                 cycles.append(r.cycles)
                 attempts.append(r.attempts)
+                changed.append(r.changed)
                 bar.set_postfix(mismatches=len(mismatches), instructions=r.cycles, refresh=False)
                 bar.update(1)
         finally:
@@ -159,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
 
     n = len(x)
     classes_a = np.asarray(classes)
+    changes = _changes(model, x, changed) if args.stream is not None else None
     rep = reports.header("run") | {
         "model_hash": info.hash,
         "board": board.name,
@@ -166,7 +195,9 @@ def run(args: argparse.Namespace) -> int:
         "port": args.port,
         "kernels": fw.get("kernels") if fw else None,  # a real board: those bitgen build chose
         "model": {"name": info.model, "path": str(Path(args.model).resolve())},
-        "dataset": {"name": args.dataset, "path": args.data, "limit": args.limit} if data is not None else None,
+        "dataset": {"name": args.dataset, "path": args.data, "limit": args.limit}
+        if data is not None and args.stream is None else None,
+        "stream": None if args.stream is None else str(Path(args.stream).resolve()),
         "random": args.random,
         "compared": n,
         "mismatches": len(mismatches),
@@ -175,6 +206,8 @@ def run(args: argparse.Namespace) -> int:
         "golden_accuracy": _accuracy(expect_cls, labels, per_clip),
         "instructions": reports.count_stats(cycles),
         "instruction_source": board.cycle_source,
+        "per_frame": cycles if args.stream is not None else None,
+        "changes": changes,
         "counter": info.counter,
         "clock_hz": info.clock_hz,
         "board_flash_bytes": info.flash_bytes,
@@ -197,6 +230,10 @@ def run(args: argparse.Namespace) -> int:
         bound = ((fw or {}).get("stack") or {}).get("bytes")
         say(f"stack peak {stats['stack_peak']} B (reserved {board.stack_bytes} B"
               + ("" if bound is None else f", call-graph bound {bound} B") + ")")
+    if changes:
+        say(f"pixels changed per frame: {100 * changes['changed_fraction']:.1f} % "
+            f"({changes['count_mismatches']} counts differ from golden's)" if changes["reported"] else
+            "the board's firmware reports no changed-pixel counts (bitgen protocol 3 does)")
     if events:
         say(f"recovered from {len(events)} failed exchanges ({rep['retried_inputs']} inputs retried)")
     write_json(json_to, rep)
@@ -205,5 +242,9 @@ def run(args: argparse.Namespace) -> int:
         say(f"MISMATCH at input {i}: golden {expect[i].ravel().tolist()} (class {expect_cls[i]}), "
               f"board {outputs[i].ravel().tolist()} (class {classes[i]})")
         return 1
-    say(f"bit-exact: every output of {n} inputs equals the golden model")
+    if changes and changes["count_mismatches"]:
+        say(f"MISMATCH: {changes['count_mismatches']} changed-pixel counts differ from golden's")
+        return 1
+    say(f"bit-exact: every output of {n} inputs equals the golden model"
+        + (", and every changed-pixel count golden's" if changes and changes["reported"] else ""))
     return 0

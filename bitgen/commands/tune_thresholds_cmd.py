@@ -48,9 +48,8 @@ def _error(model: ir.Model, x: np.ndarray, y: np.ndarray | None, dense_pred: np.
 def _changed(model: ir.Model, x: np.ndarray) -> float:
     """Pixels changed per frame at all gates together, a fraction (golden: where a gate's output
     differs from the reference it read)."""
-    from .bench_stream import _golden_changes
 
-    counts = np.array(_golden_changes(model, x), dtype=np.float64)
+    counts = np.array(golden.changed_pixels(model, x), dtype=np.float64)
     gates = [i for i, n in enumerate(model.nodes) if isinstance(n.op, ir.ChangeGate)]
     types = model.validate()
     pixels = sum(int(np.prod(types[i].shape[1:] if len(types[i].shape) == 3 else types[i].shape)) for i in gates)

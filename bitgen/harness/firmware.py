@@ -146,6 +146,7 @@ def render_firmware(board: Board, em: emit.Emitted, path: Path, template: str = 
         clock_hz=img.clock_hz,
         cycles_per_us=max(1, counter_hz // 1_000_000),
         has_state=bool(rep.get("states")),
+        change_gates=len(rep.get("change_gates") or []),
     )
     path.write_text(text)
 

@@ -109,6 +109,7 @@ class Inference:
     cycles: int
     lap_us: tuple[int, int]
     attempts: int = 1
+    changed: tuple[int, ...] | None = None  # pixels changed per change gate (change-based models)
 
 
 @dataclass
@@ -372,8 +373,9 @@ class Link:
         lines = self.command(f"infer {n} {warmup}", slow_after=("warmup-st", "lap"))
         pat = [rf"m-warmup-start-{warmup}", "m-warmup-done", rf"m-infer-start-{n}", r"m-lap-us-(\d+)",
                r"m-lap-us-(\d+)", "m-infer-done"]
-        if len(lines) != len(pat) + 4:
-            raise LinkCorrupt(f"infer reply has {len(lines)} lines, expected {len(pat) + 4}: {lines}")
+        if len(lines) not in (len(pat) + 4, len(pat) + 5):  # + m-bg-changed for change-based models
+            raise LinkCorrupt(f"infer reply has {len(lines)} lines, expected {len(pat) + 4} or {len(pat) + 5}: "
+                              f"{lines}")
         laps = []
         for ln, p in zip(lines, pat):
             m = re.fullmatch(p, ln)
@@ -390,20 +392,23 @@ class Link:
         return self._results_block(self.command("results"), crc)
 
     def _results_block(self, lines: list[str], crc: int) -> Inference:
-        """m-results, m-bg-class, m-bg-cycles, m-bg-crc: checked against the CRC of the input."""
+        """m-results, m-bg-class, m-bg-cycles, m-bg-changed (change-based models only),
+        m-bg-crc: checked against the CRC of the input."""
         info = self.info_ or self.info()
-        pat = [r"m-results-\[(-?\d+(?:,-?\d+)*)\]", r"m-bg-class-\[(\d+)\]", r"m-bg-cycles-\[(\d+)\]",
-               r"m-bg-crc-\[([0-9a-f]{8})\]"]
+        pat = [r"m-results-\[(-?\d+(?:,-?\d+)*)\]", r"m-bg-class-\[(\d+)\]", r"m-bg-cycles-\[(\d+)\]"]
+        if len(lines) == 5:
+            pat.append(r"m-bg-changed-\[(\d+(?:,\d+)*)\]")
+        pat.append(r"m-bg-crc-\[([0-9a-f]{8})\]")
         if len(lines) != len(pat):
-            raise LinkCorrupt(f"results block has {len(lines)} lines, expected {len(pat)}: {lines}")
+            raise LinkCorrupt(f"results block has {len(lines)} lines, expected 4 or 5: {lines}")
         groups = []
         for ln, p in zip(lines, pat):
             m = re.fullmatch(p, ln)
             if not m:
                 raise LinkCorrupt(f"unexpected line {ln!r} in the results block")
             groups.append(m.groups())
-        block = "".join(ln + "\r\n" for ln in lines[:3]).encode("ascii")
-        if zlib.crc32(block, crc) != int(groups[3][0], 16):
+        block = "".join(ln + "\r\n" for ln in lines[:-1]).encode("ascii")
+        if zlib.crc32(block, crc) != int(groups[-1][0], 16):
             raise LinkCorrupt("results failed their CRC (damaged on the wire, or for another input)")
         values = np.array([int(v) for v in groups[0][0].split(",")], dtype=np.int64)
         if values.size != info.output_size:
@@ -414,6 +419,7 @@ class Link:
         return Inference(
             outputs=values.astype(np.int8 if info.output_dtype == "int8" else np.int32),
             cls=int(groups[1][0]), cycles=int(groups[2][0]), lap_us=(0, 0),
+            changed=tuple(int(v) for v in groups[3][0].split(",")) if len(lines) == 5 else None,
         )
 
     def _result_again(self, crc: int, tries: int = 2) -> Inference:

@@ -4,6 +4,8 @@ semantics). ``with_thresholds`` sets the threshold T of convolutions (adding the
 ``dense`` takes every gate away, ``thresholds`` reads them back."""
 from __future__ import annotations
 
+import math
+
 from ..ops.change_gate import ChangeGate
 from ..ops.conv2d import Conv2d
 from .model import INPUT, Model, Node, State
@@ -28,6 +30,13 @@ def gated(model: Model) -> dict[int, int]:
             if j is not None and isinstance(model.nodes[j].op, ChangeGate):
                 out[i] = j
     return out
+
+
+def gate_pixels(model: Model) -> list[int]:
+    """Pixels of each change gate's input (a pixel: one position with all its channels)."""
+    types = model.validate()
+    return [math.prod(types[i].shape[1:] if len(types[i].shape) == 3 else types[i].shape)
+            for i, n in enumerate(model.nodes) if isinstance(n.op, ChangeGate)]
 
 
 def thresholds(model: Model) -> dict[int, int]:

@@ -116,18 +116,11 @@ class Monitor:
                 "error": self.error}
 
 
-def gate_pixels(model: ir.Model) -> list[int]:
-    """Pixels of each change gate's input (a pixel: one position with all its channels)."""
-    types = model.validate()
-    return [int(np.prod(types[i].shape[1:] if len(types[i].shape) == 3 else types[i].shape))
-            for i, n in enumerate(model.nodes) if isinstance(n.op, ir.ChangeGate)]
-
-
 def run_frames(monitor: Monitor, results: Iterable[tuple[int, Any]], frames: np.ndarray, labels: np.ndarray | None,
                clock_hz: int | None, interval: float = 0.0) -> None:
     """Feed the monitor: `results` yields (frame index, board result) in order; every result is
     compared with golden (the frames as one sequence from the model's reset)."""
-    pixels = gate_pixels(monitor.model)
+    pixels = ir.change.gate_pixels(monitor.model)
     expect = golden.run_sequence(monitor.model, frames[None])[0]
     want_cls = golden.argmax(expect)
     try:
