@@ -75,7 +75,7 @@ def _accuracy(classes: np.ndarray, labels: np.ndarray | None, per_clip: int) -> 
     return float(np.mean(last == labels))
 
 
-def _changes(model, x: np.ndarray, reported: list) -> dict | None:
+def _changes(model: ir.Model, x: np.ndarray, reported: list) -> dict | None:
     """The board's changed-pixel counts per frame against golden's (a model with change gates)."""
     pixels = ir.change.gate_pixels(model)
     if not pixels:
