@@ -9,7 +9,7 @@ The model counts clock cycles of the CNN clock (50 MHz in ADI's examples: PCLK, 
 * a row of the (pooled) image is fetched once; after the first ``kernel - 1 - pad`` rows each
   new row also convolves, producing ``passes * out_cols * out_channels`` outputs (one output
   channel per cycle per pass, every lane of a pass in parallel);
-* padding rows and columns cost a fetch cycle without data;
+* padding rows and columns cost a fetch cycle without data; a flattening layer one more cycle;
 * a passthrough layer costs, per pooled pixel, its fetches plus one write per pass and time slot.
 
 It is a model, not a measurement: bitgen reports it as ``cnn_cycles``, beside the exact
@@ -55,5 +55,5 @@ def layer_cycles(ly) -> int:
     bottom_row = left + mult * (kw - 1 - cpad) * (pad_fetch + wr) + mult * (out_cols - cpad) * pad_fetch + right
     out_row = passes * out_cols * out_channels + (out_channels if out_channels == 1 and passes == 1 else 0)
     warm = max(kh - 1 - rpad, 0)
-    return (rpad * first_pad_row + warm * row_no_conv + (row_conv + out_row) * (prow - warm)
+    return (int(ly.flatten) + rpad * first_pad_row + warm * row_no_conv + (row_conv + out_row) * (prow - warm)
             + rpad * (bottom_row + out_row))

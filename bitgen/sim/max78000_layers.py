@@ -85,6 +85,7 @@ class Layer:
     wide: bool
     span: int = 0
     out_passes: int = 1
+    flatten: bool = False  # POST bit 27: the input's pixels are passes of a 1x1 layer
     outputs: int = 0  # output channels: out_passes * span, or fewer (the last pass partly used)
     first_lane: int = 0
     kernel_start: int = 0  # byte of the kernel memories' byte streams
@@ -193,7 +194,8 @@ def decode(st: State, index: int, avg_rounding: bool) -> Layer:
     ly = Layer(index=index, operation=op, procs=procs, rows=rows, cols=cols, pad=pad, kernel=0, passes=passes,
                operands=operands, eltwise=eltwise, pool_first=pool_first, pool=pool, pool_size=pool_size,
                stride=strd + 1, rptr=reg["RPTR_BASE"], chw=bool(lctl & 0x40), quant=quant, shift=shift,
-               activation="relu" if relu else ("abs" if absolute else "none"), wide=wide)
+               activation="relu" if relu else ("abs" if absolute else "none"), wide=wide,
+               flatten=post_flatten)
     if ly.rptr >= WORDS:
         raise CnnFault(f"{where}: RPTR_BASE 0x{ly.rptr:x} is beyond a data memory instance ({WORDS} words)")
     if ly.chw and (index != 0 or passes != 1 or operands != 1):
