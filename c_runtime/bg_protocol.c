@@ -176,6 +176,7 @@ static void results(void)
     puts_("]\r\n");
     kv_u32("m-bg-class-[", (uint32_t)last_class);
     kv_u32("m-bg-cycles-[", last_cycles);
+#ifdef BG_PROTOCOL_CHANGED /* defined by bitgen's build for change-based models only: others keep the flash */
     if (M->change_gates) {
         puts_("m-bg-changed-[");
         for (i = 0; i < M->change_gates; i++) {
@@ -185,6 +186,7 @@ static void results(void)
         }
         puts_("]\r\n");
     }
+#endif
     put_crc();
 }
 

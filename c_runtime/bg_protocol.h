@@ -32,7 +32,8 @@
  *
  * Results block: m-results-[v0,v1,...] (integer outputs), m-bg-class-[argmax],
  * m-bg-cycles-[counter ticks of one inference], for a model with change-based convolutions
- * m-bg-changed-[n0,n1,...] (pixels that changed at each change gate in the frame), then
+ * m-bg-changed-[n0,n1,...] (pixels that changed at each change gate in the frame; compiled in
+ * with BG_PROTOCOL_CHANGED, which bitgen's build defines for such models), then
  * m-bg-crc-[CRC]: the CRC-32 of the input bytes followed by the exact bytes of the lines before
  * it (with their \r\n), so the host can prove which input a result belongs to and that no byte
  * of it changed on the wire.

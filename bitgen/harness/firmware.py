@@ -566,6 +566,8 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
     render_firmware(board, em, src / "firmware.c", HARNESSES[harness])
 
     flags = [*WARNINGS, *tc.get("cflags", []), *(extra_cflags or [])]
+    if em.report.get("change_gates"):  # the protocol's m-bg-changed line (c_runtime/bg_protocol.h)
+        flags.append("-DBG_PROTOCOL_CHANGED")
     cflags = [*flags, "-I", str(src), "-I", str(img.path)]
     sources = [src / "firmware.c", *em.sources] + ([src / "bg_protocol.c"] if harness == "protocol" else [])
     sources += [img.path / s for s in tc.get("sources", [])]
