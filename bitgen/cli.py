@@ -15,7 +15,8 @@ from .errors import BitgenError
 COMMANDS = {
     "train": ("bitgen.commands.train_cmd", "train a quantization-aware model and write model.pt"),
     "quantize": ("bitgen.commands.quantize_cmd", "post-training quantization of a float PyTorch model"),
-    "import": ("bitgen.commands.import_cmd", "convert an ONNX model or a BitNetMCU header into model.pt"),
+    "import": ("bitgen.commands.import_cmd",
+               "convert an ONNX model, a BitNetMCU header or an ai8x checkpoint (with --yaml) into model.pt"),
     "emit": ("bitgen.commands.emit_cmd", "turn model.pt into static C"),
     "check": ("bitgen.commands.check_cmd", "prove the emitted C bit-exact against the golden model"),
     "build": ("bitgen.commands.build_cmd", "cross-compile firmware for a board, with a size report"),

@@ -26,4 +26,9 @@ PYTHON="${PYTHON:-python3}"
 .venv/bin/python -m pip install -q "torch==2.13.0"
 # [sweep]: Ray Tune, Optuna and matplotlib for `bitgen sweep` (its tests run in make test)
 .venv/bin/python -m pip install -q -e ".[test,sweep]"
+# ADI's izer (a test oracle for the MAX78000 accelerator, tests/izer_oracle.py) runs in its own
+# environment, made only where the oracle is present (../shared/oracles); its tests skip without it.
+if [ -x ../shared/oracles/izer-venv.sh ] && [ ! -x .izer-venv/bin/python ]; then
+    ../shared/oracles/izer-venv.sh .izer-venv || echo "setup: the izer environment could not be made; its tests skip" >&2
+fi
 echo "setup: done (.venv)"

@@ -107,6 +107,10 @@ def resolve_kernels(args: argparse.Namespace) -> str | None:
 
     chosen = args.kernels
     target = getattr(args, "target", None)
+    if target == "max78000-cnn":
+        raise UsageError("--target max78000-cnn: layer programs for the MAX78000's CNN accelerator are not "
+                         "supported yet (`bitgen import CHECKPOINT --yaml NETWORK.yaml` reads ai8x models into "
+                         "bitgen's golden model)")
     if target is not None and target not in BACKENDS:
         if target not in kernels.TARGETS:
             raise UsageError(f"unknown --target '{target}' (back ends: {', '.join(BACKENDS)}; kernel sets "

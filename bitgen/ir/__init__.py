@@ -36,6 +36,7 @@ from ..ops.conv_transpose2d import ConvTranspose2d
 from ..ops.eltwise import Add, Sub
 from ..ops.flatten import Flatten
 from ..ops.linear import Linear
+from ..ops.max78000_layer import Max78000Layer
 from ..ops.mul import Mul
 from ..ops.pool import AvgPool2d, MaxPool2d
 from ..ops.registry import OPS
@@ -59,5 +60,5 @@ __all__ = [
     "AvgPool2d", "Conv2d", "DTYPE_RANGE", "FORMAT", "Flatten", "INPUT", "INT32", "INT8", "IRError", "InputSpec",
     "LAYER_TYPES", "Layer", "Linear", "MaxPool2d", "Model", "Node", "OPS", "Op", "State", "chain", "ReLU", "Requant", "ShiftNorm",
     "TensorType", "VERSION", "infer_type",
-    "Mul", "Sign", "ChangeGate", "change", "Tile",
+    "Mul", "Sign", "ChangeGate", "change", "Tile", "Max78000Layer",
 ]

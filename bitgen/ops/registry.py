@@ -10,6 +10,7 @@ from .conv_transpose2d import ConvTranspose2d
 from .eltwise import Add, Sub
 from .flatten import Flatten
 from .linear import Linear
+from .max78000_layer import Max78000Layer
 from .mul import Mul
 from .pool import AvgPool2d, MaxPool2d
 from .relu import ReLU
@@ -22,5 +23,6 @@ from .upsample import Upsample
 
 OPS: dict[str, type[Op]] = {
     op.kind: op for op in (Linear, Conv2d, ReLU, MaxPool2d, AvgPool2d, Flatten, Requant, ShiftNorm,
-                           Add, Sub, Concat, ConvTranspose2d, Upsample, Abs, Unflatten, Sign, Mul, ChangeGate, Tile)
+                           Add, Sub, Concat, ConvTranspose2d, Upsample, Abs, Unflatten, Sign, Mul, ChangeGate, Tile,
+                           Max78000Layer)
 }

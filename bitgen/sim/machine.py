@@ -78,6 +78,7 @@ ACCESS = {
 
 class Machine:
     def __init__(self, spec: dict[str, Any], image: bytes, *, name: str = "board", uart=None):
+        from . import max78000_cnn  # noqa: F401 - adds the CNN accelerator's models to MODELS
         from .peripherals import MODELS  # the models import this module
 
         self.name = name
@@ -114,8 +115,10 @@ class Machine:
                 raise SimFault(f"{name}: no peripheral model '{p['model']}' (known: {', '.join(sorted(MODELS))})")
             dev = model(self, p.get("name", p["model"]), _int(p["base"]), **p.get("params", {}))
             self.peripherals.append(dev)
-            for page in range(dev.base & ~(PAGE - 1), _page_up(dev.base + dev.size), PAGE):
-                pages.setdefault(page, []).append(dev)
+            for lo, size in dev.windows():  # a model may answer several address ranges
+                for page in range(lo & ~(PAGE - 1), _page_up(lo + size), PAGE):
+                    if dev not in pages.setdefault(page, []):
+                        pages[page].append(dev)
         for page, devs in sorted(pages.items()):
             self._map_mmio(page, devs)
 
@@ -169,7 +172,7 @@ class Machine:
     def _map_mmio(self, page: int, devs: list) -> None:
         def find(addr: int):
             for d in devs:
-                if d.base <= addr < d.base + d.size:
+                if any(lo <= addr < lo + size for lo, size in d.windows()):
                     return d
             self._stop_fault(f"access to 0x{addr:08x}: no modelled peripheral register there")
             return None

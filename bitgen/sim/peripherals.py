@@ -27,6 +27,10 @@ class Peripheral:
         self.params = params
         self.regs: dict[int, int] = {}
 
+    def windows(self) -> list[tuple[int, int]]:
+        """The address ranges (base, size) the model answers; offsets are from ``base``."""
+        return [(self.base, self.size)]
+
     def fault(self, msg: str) -> None:
         self.m._stop_fault(f"{self.name}: {msg}")
 
@@ -498,3 +502,4 @@ MODELS: dict[str, type[Peripheral]] = {
     "armv7m.scs": ArmScs,
     "armv7m.dwt": ArmDwt,
 }
+# The CNN accelerator and its power control live in max78000_cnn.py, which adds them here.

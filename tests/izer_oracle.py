@@ -1,0 +1,319 @@
+"""ADI's synthesis tool (izer, ai8x-synthesis) as a test oracle for the MAX78000 back end.
+
+izer is not part of bitgen: it lives in ``../shared/oracles/ai8x-synthesis`` (read-only, Apache-2.0)
+and runs in its own virtual environment (its pins conflict with bitgen's), made once by
+``../shared/oracles/izer-venv.sh .izer-venv`` (tools/setup.sh does it when the oracle is there).
+``BITGEN_IZER_PYTHON`` names another interpreter. Tests that need it skip, with the reason,
+when either is missing.
+
+:func:`run` runs izer on a network (an ``arch: test`` YAML needs no checkpoint) with
+``--log-intermediate`` and returns its output folder: ``cnn.c``, ``weights.h``, ``sampleoutput.h``,
+..., and ``data.npy`` (five records per layer: input, pooled, after the element-wise op, the
+full-resolution sum, the output), ``weights.npy`` / ``bias.npy`` (the hardware integers per layer).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+IZER = (ROOT / ".." / "shared" / "oracles" / "ai8x-synthesis").resolve()
+TESTS = IZER / "tests"
+
+
+def python() -> Path | None:
+    env = os.environ.get("BITGEN_IZER_PYTHON")
+    p = Path(env) if env else ROOT / ".izer-venv" / "bin" / "python"
+    return p if p.exists() else None
+
+
+def missing() -> str | None:
+    """Why izer cannot run here (None: it can)."""
+    if not (IZER / "ai8xize.py").is_file():
+        return f"izer oracle not found ({IZER}; see ../shared/oracles/README.md)"
+    if python() is None:
+        return ("no izer virtual environment: run ../shared/oracles/izer-venv.sh .izer-venv "
+                "(or set BITGEN_IZER_PYTHON)")
+    return None
+
+
+def test_networks() -> list[Path]:
+    """Every `arch: test` YAML of izer's tests, sorted by name."""
+    out = []
+    for p in sorted(TESTS.glob("*.yaml")):
+        head = p.read_text(errors="replace")
+        if "\narch: test" in head or head.startswith("arch: test"):
+            out.append(p)
+    return out
+
+
+class IzerFailed(Exception):
+    """izer refused the network (its own error, e.g. a MAX78002-only feature)."""
+
+
+def run(config: Path, outdir: Path, prefix: str, *, checkpoint: Path | None = None, sample: Path | None = None,
+        extra: list[str] | None = None, timeout: float = 300) -> Path:
+    """izer's output folder for ``config`` (izer runs in its own folder, which holds the test
+    weights and samples). Raises IzerFailed with izer's last lines when it fails."""
+    outdir = Path(outdir)
+    target = outdir / prefix
+    if target.exists():
+        shutil.rmtree(target)
+    cmd = [str(python()), "ai8xize.py", "--device", "MAX78000", "--config-file", str(Path(config).resolve()),
+           "--test-dir", str(outdir.resolve()), "--prefix", prefix, "--no-version-check", "--overwrite",
+           "--log-intermediate", "--verbose"]  # --verbose: log.txt holds izer's latency estimate
+    if checkpoint is not None:
+        cmd += ["--checkpoint-file", str(Path(checkpoint).resolve())]
+    if sample is not None:
+        cmd += ["--sample-input", str(Path(sample).resolve())]
+    cmd += extra or []
+    env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
+    r = subprocess.run(cmd, cwd=IZER, capture_output=True, text=True, timeout=timeout, env=env)
+    if r.returncode != 0 or not (target / "data.npy").is_file():
+        lines = [ln for ln in (r.stderr + r.stdout).splitlines() if "ERROR" in ln] or (r.stderr or r.stdout).splitlines()
+        raise IzerFailed((lines[-1] if lines else f"exit status {r.returncode}").strip())
+    return target
+
+
+def records(path: Path) -> list[np.ndarray]:
+    """Every array of a file of concatenated np.save records."""
+    out = []
+    with open(path, "rb") as f:
+        while True:
+            try:
+                out.append(np.load(f, allow_pickle=False))
+            except (EOFError, ValueError):
+                return out
+
+
+@dataclass
+class LayerLog:
+    """izer's log of one layer (data.npy): its input (operands, C, H, W), the pooled data or
+    None, the data after the element-wise op, the full-resolution sum or None, the output."""
+
+    input: np.ndarray
+    pooled: np.ndarray | None
+    eltwise: np.ndarray
+    acc: np.ndarray | None
+    output: np.ndarray
+
+
+def layer_logs(folder: Path) -> list[LayerLog]:
+    recs = records(folder / "data.npy")
+    if len(recs) % 5:
+        raise ValueError(f"{folder}/data.npy holds {len(recs)} records, not five per layer")
+    none = lambda a: None if a.size == 0 else a  # noqa: E731
+    return [LayerLog(recs[k], none(recs[k + 1]), recs[k + 2], none(recs[k + 3]), recs[k + 4])
+            for k in range(0, len(recs), 5)]
+
+
+# ------------------------------------------------------------------ bitgen's golden against izer
+def model_from_logs(config: Path, folder: Path):
+    """bitgen's IR of an izer run: the YAML's layers with the hardware weights and biases izer
+    logged (weights.npy, bias.npy) and the input shape of its sample."""
+    from bitgen.backends.max78000 import network_yaml
+    from bitgen.importers import ai8x
+
+    net = network_yaml.parse(Path(config).read_text(), str(config))
+    refusals = net.refusals()
+    if refusals:
+        raise ai8x.Ai8xImportError(f"not supported: {refusals[0]}")
+    logs = layer_logs(folder)
+    if len(logs) != len(net.layers):
+        raise ai8x.Ai8xImportError(f"izer logged {len(logs)} layers of {len(net.layers)} (--stop-after or links)")
+    wrec, brec = records(folder / "weights.npy"), records(folder / "bias.npy")
+    weights, biases = [], []
+    for ly, w, b in zip(net.layers, wrec, brec):
+        if not ly.has_weights:
+            weights.append(None)
+            biases.append(None)
+            continue
+        o = w.shape[0]
+        if ly.operation == "linear":
+            w = w.reshape(o, -1)
+        elif ly.operation == "conv1d":
+            k, d = ly.kernel_size, ly.dilation
+            if d > 1 and w.shape[2:] == (3, 3):  # izer ran a large dilation on the 3x3 hardware
+                w = w[:, :, 3 - k:, 1]
+            w = w.reshape(o, w.shape[1], -1)
+            if d > 1 and w.shape[2] == (k - 1) * d + 1:  # izer logs the kernel stretched with zeros
+                w = w[:, :, ::d]
+        weights.append(w.astype(np.int64))
+        biases.append(None if b.size == 0 else b.astype(np.int64))
+    x0 = logs[0].input
+    shape = (x0.shape[0] * x0.shape[1],) + x0.shape[2:]
+    if net.layers[0].operation == "conv1d":
+        shape = shape[:2] if len(shape) == 3 and shape[2] == 1 else shape
+    model = ai8x.build_model(net, shape, weights, biases, [ly.output_shift for ly in net.layers], name=config.stem)
+    return model, logs
+
+
+def golden_vs_izer(config: Path, folder: Path) -> list[str]:
+    """Every difference between bitgen's golden and izer's per-layer log (empty: bit-exact):
+    the network input izer used runs through bitgen's model, and each layer's pooled data,
+    element-wise result, full-resolution sum and output are compared."""
+    from bitgen import golden
+
+    model, logs = model_from_logs(config, folder)
+    x = logs[0].input.reshape((1,) + model.input.shape)
+    outs = golden.run(model, x.astype(np.int8), all_layers=True)
+    env = {n.output: o for n, o in zip(model.nodes, outs)} | {"input": x}
+    diffs = []
+    layer_nodes = [n for n in model.nodes if n.op.kind == "max78000_layer"]
+    for k, (node, log) in enumerate(zip(layer_nodes, logs)):
+        st = node.op.stages(*(env[name] for name in node.inputs))
+        pairs = [("output", st["output"], log.output), ("eltwise", st["eltwise"], log.eltwise)]
+        if log.acc is not None and st["acc"] is not None:
+            pairs.append(("acc", st["acc"], log.acc))
+        if log.pooled is not None and st["pooled"] is not None:
+            pairs.append(("pooled", st["pooled"], log.pooled))
+        for what, mine, theirs in pairs:
+            a, b = np.asarray(mine).reshape(-1), np.asarray(theirs).reshape(-1)
+            if a.size != b.size:
+                diffs.append(f"layer {k} {what}: {a.size} values, izer {b.size} ({np.shape(mine)} vs {np.shape(theirs)})")
+            elif not np.array_equal(a, b):
+                i = int(np.nonzero(a != b)[0][0])
+                diffs.append(f"layer {k} {what}: {int((a != b).sum())} of {a.size} differ, first at {i}: "
+                             f"bitgen {a[i]}, izer {b[i]}")
+    return diffs
+
+
+# ------------------------------------------------------------ izer's firmware on the emulator
+SHIM = Path(__file__).resolve().parent / "izer_shim"
+
+
+def build_firmware(folder: Path, workdir: Path) -> Path:
+    """izer's generated cnn.c and main.c with the SDK shim (tests/izer_shim) and bitgen's
+    MAX78000 start-up code, cross-compiled into a flash image for max78000-sim."""
+    from bitgen.harness import boards, firmware
+
+    board = boards.get("max78000")
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cc = board.require_toolchain()
+    flags = [f for f in board.toolchain["cflags"]] + ["-w", "-I", str(SHIM), "-I", str(folder),
+                                                         "-I", str(ROOT / "c_runtime")]
+    objs = []
+    for src in (folder / "cnn.c", folder / "main.c", SHIM / "shim.c", board.path / "startup.c"):
+        obj = workdir / (src.stem + ".o")
+        r = subprocess.run([cc, *flags, "-c", str(src), "-o", str(obj)], capture_output=True, text=True)
+        if r.returncode:
+            raise RuntimeError(f"compiling {src.name}: {r.stderr[-800:]}")
+        objs.append(obj)
+    firmware.write_memory_ld(board, workdir / "memory.ld")
+    elf = workdir / "izer.elf"
+    link = [cc, *board.toolchain["ldflags"], "-T", str(board.path / board.toolchain["linker_script"]),
+            "-L", str(workdir), *map(str, objs), "-lc", "-lgcc", "-o", str(elf)]
+    r = subprocess.run(link, capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"linking: {r.stderr[-800:]}")
+    image = workdir / "izer.bin"
+    subprocess.run([board.tool("objcopy"), "-O", "binary", str(elf), str(image)], check=True)
+    return elf
+
+
+@dataclass
+class FirmwareRun:
+    passed: bool
+    console: str
+    instructions: int
+    cnn_layers: int  # accelerator layers the emulator ran
+
+
+def run_firmware(elf: Path, max_instructions: int = 200_000_000) -> FirmwareRun:
+    """Run izer's firmware on max78000-sim until it prints PASS or FAIL (its known-answer
+    test: check_output() compares the accelerator's output words with sampleoutput.h)."""
+    import unicorn as uc
+
+    from bitgen.harness import boards
+    from bitgen.sim.machine import Machine
+
+    board = boards.get("max78000-sim")
+    syms = {}
+    nm = subprocess.run([boards.get("max78000").tool("nm"), str(elf)], capture_output=True, text=True).stdout
+    for line in nm.splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            syms[parts[2]] = int(parts[0], 16)
+    m = Machine(board.emulator, elf.with_suffix(".bin").read_bytes(), name=board.name)
+    console, length = syms["bg_console"], syms["bg_console_len"]
+
+    def text() -> str:
+        n = int.from_bytes(bytes(m.uc.mem_read(length, 4)), "little")
+        return bytes(m.uc.mem_read(console, min(n, 4095))).decode(errors="replace")
+
+    def on_print(u, access, address, size, value, _user):
+        if value == 0 and ("*** PASS ***" in text() or "*** FAIL ***" in text() or "FAULT" in text()):
+            u.emu_stop()
+
+    m.uc.hook_add(uc.UC_HOOK_MEM_WRITE, on_print, begin=console, end=console + 4095)
+    m.run(max_instructions)
+    out = text()
+    cnn = next(p for p in m.peripherals if p.name == "cnn")
+    return FirmwareRun("*** PASS ***" in out, out, m.instructions, cnn.layers_run)
+
+
+# ------------------------------------------------------------------ the whole sweep
+def classify(config: Path, workdir: Path, firmware: bool = False) -> tuple[str, str]:
+    """One `arch: test` network's outcome: ("unsupported", why) when bitgen's reader refuses it,
+    ("izer-failed", why) when izer itself refuses it, ("match", "") when bitgen's golden equals
+    izer's per-layer log, ("mismatch", first difference) otherwise. With ``firmware``, a match
+    also runs izer's cnn.c on max78000-sim: ("fw-pass", layers run) / ("fw-fail", console)."""
+    from bitgen.backends.max78000 import network_yaml
+    from bitgen.errors import BitgenError
+
+    try:
+        net = network_yaml.parse(Path(config).read_text(), str(config))
+    except BitgenError as e:
+        return "unsupported", str(e)
+    if net.refusals():
+        return "unsupported", net.refusals()[0]
+    try:
+        folder = run(config, workdir, config.stem)
+    except IzerFailed as e:
+        return "izer-failed", str(e)
+    except subprocess.TimeoutExpired:
+        return "izer-failed", "timeout"
+    try:
+        diffs = golden_vs_izer(config, folder)
+    except BitgenError as e:
+        return "unsupported", str(e)
+    if diffs:
+        return "mismatch", diffs[0]
+    if not firmware:
+        return "match", ""
+    try:
+        r = run_firmware(build_firmware(folder, workdir / (config.stem + "_fw")))
+    except Exception as e:  # noqa: BLE001 - reported, the sweep goes on
+        return "fw-fail", f"{type(e).__name__}: {e}"
+    if not r.passed:
+        return "fw-fail", r.console.strip().splitlines()[-1] if r.console.strip() else "no output"
+    return "fw-pass", f"{r.cnn_layers} accelerator layers run"
+
+
+if __name__ == "__main__":  # python tests/izer_oracle.py [--firmware] OUT.json: every network's outcome (resumable)
+    import json
+    import sys
+    import tempfile
+
+    sys.path.insert(0, str(ROOT))
+    fw = "--firmware" in sys.argv
+    out = Path([a for a in sys.argv[1:] if not a.startswith("--")][0])
+    results = json.loads(out.read_text()) if out.is_file() else {}  # resumes an interrupted sweep
+    with tempfile.TemporaryDirectory() as tmp:
+        for cfg in test_networks():
+            if cfg.name in results and not (fw and results[cfg.name][0] in ("match", "fw-fail")):
+                continue
+            results[cfg.name] = classify(cfg, Path(tmp), fw)
+            print(cfg.name, *results[cfg.name], flush=True)
+            shutil.rmtree(Path(tmp) / cfg.stem, ignore_errors=True)
+            out.write_text(json.dumps(results, indent=1))
+    counts: dict[str, int] = {}
+    for kind, _ in results.values():
+        counts[kind] = counts.get(kind, 0) + 1
+    print(json.dumps(counts))
