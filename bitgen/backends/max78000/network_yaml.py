@@ -6,7 +6,7 @@ accelerator layer (``../shared/reference/max78000.md`` section 3; ai8x-synthesis
 (``pad`` 1 except for passthrough, element-wise and linear layers; ``pool_stride`` 1; the 2-D
 kernel 3x3 and the 1-D kernel 9; ...), and lists the keys of each layer that bitgen does not
 support (streaming, depth-wise groups, MAX78002 options, ...), so a caller can refuse a network
-with the reason. :func:`dump` writes layer specs back as YAML that izer accepts.
+with the reason.
 """
 from __future__ import annotations
 
@@ -268,19 +268,3 @@ def parse(text: str, source: str = "network YAML") -> NetworkSpec:
 def _set(v: Any) -> bool:
     """Whether a refused key actually asks for the feature (``streaming: false`` does not)."""
     return not (v is False or v == 0 or v is None or (isinstance(v, str) and v.lower() in ("false", "none")))
-
-
-def dump(layers: list[dict[str, Any]], arch: str, dataset: str, header: str = "") -> str:
-    """YAML text izer reads, from per-layer dicts of YAML keys (processor maps as hex strings)."""
-    lines = [f"# {ln}" if ln else "#" for ln in header.splitlines()] + ["---", f"arch: {arch}", f"dataset: {dataset}",
-                                                                         "", "layers:"]
-    for d in layers:
-        first = True
-        for k, v in d.items():
-            if isinstance(v, bool):
-                v = "true" if v else "false"
-            elif isinstance(v, list):
-                v = "[" + ", ".join(str(e) for e in v) + "]"
-            lines.append(("  - " if first else "    ") + f"{k}: {v}")
-            first = False
-    return "\n".join(lines) + "\n"
