@@ -175,6 +175,14 @@ def test_a_bad_space_is_one_line_before_any_work(tmp_path, capsys, text, message
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1", "nocolon"])
+def test_a_cluster_that_cannot_be_joined_is_one_line_at_once(tmp_path, capsys, address):
+    space = _space(tmp_path)
+    assert cli.main(["sweep", str(space), "-o", str(tmp_path / "out"), "--address", address]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"bitgen sweep: error: --address {address}: "), err
+
+
 def test_a_swept_path_sets_every_field_it_names(tmp_path):
     (tmp_path / "net.json").write_text(json.dumps({"layers": [{"kind": "linear", "out": 8}, {"kind": "linear", "out": 4}]}))
     (tmp_path / "s.toml").write_text("[train]\ndataset = 'digits'\nconfig = 'net.json'\n"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -34,6 +35,21 @@ from .space import MAXIMISED, Space  # noqa: E402
 MAX_FAILURES = 2  # retries of a trial whose worker process died (an exception is a row, not a retry)
 
 
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse at once a cluster address where nothing answers (Ray itself retries for minutes).
+    ``auto`` (the cluster this machine belongs to) is left to Ray."""
+    if address == "auto":
+        return
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise BitgenError(f"--address {address}: expected HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as e:
+        raise BitgenError(f"--address {address}: nothing answers there "
+                          f"({getattr(e, 'strerror', None) or e})") from None
+
+
 class Ray:
     """The Ray runtime of one sweep, started (or joined) the first time a point must run: a
     restarted sweep with nothing left to do starts no Ray. Joins the cluster at ``address``, or
@@ -53,6 +69,7 @@ class Ray:
             # files that results.jsonl replaces) would bury the sweep's own lines
             common = dict(log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
             if self.address:
+                _reachable(self.address)
                 try:
                     ray.init(address=self.address, **common)
                 except (ConnectionError, RuntimeError, ValueError) as e:
