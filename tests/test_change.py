@@ -177,6 +177,16 @@ def _drifting(model, n, frames, step, seed):
     return np.clip(x, -128, 127).astype(np.int8)
 
 
+def _assert_frames_match_golden(hm, model, n, frames, step):
+    """n drifting sequences of `frames` frames through the built model hm, every frame equal to golden."""
+    try:
+        x = _drifting(model, n, frames, step, seed=step)
+        y, _, _ = hm.run_sequence(x)
+        assert np.array_equal(y.reshape(n, frames, -1), golden.run_sequence(model, x).reshape(n, frames, -1))
+    finally:
+        hm.close()
+
+
 @pytest.mark.parametrize("kernels", ["rv32ec", "rv32emc", "cortex-m4"])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
@@ -185,13 +195,7 @@ def test_change_based_steps_of_every_shape_are_bit_exact_every_frame(host_runtim
     model, step = case
     em = emit.emit(model, tmp_path / "c", name="cs", kernels=kernels)
     assert em.report["layers"][0]["kernel"] == "change"
-    hm = host.build(em, tmp_path / "b", runtime=host_runtime)
-    try:
-        x = _drifting(model, 3, 12, step, seed=step)
-        y, _, _ = hm.run_sequence(x)
-        assert np.array_equal(y.reshape(3, 12, -1), golden.run_sequence(model, x).reshape(3, 12, -1))
-    finally:
-        hm.close()
+    _assert_frames_match_golden(host.build(em, tmp_path / "b", runtime=host_runtime), model, 3, 12, step)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -200,13 +204,7 @@ def test_change_based_steps_of_every_shape_are_bit_exact_every_frame(host_runtim
 def test_change_based_steps_are_clean_under_sanitizers(sanitized_runtime, tmp_path, case):
     model, step = case
     em = emit.emit(model, tmp_path / "c", name="cs", kernels="rv32emc")
-    hm = host.build_sanitized(em, tmp_path / "b", runtime=sanitized_runtime)
-    try:
-        x = _drifting(model, 2, 8, step, seed=step)
-        y, _, _ = hm.run_sequence(x)
-        assert np.array_equal(y.reshape(2, 8, -1), golden.run_sequence(model, x).reshape(2, 8, -1))
-    finally:
-        hm.close()
+    _assert_frames_match_golden(host.build_sanitized(em, tmp_path / "b", runtime=sanitized_runtime), model, 2, 8, step)
 
 
 def test_tune_thresholds_keeps_the_error_within_the_tolerance(tmp_path):

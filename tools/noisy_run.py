@@ -23,23 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the suite's MLP (tests/models_for_tests.py)
 
 import bitgen  # noqa: E402
-from bitgen import cli, ir  # noqa: E402
+from bitgen import cli  # noqa: E402
 from bitgen.sim.noise import NoisyLine  # noqa: E402
-
-
-def mlp(seed: int = 0, widths=(256, 64, 64, 10)) -> ir.Model:
-    rng = np.random.default_rng(seed)
-    layers = []
-    for i, (a, b) in enumerate(zip(widths, widths[1:])):
-        layers.append(ir.Linear(weight=rng.choice(np.arange(-15, 16, 2), (b, a)), encoding="4bitsym"))
-        if i < len(widths) - 2:
-            layers.append(ir.ShiftNorm())
-    return ir.Model(ir.InputSpec((widths[0],)), layers, name="mlp")
+from models_for_tests import mlp  # noqa: E402
 
 
 def noisy_run(workdir: Path, inputs: int, flip: float, seed: int = 0, model_path: Path | None = None,
@@ -47,7 +37,7 @@ def noisy_run(workdir: Path, inputs: int, flip: float, seed: int = 0, model_path
     """Build, emulate, add noise, run; returns what happened (exit status, stderr, run.json, flips)."""
     if model_path is None:
         model_path = workdir / "model.pt"
-        bitgen.save(mlp(seed), model_path)
+        bitgen.save(mlp(seed, widths=(256, 64, 64, 10)), model_path)
     fw = workdir / "fw"
     with contextlib.redirect_stdout(io.StringIO()):
         rc = cli.main(["build", "--board", "ch32v003", str(model_path), "-o", str(fw), "-q"])

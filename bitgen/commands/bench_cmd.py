@@ -24,8 +24,8 @@ from ..harness.link import LinkError
 from ..harness.session import Session
 from ..sim import bench as sim_bench
 from . import bench_stream
-from .common import (UsageError, add_dataset_arguments, add_kernels_argument, add_max_arena_argument, check_memory,
-                     count, load_dataset, load_model, resolve_kernels)
+from .common import (UsageError, add_dataset_arguments, add_kernels_argument, add_max_arena_argument,
+                     add_model_argument, check_memory, count, load_dataset, load_model, resolve_kernels)
 from .emit_cmd import default_name
 from .outputs import STDOUT, output_file, write_json, write_text
 
@@ -37,10 +37,7 @@ MARK = "BG_LAYER_PART(index,offset,data,bytes)=(*(volatile uint32_t *)BG_BENCH_M
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--board", required=True, help=f"board (available: {', '.join(boards.available())})")
     p.add_argument("--port", help="serial port of a real board (no per-layer split there)")
-    p.add_argument("model", help="model file")
-    p.add_argument("--trust-pickle", action="store_true",
-                   help="also open a plain pickled nn.Module (this runs code from the file)")
-    p.add_argument("--input-shape", metavar="C,H,W", help="input shape of a pickled module")
+    add_model_argument(p)
     add_dataset_arguments(p)
     p.add_argument("--random", type=count(0), default=0, metavar="N", help="run N random int8 inputs (no dataset)")
     add_kernels_argument(p, "kernel set (default: the board's fastest that fits)")

@@ -15,8 +15,8 @@ from ..harness.link import LinkError
 from ..harness.session import Session
 from ..monitor import Monitor, Readout, run_frames, serve
 from .bench_stream import frames_of, with_threshold
-from .common import (UsageError, add_dataset_arguments, add_kernels_argument, count, load_dataset, load_model,
-                     resolve_kernels)
+from .common import (UsageError, add_dataset_arguments, add_kernels_argument, add_model_argument, count,
+                     load_dataset, load_model, resolve_kernels)
 from .emit_cmd import default_name
 from .outputs import output_file, write_json
 
@@ -24,10 +24,7 @@ from .outputs import output_file, write_json
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--board", required=True, help=f"board (available: {', '.join(boards.available())})")
     p.add_argument("--port", help="serial port of a real board")
-    p.add_argument("model", help="model file")
-    p.add_argument("--trust-pickle", action="store_true",
-                   help="also open a plain pickled nn.Module (this runs code from the file)")
-    p.add_argument("--input-shape", metavar="C,H,W", help="input shape of a pickled module")
+    add_model_argument(p)
     p.add_argument("--stream", metavar="FILE", help="a stream file: its frames as one sequence")
     add_dataset_arguments(p)
     add_kernels_argument(p, "kernel set (default: the board's fastest that fits)")
