@@ -13,7 +13,10 @@ Two inner loops, by the kernel set's ``Target.dense_conv``:
 * ``smlad`` (Cortex-M4): an int16 window and weights pre-widened to int16 pairs in flash,
   tiles of 2 channels x 2 pixels, two products per SMLAD, two words per LDRD;
 * ``mul`` (RV32EMC): the narrowest window element that holds the input, int8 weights (int16
-  for FP1.3.0's 128), tiles of 2 channels x 2 pixels, a mul and an add per product.
+  for FP1.3.0's 128), tiles of 2 channels x 2 pixels, a mul and an add per product; a dot
+  product of up to UNROLL_MAX elements is straight-line code whose weights come in per-tile
+  blocks (``Geometry.blocks``), with the requantization's bias and rounding folded into one
+  constant per channel where its product fits 32 bits (``fold_constants``).
 
 The window is the kernel's scratch; the kernel is optional (Choice.optional): where the arena
 must shrink, the generic kernel takes the layer instead.
@@ -34,9 +37,9 @@ FILES = ["bg_conv_rows.h", "bg_conv_rows.inc", "bg_dsp.h", "bg_conv2d_plane.h"]
 FUSABLE = (ir.ReLU, ir.Requant, ir.MaxPool2d)
 TILE_CHANNELS = {"smlad": 2, "mul": 2}  # output channels per tile (BG_CR_MC; measured: 3 spills on RV32E)
 STEP = 4  # elements per step of the inner loop: a kernel row's span is padded to a multiple
-# mul: dot products of at most this many elements are unrolled (measured on rv32emc-sim: 1x1
-# 32->64 and 3x3 8->16 at 3.48 and 3.23 instructions per MAC instead of 3.60 and 3.33 with the
-# loop; about 40 bytes of code per element and tile shape)
+# mul: dot products of at most this many elements are unrolled (no loop overhead, and the
+# output stage folded: README "Convolution layers"); about 40 bytes of code per element and
+# tile shape, so longer ones keep the loop
 UNROLL_MAX = 128
 
 
