@@ -73,8 +73,11 @@ typedef struct {
     uint32_t change_gates;   /* entries of changed (0: no m-bg-changed line) */
 } bg_model_t;
 
+/* The model the protocol serves, defined by the firmware (templates/firmware.c.j2). */
+extern const bg_model_t bg_model;
+
 /* Serves commands forever. */
-void bg_protocol_run(const bg_model_t *model);
+void bg_protocol_run(void);
 
 /* Reports a CPU fault as an e-[...] line (called by a board's trap handler), then stops. */
 void bg_protocol_fault(uint32_t cause, uint32_t pc);

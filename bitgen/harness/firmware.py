@@ -578,7 +578,9 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
         if o in objects:
             raise BuildError(f"two sources compile to {o.name}")
         graph = [stack.CFLAG] if script and s.suffix == ".c" else []  # for the stack bound
-        _run([cc, *cflags, *graph, "-c", str(s), "-o", str(o)], f"compiling {s.name} for {img.name}")
+        # the harness's own flags (board.toml harness_cflags) never reach the model or its kernels
+        own = tc.get("harness_cflags", []) if s not in em.sources else []
+        _run([cc, *cflags, *own, *graph, "-c", str(s), "-o", str(o)], f"compiling {s.name} for {img.name}")
         objects.append(o)
 
     elf = outdir / "firmware.elf"
