@@ -5,6 +5,7 @@
  * words of state. The input tensor is the model's own buffer.
  */
 #include "bg_protocol.h"
+#include "bg_model.h"
 
 #ifndef BG_NO_SIZE_SYMBOLS
 /* Absolute symbols from the board's linker script: bytes of flash and SRAM the image uses. */
@@ -18,8 +19,7 @@ extern char __bg_flash_used[], __bg_sram_used[];
 
 enum { IN_HAVE_CRC = 1, IN_CORRUPT = 2, HAVE_RESULT = 4 };
 
-/* The model, named directly rather than through a pointer: the image links bg_model below
- * address 2048 (boards/ch32v003/link.ld), so each field is one load. */
+/* The model (bg_model.h, generated per image): its fields are constants here. */
 #define M (&bg_model)
 static char line[BG_CMD_MAX + 1];
 static uint32_t expected;    /* bytes announced by db load (0: none) */
@@ -27,8 +27,7 @@ static uint32_t loaded;      /* bytes received since */
 static uint32_t in_state;    /* running CRC-32 state of the received bytes */
 static uint32_t want_crc;    /* CRC the host announced */
 static uint32_t result_seed; /* CRC of the input the last result belongs to */
-static uint32_t out_state;   /* running CRC-32 state of the results block */
-static uint8_t crc_out;      /* 1 while the results block is being sent */
+static uint32_t out_state;   /* running CRC-32 state of every byte sent since a block began */
 static uint8_t flags;
 static int last_class;
 static uint32_t last_cycles;
@@ -46,8 +45,7 @@ __attribute__((noinline)) static uint32_t crc32_step(uint32_t s, uint8_t b)
 
 static void put(char c)
 {
-    if (crc_out)
-        out_state = crc32_step(out_state, (uint8_t)c);
+    out_state = crc32_step(out_state, (uint8_t)c); /* always: fewer bytes than a flag */
     bg_bsp_putc(c);
 }
 
@@ -164,15 +162,14 @@ static void lap(void)
     num("m-lap-us-", udiv(bg_bsp_cycles(), M->cycles_per_us, &r), "\r\n");
 }
 
-/* Ends a block whose bytes were summed since crc_out was set: m-bg-crc-[CRC-32 of them]. */
+/* Ends a block whose bytes were summed since out_state was set: m-bg-crc-[CRC-32 of them]. */
 static void put_crc(void)
 {
-    uint32_t i;
-    crc_out = 0;
+    uint32_t i, crc = ~out_state;
     puts_("m-bg-crc-[");
     for (i = 32; i;) {
         i -= 4;
-        put("0123456789abcdef"[(~out_state >> i) & 15u]);
+        put("0123456789abcdef"[(crc >> i) & 15u]);
     }
     puts_("]\r\n");
 }
@@ -182,7 +179,6 @@ static void results(void)
     const int8_t *y8 = (const int8_t *)M->output_buf;
     const int32_t *y32 = (const int32_t *)M->output_buf;
     uint32_t i;
-    crc_out = 1;
     out_state = ~result_seed;
     puts_("m-results-[");
     for (i = 0; i < M->output_size; i++) {
@@ -339,7 +335,6 @@ static void cmd_info(void)
     const uint32_t num[4] = {BG_PROTOCOL_VERSION, M->clock_hz, BG_FLASH_USED, BG_SRAM_USED};
     const char *k = keys;
     int i;
-    crc_out = 1;
     out_state = 0xFFFFFFFFu;
     for (i = 0; i < BG_TEXTS + 4; i++) {
         puts_("m-bg-");
@@ -407,7 +402,6 @@ static void dispatch(const char *p)
 
 void bg_protocol_fault(uint32_t cause, uint32_t pc)
 {
-    crc_out = 0;
     puts_("\r\ne-[fault ");
     put_u32(cause);
     put(' ');

@@ -73,10 +73,8 @@ typedef struct {
     uint32_t change_gates;   /* entries of changed (0: no m-bg-changed line) */
 } bg_model_t;
 
-/* The model the protocol serves, defined by the firmware (templates/firmware.c.j2). */
-extern const bg_model_t bg_model;
-
-/* Serves commands forever. */
+/* Serves commands forever: the model of bg_model.h, which bitgen's build generates beside
+ * bg_protocol.c (templates/bg_model.h.j2). */
 void bg_protocol_run(void);
 
 /* Reports a CPU fault as an e-[...] line (called by a board's trap handler), then stops. */

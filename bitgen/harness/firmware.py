@@ -47,6 +47,7 @@ from ..paths import C_RUNTIME, TEMPLATES
 WARNINGS = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
 PROTOCOL_FILES = ["bg_protocol.c", "bg_protocol.h"]
 HARNESSES = {"protocol": "firmware.c.j2", "bench": "bench.c.j2"}  # harness -> firmware template
+PROTOCOL_MODEL = "bg_model.h.j2"  # the model as bg_protocol.c sees it (buffers, sizes, texts)
 IMAGE_FILES = ("firmware.elf", "firmware.bin", "firmware.hex")  # what build.json's files may name
 # Enlargement of the memory regions for the link that only measures an over-budget image.
 MEASURE_SCALE = 64
@@ -259,11 +260,11 @@ def component_of(input_section: str, path: str, board: Board, model_name: str) -
         return "alignment"
     if "libgcc" in path:
         return "libgcc"
+    if base in ("bg_protocol.o", "firmware.o") and re.search(r"\.(bss|sbss)\.bg_(input|output)$", input_section):
+        return "model_io"
     if base in ("bg_protocol.o",):
         return "protocol"
     if base == "firmware.o":
-        if re.search(r"\.(bss|sbss)\.bg_(input|output)$", input_section):
-            return "model_io"
         return "glue"
     if base == f"{model_name}.o":
         return "model"
@@ -564,6 +565,8 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
     for f in PROTOCOL_FILES:
         shutil.copyfile(C_RUNTIME / f, src / f)
     render_firmware(board, em, src / "firmware.c", HARNESSES[harness])
+    if harness == "protocol":  # the protocol's view of the model, compiled with bg_protocol.c
+        render_firmware(board, em, src / "bg_model.h", PROTOCOL_MODEL)
 
     flags = [*WARNINGS, *tc.get("cflags", []), *(extra_cflags or [])]
     if em.report.get("change_gates"):  # the protocol's m-bg-changed line (c_runtime/bg_protocol.h)
