@@ -175,9 +175,9 @@ def static_norm_mlp(seed=0, classes=10):
 
 @needs("ch32v003")
 def test_falls_back_to_smaller_kernels_when_the_fast_ones_do_not_fit(tmp_path, capsys):
-    # 26 classes: about 16.6 KB with the lookup-table kernels, 15.7 KB with the generic ones
+    # 34 classes: about 16.6 KB with the lookup-table kernels, 15.7 KB with the generic ones
     path = tmp_path / "static.pt"
-    modelfile.save(static_norm_mlp(classes=26), path)
+    modelfile.save(static_norm_mlp(classes=34), path)
     assert cli.main(["build", "--board", "ch32v003", str(path), "-o", str(tmp_path / "fw")]) == 0
     rep = json.loads((tmp_path / "fw" / "build.json").read_text())
     tried, kept = rep["kernels_tried"]  # every attempt, the one kept included
@@ -188,7 +188,7 @@ def test_falls_back_to_smaller_kernels_when_the_fast_ones_do_not_fit(tmp_path, c
     assert rep["proof"]["kernels"] == "generic" and rep["proof"]["mismatches"] == 0  # the image kept is proved
     assert "over budget, so generic kernels were used" in capsys.readouterr().out
     with pytest.raises(firmware.BudgetError):  # asked for explicitly, the fast kernels are refused
-        firmware.build(static_norm_mlp(classes=26), boards.get("ch32v003"), tmp_path / "fast", kernels="rv32ec")
+        firmware.build(static_norm_mlp(classes=34), boards.get("ch32v003"), tmp_path / "fast", kernels="rv32ec")
 
 
 # ------------------------------------------------------------------ the build proves what it compiles
