@@ -59,7 +59,7 @@ enum { BG_TEXT_MODEL, BG_TEXT_HASH, BG_TEXT_INPUT, BG_TEXT_OUTPUT, BG_TEXT_BOARD
 typedef struct {
     /* model name; hash (64 hex digits, the model's identity: ir.Model.digest); input and
      * output ("int8 1x16x16", "int32 10"); board name; what bg_bsp_cycles() counts */
-    const char *text[BG_TEXTS];
+    const char *const *text; /* BG_TEXTS of them */
     uint32_t clock_hz;
     uint32_t cycles_per_us; /* counter ticks per microsecond (>= 1) */
     uint32_t input_size;    /* bytes */
