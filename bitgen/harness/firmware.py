@@ -1,7 +1,8 @@
 """Firmware for a board: board support + emitted model + wire protocol, cross-compiled and sized.
 
-``build(model, board, outdir)`` emits the model's C, renders ``templates/firmware.c.j2``,
-compiles everything with the board's toolchain and links it with the board's linker script,
+``build(model, board, outdir)`` emits the model's C, renders ``templates/firmware.c.j2`` (and,
+for the protocol, ``templates/bg_model.h.j2``: the model as ``bg_protocol.c`` sees it), compiles
+everything with the board's toolchain and links it with the board's linker script,
 whose MEMORY block bitgen writes from ``board.toml`` (one source of truth for the budgets). It
 then reports flash and SRAM per section, per component (model, kernels, protocol, board
 support, libgcc) and the largest symbols, and the worst-case stack depth from the compiler's
@@ -614,7 +615,7 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
         report["harness"] = harness_size(report)
         # From the reset handler where it is C (the Cortex-M boards: its own frame comes on top
         # of main's), else from main (RISC-V start-up code is assembly with no frame). The
-        # protocol calls the model through a pointer (templates/firmware.c.j2: bg_run).
+        # protocol may call the model through a pointer (templates/bg_model.h.j2: bg_run).
         report["stack"] = None  # main not compiled by this toolchain's C compiler: no bound
         for entry in ("reset_handler", "main"):
             try:
