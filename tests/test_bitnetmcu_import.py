@@ -5,12 +5,14 @@ MNIST-16 test images: the first 500 by default; all 10,000 with BITGEN_BITNETMCU
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 import pytest
 
 from bitgen import check, datasets, golden, importers
 from bitgen.cli import main
+from bitgen.harness import boards, session
 from bitgen.importers import bitnetmcu
 
 import bitnetmcu_oracle as oracle
@@ -67,6 +69,21 @@ def test_imported_models_are_bit_exact_in_c(tmp_path, mnist16):
         for kernels in ("generic", "rv32emc"):
             res = check.run_check(model, [check.InputSet("dataset", xq)], kernels=kernels)
             assert res.mismatches == 0 and res.compared == len(xq)
+
+
+@pytest.mark.skipif(shutil.which("riscv64-unknown-elf-gcc") is None, reason="needs gcc-riscv64-unknown-elf")
+@pytest.mark.parametrize("name", ["BitNetMCU_model_12k.h", "BitNetMCU_model_12k_FP130.h"])
+def test_12k_models_fit_the_ch32v003_with_the_protocol(name, mnist16, tmp_path):
+    """BitNetMCU's 12k MLPs (issue 13): the protocol firmware fits 16 KB / 2 KB and the emulated
+    part answers bit-exactly (a few inputs here: 3.3 M instructions each with the generic kernels)."""
+    model = importers.read(oracle.ORACLE / "mcu" / name)
+    x = mnist16[0][:3].reshape((3,) + model.input.shape)
+    expect = golden.run(model, x)
+    with session.Session(boards.get("ch32v003-sim"), model, workdir=str(tmp_path), infer_timeout=120) as s:
+        rep = s.firmware.report
+        assert rep["fits"] and rep["flash_bytes"] <= 16384 and rep["sram_bytes"] <= 2048, rep["kernels_tried"]
+        for i in range(len(x)):
+            np.testing.assert_array_equal(s.link.classify(x[i]).outputs.reshape(expect[i].shape), expect[i])
 
 
 def test_import_command(tmp_path, capsys):
