@@ -1,6 +1,7 @@
 """Plane (depthwise) convolutions without a multiplier (``bg_dw_lut.c``), for RV32EC: each tap's
-product with an int8 input from two 16-entry tables (its low and high nibble), built once per
-channel; inside channel-by-channel steps like the other plane kernels, with the following ReLU /
+product with an int8 input from two 16-entry tables (its low and high nibble), or with a
+non-negative int32 input below 65536 (BitNetMCU's activations between convolutions) from one
+table, a lookup per nibble; built once per channel; inside channel-by-channel steps like the other plane kernels, with the following ReLU /
 requantization and a 2x2 max pool fused. Padding comes from a zero-bordered copy of the plane.
 """
 from __future__ import annotations
@@ -25,8 +26,13 @@ def plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fuse
     channel-by-channel step), with `fused` layers in its output stage."""
     name = "dw_lut"
     kh, kw = layer.weight.shape[2:]
-    if t_in.dtype != "int8":
-        return Refusal(name, f"{t_in.dtype} inputs (the tables split int8 inputs in two nibbles)")
+    # int32 inputs of 0..65535 (after a ReLU): one table per tap, one lookup per nibble
+    unsigned = t_in.dtype == "int32" and t_in.lo >= 0 and t_in.hi <= 0xFFFF
+    if t_in.dtype != "int8" and not unsigned:
+        return Refusal(name, f"{t_in.dtype} inputs outside 0..65535 (the tables take int8 inputs in two "
+                             "nibbles, or non-negative ones in up to four)")
+    if unsigned and (layer.padding != (0, 0)):
+        return Refusal(name, "padding of an int32 plane (only int8 planes are staged)")
     if kh * kw > MAX_TAPS:
         return Refusal(name, f"a {kh}x{kw} kernel (it takes up to {MAX_TAPS} taps)")
     if layer.weight.min() < -128 or layer.weight.max() > 127:
@@ -49,7 +55,8 @@ def plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fuse
     if rows < 1 or cols < 1:
         return Refusal(name, "a pooled output of no rows or columns")
     staged = bool(ph or pw)  # the zero-bordered copy of the plane, after the tables
-    tables = 64 * kh * kw
+    tables = (32 if unsigned else 64) * kh * kw
+    top = 4 * ((max(int(t_in.hi), 1).bit_length() + 3) // 4 - 1)  # the highest nibble's shift
     stage_bytes = -(-hs * ws // 4) * 4 if staged else 0
     shared = staged and first and layer.groups == 1  # one input plane for every channel: staged once
     t_final = fused_types[-1] if fused else t_out
@@ -85,9 +92,15 @@ def plane_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fuse
                 m, sh, post["lo"], post["hi"], int(rq is not None and rq.multiplier.size > 1),
                 post["relu_before"], int(rq is not None), post["relu_after"],
                 int(rq is not None and rq.rounding == "half_up"), post["wide"], post["pool"]])
+        out = 2 if p.y16 else int(t_final.dtype == "int8")  # int16 plane, int8, int32
         prm = src.struct("bg_dw_lut_t", f"dwlut{i}", [w, b, post_arg, ws if staged else wd, rows, cols, kh, kw,
-                                                      *layer.stride, int(t_final.dtype == "int8")])
-        return staging + f"bg_dwconv_lut_s8({x}, {p.y}, &{prm}, {c}, {arena_ptr(p.scratch, 'int16_t')});"
+                                                      *layer.stride, out, int(p.x16), top if unsigned else 0,
+                                                      kh * kw, layer.stride[0] * (ws if staged else wd)])
+        fn = "bg_dwconv_lut_u" if unsigned else "bg_dwconv_lut_s8"
+        return staging + f"{fn}({x}, {p.y}, &{prm}, {c}, {w} + {c} * {kh * kw}u, {arena_ptr(p.scratch, 'int16_t')});"
 
+    # In place on planes: raster order (a padded plane is read from its staged copy). Without a
+    # staged copy the tables are all its scratch, rebuilt for every channel.
     return Choice(name + ("+padded" if staged else ""), FILES, render, per_channel=True, fuses=len(fused),
-                  scratch=tables + stage_bytes, prologue=Prologue([], prologue) if staged else None, optional=True)
+                  scratch=tables + stage_bytes, prologue=Prologue([], prologue) if staged else None, optional=True,
+                  plane_in_place=True, narrow=True, scratch_per_call=not staged)
