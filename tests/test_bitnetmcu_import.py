@@ -91,3 +91,20 @@ def test_broken_headers_are_one_line_errors(tmp_path, capsys):
         assert code != 0 and len(err.splitlines()) == 1, err
     with pytest.raises(importers.ModelImportError, match="NF4"):
         bitnetmcu.read(tmp_path / "nf4.h")
+
+
+def test_cnn16_plans_within_the_ch32v003_sram_without_a_multiplier(mnist16):
+    """BitNetMCU's CNN layout on RV32EC: one uint16 plane computed in place per channel (the
+    14x14 plane, then its pooled 6x6 over it), the LUT plane kernels for every convolution (no
+    libgcc multiply), and the arena small enough for the protocol firmware's 2,048 B."""
+    from bitgen.backends.c import emit
+    model = importers.read(oracle.ORACLE / "mcu" / "BitNetMCU_model_cnn_16.h")
+    mp = emit.plan_model(model, "rv32ec")
+    convs = [c.kernel for c, op in zip(mp.choices, model.layers) if op.kind == "conv2d"]
+    assert convs == ["dw_lut"] * 3
+    # 16x2x2 int32 output + one 14x14 uint16 plane + the first layer's 576 B of tables
+    assert mp.memory.arena_bytes == 256 + 392 + 576
+    x = mnist16[0][:100]
+    xq = x.reshape((len(x),) + model.input.shape)
+    res = check.run_check(model, [check.InputSet("dataset", xq)], kernels="rv32ec")
+    assert res.mismatches == 0 and res.compared == len(xq)
