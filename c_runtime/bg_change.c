@@ -109,9 +109,18 @@ static void bg_change_outputs(const int16_t *f, const bg_change_conv_t *p, int32
     }
 }
 
+/* The marks set among n. */
+static uint32_t bg_change_count(const uint8_t *marks, uint32_t n)
+{
+    uint32_t k = 0;
+    while (n--)
+        k += *marks++;
+    return k;
+}
+
 #define BG_CHANGE_CONV(OUT, TO)                                                                 \
     uint32_t bg_change_conv_s8_##OUT(const int8_t *x, int8_t *ref, TO *y, const bg_change_conv_t *p, \
-                                     uint8_t *scratch, uint32_t all)                           \
+                                     uint8_t *scratch, uint32_t all, bg_change_band_t band)    \
     {                                                                                           \
         const uint32_t plane = (uint32_t)p->h * p->w, outputs = (uint32_t)p->yh * p->yw;        \
         const uint32_t field = (uint32_t)p->c * p->kh * p->kw;                                  \
@@ -145,19 +154,31 @@ static void bg_change_outputs(const int16_t *f, const bg_change_conv_t *p, int32
         if (all || touched > p->dense_above)                                                    \
             for (i = 0; i < outputs; i++)                                                       \
                 marks[i] = 1;                                                                   \
-        for (i = 0, py = 0, px = 0; i < outputs; i++, px = px + 1 == p->yw ? (py++, 0u) : px + 1) { \
-            uint32_t dy, dx, o;                                                                 \
-            if (!marks[i])                                                                      \
+        for (py = 0; py < p->yh;) {                                                             \
+            uint32_t py1 = py;                                                                  \
+            while (band && py1 < p->yh && bg_change_count(marks + py1 * p->yw, p->yw) > p->band_above) \
+                py1++;                                                                          \
+            if (py1 > py) { /* a band of busy rows: the dense kernel, at its cost per product */ \
+                band(ref, y, best + p->co, py, py1);                                            \
+                py = py1;                                                                       \
                 continue;                                                                       \
-            for (dy = 0; dy < p->pool; dy++)                                                    \
-                for (dx = 0; dx < p->pool; dx++) {                                              \
-                    bg_change_field(ref, p, py * p->pool + dy, px * p->pool + dx, f);           \
-                    bg_change_outputs(f, p, best, !(dy | dx));                                  \
-                }                                                                               \
-            /* the output stage once, on the window's largest accumulator: ReLU, a requantization \
-             * (multiplier >= 1, rounding half up or down) and a clamp never reorder values */ \
-            for (o = 0; o < p->co; o++)                                                         \
-                y[o * outputs + i] = (TO)(p->post ? bg_change_post(best[o], p->post, o) : best[o]); \
+            }                                                                                   \
+            for (px = 0, i = py * p->yw; px < p->yw; px++, i++) {                               \
+                uint32_t dy, dx, o;                                                             \
+                if (!marks[i])                                                                  \
+                    continue;                                                                   \
+                for (dy = 0; dy < p->pool; dy++)                                                \
+                    for (dx = 0; dx < p->pool; dx++) {                                          \
+                        bg_change_field(ref, p, py * p->pool + dy, px * p->pool + dx, f);       \
+                        bg_change_outputs(f, p, best, !(dy | dx));                              \
+                    }                                                                           \
+                /* the output stage once, on the window's largest accumulator: ReLU, a          \
+                 * requantization (multiplier >= 1, rounding half up or down) and a clamp never \
+                 * reorder values */                                                            \
+                for (o = 0; o < p->co; o++)                                                     \
+                    y[o * outputs + i] = (TO)(p->post ? bg_change_post(best[o], p->post, o) : best[o]); \
+            }                                                                                   \
+            py++;                                                                               \
         }                                                                                       \
         return changed;                                                                         \
     }

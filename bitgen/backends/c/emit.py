@@ -226,7 +226,7 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
     choices: list[Choice] = []
     for st in steps:
         if st.change:  # the gate's kernel computes every layer of the step
-            choices.append(kernels.change.choose(model, types, st.first, st.last))
+            choices.append(kernels.change.choose(model, types, st.first, st.last, target))
             choices += [FUSED] * (st.last - st.first)
             continue
         for i in st.layers:

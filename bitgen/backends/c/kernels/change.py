@@ -17,12 +17,20 @@ import numpy as np
 
 from .... import ir
 from ....ir.bounds import partial_sum_bound
-from ..literals import SUFFIX, arena_ptr, c_int, int_lines
+from ..literals import C_TYPE, SUFFIX, arena_ptr, c_int, int_lines
+from . import conv_rows
 from .base import Choice, ModelSource, Pointers, Target
 from .plane import post_stage
 
 FILES = ["bg_change.c", "bg_change.h", "bg_conv2d_plane.h"]
 DENSE_ABOVE = 0.75  # recompute every output when more than this share of them is touched
+# Where the target has a dense row kernel (conv_rows.py), a row of the step's output with more
+# than 1/BAND_RATIO of its outputs touched is recomputed whole by it, with the rows next to it
+# that qualify too: recomputing output by output (a copied receptive field, then a dot product
+# per output channel) costs about this many times more per product. The best of the ratios
+# tried on examples/video-cnn.toml's stream at T = 0 and tuned (mul: 1.2, 2, 2.5, 3.5, 5, 8;
+# smlad: 2.5, 4, 8), on rv32emc-sim and max78000-sim.
+BAND_RATIO = {"mul": 3.5, "smlad": 2.5}
 
 
 def fused_last(model: ir.Model, types: list[ir.TensorType], i: int, target: Target) -> int | None:
@@ -98,7 +106,7 @@ def _reach(size: int, out: int, k: int, s: int, p: int, pool: int, y_size: int) 
     return np.array(rows, dtype=np.int64)
 
 
-def choose(model: ir.Model, types: list[ir.TensorType], i: int, last: int) -> Choice:
+def choose(model: ir.Model, types: list[ir.TensorType], i: int, last: int, target: Target) -> Choice:
     """The kernel of the change-based step from gate i to `last` (fused_last said it applies)."""
     gate_t, conv = types[i + 1], model.layers[i + 1]
     stage = _stage(model, types, i + 1, last)
@@ -112,6 +120,9 @@ def choose(model: ir.Model, types: list[ir.TensorType], i: int, last: int) -> Ch
     outputs = yh * yw
     field = c * kh * kw
     scratch = _round4(outputs) + _round4(2 * field) + 4 * co
+    band = conv_rows.band_kernel(conv, gate_t, types[i + 2], model.layers[i + 2: last + 1], types[i + 3: last + 2],
+                                 target) if pool <= 2 else None
+    band_above = int(yw / BAND_RATIO[target.dense_conv]) if band is not None else yw
 
     def render(src: ModelSource, k: int, p: Pointers) -> str:
         weight = src.array("int8_t", f"cw{k}", int_lines(conv.weight.reshape(-1)), conv.weight.size, k)
@@ -134,13 +145,23 @@ def choose(model: ir.Model, types: list[ir.TensorType], i: int, last: int) -> Ch
                 int(rq is not None and rq.rounding == "half_up"), stage["wide"], 0])
         prm = src.struct("bg_change_conv_t", f"change{k}", [
             weight, bias, r, q, post, c, h, w, co, yh, yw, kh, kw, sh, sw, ph, pw, pool,
-            model.layers[k].threshold, int(DENSE_ABOVE * outputs)])
+            model.layers[k].threshold, int(DENSE_ABOVE * outputs), band_above])
         fn = f"bg_change_conv_s8_{SUFFIX[t_out.dtype]}"
         counter = src.changed(k, h * w)
+        band_fn = "0"
+        if band is not None:
+            call = band.render(src, k + 1, Pointers(x="ref", y=f"({C_TYPE[t_out.dtype]} *)y"))
+            band_fn = f"{src.name}_band{k}"
+            src.functions.append(
+                f"/* layer {k}'s change-based step: rows y0 .. y1 - 1 of its output by the row kernel */\n"
+                f"static void {band_fn}(const int8_t *ref, void *y, void *win, uint32_t y0, uint32_t y1)\n{{\n"
+                f"    const uint32_t oy0 = y0 * {pool}u, oy1 = y1 * {pool}u;\n    {call}\n}}")
         return (f"{counter} = {fn}({p.x}, {p.others[0]}, {p.y}, &{prm}, {arena_ptr(p.scratch, 'uint8_t')}, "
-                f"{src.name}_fresh);")
+                f"{src.name}_fresh, {band_fn});")
 
-    return Choice("change", FILES, render, scratch=scratch, fuses=last - i, persistent=True)
+    files = FILES + [f for f in (band.files if band else []) if f not in FILES]
+    return Choice("change", files, render, scratch=scratch + (band.scratch if band else 0), fuses=last - i,
+                  persistent=True)
 
 
 def _round4(n: int) -> int:

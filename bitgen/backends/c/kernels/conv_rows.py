@@ -139,7 +139,10 @@ def fused_best(model: ir.Model, types: list[ir.TensorType], i: int, last: int, m
 
 
 def _rows(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused: list[ir.Layer],
-          fused_types: list[ir.TensorType], mode: str) -> Choice | Refusal:
+          fused_types: list[ir.TensorType], mode: str, band: bool = False) -> Choice | Refusal:
+    """The row kernel of this conv and its fused layers. With `band`, the instance computes the
+    output rows it is given (BG_CR_BAND) and its call reads them as `oy0`, `oy1` and its window
+    as `win`: a change-based step (change.py) calls it from a function of its own."""
     name = f"rows_{mode}"
     post = post_stage(fused, [t_out] + fused_types)
     if post is None:
@@ -179,7 +182,7 @@ def _rows(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused: li
         if params["SHIFT_PER_CHANNEL"]:
             rq, j = post["requant"], i + 1 + rq_index
             sh = src.array("uint8_t", f"s{j}", int_lines(rq.shift), rq.shift.size, j)
-        fn = f"{src.name}_conv_rows_{i}"
+        fn = f"{src.name}_conv_rows_{i}{'_band' if band else ''}"
         consts = {
             "NAME": fn, "IN": C_TYPE[t_in.dtype], "OUT": C_TYPE[t_final.dtype], "ROW": row, "WT": wt,
             "SIMD": int(mode == "smlad"), "C": g.c, "H": g.h, "W": g.w, "CO": g.co,
@@ -189,12 +192,25 @@ def _rows(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused: li
         } | params
         lines = [f"/* layer {i}: {g.kh}x{g.kw} convolution over a window of transposed rows ({mode}) */"]
         lines += [f"#define BG_CR_{k} {v}" for k, v in consts.items() if not k.endswith("PER_CHANNEL")]
-        lines += [f"#define BG_CR_{k}" for k in ("MULT_PER_CHANNEL", "SHIFT_PER_CHANNEL") if params[k]]
+        lines += [f"#define BG_CR_{k}" for k in ("MULT_PER_CHANNEL", "SHIFT_PER_CHANNEL", "BAND")
+                  if params.get(k, k == "BAND" and band)]
         lines.append('#include "bg_conv_rows.inc"')
         src.functions.append("\n".join(lines))
+        if band:
+            return f"{fn}({p.x}, {p.y}, ({row} *)win, {w}, {'0' if b == '0' else b}, {m}, {sh}, oy0, oy1);"
         return f"{fn}({p.x}, {p.y}, {arena_ptr(p.scratch, row)}, {w}, {'0' if b == '0' else b}, {m}, {sh});"
 
     return Choice(f"rows_{mode}", FILES, render, scratch=g.scratch, fuses=len(fused), optional=True)
+
+
+def band_kernel(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused: list[ir.Layer],
+                fused_types: list[ir.TensorType], target: Target) -> Choice | None:
+    """The row kernel computing given output rows of this conv and its fused layers (a change-
+    based step's dense part), or None where the target has none for them."""
+    if not applies(layer, target):
+        return None
+    choice = _rows(layer, t_in, t_out, fused, fused_types, target.dense_conv, band=True)
+    return choice if isinstance(choice, Choice) else None
 
 
 def post_params(post: dict[str, Any]) -> dict[str, Any]:
