@@ -65,7 +65,12 @@ def test_planner_never_overlaps_live_memory(target):
         assert b.external or (b.offset % 4 == 0 and out.stop <= plan.arena_bytes)
         spans = [out]
         if plan.scratch[k] is not None:
-            scratch = 2 * max(mp.plane_bytes(i) for i in st.layers[:-1]) if st.channelwise else choice.scratch
+            if st.channelwise:  # its plane buffers (one where kernels run in place), then kernels' own
+                narrow = emit._narrow_planes(types, mp.choices, st)
+                scratch = (emit._plane_slots(types, mp.reads, mp.choices, st, narrow)[1]
+                           * emit._plane_region(types, mp.choices, st, narrow) + emit._step_scratch(mp.choices, st)[1])
+            else:
+                scratch = choice.scratch
             spans.append(range(plan.scratch[k], plan.scratch[k] + scratch))
             assert spans[-1].stop <= plan.arena_bytes
         if not a.external and not (choice.in_place and not st.channelwise and a.offset == b.offset):
