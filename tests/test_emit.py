@@ -66,9 +66,7 @@ def test_planner_never_overlaps_live_memory(target):
         spans = [out]
         if plan.scratch[k] is not None:
             if st.channelwise:  # its plane buffers (one where kernels run in place), then kernels' own
-                narrow = emit._narrow_planes(types, mp.choices, st)
-                scratch = (emit._plane_slots(types, mp.reads, mp.choices, st, narrow)[1]
-                           * emit._plane_region(types, mp.choices, st, narrow) + emit._step_scratch(mp.choices, st)[1])
+                scratch = sum(emit._step_planes(types, mp.reads, mp.choices, st)[2]) + emit._step_scratch(mp.choices, st)[1]
             else:
                 scratch = choice.scratch
             spans.append(range(plan.scratch[k], plan.scratch[k] + scratch))

@@ -127,13 +127,6 @@ def _plane_bytes(types: list[ir.TensorType], i: int, narrow: set[int]) -> int:
     return t.size // t.shape[0] * (2 if i in narrow else _elem(t.dtype))
 
 
-def _plane_region(types: list[ir.TensorType], choices: list[Choice], st: schedule.Step, narrow: set[int]) -> int:
-    """Bytes of each plane buffer of a channel-by-channel step: the largest channel plane that
-    its kernels store, but the last (which writes into the step's output)."""
-    stored = {i + choices[i].fuses for i in st.layers if choices[i] is not FUSED} - {st.last}
-    return max((_round4(_plane_bytes(types, i, narrow)) for i in stored), default=0)
-
-
 def _plane_slots(types: list[ir.TensorType], reads: list[list[int]], choices: list[Choice],
                  st: schedule.Step, narrow: set[int]) -> tuple[dict[int, int], int]:
     """Which plane buffer each layer of a channel-by-channel step writes (by the layer whose
@@ -153,11 +146,24 @@ def _plane_slots(types: list[ir.TensorType], reads: list[list[int]], choices: li
         t_in, t_out = types[reads[i][0]], types[shown + 1]
         out_elem = 2 if shown in narrow else _elem(t_out.dtype)
         in_elem = 2 if before in narrow else _elem(t_in.dtype)
-        same = (cur is not None and (choice.in_place or choice.plane_in_place) and out_elem <= in_elem
-                and t_out.size * out_elem <= t_in.size * in_elem)
+        same = cur is not None and (
+            (choice.in_place and out_elem <= in_elem and t_out.size * out_elem <= t_in.size * in_elem)
+            or (choice.plane_in_place is not None and choice.plane_in_place(in_elem, out_elem)))
         cur = cur if same else (0 if cur is None else 1 - cur)
         slots[i], before = cur, shown
     return slots, len(set(slots.values()))
+
+
+def _step_planes(types: list[ir.TensorType], reads: list[list[int]], choices: list[Choice],
+                 st: schedule.Step) -> tuple[set[int], dict[int, int], list[int]]:
+    """A channel-by-channel step's planes: which are stored as uint16, which buffer each layer
+    writes, and each buffer's bytes (the largest plane it holds)."""
+    narrow = _narrow_planes(types, choices, st)
+    slots, buffers = _plane_slots(types, reads, choices, st, narrow)
+    regions = [0] * buffers
+    for i, b in slots.items():
+        regions[b] = max(regions[b], _round4(_plane_bytes(types, i + choices[i].fuses, narrow)))
+    return narrow, slots, regions
 
 
 def _step_scratch(choices: list[Choice], st: schedule.Step) -> tuple[dict[int, int], int]:
@@ -238,7 +244,7 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
             if st.channelwise and isinstance(layer, ir.Conv2d):
                 # (`first`: the step's first layer; `optional`: kernels with scratch of their own)
                 choice = taken(i, choose_group(model, t_in, types, i, st.last, target, first=i == st.first,
-                                               optional=i not in plain))
+                                               optional=i not in plain, lut_chunk=(lut_chunks or {}).get(i)))
             try:
                 choice = choice or choose(layer, t_in, types[i + 1], target, model_input_only_before(model, i),
                                           (lut_chunks or {}).get(i), [types[j] for j in reads[i][1:]],
@@ -258,9 +264,7 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
         c = choices[st.first]
         # channel by channel: two plane buffers, then each kernel's own scratch
         if st.channelwise:
-            narrow = _narrow_planes(types, choices, st)
-            scratch = (_plane_slots(types, reads, choices, st, narrow)[1] * _plane_region(types, choices, st, narrow)
-                       + _step_scratch(choices, st)[1])
+            scratch = sum(_step_planes(types, reads, choices, st)[2]) + _step_scratch(choices, st)[1]
         else:
             scratch = c.scratch
         if model.is_sequential:
@@ -298,12 +302,10 @@ def _step_code(model: ir.Model, mp: ModelPlan, k: int, src: ModelSource) -> tupl
         return ([call] if call else []) + [done], {j: at if j == last else None for j in st.layers}
     # Channel by channel: planes in one buffer (kernels that run in place) or ping-pong between
     # two, in the scratch area.
-    narrow = _narrow_planes(types, mp.choices, st)
-    plane = _plane_region(types, mp.choices, st, narrow)
-    planes = [scratch, scratch + plane]
-    slots, buffers = _plane_slots(types, mp.reads, mp.choices, st, narrow)
+    narrow, slots, regions = _step_planes(types, mp.reads, mp.choices, st)
+    planes = [scratch, scratch + (regions[0] if regions else 0)]
     # each kernel's own scratch, after the planes
-    own = {i: scratch + buffers * plane + at for i, at in _step_scratch(mp.choices, st)[0].items()}
+    own = {i: scratch + sum(regions) + at for i, at in _step_scratch(mp.choices, st)[0].items()}
     channels = types[st.last + 1].shape[0]
     step_input = _ptr(loc_in, mp.in_type(st.first).dtype, const=True, name=src.name)
     lines = [mp.choices[i].prologue.code(src, i, own[i], step_input) for i in st.layers if mp.choices[i].prologue]

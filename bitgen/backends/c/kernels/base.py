@@ -119,10 +119,11 @@ class Choice:
     scratch: int = 0  # bytes of scratch in the arena while the layer runs
     out_region: int | None = None  # bytes the output needs, when more than the tensor
     in_place: bool = False  # may write its output over its input
-    # inside a channel-by-channel step: may write its output plane over its input plane when the
-    # output's elements are no wider (each output is stored after every input it reads, and no
-    # later output reads a byte at or before it: a valid convolution in raster order, pooling)
-    plane_in_place: bool = False
+    # inside a channel-by-channel step: (input element bytes, output element bytes) -> whether it
+    # may write its output plane over its input plane (each output is stored after every input it
+    # reads, and no later output reads a byte an earlier one wrote: a valid convolution in raster
+    # order, pooling); None: never
+    plane_in_place: Callable[[int, int], bool] | None = None
     # inside a channel-by-channel step: reads and writes uint16 planes where told (Pointers.x16,
     # y16): the emitter narrows a plane between two such kernels whose type is within 0..65535
     narrow: bool = False
