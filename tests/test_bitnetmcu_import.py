@@ -108,3 +108,13 @@ def test_cnn16_plans_within_the_ch32v003_sram_without_a_multiplier(mnist16):
     xq = x.reshape((len(x),) + model.input.shape)
     res = check.run_check(model, [check.InputSet("dataset", xq)], kernels="rv32ec")
     assert res.mismatches == 0 and res.compared == len(xq)
+
+
+def test_cnn32_fits_the_protocol_arena_with_one_table_per_tap():
+    """CNN-32 within the arena the CH32V003's protocol firmware leaves (about 1.2 KB): the first
+    layer's int8 input plus 128 through one table per tap (288 B instead of 576 B)."""
+    from bitgen.backends.c import emit
+    model = importers.read(oracle.ORACLE / "mcu" / "BitNetMCU_model_cnn_32.h")
+    mp = emit.plan_within(model, "rv32ec", 1232)
+    assert [c.kernel for c, op in zip(mp.choices, model.layers) if op.kind == "conv2d"] == ["dw_lut"] * 3
+    assert mp.memory.arena_bytes == 32 * 2 * 2 * 4 + 392 + 288
