@@ -108,3 +108,30 @@ def test_broken_headers_are_one_line_errors(tmp_path, capsys):
         assert code != 0 and len(err.splitlines()) == 1, err
     with pytest.raises(importers.ModelImportError, match="NF4"):
         bitnetmcu.read(tmp_path / "nf4.h")
+
+
+def test_cnn16_plans_within_the_ch32v003_sram_without_a_multiplier(mnist16):
+    """BitNetMCU's CNN layout on RV32EC: one uint16 plane computed in place per channel (the
+    14x14 plane, then its pooled 6x6 over it), the LUT plane kernels for every convolution (no
+    libgcc multiply), and the arena small enough for the protocol firmware's 2,048 B."""
+    from bitgen.backends.c import emit
+    model = importers.read(oracle.ORACLE / "mcu" / "BitNetMCU_model_cnn_16.h")
+    mp = emit.plan_model(model, "rv32ec")
+    convs = [c.kernel for c, op in zip(mp.choices, model.layers) if op.kind == "conv2d"]
+    assert convs == ["dw_lut"] * 3
+    # 16x2x2 int32 output + one 14x14 uint16 plane + the first layer's 576 B of tables
+    assert mp.memory.arena_bytes == 256 + 392 + 576
+    x = mnist16[0][:100]
+    xq = x.reshape((len(x),) + model.input.shape)
+    res = check.run_check(model, [check.InputSet("dataset", xq)], kernels="rv32ec")
+    assert res.mismatches == 0 and res.compared == len(xq)
+
+
+def test_cnn32_fits_the_protocol_arena_with_one_table_per_tap():
+    """CNN-32 within the arena the CH32V003's protocol firmware leaves (about 1.2 KB): the first
+    layer's int8 input plus 128 through one table per tap (288 B instead of 576 B)."""
+    from bitgen.backends.c import emit
+    model = importers.read(oracle.ORACLE / "mcu" / "BitNetMCU_model_cnn_32.h")
+    mp = emit.plan_within(model, "rv32ec", 1232)
+    assert [c.kernel for c, op in zip(mp.choices, model.layers) if op.kind == "conv2d"] == ["dw_lut"] * 3
+    assert mp.memory.arena_bytes == 32 * 2 * 2 * 4 + 392 + 288
