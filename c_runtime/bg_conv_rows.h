@@ -7,6 +7,7 @@
 #include "bg_dsp.h"
 
 #define BG_CR_MAX(a, b) ((a) < (b) ? (b) : (a))
+#define BG_CR_MIN(a, b) ((a) < (b) ? (a) : (b))
 
 /* The output stage of the unrolled mul tiles with the bias and the rounding folded into k
  * (BG_CR_FOLD): a requantization whose product is proved to fit int32, then a clamp to
