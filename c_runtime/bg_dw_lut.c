@@ -45,7 +45,7 @@ void bg_dwconv_lut_s8(const int8_t *x, void *y, const bg_dw_lut_t *p, uint32_t c
                       int16_t *tables)
 {
     const bg_post_t *q = p->post;
-    const uint32_t taps = p->taps;
+    const uint32_t taps = p->taps, out8 = p->out8; /* (a store to y may alias p: read once) */
     const uint32_t yw = q && q->pool ? p->cols >> 1 : p->cols;
     const uint32_t row_step = p->row_step;
     const uint32_t ch = q && q->per_channel ? channel : 0;
@@ -83,14 +83,14 @@ void bg_dwconv_lut_s8(const int8_t *x, void *y, const bg_dw_lut_t *p, uint32_t c
             }
             at = yrow + (q && q->pool ? ox >> 1 : ox);
             if (q && q->pool && ((oy | ox) & 1u)) { /* pooled: the window's first output stores */
-                const int32_t before = p->out8 == 1u ? ((const int8_t *)y)[at]
-                                     : p->out8 ? (int32_t)((const uint16_t *)y)[at] : ((const int32_t *)y)[at];
+                const int32_t before = out8 == 1u ? ((const int8_t *)y)[at]
+                                     : out8 ? (int32_t)((const uint16_t *)y)[at] : ((const int32_t *)y)[at];
                 if (before > acc)
                     acc = before;
             }
-            if (p->out8 == 1u)
+            if (out8 == 1u)
                 ((int8_t *)y)[at] = (int8_t)acc;
-            else if (p->out8)
+            else if (out8)
                 ((uint16_t *)y)[at] = (uint16_t)acc;
             else
                 ((int32_t *)y)[at] = acc;
