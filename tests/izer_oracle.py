@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -223,11 +223,13 @@ class FirmwareRun:
     console: str
     instructions: int
     cnn_layers: int  # accelerator layers the emulator ran
+    memory: dict[str, bytes] = field(default_factory=dict)  # what `read` asked for, at the end
 
 
-def run_firmware(elf: Path, max_instructions: int = 200_000_000) -> FirmwareRun:
-    """Run izer's firmware on max78000-sim until it prints PASS or FAIL (its known-answer
-    test: check_output() compares the accelerator's output words with sampleoutput.h)."""
+def run_firmware(elf: Path, max_instructions: int = 200_000_000, read: dict[str, int] | None = None) -> FirmwareRun:
+    """Run izer's firmware (or bitgen's layer program's main.c) on max78000-sim until it prints
+    PASS or FAIL (its known-answer test: the accelerator's output words against
+    sampleoutput.h); ``read`` names symbols whose first bytes to return (symbol -> size)."""
     import unicorn as uc
 
     from bitgen.harness import boards
@@ -255,7 +257,8 @@ def run_firmware(elf: Path, max_instructions: int = 200_000_000) -> FirmwareRun:
     m.run(max_instructions)
     out = text()
     cnn = next(p for p in m.peripherals if p.name == "cnn")
-    return FirmwareRun("*** PASS ***" in out, out, m.instructions, cnn.layers_run)
+    memory = {sym: bytes(m.uc.mem_read(syms[sym], size)) for sym, size in (read or {}).items()}
+    return FirmwareRun("*** PASS ***" in out, out, m.instructions, cnn.layers_run, memory)
 
 
 # ------------------------------------------------------------------ the whole sweep
