@@ -261,6 +261,48 @@ def run_firmware(elf: Path, max_instructions: int = 200_000_000, read: dict[str,
     return FirmwareRun("*** PASS ***" in out, out, m.instructions, cnn.layers_run, memory)
 
 
+# --------------------------------------------------- bitgen's own layer program for izer's networks
+def own_program(config: Path, workdir: Path) -> tuple[str, str]:
+    """izer's `arch: test` network with izer's weights and sample (model_from_logs) as bitgen's
+    own layer program on max78000-sim: ("pass", layers) when its known-answer test passes and
+    the unloaded output equals golden; ("not-in-slice", why) for what bitgen's layer programs do
+    not take yet; ("unsupported"/"izer-failed", why) as in classify; ("fail", why) otherwise."""
+    from bitgen import golden
+    from bitgen.backends.max78000 import emit, limits, network_yaml
+    from bitgen.errors import BitgenError
+
+    try:
+        net = network_yaml.parse(Path(config).read_text(), str(config))
+    except BitgenError as e:
+        return "unsupported", str(e)
+    if net.refusals():
+        return "unsupported", net.refusals()[0]
+    try:
+        folder = run(config, workdir / "izer", config.stem)
+    except IzerFailed as e:
+        return "izer-failed", str(e)
+    except subprocess.TimeoutExpired:
+        return "izer-failed", "timeout"
+    try:
+        model, logs = model_from_logs(config, folder)
+        x = logs[0].input.reshape(model.input.shape)
+        em = emit.emit(model, workdir / "cnn", "net", sample=x)
+    except (limits.NotSupported, limits.DoesNotFit) as e:
+        return "not-in-slice", str(e)
+    except BitgenError as e:
+        return "unsupported", str(e)
+    y = golden.run(model, x.reshape((1,) + model.input.shape).astype(np.int8))[0]
+    size = y.size * (4 if em.program.output.op.output_width == 32 else 1)
+    try:
+        r = run_firmware(build_firmware(workdir / "cnn", workdir / "fw"), read={"cnn_output": size})
+    except Exception as e:  # noqa: BLE001 - reported
+        return "fail", f"{type(e).__name__}: {e}"
+    got = np.frombuffer(r.memory["cnn_output"], dtype="<i4" if y.dtype == np.int32 else np.int8)
+    if not r.passed or not np.array_equal(got, y.reshape(-1)):
+        return "fail", r.console.strip()[-200:]
+    return "pass", f"{r.cnn_layers} layers"
+
+
 # ------------------------------------------------------------------ the whole sweep
 def classify(config: Path, workdir: Path, firmware: bool = False) -> tuple[str, str]:
     """One `arch: test` network's outcome: ("unsupported", why) when bitgen's reader refuses it,
@@ -299,20 +341,21 @@ def classify(config: Path, workdir: Path, firmware: bool = False) -> tuple[str, 
     return "fw-pass", f"{r.cnn_layers} accelerator layers run"
 
 
-if __name__ == "__main__":  # python tests/izer_oracle.py [--firmware] OUT.json: every network's outcome (resumable)
+if __name__ == "__main__":  # python tests/izer_oracle.py [--firmware | --own] OUT.json: every network's outcome (resumable)
     import json
     import sys
     import tempfile
 
     sys.path.insert(0, str(ROOT))
     fw = "--firmware" in sys.argv
+    own = "--own" in sys.argv  # bitgen's own layer programs instead of izer's firmware
     out = Path([a for a in sys.argv[1:] if not a.startswith("--")][0])
     results = json.loads(out.read_text()) if out.is_file() else {}  # resumes an interrupted sweep
     with tempfile.TemporaryDirectory() as tmp:
         for cfg in test_networks():
             if cfg.name in results and not (fw and results[cfg.name][0] in ("match", "fw-fail")):
                 continue
-            results[cfg.name] = classify(cfg, Path(tmp), fw)
+            results[cfg.name] = own_program(cfg, Path(tmp) / cfg.stem) if own else classify(cfg, Path(tmp), fw)
             print(cfg.name, *results[cfg.name], flush=True)
             shutil.rmtree(Path(tmp) / cfg.stem, ignore_errors=True)
             out.write_text(json.dumps(results, indent=1))

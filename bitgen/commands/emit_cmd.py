@@ -76,7 +76,7 @@ def emit_max78000(args: argparse.Namespace) -> int:
     used = r["fit"]["resources"]
     print(f"wrote {len(em.files)} files to {em.outdir}/ (cnn.c, cnn.h, weights.h, main.c, sampledata.h, "
           f"sampleoutput.h, network.yaml, {name}.json)")
-    print(f"  layers {r['layers']}  quadrants {r['quadrants']}  kernel words per processor "
+    print(f"  layers {len(r['layers'])}  quadrants {r['quadrants']}  kernel words per processor "
           f"{used['kernel memory words per processor']['used']}/768  data words per instance "
           f"{used['data memory words per instance']['used']}/8192  bias bytes {used['bias bytes']['used']}/2048")
     return 0

@@ -137,7 +137,7 @@ def emit(model: ir.Model, outdir: Path, name: str, sample: np.ndarray | None = N
         (outdir / fname).write_text(text)
         files.append(outdir / fname)
     report = {"target": "max78000-cnn", "name": name, "model_hash": model.digest(), "files": list(texts),
-              "layers": len(prog.layers), "kernel_stream_words": len(kernel_stream(prog)), **summary(prog)}
+              "kernel_stream_words": len(kernel_stream(prog)), **summary(prog)}
     (outdir / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
     files.append(outdir / f"{name}.json")
     return Emitted(outdir, files, prog, report)
