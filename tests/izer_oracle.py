@@ -277,6 +277,9 @@ def own_program(config: Path, workdir: Path) -> tuple[str, str]:
         return "unsupported", str(e)
     if net.refusals():
         return "unsupported", net.refusals()[0]
+    other = next((ly for ly in net.layers if ly.operation not in ("conv2d", "linear") or ly.eltwise != "none"), None)
+    if other is not None:  # known before izer runs
+        return "not-in-slice", f"layer {other.index}: {other.operation} {other.eltwise}"
     try:
         folder = run(config, workdir / "izer", config.stem)
     except IzerFailed as e:
