@@ -306,6 +306,92 @@ def own_program(config: Path, workdir: Path) -> tuple[str, str]:
     return "pass", f"{r.cnn_layers} layers"
 
 
+# ------------------------------------- bitgen's registers and kernel memories against izer's
+def write_checkpoint(model, path: Path) -> None:
+    """An ai8x quantized checkpoint (quantize.py's layout) of a chain of max78000_layer nodes:
+    ``NAME.op.weight``, ``NAME.op.bias`` (the bias byte times 2**(bits-1)), ``NAME.weight_bits``,
+    ``NAME.output_shift``."""
+    import collections
+
+    import torch
+
+    sd = collections.OrderedDict()
+    for node in model.nodes:
+        op, name = node.op, node.output
+        sd[f"{name}.output_shift"] = torch.tensor([float(op.output_shift)])
+        sd[f"{name}.weight_bits"] = torch.tensor([float(op.weight_bits)])
+        sd[f"{name}.op.weight"] = torch.tensor(op.weight.astype(np.float32))
+        if op.bias is not None:
+            sd[f"{name}.op.bias"] = torch.tensor(op.bias * 2.0 ** (op.weight_bits - 1), dtype=torch.float32)
+    torch.save({"epoch": 1, "arch": model.name, "state_dict": sd}, path)
+
+
+def _register_writes(text: str) -> dict[int, int]:
+    """address -> value of every constant store to a CNN layer register (izer's and bitgen's
+    cnn.c spell them differently)."""
+    import re
+
+    out = {}
+    for m in re.finditer(r"(?:\*\(\(volatile uint32_t \*\) |REG\()0x([0-9a-fA-F]+)\) = 0x([0-9a-fA-F]+);", text):
+        addr = int(m.group(1), 16)
+        rel = (addr - 0x50100000) % 0x400000
+        if addr >= 0x50100000 and 0x10 <= rel < 0x10 + 21 * 0x80:
+            out[addr] = int(m.group(2), 16)
+    return out
+
+
+def _kernel_words(weights_h: str) -> dict[tuple[int, int], bytes]:
+    """(processor, word) -> the 9 bytes of every nonzero kernel word an express stream loads."""
+    import re
+
+    body = weights_h[weights_h.index("KERNELS"):]
+    vals = [int(v, 16) for v in re.findall(r"0x[0-9a-fA-F]+", body[body.index("{"):body.index("}")])]
+    out, i = {}, 0
+    while i < len(vals) and vals[i]:
+        addr, n = vals[i], vals[i + 1]
+        q, rel = divmod(addr - 0x50180000, 0x400000)
+        proc, word = 16 * q + rel // 0x4000, (rel % 0x4000) // 4
+        data = b"".join(v.to_bytes(4, "big") for v in vals[i + 2:i + 2 + n])
+        for k in range(len(data) // 9):
+            if any(data[9 * k:9 * k + 9]):
+                out[(proc, word + k)] = data[9 * k:9 * k + 9]
+        i += 2 + n
+    return out
+
+
+def program_vs_izer(model, workdir: Path) -> list[str]:
+    """bitgen's layer program against izer's for the same network: izer runs on bitgen's
+    network.yaml (bitgen's processors and offsets) with a checkpoint of the model's weights and
+    the program's sample input; every per-layer register write and every kernel word must be
+    the same (empty list: they are). Kernel placement and bias placement are allocation
+    choices; they match where both tools choose alike, which this checks too."""
+    from bitgen.backends.max78000 import emit
+
+    workdir = Path(workdir)
+    em = emit.emit(model, workdir / "cnn", model.name)
+    write_checkpoint(model, workdir / "ck.pth.tar")
+    text = (workdir / "cnn" / "sampledata.h").read_text()
+    x = np.array([int(v) for v in text[text.index("{") + 1:text.index("}")].replace(",", " ").split()])
+    np.save(workdir / "sample.npy", x.reshape(model.input.shape).astype(np.int64))
+    extra = ["--avg-pool-rounding"] if em.program.avg_pool_rounding else []
+    folder = run(workdir / "cnn" / "network.yaml", workdir / "izer", "x", checkpoint=workdir / "ck.pth.tar",
+                 sample=workdir / "sample.npy", extra=extra)
+    theirs, mine = _register_writes((folder / "cnn.c").read_text()), _register_writes((workdir / "cnn" / "cnn.c").read_text())
+    diffs = []
+    for addr in sorted(set(theirs) | set(mine)):
+        if theirs.get(addr, 0) != mine.get(addr, 0):
+            q, rel = divmod(addr - 0x50100000, 0x400000)
+            reg, layer = divmod(rel - 0x10, 0x80)
+            diffs.append(f"quadrant {q} layer {layer // 4} register {reg}: izer 0x{theirs.get(addr, 0):08x}, "
+                         f"bitgen 0x{mine.get(addr, 0):08x}")
+    kt, km = _kernel_words((folder / "weights.h").read_text()), _kernel_words((workdir / "cnn" / "weights.h").read_text())
+    for key in sorted(set(kt) | set(km)):
+        if kt.get(key) != km.get(key):
+            diffs.append(f"kernel word {key[1]} of processor {key[0]}: izer {kt.get(key, b'').hex() or '-'}, "
+                         f"bitgen {km.get(key, b'').hex() or '-'}")
+    return diffs
+
+
 # ------------------------------------------------------------------ the whole sweep
 def classify(config: Path, workdir: Path, firmware: bool = False) -> tuple[str, str]:
     """One `arch: test` network's outcome: ("unsupported", why) when bitgen's reader refuses it,

@@ -190,7 +190,8 @@ def test_a_model_over_the_hardware_limits_gets_a_per_resource_report():
         allocate.plan(m)
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("max78000-cnn: the model does not fit the accelerator: layers: 34 layers")
-    assert re.search(r"kernel memory: layer 33: processors (\d+)\.\.(\d+) need words (\d+)\.\.(\d+) of their 768-word", msg)
+    assert re.search(r"kernel memory: layer 33: processors \d+\.\.\d+ have no 1600 free words \(from a multiple "
+                     r"of 4\) left in their 768-word kernel memories", msg)
     assert "data memory: the two ping-pong buffers need 8100 + 8100 words" in msg
     rep = e.value.report.to_dict()
     assert rep["fits"] is False
@@ -292,3 +293,31 @@ def test_izer_test_networks_as_bitgen_programs_equal_golden(name, tmp_path):
     if outcome in ("unsupported", "izer-failed", "not-in-slice"):
         pytest.skip(f"{outcome}: {why}")
     assert outcome == "pass", why
+
+
+@pytest.mark.parametrize("seed", range(int(os.environ.get("BITGEN_MAX78000_RANDOM", "3"))))
+def test_registers_and_kernel_words_equal_izers_for_the_same_network(seed, tmp_path):
+    """izer, given bitgen's network.yaml (bitgen's processors and offsets), a checkpoint of the
+    same weights and the same sample, writes the same value to every layer register and the
+    same kernel memory words as bitgen's program."""
+    why = izer_oracle.missing()
+    if why:
+        pytest.skip(why)
+    assert izer_oracle.program_vs_izer(random_chain(seed), tmp_path) == []
+
+
+def test_the_izer_comparison_sees_a_changed_register(tmp_path, monkeypatch):
+    why = izer_oracle.missing()
+    if why:
+        pytest.skip(why)
+    real = allocate.registers
+
+    def shifted(p, quadrants):  # one layer's output shift off by one step
+        regs = real(p, quadrants)
+        if p.shape.index == 1:
+            regs[0]["POST"] ^= 1 << 13
+        return regs
+
+    monkeypatch.setattr(allocate, "registers", shifted)
+    diffs = izer_oracle.program_vs_izer(_chain(), tmp_path)
+    assert len(diffs) == 1 and diffs[0].startswith("quadrant 0 layer 1 register 15: izer 0x"), diffs

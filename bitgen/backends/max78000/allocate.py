@@ -18,7 +18,9 @@ The hardware (``../shared/reference/max78000.md`` section 4, and the emulated ac
 
 The allocator's choices: the first layer's input on processors 0.., each layer's output lanes
 where the kernel memories of the next layer's processors are least used (so long chains spread
-over all 64 kernel memories), biases first-fit over the quadrants.
+over all 64 kernel memories), each layer's kernels in the first run of free words (from a
+multiple of 4 words) of all its processors, each bias in the least used bias memory of the
+quadrants in use.
 """
 from __future__ import annotations
 
@@ -75,7 +77,7 @@ class Program:
 
     layers: list[LayerProgram]
     kernels: np.ndarray  # (64, 768, 9) uint8
-    kernel_used: np.ndarray  # (64,) words used per processor
+    kernel_used: np.ndarray  # (64,) words to load per processor (up to its last used word)
     bias: np.ndarray  # (4, 512) uint8
     bias_used: list[int]
     buffers: tuple[int, int]  # word offsets of the two data buffers
@@ -127,6 +129,7 @@ def plan(model: ir.Model) -> Program:
                    f"has {DATA_WORDS}")
 
     kernels = np.zeros((PROCESSORS, KERNEL_WORDS, 9), dtype=np.uint8)
+    occupied = np.zeros((PROCESSORS, KERNEL_WORDS), dtype=bool)
     used = np.zeros(PROCESSORS, dtype=np.int64)
     bias = np.zeros((QUADRANTS, BIAS_BYTES), dtype=np.uint8)
     bias_used = [0] * QUADRANTS
@@ -134,45 +137,56 @@ def plan(model: ir.Model) -> Program:
     first_in = 0
     for ly in shapes:
         c, o = ly.in_shape[0], ly.out_shape[0]
-        procs = range(first_in, first_in + c)
+        procs = slice(first_in, first_in + c)
         words = _words(ly)
-        start = int(used[list(procs)].max())
-        if start + words > KERNEL_WORDS:
-            report.add(ly.index, "kernel memory", start + words, KERNEL_WORDS,
-                       f"layer {ly.index}: processors {first_in}..{first_in + c - 1} need words {start}.."
-                       f"{start + words - 1} of their {KERNEL_WORDS}-word kernel memories")
+        # the first run of free words, from a multiple of 4, in every processor of the layer
+        start = next((s for s in range(0, KERNEL_WORDS - words + 1, 4) if not occupied[procs, s:s + words].any()),
+                     None)
+        if start is None:
+            start = 0
+            report.add(ly.index, "kernel memory", int(occupied[procs].sum(axis=1).max()) + words, KERNEL_WORDS,
+                       f"layer {ly.index}: processors {first_in}..{first_in + c - 1} have no {words} free words "
+                       f"(from a multiple of 4) left in their {KERNEL_WORDS}-word kernel memories")
         else:
             _place_kernels(kernels, ly, first_in, start)
-        used[list(procs)] = start + words
+            occupied[procs, start:start + words] = True
+        used = occupied.sum(axis=1)
         # the next layer's processors: the lanes whose kernel memories are least used
         if ly.index + 1 < n:
             first_out = min(range(0, PROCESSORS - o + 1, 4), key=lambda f: (int(used[f:f + o].max()), f))
         else:
             first_out = 0
-        b = None
-        if ly.op.bias is not None:
-            q = next((q for q in range(QUADRANTS) if bias_used[q] + o <= BIAS_BYTES), None)
-            if q is None:
-                report.add(ly.index, "bias memory", sum(bias_used) + o, QUADRANTS * BIAS_BYTES,
-                           f"layer {ly.index}: {o} bias bytes do not fit in any quadrant's {BIAS_BYTES}-byte bias "
-                           f"memory (used: {bias_used})")
-            else:
-                b = (q, bias_used[q])
-                bias[q, b[1]:b[1] + o] = ly.op.bias.astype(np.int8).view(np.uint8)
-                bias_used[q] += o
         t = ly.index
-        programs.append(LayerProgram(ly, first_in, first_out, buffers[t % 2], buffers[(t + 1) % 2], start, words, b))
+        programs.append(LayerProgram(ly, first_in, first_out, buffers[t % 2], buffers[(t + 1) % 2], start, words, None))
         first_in = first_out
+    quads = {0} | {q for p in programs for q in _layer_quadrants(p)}
+    for p in programs:  # each bias in the least used bias memory of the quadrants in use, else any
+        if p.op.bias is None:
+            continue
+        o = p.shape.out_shape[0]
+        order = sorted(range(QUADRANTS), key=lambda q: (q not in quads, bias_used[q], q))
+        q = next((q for q in order if bias_used[q] + o <= BIAS_BYTES), None)
+        if q is None:
+            report.add(p.shape.index, "bias memory", sum(bias_used) + o, QUADRANTS * BIAS_BYTES,
+                       f"layer {p.shape.index}: {o} bias bytes do not fit in any quadrant's {BIAS_BYTES}-byte bias "
+                       f"memory (used: {bias_used})")
+            continue
+        p.bias = (q, bias_used[q])
+        bias[q, bias_used[q]:bias_used[q] + o] = p.op.bias.astype(np.int8).view(np.uint8)
+        bias_used[q] += o
+        quads.add(q)
     report.use("kernel memory words per processor", int(used.max()), KERNEL_WORDS,
                per_processor=[int(v) for v in used])
+    # the words to load per processor: up to its last used one
+    used = np.array([int(np.nonzero(row)[0][-1]) + 1 if row.any() else 0 for row in occupied])
     report.use("bias bytes", sum(bias_used), QUADRANTS * BIAS_BYTES, per_quadrant=list(bias_used))
     report.use("processors", max(max(p.shape.in_shape[0], p.shape.out_shape[0]) for p in programs), PROCESSORS)
     if not report.fits:
         raise limits.DoesNotFit(report)
     rounding = any(ly.op.avg_pool_rounding for ly in shapes if ly.op.pool == "avg")
-    quads = sorted({0} | {q for p in programs for q in _layer_quadrants(p)})
+    quads = sorted(quads)
     for p in programs:
-        p.regs = registers(p)
+        p.regs = registers(p, quads)
     return Program(programs, kernels, used, bias, bias_used, buffers, quads, rounding, report)
 
 
@@ -218,8 +232,10 @@ def _layer_quadrants(p: LayerProgram) -> list[int]:
     return sorted(qs)
 
 
-def registers(p: LayerProgram) -> dict[int, dict[str, int]]:
-    """Every nonzero per-layer register of ``p``, per quadrant (the others stay 0 from reset)."""
+def registers(p: LayerProgram, quadrants: list[int]) -> dict[int, dict[str, int]]:
+    """Every nonzero per-layer register of ``p``, per quadrant (the others stay 0 from reset).
+    Every quadrant the program uses holds every layer's registers (ENA only where the layer has
+    processors), as izer's programs do."""
     ly, op = p.shape, p.op
     c, h, w = ly.in_shape
     o, oh, ow = ly.out_shape
@@ -252,26 +268,31 @@ def registers(p: LayerProgram) -> dict[int, dict[str, int]]:
     else:
         sad = 8 * p.kernel_start
     base["MCNT"] = sad << 16 | (sad + (count - 1) * op.weight_bits)
-    base["TPTR"] = 0 if one_by_one else ow - 1  # TRAM pointer end, as izer writes it (not modelled)
+    # the TRAM pointer end, as izer writes it (the emulator does not model the TRAM)
+    if not one_by_one:
+        base["TPTR"] = ow - 1
+    elif passes > 16:
+        base["TPTR"] = (passes - 1) << 16 | (2 * (passes - 1) + 1)
     base["ONED"] = 0x100 if one_by_one else 0
     shift = op.shift
     post = (abs(shift) << 13) | (1 << 17 if shift < 0 else 0)
     post |= WEIGHT_BITS_FIELD[op.weight_bits] << 22
     post |= 1 << 26 if op.activation == "abs" else 0
-    if op.flatten:
+    if passes > 16:  # flatten over more than 16 pixels: the pass count's high bits
         post |= 1 << 27 | ((passes - 1) >> 4) << 18
     base["POST"] = post
     base["LCTL2"] = (o - 1) * op.weight_bits << 8 | ((passes - 1) & 0xF)
     procs = p.processors
-    inputs = sorted(_quadrants_of(procs))
+    # LCTL bits 12..15 of the master quadrant (0): the other quadrants that add to this layer's
+    # sums, with processors or with its bias
+    sources = (_quadrants_of(procs) | ({p.bias[0]} if p.bias is not None else set())) - {0}
     out: dict[int, dict[str, int]] = {}
-    for q in _layer_quadrants(p):
+    for q in quadrants:
         r = dict(base)
         ena = (procs >> (16 * q)) & 0xFFFF
         r["ENA"] = ena << 16 | ena
         r["LCTL"] = lctl
-        if q == inputs[0]:  # the first processing quadrant collects the sums of the others (and the bias)
-            sources = {t for t in inputs if t != q} | ({p.bias[0]} - {q} if p.bias is not None else set())
+        if q == 0:
             r["LCTL"] |= sum(1 << (12 + t) for t in sources)
         if p.bias is not None and q == p.bias[0]:
             r["POST"] |= 1 << 12 | p.bias[1]

@@ -366,9 +366,8 @@ def network_yaml(prog: Program, model: ir.Model) -> str:
     layers = []
     for p in prog.layers:
         op = p.op
-        d: dict[str, Any] = {"processors": f"0x{p.processors:016x}",
-                             "output_processors": f"0x{p.output_processors:016x}",
-                             "in_offset": f"0x{4 * p.in_offset:04x}", "out_offset": f"0x{4 * p.out_offset:04x}",
+        d: dict[str, Any] = {"processors": _Hex(p.processors, 16), "output_processors": _Hex(p.output_processors, 16),
+                             "in_offset": _Hex(4 * p.in_offset, 4), "out_offset": _Hex(4 * p.out_offset, 4),
                              "operation": op.operation}
         if op.operation == "conv2d":
             k = p.shape.kernel
@@ -376,8 +375,8 @@ def network_yaml(prog: Program, model: ir.Model) -> str:
         d["pad"] = p.shape.pad
         if op.pooling:
             key = "max_pool" if op.pool == "max" else "avg_pool"
-            d[key] = list(op.pool_size)
-            d["pool_stride"] = list(op.pool_stride)
+            d[key] = _Flow(op.pool_size)
+            d["pool_stride"] = _Flow(op.pool_stride)
         d["activate"] = {"none": "None", "relu": "ReLU", "abs": "Abs"}[op.activation]
         d["quantization"] = op.weight_bits
         d["output_shift"] = op.output_shift
@@ -392,4 +391,25 @@ def network_yaml(prog: Program, model: ir.Model) -> str:
     doc = {"arch": model.name or "bitgen", "dataset": model.name or "bitgen", "layers": layers}
     head = ("# The network of this layer program in izer's YAML (ai8x-synthesis), written by bitgen"
             + (" (avg_pool rounding: run izer with --avg-pool-rounding)" if prog.avg_pool_rounding else "") + "\n")
-    return head + "---\n" + yaml.safe_dump(doc, sort_keys=False)
+    return head + "---\n" + yaml.dump(doc, Dumper=_Dumper, sort_keys=False)
+
+
+class _Hex(int):
+    """An integer written in hex (processor maps and offsets, as izer's YAMLs write them)."""
+
+    def __new__(cls, value: int, digits: int):
+        self = super().__new__(cls, value)
+        self.digits = digits
+        return self
+
+
+class _Flow(tuple):
+    pass
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(_Hex, lambda d, v: d.represent_scalar("tag:yaml.org,2002:int", f"0x{int(v):0{v.digits}x}"))
+_Dumper.add_representer(_Flow, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", list(v), flow_style=True))
