@@ -277,7 +277,8 @@ def own_program(config: Path, workdir: Path) -> tuple[str, str]:
         return "unsupported", str(e)
     if net.refusals():
         return "unsupported", net.refusals()[0]
-    other = next((ly for ly in net.layers if ly.operation not in ("conv2d", "linear") or ly.eltwise != "none"), None)
+    other = next((ly for ly in net.layers if ly.operation not in ("conv2d", "linear", "passthrough")
+                  or ly.eltwise != "none"), None)
     if other is not None:  # known before izer runs
         return "not-in-slice", f"layer {other.index}: {other.operation} {other.eltwise}"
     try:
@@ -318,6 +319,8 @@ def write_checkpoint(model, path: Path) -> None:
     sd = collections.OrderedDict()
     for node in model.nodes:
         op, name = node.op, node.output
+        if not op.has_weights:  # passthrough layers have no entries
+            continue
         sd[f"{name}.output_shift"] = torch.tensor([float(op.output_shift)])
         sd[f"{name}.weight_bits"] = torch.tensor([float(op.weight_bits)])
         sd[f"{name}.op.weight"] = torch.tensor(op.weight.astype(np.float32))

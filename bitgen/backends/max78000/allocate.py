@@ -97,6 +97,8 @@ class Program:
 def _words(ly: LayerShape) -> int:
     """Kernel words per processor of a layer."""
     op = ly.op
+    if not op.has_weights:
+        return 0
     count = ly.out_shape[0] * ly.passes
     per_byte = 8 // op.weight_bits
     groups = -(-count // per_byte)
@@ -140,14 +142,14 @@ def plan(model: ir.Model) -> Program:
         procs = slice(first_in, first_in + c)
         words = _words(ly)
         # the first run of free words, from a multiple of 4, in every processor of the layer
-        start = next((s for s in range(0, KERNEL_WORDS - words + 1, 4) if not occupied[procs, s:s + words].any()),
+        start = 0 if not words else next((s for s in range(0, KERNEL_WORDS - words + 1, 4) if not occupied[procs, s:s + words].any()),
                      None)
         if start is None:
             start = 0
             report.add(ly.index, "kernel memory", int(occupied[procs].sum(axis=1).max()) + words, KERNEL_WORDS,
                        f"layer {ly.index}: processors {first_in}..{first_in + c - 1} have no {words} free words "
                        f"(from a multiple of 4) left in their {KERNEL_WORDS}-word kernel memories")
-        else:
+        elif words:
             _place_kernels(kernels, ly, first_in, start)
             occupied[procs, start:start + words] = True
         used = occupied.sum(axis=1)
@@ -237,6 +239,8 @@ def registers(p: LayerProgram, quadrants: list[int]) -> dict[int, dict[str, int]
     Every quadrant the program uses holds every layer's registers (ENA only where the layer has
     processors), as izer's programs do."""
     ly, op = p.shape, p.op
+    if op.operation == "passthrough":
+        return _passthrough_registers(p, quadrants)
     c, h, w = ly.in_shape
     o, oh, ow = ly.out_shape
     pad, k = ly.pad, ly.kernel
@@ -296,6 +300,37 @@ def registers(p: LayerProgram, quadrants: list[int]) -> dict[int, dict[str, int]
             r["LCTL"] |= sum(1 << (12 + t) for t in sources)
         if p.bias is not None and q == p.bias[0]:
             r["POST"] |= 1 << 12 | p.bias[1]
+        out[q] = {name: v for name, v in r.items() if v}
+    return out
+
+
+def _passthrough_registers(p: LayerProgram, quadrants: list[int]) -> dict[int, dict[str, int]]:
+    """A passthrough layer (pooling only): no kernels (ENA without mask enables, POST bit 24:
+    time slots); in each quadrant, its k-th enabled processor writes byte lane k % 4 of instance
+    ``(WPTR_BASE >> 13) + k // 4`` (WPTR_TOFFS 0x2000: one instance per time slot), so the
+    quadrant's WPTR_BASE names the instance of its first channel's output lane."""
+    ly, op = p.shape, p.op
+    _, h, w = ly.in_shape
+    procs = p.processors
+    # ONED bits 0..3: the time slots' count - 1 (four channels per slot, in the fullest quadrant)
+    slots = max((bin((procs >> (16 * q)) & 0xFFFF).count("1") - 1) // 4 for q in range(QUADRANTS)
+                if (procs >> (16 * q)) & 0xFFFF)
+    base: dict[str, int] = {"RCNT": h - 1, "CCNT": w - 1, "RPTR_BASE": p.in_offset, "ONED": 1 << 8 | slots,
+                            "POST": 1 << 24 | 1 << 25, "WPTR_TOFFS": 4 * 2048}  # POST: time slots, 1x1
+    lctl = 0x20 | 1 << 11 | (0 if op.pool == "avg" else 0x100)
+    if op.pooling:
+        (ph, pw), (s, _) = op.pool_size, op.pool_stride
+        base["PRCNT"], base["PCCNT"], base["STRIDE"] = ph - 1, pw - 1, s - 1
+        lctl |= 0x80 if op.pool_size != (1, 1) else 0
+    out: dict[int, dict[str, int]] = {}
+    for q in quadrants:
+        r = dict(base, LCTL=lctl)
+        ena = (procs >> (16 * q)) & 0xFFFF
+        r["ENA"] = ena
+        if ena:
+            first = 16 * q + (ena & -ena).bit_length() - 1  # its first processor
+            lane = p.first_out + first - p.first_in
+            r["WPTR_BASE"] = (lane // 4) << 13 | p.out_offset
         out[q] = {name: v for name, v in r.items() if v}
     return out
 

@@ -377,9 +377,10 @@ def network_yaml(prog: Program, model: ir.Model) -> str:
             key = "max_pool" if op.pool == "max" else "avg_pool"
             d[key] = _Flow(op.pool_size)
             d["pool_stride"] = _Flow(op.pool_stride)
-        d["activate"] = {"none": "None", "relu": "ReLU", "abs": "Abs"}[op.activation]
-        d["quantization"] = op.weight_bits
-        d["output_shift"] = op.output_shift
+        if op.has_weights:
+            d["activate"] = {"none": "None", "relu": "ReLU", "abs": "Abs"}[op.activation]
+            d["quantization"] = op.weight_bits
+            d["output_shift"] = op.output_shift
         if op.flatten:
             d["flatten"] = True
         if op.output_width == 32:

@@ -61,11 +61,13 @@ class LayerShape:
     @property
     def kernel(self) -> int:
         """1 (1x1: linear too) or 3."""
-        return 1 if self.op.operation == "linear" else int(self.op.weight.shape[2])  # type: ignore[union-attr]
+        if self.op.operation in ("linear", "passthrough"):
+            return 1
+        return int(self.op.weight.shape[2])  # type: ignore[union-attr]
 
     @property
     def pad(self) -> int:
-        return 0 if self.op.operation == "linear" else self.op.padding
+        return self.op.padding if self.op.operation == "conv2d" else 0
 
     @property
     def passes(self) -> int:
@@ -138,15 +140,16 @@ def layers(model: ir.Model) -> list[LayerShape]:
         if not isinstance(op, ir.Max78000Layer):
             raise NotSupported(f"{where}: {op.kind} is not an accelerator layer (only max78000_layer nodes, as "
                                "`bitgen import CHECKPOINT --yaml NETWORK.yaml` makes them, are supported)")
-        if op.operation not in ("conv2d", "linear"):
-            raise NotSupported(f"{where}: {op.operation} is not supported yet (conv2d 3x3/1x1 and linear are)")
+        if op.operation not in ("conv2d", "linear", "passthrough"):
+            raise NotSupported(f"{where}: {op.operation} is not supported yet (conv2d 3x3/1x1, linear and "
+                               "passthrough are)")
         if op.eltwise != "none":
             raise NotSupported(f"{where}: element-wise {op.eltwise} is not supported yet")
         c, h, w = shape
         if c > PROCESSORS:
             raise NotSupported(f"{where}: {c} input channels need several passes (more than {PROCESSORS}), which "
                                "is not supported yet")
-        if op.out_channels > PROCESSORS:
+        if op.has_weights and op.out_channels > PROCESSORS:
             raise NotSupported(f"{where}: {op.out_channels} output channels need several passes (more than "
                                f"{PROCESSORS}), which is not supported yet")
         if op.output_width == 32 and i != len(model.nodes) - 1:
