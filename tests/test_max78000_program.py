@@ -4,9 +4,10 @@ into a max78000-sim firmware, runs on the emulated accelerator (which executes t
 the registers and memories the firmware wrote), and its unloaded output must equal bitgen's
 golden model bit for bit.
 
-Random chains: 6 by default, BITGEN_MAX78000_RANDOM=N runs N (seeds 0..N-1). izer's `arch: test`
-networks in the slice (with izer's weights and sample, where izer is in ../shared/oracles): a few
-by default, all with BITGEN_IZER_ALL=1.
+Random chains: 6 on the emulator and 3 against izer by default; BITGEN_MAX78000_RANDOM=N runs N
+of each (seeds 0..N-1). Against izer (where it is in ../shared/oracles): its register values and
+kernel words for the same network, and its `arch: test` networks in the slice (izer's weights
+and sample) as bitgen's programs: a few by default, all with BITGEN_IZER_ALL=1.
 """
 from __future__ import annotations
 

@@ -89,6 +89,7 @@ def add_max_arena_argument(p: argparse.ArgumentParser) -> None:
 
 
 BACKENDS = ("c",)  # what --target names for every command; emit also takes scamp5 (commands/scamp5_cmd.py)
+# and max78000-cnn (commands/emit_cmd.py: the MAX78000 CNN accelerator's layer program)
 
 
 def add_kernels_argument(p: argparse.ArgumentParser, help: str) -> None:
