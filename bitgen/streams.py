@@ -9,8 +9,10 @@ independent streams of the same scene) and ``x_test``/``y_test`` (the stream aga
 file trains a model (``--dataset npz``) and is what it is measured on: the same camera (the same
 background) at other times.
 
-Static-camera video (``static_video``, deterministic for a seed): 16x16 grey frames (a size
-whose change-based model fits a CH32V003's 2 KB of SRAM) of a fixed textured background (a few
+Static-camera video (``static_video``, deterministic for a seed): 16x16 grey frames by default
+(a size whose change-based model fits a CH32V003's 2 KB of SRAM; ``size`` up to 256 films a
+wider field of view with the same objects, as a surveillance camera sees them) of a fixed
+textured background (a few
 low-frequency waves and a fixed per-pixel pattern) seen by a camera that does not move; one
 object at a time (a disk, a square or a cross, 5 to 7 pixels across, bright, drawn with
 anti-aliased edges) enters at one side, crosses at a constant speed of 0.25 to 0.5 pixels per
@@ -30,7 +32,8 @@ import numpy as np
 
 from .errors import BitgenError
 
-SIZE = 16
+SIZE = 16  # the default frame size
+MAX_SIZE = 256
 LABELS = ["empty", "disk", "square", "cross"]
 SCALE = 1.0 / 127.0  # int8 = round(raw / SCALE), raw in -1..1
 NOISE = 0.00025
@@ -97,35 +100,37 @@ def _shape(kind: int, size: int) -> np.ndarray:
             ).astype(np.float32)
 
 
-def _background(rng: np.random.Generator) -> np.ndarray:
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE] / SIZE
-    bg = np.full((SIZE, SIZE), -0.3, dtype=np.float64)
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    bg = np.full((size, size), -0.3, dtype=np.float64)
     for _ in range(4):  # low-frequency texture
         fy, fx, ph = rng.uniform(0.5, 3.0), rng.uniform(0.5, 3.0), rng.uniform(0, 2 * np.pi)
         bg += rng.uniform(0.05, 0.15) * np.sin(2 * np.pi * (fy * yy + fx * xx) + ph)
-    return bg + rng.normal(0.0, 0.03, (SIZE, SIZE))  # fixed pattern: the same every frame
+    return bg + rng.normal(0.0, 0.03, (size, size))  # fixed pattern: the same every frame
 
 
 def static_video(frames: int, seed: int = 0, noise: float = NOISE, drift: float = DRIFT,
-                 scene: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One stream: int8 frames (T, 1, 16, 16) and their labels (T,); see the module docstring.
-    `scene` seeds the background (default: `seed`): streams of one scene are what one static
-    camera films at different times."""
+                 scene: int | None = None, size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """One stream: int8 frames (T, 1, size, size) and their labels (T,); see the module
+    docstring. `scene` seeds the background (default: `seed`): streams of one scene are what one
+    static camera films at different times."""
     if frames < 1:
         raise StreamError(f"a stream needs at least one frame, got {frames}")
-    bg = _background(np.random.default_rng([seed if scene is None else scene, 1]))
+    if not 16 <= size <= MAX_SIZE:
+        raise StreamError(f"frames of {size}x{size}: the size must be 16 to {MAX_SIZE}")
+    bg = _background(np.random.default_rng([seed if scene is None else scene, 1]), size)
     rng = np.random.default_rng(seed)
     raw = np.repeat(bg[None], frames, axis=0)
     y = np.zeros(frames, dtype=np.int64)
     t = int(rng.integers(0, 12))  # a few empty frames before the first object
     while t < frames:
-        kind, size = int(rng.integers(1, len(LABELS))), int(rng.integers(5, 8))
+        kind, width = int(rng.integers(1, len(LABELS))), int(rng.integers(5, 8))
         speed = rng.uniform(0.25, 0.5)
         horizontal, forward = bool(rng.integers(0, 2)), bool(rng.integers(0, 2))
-        across = rng.uniform(size / 2 + 1, SIZE - size / 2 - 1)  # the other coordinate
-        start, stop = -size / 2, SIZE + size / 2
+        across = rng.uniform(width / 2 + 1, size - width / 2 - 1)  # the other coordinate
+        start, stop = -width / 2, size + width / 2
         steps = int(np.ceil((stop - start) / speed))
-        mask = _shape(kind, size)
+        mask = _shape(kind, width)
         level = rng.uniform(0.6, 0.9)
         for k in range(steps):
             if t + k >= frames:
@@ -133,7 +138,7 @@ def static_video(frames: int, seed: int = 0, noise: float = NOISE, drift: float 
             along = start + k * speed if forward else stop - k * speed
             cy, cx = (across, along) if horizontal else (along, across)
             _draw(raw[t + k], mask, cy, cx, level)
-            if 0 <= cy < SIZE and 0 <= cx < SIZE:
+            if 0 <= cy < size and 0 <= cx < size:
                 y[t + k] = kind
         t += steps + int(rng.integers(3, 15))
     light = drift * np.sin(2 * np.pi * (np.arange(frames) / rng.uniform(300, 600)) + rng.uniform(0, 2 * np.pi))
@@ -144,23 +149,25 @@ def static_video(frames: int, seed: int = 0, noise: float = NOISE, drift: float 
 
 def _draw(frame: np.ndarray, mask: np.ndarray, cy: float, cx: float, level: float) -> None:
     """Blend the supersampled mask centred at (cy, cx) into the frame (coverage-weighted)."""
-    big = np.zeros((4 * SIZE + 2 * mask.shape[0], 4 * SIZE + 2 * mask.shape[0]), dtype=np.float32)
+    size = frame.shape[0]
+    big = np.zeros((4 * size + 2 * mask.shape[0], 4 * size + 2 * mask.shape[0]), dtype=np.float32)
     oy = int(round(4 * cy)) - mask.shape[0] // 2 + mask.shape[0]
     ox = int(round(4 * cx)) - mask.shape[1] // 2 + mask.shape[1]
     if oy < 0 or ox < 0 or oy + mask.shape[0] > big.shape[0] or ox + mask.shape[1] > big.shape[1]:
         return  # entirely out of view
     big[oy:oy + mask.shape[0], ox:ox + mask.shape[1]] = mask
     m0 = mask.shape[0]
-    cover = big[m0:m0 + 4 * SIZE, m0:m0 + 4 * SIZE].reshape(SIZE, 4, SIZE, 4).mean(axis=(1, 3))
+    cover = big[m0:m0 + 4 * size, m0:m0 + 4 * size].reshape(size, 4, size, 4).mean(axis=(1, 3))
     frame += cover * (level - frame)
 
 
 def make_static_video(path: str | Path, frames: int, seed: int = 0, train_streams: int = 16,
-                      train_frames: int = 240) -> dict:
+                      train_frames: int = 240, size: int = SIZE) -> dict:
     """Write a stream file: the stream (x, y; also x_test, y_test) and training frames from
     `train_streams` other streams of the same generator (x_train, y_train). Returns a summary."""
-    x, y = static_video(frames, seed)
-    tx, ty = zip(*(static_video(train_frames, seed=1000 + 1000 * seed + k, scene=seed) for k in range(train_streams)))
+    x, y = static_video(frames, seed, size=size)
+    tx, ty = zip(*(static_video(train_frames, seed=1000 + 1000 * seed + k, scene=seed, size=size)
+                   for k in range(train_streams)))
     x_train, y_train = np.concatenate(tx), np.concatenate(ty)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

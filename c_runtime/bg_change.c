@@ -118,6 +118,23 @@ static uint32_t bg_change_count(const uint8_t *marks, uint32_t n)
     return k;
 }
 
+/* The marks set in a row of n: their number is added to *count and returned, and the columns
+ * x0 .. x1 - 1 widened to hold them. */
+static uint32_t bg_change_span(const uint8_t *row, uint32_t n, uint32_t *x0, uint32_t *x1, uint32_t *count)
+{
+    uint32_t i, k = 0;
+    for (i = 0; i < n; i++)
+        if (row[i]) {
+            k++;
+            if (i < *x0)
+                *x0 = i;
+            if (i >= *x1)
+                *x1 = i + 1;
+        }
+    *count += k;
+    return k;
+}
+
 #define BG_CHANGE_CONV(OUT, TO)                                                                 \
     uint32_t bg_change_conv_s8_##OUT(const int8_t *x, int8_t *ref, TO *y, const bg_change_conv_t *p, \
                                      uint8_t *scratch, uint32_t all, bg_change_band_t band)    \
@@ -155,30 +172,45 @@ static uint32_t bg_change_count(const uint8_t *marks, uint32_t n)
             for (i = 0; i < outputs; i++)                                                       \
                 marks[i] = 1;                                                                   \
         for (py = 0; py < p->yh;) {                                                             \
-            uint32_t py1 = py;                                                                  \
-            while (band && py1 < p->yh && bg_change_count(marks + py1 * p->yw, p->yw) > p->band_above) \
+            uint32_t py1 = py, x0 = p->yw, x1 = 0, n = 0;                                       \
+            /* the run of rows from py with outputs to recompute: how many, which columns */    \
+            while (py1 < p->yh && bg_change_span(marks + py1 * p->yw, p->yw, &x0, &x1, &n))     \
                 py1++;                                                                          \
-            if (py1 > py) { /* a band of busy rows: the dense kernel, at its cost per product */ \
-                band(ref, y, best + p->co, py, py1);                                            \
+            if (py1 == py) {                                                                    \
+                py++;                                                                           \
+                continue;                                                                       \
+            }                                                                                   \
+            if (band && 4u * (py1 - py) * (x1 - x0) <= n * p->band_gain4) {                     \
+                band(ref, y, best + p->co, py, py1, x0, x1); /* the run's bounding rectangle */  \
                 py = py1;                                                                       \
                 continue;                                                                       \
             }                                                                                   \
-            for (px = 0, i = py * p->yw; px < p->yw; px++, i++) {                               \
-                uint32_t dy, dx, o;                                                             \
-                if (!marks[i])                                                                  \
+            while (py < py1) { /* rows with many outputs to recompute by the band kernel, */   \
+                uint32_t pb = py; /* the others output by output */                             \
+                while (band && pb < py1 && bg_change_count(marks + pb * p->yw, p->yw) * p->band_gain4 > 4u * p->yw) \
+                    pb++;                                                                       \
+                if (pb > py) {                                                                  \
+                    band(ref, y, best + p->co, py, pb, 0, p->yw);                               \
+                    py = pb;                                                                    \
                     continue;                                                                   \
-                for (dy = 0; dy < p->pool; dy++)                                                \
-                    for (dx = 0; dx < p->pool; dx++) {                                          \
-                        bg_change_field(ref, p, py * p->pool + dy, px * p->pool + dx, f);       \
-                        bg_change_outputs(f, p, best, !(dy | dx));                              \
-                    }                                                                           \
-                /* the output stage once, on the window's largest accumulator: ReLU, a          \
-                 * requantization (multiplier >= 1, rounding half up or down) and a clamp never \
-                 * reorder values */                                                            \
-                for (o = 0; o < p->co; o++)                                                     \
-                    y[o * outputs + i] = (TO)(p->post ? bg_change_post(best[o], p->post, o) : best[o]); \
+                }                                                                               \
+                for (px = 0, i = py * p->yw; px < p->yw; px++, i++) {                           \
+                    uint32_t dy, dx, o;                                                         \
+                    if (!marks[i])                                                              \
+                        continue;                                                               \
+                    for (dy = 0; dy < p->pool; dy++)                                            \
+                        for (dx = 0; dx < p->pool; dx++) {                                      \
+                            bg_change_field(ref, p, py * p->pool + dy, px * p->pool + dx, f);   \
+                            bg_change_outputs(f, p, best, !(dy | dx));                          \
+                        }                                                                       \
+                    /* the output stage once, on the window's largest accumulator: ReLU, a      \
+                     * requantization (multiplier >= 1, rounding half up or down) and a clamp   \
+                     * never reorder values */                                                  \
+                    for (o = 0; o < p->co; o++)                                                 \
+                        y[o * outputs + i] = (TO)(p->post ? bg_change_post(best[o], p->post, o) : best[o]); \
+                }                                                                               \
+                py++;                                                                           \
             }                                                                                   \
-            py++;                                                                               \
         }                                                                                       \
         return changed;                                                                         \
     }

@@ -31,19 +31,21 @@ typedef struct {
     uint8_t kh, kw, sh, sw, ph, pw, pool;
     int32_t threshold;
     uint32_t dense_above; /* more outputs to recompute than this: recompute them all */
-    uint32_t band_above;  /* a row of y with more outputs to recompute than this: the band kernel's */
+    uint32_t band_gain4;  /* 4 x the cost per product of outputs recomputed one by one over the band kernel's */
 } bg_change_conv_t;
 
-/* Rows y0 .. y1 - 1 of y (all its channels) recomputed from the reference by the target's dense
- * row kernel (bg_conv_rows.inc), its window at `win`: the emitted model defines one per step
- * where the target has that kernel. */
-typedef void (*bg_change_band_t)(const int8_t *ref, void *y, void *win, uint32_t y0, uint32_t y1);
+/* Rows y0 .. y1 - 1, columns x0 .. x1 - 1 of y (all its channels; it may compute more columns)
+ * recomputed from the reference by the target's dense row kernel (bg_conv_rows.inc), its window
+ * at `win`: the emitted model defines one per step where the target has that kernel. */
+typedef void (*bg_change_band_t)(const int8_t *ref, void *y, void *win, uint32_t y0, uint32_t y1, uint32_t x0,
+                                 uint32_t x1);
 
 /* One frame: gate x against ref (updated in place), then recompute the touched outputs of y
- * (all of them when `all`: the first frame after a reset): one by one, or, a band of rows with
- * more than band_above touched outputs each, by `band` (0: none). Scratch: yh * yw marks, then
- * a receptive field of c * kh * kw int16 and co int32 results, then band's window (4-aligned).
- * Returns the number of pixels that changed. */
+ * (all of them when `all`: the first frame after a reset). Per run of rows with touched
+ * outputs: their bounding rectangle by `band` (0: none) where that costs less (band_gain4);
+ * else rows with many touched outputs by `band`, and the others output by output. Scratch:
+ * yh * yw marks, then a receptive field of c * kh * kw int16 and co int32 results, then band's
+ * window (4-aligned). Returns the number of pixels that changed. */
 #define BG_DECLARE_CHANGE_CONV(OUT, TO)                                                          \
     uint32_t bg_change_conv_s8_##OUT(const int8_t *x, int8_t *ref, TO *y, const bg_change_conv_t *p, \
                                      uint8_t *scratch, uint32_t all, bg_change_band_t band);

@@ -7,5 +7,6 @@
 #include "bg_dsp.h"
 
 #define BG_CR_MAX(a, b) ((a) < (b) ? (b) : (a))
+#define BG_CR_MIN(a, b) ((a) < (b) ? (a) : (b))
 
 #endif /* BG_CONV_ROWS_H */

@@ -110,6 +110,16 @@ def test_the_static_video_stream_is_deterministic_and_mostly_still(tmp_path):
     assert loaded.frames == 30 and summary["train_frames"] == 40 and loaded.labels == streams.LABELS
 
 
+def test_a_wider_view_keeps_the_objects_size_so_less_of_each_frame_changes():
+    x, y = streams.static_video(120, seed=2, size=48)
+    assert x.shape == (120, 1, 48, 48) and y.max() > 0
+    changed = (x[1:] != x[:-1]).reshape(119, -1).mean(axis=1)
+    x16 = streams.static_video(120, seed=2)[0]
+    assert changed.mean() < (x16[1:] != x16[:-1]).reshape(119, -1).mean()
+    with pytest.raises(streams.StreamError, match="16 to 256"):
+        streams.static_video(10, size=8)
+
+
 def test_a_stream_runs_on_the_emulated_board_bit_exact_per_frame(tmp_path):
     from bitgen import cli, modelfile
 

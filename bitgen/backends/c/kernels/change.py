@@ -24,10 +24,11 @@ from .plane import post_stage
 
 FILES = ["bg_change.c", "bg_change.h", "bg_conv2d_plane.h"]
 DENSE_ABOVE = 0.75  # recompute every output when more than this share of them is touched
-# Where the target has a dense row kernel (conv_rows.py), a row of the step's output with more
-# than 1/BAND_RATIO of its outputs touched is recomputed whole by it, with the rows next to it
-# that qualify too: recomputing output by output (a copied receptive field, then a dot product
-# per output channel) costs about this many times more per product. The best of the ratios
+# Where the target has a dense row kernel (conv_rows.py), it recomputes a run of rows with
+# touched outputs as their bounding rectangle when that holds at most BAND_RATIO times as many
+# outputs as are touched, and else the rows with more than 1/BAND_RATIO of their outputs
+# touched: recomputing output by output (a copied receptive field, then a dot product per
+# output channel) costs about this many times more per product. The best of the ratios
 # tried on examples/video-cnn.toml's stream at T = 0 and tuned (mul: 1.2, 2, 2.5, 3.5, 5, 8;
 # smlad: 2.5, 4, 8), on rv32emc-sim and max78000-sim.
 BAND_RATIO = {"mul": 3.5, "smlad": 2.5}
@@ -122,7 +123,7 @@ def choose(model: ir.Model, types: list[ir.TensorType], i: int, last: int, targe
     scratch = _round4(outputs) + _round4(2 * field) + 4 * co
     band = conv_rows.band_kernel(conv, gate_t, types[i + 2], model.layers[i + 2: last + 1], types[i + 3: last + 2],
                                  target) if pool <= 2 else None
-    band_above = int(yw / BAND_RATIO[target.dense_conv]) if band is not None else yw
+    band_gain4 = round(4 * BAND_RATIO[target.dense_conv]) if band is not None else 0
 
     def render(src: ModelSource, k: int, p: Pointers) -> str:
         weight = src.array("int8_t", f"cw{k}", int_lines(conv.weight.reshape(-1)), conv.weight.size, k)
@@ -145,7 +146,7 @@ def choose(model: ir.Model, types: list[ir.TensorType], i: int, last: int, targe
                 int(rq is not None and rq.rounding == "half_up"), stage["wide"], 0])
         prm = src.struct("bg_change_conv_t", f"change{k}", [
             weight, bias, r, q, post, c, h, w, co, yh, yw, kh, kw, sh, sw, ph, pw, pool,
-            model.layers[k].threshold, int(DENSE_ABOVE * outputs), band_above])
+            model.layers[k].threshold, int(DENSE_ABOVE * outputs), band_gain4])
         fn = f"bg_change_conv_s8_{SUFFIX[t_out.dtype]}"
         counter = src.changed(k, h * w)
         band_fn = "0"
@@ -154,8 +155,10 @@ def choose(model: ir.Model, types: list[ir.TensorType], i: int, last: int, targe
             band_fn = f"{src.name}_band{k}"
             src.functions.append(
                 f"/* layer {k}'s change-based step: rows y0 .. y1 - 1 of its output by the row kernel */\n"
-                f"static void {band_fn}(const int8_t *ref, void *y, void *win, uint32_t y0, uint32_t y1)\n{{\n"
-                f"    const uint32_t oy0 = y0 * {pool}u, oy1 = y1 * {pool}u;\n    {call}\n}}")
+                f"static void {band_fn}(const int8_t *ref, void *y, void *win, uint32_t y0, uint32_t y1, "
+                f"uint32_t x0, uint32_t x1)\n{{\n"
+                f"    const uint32_t oy0 = y0 * {pool}u, oy1 = y1 * {pool}u, ox0 = x0 * {pool}u & ~1u, "
+                f"ox1 = x1 * {pool}u;\n    {call}\n}}")
         return (f"{counter} = {fn}({p.x}, {p.others[0]}, {p.y}, &{prm}, {arena_ptr(p.scratch, 'uint8_t')}, "
                 f"{src.name}_fresh, {band_fn});")
 

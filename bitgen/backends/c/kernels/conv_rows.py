@@ -142,7 +142,8 @@ def _rows(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused: li
           fused_types: list[ir.TensorType], mode: str, band: bool = False) -> Choice | Refusal:
     """The row kernel of this conv and its fused layers. With `band`, the instance computes the
     output rows it is given (BG_CR_BAND) and its call reads them as `oy0`, `oy1` and its window
-    as `win`: a change-based step (change.py) calls it from a function of its own."""
+    as `win`, and its columns `ox0` (even), `ox1`: a change-based step (change.py) calls it from a
+    function of its own."""
     name = f"rows_{mode}"
     post = post_stage(fused, [t_out] + fused_types)
     if post is None:
@@ -197,7 +198,7 @@ def _rows(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused: li
         lines.append('#include "bg_conv_rows.inc"')
         src.functions.append("\n".join(lines))
         if band:
-            return f"{fn}({p.x}, {p.y}, ({row} *)win, {w}, {'0' if b == '0' else b}, {m}, {sh}, oy0, oy1);"
+            return f"{fn}({p.x}, {p.y}, ({row} *)win, {w}, {'0' if b == '0' else b}, {m}, {sh}, oy0, oy1, ox0, ox1);"
         return f"{fn}({p.x}, {p.y}, {arena_ptr(p.scratch, row)}, {w}, {'0' if b == '0' else b}, {m}, {sh});"
 
     return Choice(f"rows_{mode}", FILES, render, scratch=g.scratch, fuses=len(fused), optional=True)
