@@ -327,3 +327,20 @@ def test_the_izer_comparison_sees_a_changed_register(tmp_path, monkeypatch):
     monkeypatch.setattr(allocate, "registers", shifted)
     diffs = izer_oracle.program_vs_izer(_chain(), tmp_path)
     assert len(diffs) == 1 and diffs[0].startswith("quadrant 0 layer 1 register 15: izer 0x"), diffs
+
+
+def test_an_imported_ai8x_checkpoint_runs_as_bitgen_program(tmp_path, capsys):
+    """`bitgen import CHECKPOINT --yaml NETWORK.yaml` then `bitgen emit --target max78000-cnn`:
+    conv 3x3 with max pooling, conv with average pooling (4-bit weights), flatten + linear
+    (2-bit weights, 32-bit output) on a 28x28 input, run on the emulated accelerator."""
+    toolchain_or_skip()
+    import test_max78000
+
+    test_max78000.write_checkpoint(tmp_path / "net-q.pth.tar")
+    (tmp_path / "net.yaml").write_text(test_max78000.NET_YAML)
+    rc, _, err = _bitgen(capsys, "import", "net-q.pth.tar", "--yaml", "net.yaml", "-o", "m.pt", cwd=tmp_path)
+    assert rc == 0, err
+    model = modelfile.load(tmp_path / "m.pt").ir
+    r, got, y = run_program(model, tmp_path)
+    assert r.passed, r.console
+    assert np.array_equal(got, y) and got.dtype == np.int32 and r.cnn_layers == 3
