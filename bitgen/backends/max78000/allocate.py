@@ -19,8 +19,8 @@ The hardware (``../shared/reference/max78000.md`` section 4, and the emulated ac
 The allocator's choices: the first layer's input on processors 0.., each layer's output lanes
 where the kernel memories of the next layer's processors are least used (so long chains spread
 over all 64 kernel memories), each layer's kernels in the first run of free words (from a
-multiple of 4 words) of all its processors, each bias in the least used bias memory of the
-quadrants in use.
+multiple of 4 words) of all its processors, the biases (a flatten layer's first, then largest
+first) each in the least used bias memory of the quadrants in use.
 """
 from __future__ import annotations
 
@@ -162,9 +162,11 @@ def plan(model: ir.Model) -> Program:
         programs.append(LayerProgram(ly, first_in, first_out, buffers[t % 2], buffers[(t + 1) % 2], start, words, None))
         first_in = first_out
     quads = {0} | {q for p in programs for q in _layer_quadrants(p)}
-    for p in programs:  # each bias in the least used bias memory of the quadrants in use, else any
-        if p.op.bias is None:
-            continue
+    # biases: a flatten layer's first (a MAX78000 requirement: izer's DevAI85
+    # REQUIRE_FLATTEN_BIAS_FIRST), then largest first (first-fit decreasing), each in the least
+    # used bias memory of the quadrants in use, else of any quadrant
+    for p in sorted((p for p in programs if p.op.bias is not None),
+                    key=lambda p: (not p.op.flatten, -p.shape.out_shape[0])):
         o = p.shape.out_shape[0]
         order = sorted(range(QUADRANTS), key=lambda q: (q not in quads, bias_used[q], q))
         q = next((q for q in order if bias_used[q] + o <= BIAS_BYTES), None)
@@ -316,7 +318,9 @@ def _passthrough_registers(p: LayerProgram, quadrants: list[int]) -> dict[int, d
     slots = max((bin((procs >> (16 * q)) & 0xFFFF).count("1") - 1) // 4 for q in range(QUADRANTS)
                 if (procs >> (16 * q)) & 0xFFFF)
     base: dict[str, int] = {"RCNT": h - 1, "CCNT": w - 1, "RPTR_BASE": p.in_offset, "ONED": 1 << 8 | slots,
-                            "POST": 1 << 24 | 1 << 25, "WPTR_TOFFS": 4 * 2048}  # POST: time slots, 1x1
+                            "POST": 1 << 24 | 1 << 25,  # time slots, 1x1
+                            # one instance (8192 words) between time slots; 2048 (izer's value) when one slot
+                            "WPTR_TOFFS": 4 * 2048 if bin(procs).count("1") > 4 else 2048}
     lctl = 0x20 | 1 << 11 | (0 if op.pool == "avg" else 0x100)
     if op.pooling:
         (ph, pw), (s, _) = op.pool_size, op.pool_stride
@@ -327,10 +331,11 @@ def _passthrough_registers(p: LayerProgram, quadrants: list[int]) -> dict[int, d
         r = dict(base, LCTL=lctl)
         ena = (procs >> (16 * q)) & 0xFFFF
         r["ENA"] = ena
+        r["WPTR_BASE"] = p.out_offset  # (a quadrant without processors writes nothing)
         if ena:
             first = 16 * q + (ena & -ena).bit_length() - 1  # its first processor
             lane = p.first_out + first - p.first_in
-            r["WPTR_BASE"] = (lane // 4) << 13 | p.out_offset
+            r["WPTR_BASE"] |= (lane // 4) << 13
         out[q] = {name: v for name, v in r.items() if v}
     return out
 
