@@ -163,10 +163,12 @@ def plan(model: ir.Model) -> Program:
         first_in = first_out
     quads = {0} | {q for p in programs for q in _layer_quadrants(p)}
     # biases: a flatten layer's first (a MAX78000 requirement: izer's DevAI85
-    # REQUIRE_FLATTEN_BIAS_FIRST), then largest first (first-fit decreasing), each in the least
-    # used bias memory of the quadrants in use, else of any quadrant
+    # REQUIRE_FLATTEN_BIAS_FIRST), then, with several quadrants to choose from, largest first
+    # (first-fit decreasing), each in the least used bias memory of the quadrants in use, else
+    # of any quadrant; with one quadrant, in layer order
+    several = len(quads) > 1
     for p in sorted((p for p in programs if p.op.bias is not None),
-                    key=lambda p: (not p.op.flatten, -p.shape.out_shape[0])):
+                    key=lambda p: (not p.op.flatten, -p.shape.out_shape[0] if several else 0)):
         o = p.shape.out_shape[0]
         order = sorted(range(QUADRANTS), key=lambda q: (q not in quads, bias_used[q], q))
         q = next((q for q in order if bias_used[q] + o <= BIAS_BYTES), None)
