@@ -109,73 +109,112 @@ static void bg_change_outputs(const int16_t *f, const bg_change_conv_t *p, int32
     }
 }
 
-/* The marks set among n. */
-static uint32_t bg_change_count(const uint8_t *marks, uint32_t n)
+/* Row statistics of the marks: per row of y, how many outputs are marked and the columns
+ * x0 .. x1 - 1 that hold them (kept while marking, so no row is scanned to find them). */
+enum { BG_ROW_COUNT, BG_ROW_X0, BG_ROW_X1, BG_ROW_STATS };
+
+/* The first pixel from ix (before n) of a row of x that moved by more than t from the row of
+ * ref in some channel, or n. t <= 255 and t2 = 2t: for int8 values t + d, d in -t .. t, is
+ * 0 .. 2t without wrapping, so one unsigned compare per value. A function of its own: the loop
+ * that calls it keeps too many values for RV32E's registers. */
+BG_CHANGE_NOINLINE static uint32_t bg_change_next(const int8_t *x, const int8_t *ref, uint32_t ix, uint32_t n,
+                                                  uint32_t plane, uint32_t channels, uint32_t t, uint32_t t2)
 {
-    uint32_t k = 0;
-    while (n--)
-        k += *marks++;
-    return k;
+    if (channels == 1) {
+        for (; ix < n; ix++)
+            if ((uint32_t)(t + (int32_t)x[ix] - (int32_t)ref[ix]) > t2)
+                break;
+        return ix;
+    }
+    for (; ix < n; ix++) {
+        const int8_t *xc = x + ix, *rc = ref + ix;
+        uint32_t c;
+        for (c = channels; c; c--, xc += plane, rc += plane)
+            if ((uint32_t)(t + (int32_t)*xc - (int32_t)*rc) > t2)
+                return ix;
+    }
+    return n;
 }
 
-/* The marks set in a row of n: their number is added to *count and returned, and the columns
- * x0 .. x1 - 1 widened to hold them. */
-static uint32_t bg_change_span(const uint8_t *row, uint32_t n, uint32_t *x0, uint32_t *x1, uint32_t *count)
+/* Gate x against ref: the pixels that moved by more than the threshold go into ref, and the
+ * outputs of y whose receptive field holds one are marked (all of them when `all`, or when more
+ * than dense_above would be). Returns the number of pixels that moved. */
+static uint32_t bg_change_mark(const int8_t *x, int8_t *ref, const bg_change_conv_t *p, uint8_t *marks,
+                               uint16_t *stats, uint32_t all)
 {
-    uint32_t i, k = 0;
-    for (i = 0; i < n; i++)
-        if (row[i]) {
-            k++;
-            if (i < *x0)
-                *x0 = i;
-            if (i >= *x1)
-                *x1 = i + 1;
+    const uint32_t channels = p->c, plane = (uint32_t)p->h * p->w, w = p->w, yh = p->yh, yw = p->yw;
+    const uint32_t outputs = yh * yw;
+    /* |x - ref| <= 255 for int8: a threshold of 255 or more never passes a pixel */
+    const uint32_t t = p->threshold > 255 ? 255u : (uint32_t)p->threshold;
+    uint32_t iy, ix, c, i, changed = 0, touched = 0;
+    for (i = 0; i < (outputs + 3u) / 4u; i++)
+        ((bg_word_alias *)marks)[i] = 0;
+    for (i = 0; i < yh; i++) {
+        stats[BG_ROW_STATS * i + BG_ROW_COUNT] = 0;
+        stats[BG_ROW_STATS * i + BG_ROW_X0] = (uint16_t)yw;
+        stats[BG_ROW_STATS * i + BG_ROW_X1] = 0;
+    }
+    for (iy = 0; iy < p->h; iy++) {
+        const int8_t *const xr = x + iy * w;
+        int8_t *const rr = ref + iy * w;
+        for (ix = bg_change_next(xr, rr, 0, w, plane, channels, t, 2u * t); ix < w;
+             ix = bg_change_next(xr, rr, ix + 1, w, plane, channels, t, 2u * t)) {
+            changed++;
+            for (i = ix, c = channels; c; c--, i += plane)
+                rr[i] = xr[i];
+            if (!all) { /* the outputs whose receptive field holds this pixel */
+                const uint16_t *rw = p->rows + 3u * iy, *cl = p->cols + 2u * ix;
+                const uint32_t q0 = cl[0], q1 = cl[0] + cl[1];
+                uint8_t *m = marks + rw[0];
+                uint16_t *st = stats + BG_ROW_STATS * rw[2];
+                uint32_t r, q;
+                for (r = rw[1]; r; r--, m += yw, st += BG_ROW_STATS)
+                    for (q = q0; q < q1; q++)
+                        if (!m[q]) {
+                            m[q] = 1;
+                            touched++;
+                            st[BG_ROW_COUNT]++;
+                            if (q < st[BG_ROW_X0])
+                                st[BG_ROW_X0] = (uint16_t)q;
+                            if (q >= st[BG_ROW_X1])
+                                st[BG_ROW_X1] = (uint16_t)(q + 1u);
+                        }
+            }
         }
-    *count += k;
-    return k;
+    }
+    if (all || touched > p->dense_above) {
+        for (i = 0; i < outputs; i++)
+            marks[i] = 1;
+        for (i = 0; i < yh; i++) {
+            stats[BG_ROW_STATS * i + BG_ROW_COUNT] = (uint16_t)yw;
+            stats[BG_ROW_STATS * i + BG_ROW_X0] = 0;
+            stats[BG_ROW_STATS * i + BG_ROW_X1] = (uint16_t)yw;
+        }
+    }
+    return changed;
 }
 
 #define BG_CHANGE_CONV(OUT, TO)                                                                 \
     uint32_t bg_change_conv_s8_##OUT(const int8_t *x, int8_t *ref, TO *y, const bg_change_conv_t *p, \
                                      uint8_t *scratch, uint32_t all, bg_change_band_t band)    \
     {                                                                                           \
-        const uint32_t plane = (uint32_t)p->h * p->w, outputs = (uint32_t)p->yh * p->yw;        \
+        const uint32_t outputs = (uint32_t)p->yh * p->yw, yh = p->yh, yw = p->yw;              \
         const uint32_t field = (uint32_t)p->c * p->kh * p->kw;                                  \
-        uint8_t *marks = scratch;                                                               \
-        int16_t *f = (int16_t *)(scratch + ((outputs + 3u) & ~3u));                             \
-        int32_t *best = (int32_t *)(scratch + ((outputs + 3u) & ~3u) + ((2u * field + 3u) & ~3u)); \
-        uint32_t iy, ix, c, i, py, px, changed = 0, touched = 0;                                \
-        for (i = 0; i < outputs; i++)                                                           \
-            marks[i] = 0;                                                                       \
-        for (i = 0, iy = 0; iy < p->h; iy++) /* i: the pixel (iy, ix) */                        \
-            for (ix = 0; ix < p->w; ix++, i++) {                                                \
-                int moved = 0;                                                                  \
-                for (c = 0; c < p->c && !moved; c++)                                            \
-                    moved = bg_moved(x[i + c * plane], ref[i + c * plane], p->threshold);       \
-                if (!moved)                                                                     \
-                    continue;                                                                   \
-                changed++;                                                                      \
-                for (c = 0; c < p->c; c++)                                                      \
-                    ref[i + c * plane] = x[i + c * plane];                                      \
-                if (!all) { /* the outputs whose receptive field holds this pixel */            \
-                    uint32_t r, q;                                                              \
-                    const uint16_t *rw = p->rows + 2u * iy, *cl = p->cols + 2u * ix;            \
-                    for (r = 0; r < rw[1]; r++)                                                 \
-                        for (q = 0; q < cl[1]; q++) {                                           \
-                            uint8_t *m = marks + rw[0] + r * p->yw + cl[0] + q;                 \
-                            touched += !*m;                                                     \
-                            *m = 1;                                                             \
-                        }                                                                       \
-                }                                                                               \
-            }                                                                                   \
-        if (all || touched > p->dense_above)                                                    \
-            for (i = 0; i < outputs; i++)                                                       \
-                marks[i] = 1;                                                                   \
-        for (py = 0; py < p->yh;) {                                                             \
-            uint32_t py1 = py, x0 = p->yw, x1 = 0, n = 0;                                       \
+        uint8_t *const marks = scratch;                                                         \
+        uint16_t *const stats = (uint16_t *)(scratch + ((outputs + 3u) & ~3u));                 \
+        int16_t *const f = (int16_t *)((uint8_t *)stats + ((2u * BG_ROW_STATS * yh + 3u) & ~3u)); \
+        int32_t *const best = (int32_t *)((uint8_t *)f + ((2u * field + 3u) & ~3u));            \
+        const uint32_t changed = bg_change_mark(x, ref, p, marks, stats, all);                  \
+        uint32_t i, py, px;                                                                     \
+        for (py = 0; py < yh;) {                                                                \
+            uint32_t py1 = py, x0 = yw, x1 = 0, n = 0;                                          \
+            const uint16_t *st;                                                                 \
             /* the run of rows from py with outputs to recompute: how many, which columns */    \
-            while (py1 < p->yh && bg_change_span(marks + py1 * p->yw, p->yw, &x0, &x1, &n))     \
-                py1++;                                                                          \
+            for (st = stats + BG_ROW_STATS * py; py1 < yh && st[BG_ROW_COUNT]; py1++, st += BG_ROW_STATS) { \
+                n += st[BG_ROW_COUNT];                                                          \
+                x0 = st[BG_ROW_X0] < x0 ? st[BG_ROW_X0] : x0;                                   \
+                x1 = st[BG_ROW_X1] > x1 ? st[BG_ROW_X1] : x1;                                   \
+            }                                                                                   \
             if (py1 == py) {                                                                    \
                 py++;                                                                           \
                 continue;                                                                       \
@@ -187,14 +226,15 @@ static uint32_t bg_change_span(const uint8_t *row, uint32_t n, uint32_t *x0, uin
             }                                                                                   \
             while (py < py1) { /* rows with many outputs to recompute by the band kernel, */   \
                 uint32_t pb = py; /* the others output by output */                             \
-                while (band && pb < py1 && bg_change_count(marks + pb * p->yw, p->yw) * p->band_gain4 > 4u * p->yw) \
+                while (band && pb < py1 && stats[BG_ROW_STATS * pb] * p->band_gain4 > 4u * yw)   \
                     pb++;                                                                       \
                 if (pb > py) {                                                                  \
-                    band(ref, y, best + p->co, py, pb, 0, p->yw);                               \
+                    band(ref, y, best + p->co, py, pb, 0, yw);                                  \
                     py = pb;                                                                    \
                     continue;                                                                   \
                 }                                                                               \
-                for (px = 0, i = py * p->yw; px < p->yw; px++, i++) {                           \
+                st = stats + BG_ROW_STATS * py;                                                 \
+                for (px = st[BG_ROW_X0], i = py * yw + px; px < st[BG_ROW_X1]; px++, i++) {     \
                     uint32_t dy, dx, o;                                                         \
                     if (!marks[i])                                                              \
                         continue;                                                               \

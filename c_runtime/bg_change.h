@@ -23,7 +23,7 @@ uint32_t bg_change_gate_s32(const int32_t *x, const int32_t *r, int32_t *y, uint
 typedef struct {
     const int8_t *weight;  /* [co][c][kh][kw] */
     const int32_t *bias;   /* per output channel, or 0 */
-    const uint16_t *rows;  /* per input row: (first output row of y it reaches * yw, how many) */
+    const uint16_t *rows;  /* per input row: (first output row of y it reaches * yw, how many, that row) */
     const uint16_t *cols;  /* per input column: (first output column of y it reaches, how many) */
     const bg_post_t *post; /* the output stage, or 0: y is the accumulator */
     uint16_t c, h, w, co;  /* input, output channels */
@@ -44,8 +44,8 @@ typedef void (*bg_change_band_t)(const int8_t *ref, void *y, void *win, uint32_t
  * (all of them when `all`: the first frame after a reset). Per run of rows with touched
  * outputs: their bounding rectangle by `band` (0: none) where that costs less (band_gain4);
  * else rows with many touched outputs by `band`, and the others output by output. Scratch:
- * yh * yw marks, then a receptive field of c * kh * kw int16 and co int32 results, then band's
- * window (4-aligned). Returns the number of pixels that changed. */
+ * yh * yw marks, 3 uint16 per row of y, a receptive field of c * kh * kw int16, co int32
+ * results, then band's window (each part 4-aligned). Returns the number of pixels that changed. */
 #define BG_DECLARE_CHANGE_CONV(OUT, TO)                                                          \
     uint32_t bg_change_conv_s8_##OUT(const int8_t *x, int8_t *ref, TO *y, const bg_change_conv_t *p, \
                                      uint8_t *scratch, uint32_t all, bg_change_band_t band);

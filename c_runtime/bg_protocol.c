@@ -5,6 +5,7 @@
  * words of state. The input tensor is the model's own buffer.
  */
 #include "bg_protocol.h"
+#include "bg_model.h"
 
 #ifndef BG_NO_SIZE_SYMBOLS
 /* Absolute symbols from the board's linker script: bytes of flash and SRAM the image uses. */
@@ -18,15 +19,15 @@ extern char __bg_flash_used[], __bg_sram_used[];
 
 enum { IN_HAVE_CRC = 1, IN_CORRUPT = 2, HAVE_RESULT = 4 };
 
-static const bg_model_t *M;
+/* The model (bg_model.h, generated per image): its fields are constants here. */
+#define M (&bg_model)
 static char line[BG_CMD_MAX + 1];
 static uint32_t expected;    /* bytes announced by db load (0: none) */
 static uint32_t loaded;      /* bytes received since */
 static uint32_t in_state;    /* running CRC-32 state of the received bytes */
 static uint32_t want_crc;    /* CRC the host announced */
 static uint32_t result_seed; /* CRC of the input the last result belongs to */
-static uint32_t out_state;   /* running CRC-32 state of the results block */
-static uint8_t crc_out;      /* 1 while the results block is being sent */
+static uint32_t out_state;   /* running CRC-32 state of every byte sent since a block began */
 static uint8_t flags;
 static int last_class;
 static uint32_t last_cycles;
@@ -44,8 +45,7 @@ __attribute__((noinline)) static uint32_t crc32_step(uint32_t s, uint8_t b)
 
 static void put(char c)
 {
-    if (crc_out)
-        out_state = crc32_step(out_state, (uint8_t)c);
+    out_state = crc32_step(out_state, (uint8_t)c); /* always: fewer bytes than a flag */
     bg_bsp_putc(c);
 }
 
@@ -55,13 +55,33 @@ static void puts_(const char *s)
         put(*s++);
 }
 
+/* n / d, the remainder in *rem: shift and subtract, so that the protocol pulls in no libgcc
+ * division (180 B on RV32EC); its speed does not matter next to the UART. */
+__attribute__((noinline)) static uint32_t udiv(uint32_t n, uint32_t d, uint32_t *rem)
+{
+    uint32_t q = 0, r = 0;
+    int k;
+    for (k = 0; k < 32; k++) {
+        r = (r << 1) | (n >> 31);
+        n <<= 1;
+        q <<= 1;
+        if (r >= d) {
+            r -= d;
+            q |= 1u;
+        }
+    }
+    *rem = r;
+    return q;
+}
+
 static void put_u32(uint32_t v)
 {
     char digits[10];
     int n = 0;
     do {
-        digits[n++] = (char)('0' + v % 10u);
-        v /= 10u;
+        uint32_t r;
+        v = udiv(v, 10u, &r);
+        digits[n++] = (char)('0' + r);
     } while (v);
     while (n)
         put(digits[--n]);
@@ -138,18 +158,18 @@ static const char *parse_u32(const char *p, uint32_t *out)
 /* m-lap-us-: microseconds of the cycle counter (wraps with it: 89 s at 48 MHz) */
 static void lap(void)
 {
-    num("m-lap-us-", bg_bsp_cycles() / M->cycles_per_us, "\r\n");
+    uint32_t r;
+    num("m-lap-us-", udiv(bg_bsp_cycles(), M->cycles_per_us, &r), "\r\n");
 }
 
-/* Ends a block whose bytes were summed since crc_out was set: m-bg-crc-[CRC-32 of them]. */
+/* Ends a block whose bytes were summed since out_state was set: m-bg-crc-[CRC-32 of them]. */
 static void put_crc(void)
 {
-    uint32_t i;
-    crc_out = 0;
+    uint32_t i, crc = ~out_state;
     puts_("m-bg-crc-[");
     for (i = 32; i;) {
         i -= 4;
-        put("0123456789abcdef"[(~out_state >> i) & 15u]);
+        put("0123456789abcdef"[(crc >> i) & 15u]);
     }
     puts_("]\r\n");
 }
@@ -159,7 +179,6 @@ static void results(void)
     const int8_t *y8 = (const int8_t *)M->output_buf;
     const int32_t *y32 = (const int32_t *)M->output_buf;
     uint32_t i;
-    crc_out = 1;
     out_state = ~result_seed;
     puts_("m-results-[");
     for (i = 0; i < M->output_size; i++) {
@@ -316,7 +335,6 @@ static void cmd_info(void)
     const uint32_t num[4] = {BG_PROTOCOL_VERSION, M->clock_hz, BG_FLASH_USED, BG_SRAM_USED};
     const char *k = keys;
     int i;
-    crc_out = 1;
     out_state = 0xFFFFFFFFu;
     for (i = 0; i < BG_TEXTS + 4; i++) {
         puts_("m-bg-");
@@ -384,7 +402,6 @@ static void dispatch(const char *p)
 
 void bg_protocol_fault(uint32_t cause, uint32_t pc)
 {
-    crc_out = 0;
     puts_("\r\ne-[fault ");
     put_u32(cause);
     put(' ');
@@ -394,9 +411,8 @@ void bg_protocol_fault(uint32_t cause, uint32_t pc)
     }
 }
 
-void bg_protocol_run(const bg_model_t *model)
+void bg_protocol_run(void)
 {
-    M = model;
     puts_("m-timestamp-mode-performance\r\n");
     lap();
     puts_("m-init-done\r\n");

@@ -59,7 +59,7 @@ enum { BG_TEXT_MODEL, BG_TEXT_HASH, BG_TEXT_INPUT, BG_TEXT_OUTPUT, BG_TEXT_BOARD
 typedef struct {
     /* model name; hash (64 hex digits, the model's identity: ir.Model.digest); input and
      * output ("int8 1x16x16", "int32 10"); board name; what bg_bsp_cycles() counts */
-    const char *text[BG_TEXTS];
+    const char *const *text; /* BG_TEXTS of them */
     uint32_t clock_hz;
     uint32_t cycles_per_us; /* counter ticks per microsecond (>= 1) */
     uint32_t input_size;    /* bytes */
@@ -73,8 +73,9 @@ typedef struct {
     uint32_t change_gates;   /* entries of changed (0: no m-bg-changed line) */
 } bg_model_t;
 
-/* Serves commands forever. */
-void bg_protocol_run(const bg_model_t *model);
+/* Serves commands forever: the model of bg_model.h, which bitgen's build generates beside
+ * bg_protocol.c (templates/bg_model.h.j2). */
+void bg_protocol_run(void);
 
 /* Reports a CPU fault as an e-[...] line (called by a board's trap handler), then stops. */
 void bg_protocol_fault(uint32_t cause, uint32_t pc);

@@ -5,12 +5,14 @@ MNIST-16 test images: the first 500 by default; all 10,000 with BITGEN_BITNETMCU
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 import pytest
 
 from bitgen import check, datasets, golden, importers
 from bitgen.cli import main
+from bitgen.harness import boards, session
 from bitgen.importers import bitnetmcu
 
 import bitnetmcu_oracle as oracle
@@ -69,6 +71,21 @@ def test_imported_models_are_bit_exact_in_c(tmp_path, mnist16):
             assert res.mismatches == 0 and res.compared == len(xq)
 
 
+@pytest.mark.skipif(shutil.which("riscv64-unknown-elf-gcc") is None, reason="needs gcc-riscv64-unknown-elf")
+@pytest.mark.parametrize("name", ["BitNetMCU_model_12k.h", "BitNetMCU_model_12k_FP130.h"])
+def test_12k_models_fit_the_ch32v003_with_the_protocol(name, mnist16, tmp_path):
+    """BitNetMCU's 12k MLPs (issue 13): the protocol firmware fits 16 KB / 2 KB and the emulated
+    part answers bit-exactly (a few inputs here: 3.3 M instructions each with the generic kernels)."""
+    model = importers.read(oracle.ORACLE / "mcu" / name)
+    x = mnist16[0][:3].reshape((3,) + model.input.shape)
+    expect = golden.run(model, x)
+    with session.Session(boards.get("ch32v003-sim"), model, workdir=str(tmp_path), infer_timeout=120) as s:
+        rep = s.firmware.report
+        assert rep["fits"] and rep["flash_bytes"] <= 16384 and rep["sram_bytes"] <= 2048, rep["kernels_tried"]
+        for i in range(len(x)):
+            np.testing.assert_array_equal(s.link.classify(x[i]).outputs.reshape(expect[i].shape), expect[i])
+
+
 def test_import_command(tmp_path, capsys):
     out = tmp_path / "m.pt"
     assert main(["import", str(oracle.ORACLE / "mcu" / "BitNetMCU_model_cnn_16.h"), "-o", str(out)]) == 0
@@ -91,3 +108,30 @@ def test_broken_headers_are_one_line_errors(tmp_path, capsys):
         assert code != 0 and len(err.splitlines()) == 1, err
     with pytest.raises(importers.ModelImportError, match="NF4"):
         bitnetmcu.read(tmp_path / "nf4.h")
+
+
+def test_cnn16_plans_within_the_ch32v003_sram_without_a_multiplier(mnist16):
+    """BitNetMCU's CNN layout on RV32EC: one uint16 plane computed in place per channel (the
+    14x14 plane, then its pooled 6x6 over it), the LUT plane kernels for every convolution (no
+    libgcc multiply), and the arena small enough for the protocol firmware's 2,048 B."""
+    from bitgen.backends.c import emit
+    model = importers.read(oracle.ORACLE / "mcu" / "BitNetMCU_model_cnn_16.h")
+    mp = emit.plan_model(model, "rv32ec")
+    convs = [c.kernel for c, op in zip(mp.choices, model.layers) if op.kind == "conv2d"]
+    assert convs == ["dw_lut"] * 3
+    # 16x2x2 int32 output + one 14x14 uint16 plane + the first layer's 576 B of tables
+    assert mp.memory.arena_bytes == 256 + 392 + 576
+    x = mnist16[0][:100]
+    xq = x.reshape((len(x),) + model.input.shape)
+    res = check.run_check(model, [check.InputSet("dataset", xq)], kernels="rv32ec")
+    assert res.mismatches == 0 and res.compared == len(xq)
+
+
+def test_cnn32_fits_the_protocol_arena_with_one_table_per_tap():
+    """CNN-32 within the arena the CH32V003's protocol firmware leaves (about 1.2 KB): the first
+    layer's int8 input plus 128 through one table per tap (288 B instead of 576 B)."""
+    from bitgen.backends.c import emit
+    model = importers.read(oracle.ORACLE / "mcu" / "BitNetMCU_model_cnn_32.h")
+    mp = emit.plan_within(model, "rv32ec", 1232)
+    assert [c.kernel for c, op in zip(mp.choices, model.layers) if op.kind == "conv2d"] == ["dw_lut"] * 3
+    assert mp.memory.arena_bytes == 32 * 2 * 2 * 4 + 392 + 288

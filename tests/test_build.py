@@ -50,12 +50,15 @@ def test_firmware_builds(board, usps_sized, tmp_path):
 
 @needs("ch32v003")
 def test_ch32v003_harness_budget(usps_sized, tmp_path):
-    """Protocol + board support stay under 3.2 KB of flash (3 KB before the protocol's
-    resendable, CRC-checked data lines and bg-info CRC) and 256 B of SRAM beyond the model's
-    arena, I/O tensors and the stack."""
-    rep = firmware.build(usps_sized, boards.get("ch32v003"), tmp_path, name="usps").report
+    """Protocol (with the model's texts) + board support stay under 3 KB of flash (3,009 B
+    measured; 3,174 B before issue 13, when the protocol also pulled in libgcc's division) and
+    256 B of SRAM beyond the model's arena, I/O tensors and the stack."""
+    fw = firmware.build(usps_sized, boards.get("ch32v003"), tmp_path, name="usps")
+    rep = fw.report
     c = rep["components"]
-    assert c["protocol"]["flash"] + c["bsp"]["flash"] < 3200, c
+    assert c["protocol"]["flash"] + c["bsp"]["flash"] < 3072, c
+    for division in ("__udivsi3", "__umodsi3", "__divsi3", "__modsi3"):  # 180 B the protocol no longer needs
+        assert fw.symbol(division) is None, division
     assert c["protocol"]["sram"] + c["bsp"]["sram"] + c["glue"]["sram"] < 256, c
     assert rep["harness"]["flash"] == c["protocol"]["flash"] + c["bsp"]["flash"] + c["glue"]["flash"]
     assert c["stack"]["sram"] >= boards.get("ch32v003").stack_bytes
@@ -175,9 +178,9 @@ def static_norm_mlp(seed=0, classes=10):
 
 @needs("ch32v003")
 def test_falls_back_to_smaller_kernels_when_the_fast_ones_do_not_fit(tmp_path, capsys):
-    # 26 classes: about 16.6 KB with the lookup-table kernels, 15.7 KB with the generic ones
+    # 34 classes: about 16.6 KB with the lookup-table kernels, 15.7 KB with the generic ones
     path = tmp_path / "static.pt"
-    modelfile.save(static_norm_mlp(classes=26), path)
+    modelfile.save(static_norm_mlp(classes=34), path)
     assert cli.main(["build", "--board", "ch32v003", str(path), "-o", str(tmp_path / "fw")]) == 0
     rep = json.loads((tmp_path / "fw" / "build.json").read_text())
     tried, kept = rep["kernels_tried"]  # every attempt, the one kept included
@@ -188,7 +191,7 @@ def test_falls_back_to_smaller_kernels_when_the_fast_ones_do_not_fit(tmp_path, c
     assert rep["proof"]["kernels"] == "generic" and rep["proof"]["mismatches"] == 0  # the image kept is proved
     assert "over budget, so generic kernels were used" in capsys.readouterr().out
     with pytest.raises(firmware.BudgetError):  # asked for explicitly, the fast kernels are refused
-        firmware.build(static_norm_mlp(classes=26), boards.get("ch32v003"), tmp_path / "fast", kernels="rv32ec")
+        firmware.build(static_norm_mlp(classes=34), boards.get("ch32v003"), tmp_path / "fast", kernels="rv32ec")
 
 
 # ------------------------------------------------------------------ the build proves what it compiles

@@ -90,6 +90,46 @@ def test_dense_conv_kernels_at_their_exactness_bound(tmp_path, target):
     _compare(tmp_path, m, target, extra=np.full((1, c, 4, 5), -128, dtype=np.int8))
 
 
+# the output stage after an unrolled mul tile (rv32emc): multiplier, shift, rounding, output
+# type and clamp, a ReLU before / after, a pool; and whether bias and rounding fold into k
+FOLDS = [
+    ("relu_after", dict(shift=20), "relu", True),                 # one shift: the lim compare
+    ("per_channel_shift", dict(shift="per_channel"), "relu", True),  # no lim: the plain clamp
+    ("no_relu", dict(shift=16, rounding="floor"), "", True),      # clamp to [-128, 127]
+    ("relu_before_pool", dict(shift=18), "relu_requant_pool", True),  # a ReLU moved after
+    ("clamp_at_0", dict(shift=17, out_min=0), "", True),         # lo 0 without a ReLU
+    ("narrow_clamp", dict(shift=19, out_min=-5, out_max=100), "relu", True),
+    ("at_the_bound", dict(shift=12, mult="largest"), "relu", True),  # |acc| * m + 2^shift = int32 max
+    ("wide", dict(shift=24, mult="wide"), "relu", False),         # the product needs 64 bits
+]
+
+
+@pytest.mark.parametrize("name, rq, post, folds", FOLDS, ids=[f[0] for f in FOLDS])
+def test_unrolled_mul_tiles_fold_the_output_stage(tmp_path, name, rq, post, folds):
+    """rv32emc's unrolled tiles (a dot product of up to 128 elements) with bias and rounding
+    folded into one constant per channel (sum * m + k): every output stage the fold takes, and
+    one it refuses (a 64-bit product), against golden; an odd number of channels and columns
+    (a last tile of one channel and one of one pixel)."""
+    rng = np.random.default_rng(len(name))
+    c, co, k = 6, 5, 3
+    conv = ir.Conv2d(weight=rng.integers(-128, 128, (co, c, k, k)), encoding="8bit",
+                     bias=rng.integers(-2**20, 2**20, co), padding=1)
+    t_acc = ir.infer_type(conv, ir.TensorType((c, 7, 9), "int8", -128, 127))
+    shift = rng.integers(14, 22, co) if rq["shift"] == "per_channel" else np.full(co, rq["shift"])
+    mult = {"largest": (2**31 - 1 - 2 ** shift) // t_acc.amax, "wide": np.full(co, 2**12)}.get(
+        rq.get("mult"), rng.integers(1, 2 ** (shift - 12) + 2, co))
+    requant = ir.Requant(multiplier=mult, shift=shift, rounding=rq.get("rounding", "half_up"),
+                         out_dtype=rq.get("out_dtype", "int8"), out_min=rq.get("out_min"), out_max=rq.get("out_max"))
+    layers = {"relu": [conv, requant, ir.ReLU()], "": [conv, requant],
+              "relu_requant_pool": [conv, ir.ReLU(), requant, ir.MaxPool2d(2)]}[post]
+    m = ir.Model(ir.InputSpec((c, 7, 9)), layers)
+    mp = emit.plan_model(m, "rv32emc")
+    assert mp.choices[0].kernel == "rows_mul" and mp.choices[0].fuses == len(layers) - 1
+    _compare(tmp_path, m, "rv32emc")
+    src = (tmp_path / "conv.c").read_text()
+    assert "#define BG_CR_UNROLL 1" in src and f"#define BG_CR_FOLD {int(folds)}" in src
+
+
 def _int32_model(seed: int, spread: int) -> ir.Model:
     """A conv reading int32 inputs: a first conv's sums shifted to int32 values in about
     [-spread, spread]."""

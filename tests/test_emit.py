@@ -65,7 +65,10 @@ def test_planner_never_overlaps_live_memory(target):
         assert b.external or (b.offset % 4 == 0 and out.stop <= plan.arena_bytes)
         spans = [out]
         if plan.scratch[k] is not None:
-            scratch = 2 * max(mp.plane_bytes(i) for i in st.layers[:-1]) if st.channelwise else choice.scratch
+            if st.channelwise:  # its plane buffers (one where kernels run in place), then kernels' own
+                scratch = sum(emit._step_planes(types, mp.reads, mp.choices, st)[2]) + emit._step_scratch(mp.choices, st)[1]
+            else:
+                scratch = choice.scratch
             spans.append(range(plan.scratch[k], plan.scratch[k] + scratch))
             assert spans[-1].stop <= plan.arena_bytes
         if not a.external and not (choice.in_place and not st.channelwise and a.offset == b.offset):
@@ -135,3 +138,35 @@ def test_the_header_carries_the_input_quantization_firmware_needs(tmp_path):
                     "-o", str(tmp_path / "q")], check=True)
     got = [int(v) for v in subprocess.run([str(tmp_path / "q")], capture_output=True, text=True).stdout.split()]
     assert got == model.input.quantize(raw[None])[0].tolist()
+
+
+def test_a_plane_overwrites_its_input_only_where_no_later_output_reads_the_bytes():
+    from bitgen.backends.c.kernels.dw_lut import raster_in_place
+    # a valid 3x3 convolution, 14x14 -> 12x12, int32 over int32 or uint16 over uint16, pooled or not
+    assert raster_in_place((12, 12), (1, 1), 14, False, 4, 4)
+    assert raster_in_place((12, 12), (1, 1), 14, True, 2, 2)
+    assert raster_in_place((6, 6), (2, 2), 14, False, 4, 4)  # stride 2
+    # wider outputs: output (0, 0)'s int32 covers the input that output (0, 1) reads next
+    assert not raster_in_place((12, 12), (1, 1), 14, True, 2, 4)
+    assert not raster_in_place((14, 14), (1, 1), 16, False, 1, 4)
+
+
+def test_a_channel_step_keeps_one_plane_where_its_kernels_run_in_place():
+    """A conv -> ReLU -> shift -> depthwise conv -> ReLU -> pool chain: on RV32EC the first LUT
+    kernel stores its plane, the second (with the ReLU and pool fused) writes the step's output:
+    one plane buffer. The generic kernels run ReLU and requantization in place, but the int32
+    output of the second convolution cannot overwrite its int8 input: a second buffer, of its
+    own 6x6 int32 plane's size."""
+    rng = np.random.default_rng(1)
+    layers = [ir.Conv2d(weight=rng.integers(-20, 20, (4, 1, 3, 3)), encoding="8bit"), ir.ReLU(),
+              ir.Requant(multiplier=[1], shift=[4]),
+              ir.Conv2d(weight=rng.integers(-20, 20, (4, 1, 3, 3)), groups=4, encoding="8bit"), ir.ReLU(),
+              ir.MaxPool2d(kernel=(2, 2), stride=(2, 2)),
+              ir.Flatten(), ir.Linear(weight=rng.choice([-1, 1], (3, 36)), encoding="2bitsym")]
+    m = ir.Model(input=ir.InputSpec(shape=(1, 10, 10)), layers=layers)
+    for kernels in ("rv32ec", "generic"):
+        mp = emit.plan_model(m, kernels)
+        st = mp.steps[0]
+        assert st.channelwise
+        narrow, slots, regions = emit._step_planes(mp.types, mp.reads, mp.choices, st)
+        assert regions == ([8 * 8] if kernels == "rv32ec" else [8 * 8 * 4, 6 * 6 * 4]), kernels

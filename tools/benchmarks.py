@@ -44,7 +44,7 @@ MODELS = [
      ["--arch", "mlp:16,16", "--weights", "2bitsym", "--norm", "shiftnorm", "--lr", "0.001"],
      {"ch32v003-sim": 58_933}),
     ("cnn", "depthwise CNN, 64 channels (BitNetMCU layout)",
-     ["--config", str(ROOT / "tools" / "bitnetmcu_cnn.json")],
+     ["--config", str(ROOT / "tools" / "bitnetmcu_cnn64.json")],
      {"rv32emc-sim": 1_612_387}),
     # a graph: the layout of a MAX78000 gesture ResNet at USPS size (issue 10)
     ("resnet", "ResNet, 3 residual blocks of 16 channels (`examples/resnet.toml`)",

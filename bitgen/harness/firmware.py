@@ -1,7 +1,8 @@
 """Firmware for a board: board support + emitted model + wire protocol, cross-compiled and sized.
 
-``build(model, board, outdir)`` emits the model's C, renders ``templates/firmware.c.j2``,
-compiles everything with the board's toolchain and links it with the board's linker script,
+``build(model, board, outdir)`` emits the model's C, renders ``templates/firmware.c.j2`` (and,
+for the protocol, ``templates/bg_model.h.j2``: the model as ``bg_protocol.c`` sees it), compiles
+everything with the board's toolchain and links it with the board's linker script,
 whose MEMORY block bitgen writes from ``board.toml`` (one source of truth for the budgets). It
 then reports flash and SRAM per section, per component (model, kernels, protocol, board
 support, libgcc) and the largest symbols, and the worst-case stack depth from the compiler's
@@ -47,6 +48,7 @@ from ..paths import C_RUNTIME, TEMPLATES
 WARNINGS = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
 PROTOCOL_FILES = ["bg_protocol.c", "bg_protocol.h"]
 HARNESSES = {"protocol": "firmware.c.j2", "bench": "bench.c.j2"}  # harness -> firmware template
+PROTOCOL_MODEL = "bg_model.h.j2"  # the model as bg_protocol.c sees it (buffers, sizes, texts)
 IMAGE_FILES = ("firmware.elf", "firmware.bin", "firmware.hex")  # what build.json's files may name
 # Enlargement of the memory regions for the link that only measures an over-budget image.
 MEASURE_SCALE = 64
@@ -259,11 +261,11 @@ def component_of(input_section: str, path: str, board: Board, model_name: str) -
         return "alignment"
     if "libgcc" in path:
         return "libgcc"
+    if base in ("bg_protocol.o", "firmware.o") and re.search(r"\.(bss|sbss)\.bg_(input|output)$", input_section):
+        return "model_io"
     if base in ("bg_protocol.o",):
         return "protocol"
     if base == "firmware.o":
-        if re.search(r"\.(bss|sbss)\.bg_(input|output)$", input_section):
-            return "model_io"
         return "glue"
     if base == f"{model_name}.o":
         return "model"
@@ -564,6 +566,8 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
     for f in PROTOCOL_FILES:
         shutil.copyfile(C_RUNTIME / f, src / f)
     render_firmware(board, em, src / "firmware.c", HARNESSES[harness])
+    if harness == "protocol":  # the protocol's view of the model, compiled with bg_protocol.c
+        render_firmware(board, em, src / "bg_model.h", PROTOCOL_MODEL)
 
     flags = [*WARNINGS, *tc.get("cflags", []), *(extra_cflags or [])]
     if em.report.get("change_gates"):  # the protocol's m-bg-changed line (c_runtime/bg_protocol.h)
@@ -578,7 +582,9 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
         if o in objects:
             raise BuildError(f"two sources compile to {o.name}")
         graph = [stack.CFLAG] if script and s.suffix == ".c" else []  # for the stack bound
-        _run([cc, *cflags, *graph, "-c", str(s), "-o", str(o)], f"compiling {s.name} for {img.name}")
+        # the harness's own flags (board.toml harness_cflags) never reach the model or its kernels
+        own = tc.get("harness_cflags", []) if s not in em.sources else []
+        _run([cc, *cflags, *own, *graph, "-c", str(s), "-o", str(o)], f"compiling {s.name} for {img.name}")
         objects.append(o)
 
     elf = outdir / "firmware.elf"
@@ -609,7 +615,7 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
         report["harness"] = harness_size(report)
         # From the reset handler where it is C (the Cortex-M boards: its own frame comes on top
         # of main's), else from main (RISC-V start-up code is assembly with no frame). The
-        # protocol calls the model through a pointer (templates/firmware.c.j2: bg_run).
+        # protocol may call the model through a pointer (templates/bg_model.h.j2: bg_run).
         report["stack"] = None  # main not compiled by this toolchain's C compiler: no bound
         for entry in ("reset_handler", "main"):
             try:

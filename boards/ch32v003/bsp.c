@@ -30,13 +30,15 @@ void bg_bsp_init(void)
     RCC_INTR = 0x009F0000u;
     while (!(RCC_CTLR & (1u << 25))) /* PLLRDY */
         ;
-    RCC_CFGR0 = (RCC_CFGR0 & ~3u) | 2u; /* SW = PLL */
+    RCC_CFGR0 = 2u; /* SW = PLL (the rest still 0, as written above) */
     while ((RCC_CFGR0 & 0x0Cu) != 0x08u) /* SWS = PLL */
         ;
 
     /* USART1 on PD5 (TX, AF push-pull 10 MHz) / PD6 (RX, input with pull-up) */
-    RCC_APB2PCENR |= 0x20u | 0x4000u; /* IOPD, USART1 */
-    GPIOD_CFGLR = (GPIOD_CFGLR & ~(0xFFu << 20)) | (0x9u << 20) | (0x8u << 24);
+    /* Whole registers written, not read-modify-write (fewer bytes): nothing else is clocked,
+     * and PD0-PD4, PD7 keep their reset configuration (0x4, floating input). */
+    RCC_APB2PCENR = 0x20u | 0x4000u; /* IOPD, USART1 */
+    GPIOD_CFGLR = (0x44444444u & ~(0xFFu << 20)) | (0x9u << 20) | (0x8u << 24);
     GPIOD_BSHR = 1u << 6; /* pull-up on PD6 */
     USART1_BRR = (HCLK_HZ + BAUD / 2) / BAUD;
     USART1_CTLR1 = 0x2000u | 0x8u | 0x4u; /* UE, TE, RE */

@@ -107,10 +107,77 @@ def _round4(n: int) -> int:
     return (n + 3) & ~3
 
 
-def _plane_region(types: list[ir.TensorType], st: schedule.Step) -> int:
-    """Bytes of each of the two plane buffers of a channel-by-channel step: the largest
-    channel plane of its layers but the last (which writes into the step's output)."""
-    return max(_round4(types[i + 1].nbytes // types[i + 1].shape[0]) for i in st.layers[:-1])
+def _narrow_planes(types: list[ir.TensorType], choices: list[Choice], st: schedule.Step) -> set[int]:
+    """The layers of a channel-by-channel step whose output planes are stored as uint16: written
+    by a kernel and read by the next one that both handle such planes (Choice.narrow), of a type
+    whose bounds are within 0..65535 (golden's bounds, so every value fits)."""
+    kernels = [i for i in st.layers if choices[i] is not FUSED]
+    narrow = set()
+    for i, j in zip(kernels, kernels[1:]):
+        shown = i + choices[i].fuses
+        t = types[shown + 1]
+        if choices[i].narrow and choices[j].narrow and t.dtype == "int32" and t.lo >= 0 and t.hi <= 0xFFFF:
+            narrow.add(shown)
+    return narrow
+
+
+def _plane_bytes(types: list[ir.TensorType], i: int, narrow: set[int]) -> int:
+    """Bytes of one channel of layer i's output, as the step stores it."""
+    t = types[i + 1]
+    return t.size // t.shape[0] * (2 if i in narrow else _elem(t.dtype))
+
+
+def _plane_slots(types: list[ir.TensorType], reads: list[list[int]], choices: list[Choice],
+                 st: schedule.Step, narrow: set[int]) -> tuple[dict[int, int], int]:
+    """Which plane buffer each layer of a channel-by-channel step writes (by the layer whose
+    output its kernel stores; the step's last layer writes into the step's output instead), and
+    how many buffers the step needs: a kernel that may run in place on planes keeps the buffer it
+    reads, any other writes to the other one (ping-pong)."""
+    slots: dict[int, int] = {}
+    cur = None  # the buffer holding the current plane; None: the step's input
+    before = None  # the layer whose output plane `cur` holds
+    for i in st.layers:
+        choice = choices[i]
+        if choice is FUSED:
+            continue
+        shown = i + choice.fuses
+        if shown == st.last:
+            break
+        t_in, t_out = types[reads[i][0]], types[shown + 1]
+        out_elem = 2 if shown in narrow else _elem(t_out.dtype)
+        in_elem = 2 if before in narrow else _elem(t_in.dtype)
+        same = cur is not None and (
+            (choice.in_place and out_elem <= in_elem and t_out.size * out_elem <= t_in.size * in_elem)
+            or (choice.plane_in_place is not None and choice.plane_in_place(in_elem, out_elem)))
+        cur = cur if same else (0 if cur is None else 1 - cur)
+        slots[i], before = cur, shown
+    return slots, len(set(slots.values()))
+
+
+def _step_planes(types: list[ir.TensorType], reads: list[list[int]], choices: list[Choice],
+                 st: schedule.Step) -> tuple[set[int], dict[int, int], list[int]]:
+    """A channel-by-channel step's planes: which are stored as uint16, which buffer each layer
+    writes, and each buffer's bytes (the largest plane it holds)."""
+    narrow = _narrow_planes(types, choices, st)
+    slots, buffers = _plane_slots(types, reads, choices, st, narrow)
+    regions = [0] * buffers
+    for i, b in slots.items():
+        regions[b] = max(regions[b], _round4(_plane_bytes(types, i + choices[i].fuses, narrow)))
+    return narrow, slots, regions
+
+
+def _step_scratch(choices: list[Choice], st: schedule.Step) -> tuple[dict[int, int], int]:
+    """The kernels' own scratch in a channel-by-channel step, after its planes: each kernel's
+    offset from there, and the bytes in all. Scratch kept across channels (a staged plane's zero
+    border) has bytes of its own; scratch rebuilt at every call is shared."""
+    own: dict[int, int] = {}
+    at = 0
+    for i in st.layers:
+        if not choices[i].scratch_per_call:
+            own[i], at = at, at + _round4(choices[i].scratch)
+    shared = max((_round4(choices[i].scratch) for i in st.layers if choices[i].scratch_per_call), default=0)
+    own |= {i: at for i in st.layers if choices[i].scratch_per_call}
+    return own, at + shared
 
 
 def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[int, int] | None = None,
@@ -177,7 +244,7 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
             if st.channelwise and isinstance(layer, ir.Conv2d):
                 # (`first`: the step's first layer; `optional`: kernels with scratch of their own)
                 choice = taken(i, choose_group(model, t_in, types, i, st.last, target, first=i == st.first,
-                                               optional=i not in plain))
+                                               optional=i not in plain, lut_chunk=(lut_chunks or {}).get(i)))
             try:
                 choice = choice or choose(layer, t_in, types[i + 1], target, model_input_only_before(model, i),
                                           (lut_chunks or {}).get(i), [types[j] for j in reads[i][1:]],
@@ -196,8 +263,10 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
     for st in steps:
         c = choices[st.first]
         # channel by channel: two plane buffers, then each kernel's own scratch
-        scratch = (2 * _plane_region(types, st) + sum(_round4(choices[i].scratch) for i in st.layers)
-                   if st.channelwise else c.scratch)
+        if st.channelwise:
+            scratch = sum(_step_planes(types, reads, choices, st)[2]) + _step_scratch(choices, st)[1]
+        else:
+            scratch = c.scratch
         if model.is_sequential:
             needs.append(memory.Need(out_bytes=types[st.last + 1].nbytes, in_bytes=types[st.first].nbytes,
                                      scratch=scratch, **({} if st.channelwise else dict(
@@ -231,19 +300,19 @@ def _step_code(model: ir.Model, mp: ModelPlan, k: int, src: ModelSource) -> tupl
                 f"{types[last + 1].nbytes});")
         at = None if loc_out.external else loc_out.offset
         return ([call] if call else []) + [done], {j: at if j == last else None for j in st.layers}
-    # Channel by channel: planes ping-pong between two buffers in the scratch area.
-    plane = _plane_region(types, st)
-    planes = [scratch, scratch + plane]
-    own: dict[int, int] = {}  # each kernel's own scratch, after the two planes (kept across channels)
-    at = scratch + 2 * plane
-    for i in st.layers:
-        own[i], at = at, at + _round4(mp.choices[i].scratch)
+    # Channel by channel: planes in one buffer (kernels that run in place) or ping-pong between
+    # two, in the scratch area.
+    narrow, slots, regions = _step_planes(types, mp.reads, mp.choices, st)
+    planes = [scratch, scratch + (regions[0] if regions else 0)]
+    # each kernel's own scratch, after the planes
+    own = {i: scratch + sum(regions) + at for i, at in _step_scratch(mp.choices, st)[0].items()}
     channels = types[st.last + 1].shape[0]
     step_input = _ptr(loc_in, mp.in_type(st.first).dtype, const=True, name=src.name)
     lines = [mp.choices[i].prologue.code(src, i, own[i], step_input) for i in st.layers if mp.choices[i].prologue]
     lines.append(f"for (c = 0; c < {channels}u; c++) {{")
     offsets: dict[int, int | None] = {}
     cur = None  # index into `planes` holding the current plane; None: the step's input
+    before = None  # the layer whose output the current plane holds
     for i in st.layers:
         choice = mp.choices[i]
         if choice is FUSED:
@@ -259,16 +328,18 @@ def _step_code(model: ir.Model, mp: ModelPlan, k: int, src: ModelSource) -> tupl
             shown = f"{_ptr(loc_out, t_out.dtype, const=True)} + c * {plane_bytes // _elem(t_out.dtype)}u"
             offsets[i] = loc_out.offset
         else:
-            same = cur is not None and choice.in_place and t_out.nbytes <= t_in.nbytes
-            nxt = cur if same else (0 if cur is None else 1 - cur)
+            nxt = slots[i]
             y = _ptr_at(planes[nxt], t_out.dtype, False)
             shown = _ptr_at(planes[nxt], t_out.dtype, True)
             offsets[i] = planes[nxt]
             cur = nxt
-        ptrs = Pointers(x=x, y=y, channel="c", x_is_plane=i != st.first, scratch=own[i])
+        ptrs = Pointers(x=x, y=y, channel="c", x_is_plane=i != st.first, scratch=own[i],
+                        x16=before in narrow, y16=i_shown in narrow)
         lines.append("    " + choice.render(src, i, ptrs))
-        lines.append(f"    BG_LAYER_PART({i_shown}, c * {plane_bytes}u, {shown}, {plane_bytes});")
+        if i_shown not in narrow:  # a uint16 plane is not the int32 tensor golden traces
+            lines.append(f"    BG_LAYER_PART({i_shown}, c * {plane_bytes}u, {shown}, {plane_bytes});")
         offsets[i_shown] = offsets[i]
+        before = i_shown
     lines.append("}")
     return lines, offsets
 
@@ -399,6 +470,8 @@ def _emit(model: ir.Model, outdir: str | Path, name: str, kernels: str, max_aren
     runtime = set(ALWAYS)
     # a kernel writes the output of its last fused layer; the layers before it never exist
     stored = {i + c.fuses for i, c in enumerate(choices) if c is not FUSED}
+    # ... and a uint16 plane inside a step is not the int32 tensor golden traces
+    stored -= {i for st in mp.steps if st.channelwise for i in _narrow_planes(types, choices, st)}
     for k, st in enumerate(mp.steps):
         lines, offsets = _step_code(model, mp, k, src)
         body += lines

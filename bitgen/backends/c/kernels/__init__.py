@@ -68,13 +68,15 @@ def xnor_first(layer: ir.Layer, t_in: ir.TensorType, t_out: ir.TensorType, targe
 
 
 def choose_group(model: ir.Model, t_in: ir.TensorType, types: list[ir.TensorType], i: int, last: int,
-                 target: Target, first: bool = True, optional: bool = True) -> Choice | Refusal | None:
+                 target: Target, first: bool = True, optional: bool = True,
+                 lut_chunk: int | None = None) -> Choice | Refusal | None:
     """For a conv at i inside a channel-by-channel step ending at `last` (`first`: the step's
     first layer, which reads whole tensors): the XNOR kernel for a binary x binary first layer,
     else a plane kernel fused with as many of the following ReLU/Requant layers (and a 2x2 max
     pool) as it can take (the SMLAD 3x3 or the LUT plane kernel where they apply, else
     plane.choose_group); why not; or None where the kernel set has no plane kernel for this conv.
-    `optional`: kernels with scratch of their own (Choice.optional) may be chosen."""
+    `optional`: kernels with scratch of their own (Choice.optional) may be chosen; `lut_chunk`:
+    tables per pass of a kernel that trades them for speed, if not the kernel set's default."""
     layer = model.layers[i]
     # Inputs with many zeros (after a ReLU; a first layer's image minus its background) are the
     # mul plane kernels' (bg_conv3x3.inc skips zero inputs): on the trained depthwise CNN of the
@@ -86,8 +88,11 @@ def choose_group(model: ir.Model, t_in: ir.TensorType, types: list[ir.TensorType
     if optional:
         for family in (dw_lut,) if skips_zeros else (dw_smlad, dw_lut):
             if family.applies(layer, target) and not (first and xnor_first(layer, t_in, types[i + 1], target)):
-                choice = conv_rows.fused_best(model, types, i, last, lambda fused, fused_types: family.plane_conv(
-                    layer, t_in, types[i + 1], fused, fused_types, first))
+                def conv(fused: list[ir.Layer], fused_types: list[ir.TensorType], family=family) -> Choice | Refusal:
+                    if family is dw_lut:
+                        return dw_lut.plane_conv(layer, t_in, types[i + 1], fused, fused_types, first, lut_chunk)
+                    return family.plane_conv(layer, t_in, types[i + 1], fused, fused_types, first)
+                choice = conv_rows.fused_best(model, types, i, last, conv)
                 if isinstance(choice, Choice) or not target.plane_conv:
                     return choice
     return plane.choose_group(model, t_in, types, i, last, target, first and optional)

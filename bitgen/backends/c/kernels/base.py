@@ -98,6 +98,8 @@ class Pointers:
     channel: str | None = None  # C expression of the channel, when computing one plane
     x_is_plane: bool = False  # with `channel`: x is that channel's plane, not the whole tensor
     others: tuple[str, ...] = ()  # pointers to the inputs after the first (const)
+    x16: bool = False  # x is a plane stored as uint16 (Choice.narrow)
+    y16: bool = False  # y is a plane to store as uint16 (Choice.narrow)
 
 
 @dataclass
@@ -117,6 +119,17 @@ class Choice:
     scratch: int = 0  # bytes of scratch in the arena while the layer runs
     out_region: int | None = None  # bytes the output needs, when more than the tensor
     in_place: bool = False  # may write its output over its input
+    # inside a channel-by-channel step: (input element bytes, output element bytes) -> whether it
+    # may write its output plane over its input plane (each output is stored after every input it
+    # reads, and no later output reads a byte an earlier one wrote: a valid convolution in raster
+    # order, pooling); None: never
+    plane_in_place: Callable[[int, int], bool] | None = None
+    # inside a channel-by-channel step: reads and writes uint16 planes where told (Pointers.x16,
+    # y16): the emitter narrows a plane between two such kernels whose type is within 0..65535
+    narrow: bool = False
+    # inside a channel-by-channel step: the scratch is rebuilt at every call (tables of the
+    # channel's weights), so such kernels of one step share its bytes
+    scratch_per_call: bool = False
     alias: bool = False  # no code at all: the output is the input's bytes (flatten)
     per_channel: bool = False  # render() can compute a single channel plane (Pointers.channel)
     fuses: int = 0  # the next `fuses` layers are computed inside this kernel's output stage

@@ -91,7 +91,7 @@ def _stage(model: ir.Model, types: list[ir.TensorType], conv: int, last: int) ->
     if post is None:
         return None
     _, oh, ow = types[conv + 1].shape
-    if oh // pool < 1 or ow // pool < 1:
+    if oh // pool < 1 or ow // pool < 1 or (oh // pool) * (ow // pool) > 0xFFFF:  # offsets in uint16
         return None
     return post | {"pool_size": pool, "fused": len(fused) + (pool > 1)}
 
@@ -120,7 +120,7 @@ def choose(model: ir.Model, types: list[ir.TensorType], i: int, last: int, targe
     t_out = types[last + 1]
     outputs = yh * yw
     field = c * kh * kw
-    scratch = _round4(outputs) + _round4(2 * field) + 4 * co
+    scratch = _round4(outputs) + _round4(2 * 3 * yh) + _round4(2 * field) + 4 * co
     band = conv_rows.band_kernel(conv, gate_t, types[i + 2], model.layers[i + 2: last + 1], types[i + 3: last + 2],
                                  target) if pool <= 2 else None
     band_gain4 = round(4 * BAND_RATIO[target.dense_conv]) if band is not None else 0
@@ -128,8 +128,8 @@ def choose(model: ir.Model, types: list[ir.TensorType], i: int, last: int, targe
     def render(src: ModelSource, k: int, p: Pointers) -> str:
         weight = src.array("int8_t", f"cw{k}", int_lines(conv.weight.reshape(-1)), conv.weight.size, k)
         bias = src.bias(k + 1, conv)
-        rows = _reach(h, oh, kh, sh, ph, pool, yh)
-        rows[:, 0] *= yw  # the first output row as an offset into the plane
+        reach = _reach(h, oh, kh, sh, ph, pool, yh)
+        rows = np.stack([reach[:, 0] * yw, reach[:, 1], reach[:, 0]], axis=1)  # its offset in the plane too
         cols = _reach(w, ow, kw, sw, pw, pool, yw)
         r = src.array("uint16_t", f"cr{k}", int_lines(rows.reshape(-1)), 2 * rows.size, k)
         q = src.array("uint16_t", f"cc{k}", int_lines(cols.reshape(-1)), 2 * cols.size, k)

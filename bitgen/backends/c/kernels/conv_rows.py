@@ -13,7 +13,10 @@ Two inner loops, by the kernel set's ``Target.dense_conv``:
 * ``smlad`` (Cortex-M4): an int16 window and weights pre-widened to int16 pairs in flash,
   tiles of 2 channels x 2 pixels, two products per SMLAD, two words per LDRD;
 * ``mul`` (RV32EMC): the narrowest window element that holds the input, int8 weights (int16
-  for FP1.3.0's 128), tiles of 2 channels x 2 pixels, a mul and an add per product.
+  for FP1.3.0's 128), tiles of 2 channels x 2 pixels, a mul and an add per product; a dot
+  product of up to UNROLL_MAX elements is straight-line code whose weights come in per-tile
+  blocks (``Geometry.blocks``), with the requantization's bias and rounding folded into one
+  constant per channel where its product fits 32 bits (``fold_constants``).
 
 The window is the kernel's scratch; the kernel is optional (Choice.optional): where the arena
 must shrink, the generic kernel takes the layer instead.
@@ -34,6 +37,10 @@ FILES = ["bg_conv_rows.h", "bg_conv_rows.inc", "bg_dsp.h", "bg_conv2d_plane.h"]
 FUSABLE = (ir.ReLU, ir.Requant, ir.MaxPool2d)
 TILE_CHANNELS = {"smlad": 2, "mul": 2}  # output channels per tile (BG_CR_MC; measured: 3 spills on RV32E)
 STEP = 4  # elements per step of the inner loop: a kernel row's span is padded to a multiple
+# mul: dot products of at most this many elements are unrolled (no loop overhead, and the
+# output stage folded: README "Convolution layers"); about 40 bytes of code per element and
+# tile shape, so longer ones keep the loop
+UNROLL_MAX = 128
 
 
 def _fits(t: ir.TensorType, dtype_range: tuple[int, int]) -> bool:
@@ -72,6 +79,9 @@ class Geometry:
         per_word = 4 // ELEM_BYTES[row]
         need = max((self.w + 2 * self.pw) * self.pixlen, (cols_read - 1) * self.sw * self.pixlen + self.span)
         self.winlen = -(-need // per_word) * per_word
+        self.dot = self.kw * self.pixlen  # elements of one output's dot product (span: rounded up)
+        # mul: a short dot product is straight-line code (no loop, immediate offsets)
+        self.unroll = mode == "mul" and self.dot <= UNROLL_MAX
         self.mc = TILE_CHANNELS[mode]
         # Steps per turn of the inner loop: a divisor of the steps (no straight-line rest after
         # the loop), at least two turns where there are enough steps (GCC peels a loop that
@@ -87,6 +97,22 @@ class Geometry:
         """Bytes of the window (C: BG_CR_WINLEN elements)."""
         return self.winlen * ELEM_BYTES[self.row]
 
+    def blocks(self, weight: np.ndarray, wt: str, fold: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+        """The unrolled kernel's weight stream as little-endian words: per tile of mc channels its
+        weights (layout(), as `wt`, padded to a word), then with `fold` (multipliers, folded
+        constants) the tile's channels' multipliers and constants as int32."""
+        per_tile = self.layout(weight).reshape(-1)
+        out, at = [], 0
+        for t0 in range(0, weight.shape[0], self.mc):
+            n = min(self.mc, weight.shape[0] - t0)
+            w = per_tile[at : at + n * self.dot].astype("<i1" if wt == "int8_t" else "<i2").tobytes()
+            at += n * self.dot
+            blk = w + bytes(-len(w) % 4)
+            if fold is not None:
+                blk += np.concatenate([fold[0][t0 : t0 + n], fold[1][t0 : t0 + n]]).astype("<i4").tobytes()
+            out.append(blk)
+        return np.frombuffer(b"".join(out), dtype="<u4")
+
     def layout(self, weight: np.ndarray) -> np.ndarray:
         """Weights in the order the tiles read them: per tile of mc channels, per step of 4 span
         elements, then (smlad) per channel its 4 elements, or (mul) per element its mc channels.
@@ -97,8 +123,13 @@ class Geometry:
         span[..., :c] = weight.transpose(0, 3, 2, 1)
         flat = np.zeros((co, self.span), dtype=np.int64)
         flat[:, : kw * self.pixlen] = span.reshape(co, kw * self.pixlen)
+        if self.unroll:
+            flat = flat[:, : self.dot]
         parts = []
         for t0 in range(0, co, self.mc):
+            if self.unroll:  # element by element, channel by channel
+                parts.append(flat[t0 : t0 + self.mc].T.ravel())
+                continue
             blk = flat[t0 : t0 + self.mc].reshape(-1, self.span // STEP, STEP)
             order = (1, 0, 2) if self.mode == "smlad" else (1, 2, 0)
             parts.append(blk.transpose(order).ravel())
@@ -168,16 +199,20 @@ def _rows(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused: li
     rq_index = next((k for k, f in enumerate(fused) if isinstance(f, ir.Requant)), None)
 
     def render(src: ModelSource, i: int, p: Pointers) -> str:
+        params = post_params(post)
+        fold = fold_constants(layer, t_out, post) if g.unroll else None
         packed = g.layout(layer.weight)
-        if mode == "smlad":
+        if g.unroll:
+            words = g.blocks(layer.weight, wt, fold)
+            w = src.array("uint32_t", f"w{i}", word_lines(words), 4 * words.size, i)
+        elif mode == "smlad":
             words = packed.astype("<i2").view("<u4")
             w = src.array("uint32_t", f"w{i}", word_lines(words), 4 * words.size, i)
         else:
             w = src.array(wt, f"w{i}", int_lines(packed), ELEM_BYTES[wt] * packed.size, i)
-        b = src.bias(i, layer)
+        b = "0" if fold is not None else src.bias(i, layer)
         m = sh = "0"
-        params = post_params(post)
-        if params["MULT_PER_CHANNEL"]:
+        if params["MULT_PER_CHANNEL"] and fold is None:
             rq, j = post["requant"], i + 1 + rq_index
             m = src.array("int32_t", f"m{j}", int_lines(rq.multiplier), 4 * rq.multiplier.size, j)
         if params["SHIFT_PER_CHANNEL"]:
@@ -189,7 +224,8 @@ def _rows(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused: li
             "SIMD": int(mode == "smlad"), "C": g.c, "H": g.h, "W": g.w, "CO": g.co,
             "KH": g.kh, "SH": g.sh, "SW": g.sw, "PH": g.ph, "PW": g.pw, "CP": g.cp,
             "SPAN": g.span, "WINLEN": g.winlen, "MC": g.mc, "TURN": g.turn, "ROWS": g.rows, "COLS": g.cols,
-            "POOL": post["pool"], "BIAS": int(b != "0"),
+            "POOL": post["pool"], "BIAS": int(b != "0"), "UNROLL": int(g.unroll), "DOT": g.dot,
+            "FOLD": int(fold is not None),
         } | params
         lines = [f"/* layer {i}: {g.kh}x{g.kw} convolution over a window of transposed rows ({mode}) */"]
         lines += [f"#define BG_CR_{k} {v}" for k, v in consts.items() if not k.endswith("PER_CHANNEL")]
@@ -202,6 +238,27 @@ def _rows(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused: li
         return f"{fn}({p.x}, {p.y}, {arena_ptr(p.scratch, row)}, {w}, {'0' if b == '0' else b}, {m}, {sh});"
 
     return Choice(f"rows_{mode}", FILES, render, scratch=g.scratch, fuses=len(fused), optional=True)
+
+
+def fold_constants(layer: ir.Conv2d, t_acc: ir.TensorType, post: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The multipliers m and, per output channel, k = bias * m + r modulo 2^32 as int32 (r: the
+    rounding term) for the unrolled kernel's output stage bg_cr_fold, whose sums then start at
+    0; None where it does not apply. It needs a requantization whose product of the raw
+    accumulator (t_acc: the conv's output, before any ReLU) is proved to fit int32 (|acc| * m +
+    2^shift, so the wrapped sum * m + k is the exact (bias + sum) * m + r), and a clamp that keeps
+    0 (a ReLU before the requantization then acts after it: the requantization of 0 is 0)."""
+    rq = post["requant"]
+    if rq is None or not post["lo"] <= 0 <= post["hi"]:
+        return None
+    co = layer.weight.shape[0]
+    m = np.broadcast_to(rq.multiplier.astype(np.int64), (co,))
+    sh = np.broadcast_to(rq.shift.astype(np.int64), (co,))
+    if any(t_acc.amax * int(mv) + (1 << int(s)) > ir.INT32[1] for mv, s in zip(m, sh)):
+        return None
+    r = np.where((sh > 0) & (rq.rounding == "half_up"), np.left_shift(1, np.maximum(sh - 1, 0)), 0)
+    bias = np.zeros(co, dtype=np.int64) if layer.bias is None else layer.bias.astype(np.int64)
+    k = (bias * m + r) & 0xFFFFFFFF  # |bias| < 2^31 and m < 2^31: no int64 overflow
+    return m, np.where(k >= 2**31, k - 2**32, k)
 
 
 def band_kernel(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused: list[ir.Layer],

@@ -93,8 +93,10 @@ def _conv2d(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, others:
         if v > 255:
             raise KernelError(f"kernel, stride or padding {v} exceeds 255")
     fn = f"bg_conv2d_{SUFFIX[t_in.dtype]}"
+    # one output at a time in raster order, read before it is stored: without padding a plane
+    # can overwrite its input plane
     return Choice("generic", FILES["conv2d"], lambda src, i, p: conv_call(src, i, layer, t_in, t_out, p, fn),
-                  per_channel=True)
+                  per_channel=True, plane_in_place=(lambda e_in, e_out: e_out <= e_in) if layer.padding == (0, 0) else None)
 
 
 def _pool(layer: ir.MaxPool2d | ir.AvgPool2d, t_in: ir.TensorType, t_out: ir.TensorType, others: list[ir.TensorType]) -> Choice:
