@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -223,11 +223,13 @@ class FirmwareRun:
     console: str
     instructions: int
     cnn_layers: int  # accelerator layers the emulator ran
+    memory: dict[str, bytes] = field(default_factory=dict)  # what `read` asked for, at the end
 
 
-def run_firmware(elf: Path, max_instructions: int = 200_000_000) -> FirmwareRun:
-    """Run izer's firmware on max78000-sim until it prints PASS or FAIL (its known-answer
-    test: check_output() compares the accelerator's output words with sampleoutput.h)."""
+def run_firmware(elf: Path, max_instructions: int = 200_000_000, read: dict[str, int] | None = None) -> FirmwareRun:
+    """Run izer's firmware (or bitgen's layer program's main.c) on max78000-sim until it prints
+    PASS or FAIL (its known-answer test: the accelerator's output words against
+    sampleoutput.h); ``read`` names symbols whose first bytes to return (symbol -> size)."""
     import unicorn as uc
 
     from bitgen.harness import boards
@@ -255,7 +257,155 @@ def run_firmware(elf: Path, max_instructions: int = 200_000_000) -> FirmwareRun:
     m.run(max_instructions)
     out = text()
     cnn = next(p for p in m.peripherals if p.name == "cnn")
-    return FirmwareRun("*** PASS ***" in out, out, m.instructions, cnn.layers_run)
+    memory = {sym: bytes(m.uc.mem_read(syms[sym], size)) for sym, size in (read or {}).items()}
+    return FirmwareRun("*** PASS ***" in out, out, m.instructions, cnn.layers_run, memory)
+
+
+# --------------------------------------------------- bitgen's own layer program for izer's networks
+def own_program(config: Path, workdir: Path) -> tuple[str, str]:
+    """izer's `arch: test` network with izer's weights and sample (model_from_logs) as bitgen's
+    own layer program on max78000-sim: ("pass", layers) when its known-answer test passes and
+    the unloaded output equals golden; ("not-in-slice", why) for what bitgen's layer programs do
+    not take yet; ("unsupported"/"izer-failed", why) as in classify; ("fail", why) otherwise."""
+    from bitgen import golden
+    from bitgen.backends.max78000 import emit, limits, network_yaml
+    from bitgen.errors import BitgenError
+
+    try:
+        net = network_yaml.parse(Path(config).read_text(), str(config))
+    except BitgenError as e:
+        return "unsupported", str(e)
+    if net.refusals():
+        return "unsupported", net.refusals()[0]
+    other = next((ly for ly in net.layers if ly.operation not in ("conv2d", "linear", "passthrough")
+                  or ly.eltwise != "none"), None)
+    if other is not None:  # known before izer runs
+        return "not-in-slice", f"layer {other.index}: {other.operation} {other.eltwise}"
+    try:
+        folder = run(config, workdir / "izer", config.stem)
+    except IzerFailed as e:
+        return "izer-failed", str(e)
+    except subprocess.TimeoutExpired:
+        return "izer-failed", "timeout"
+    try:
+        model, logs = model_from_logs(config, folder)
+        x = logs[0].input.reshape(model.input.shape)
+        em = emit.emit(model, workdir / "cnn", "net", sample=x)
+    except (limits.NotSupported, limits.DoesNotFit) as e:
+        return "not-in-slice", str(e)
+    except BitgenError as e:
+        return "unsupported", str(e)
+    y = golden.run(model, x.reshape((1,) + model.input.shape).astype(np.int8))[0]
+    size = y.size * (4 if em.program.output.op.output_width == 32 else 1)
+    try:
+        r = run_firmware(build_firmware(workdir / "cnn", workdir / "fw"), read={"cnn_output": size})
+    except Exception as e:  # noqa: BLE001 - reported
+        return "fail", f"{type(e).__name__}: {e}"
+    got = np.frombuffer(r.memory["cnn_output"], dtype="<i4" if y.dtype == np.int32 else np.int8)
+    if not r.passed or not np.array_equal(got, y.reshape(-1)):
+        return "fail", r.console.strip()[-200:]
+    return "pass", f"{r.cnn_layers} layers"
+
+
+# ------------------------------------- bitgen's registers and kernel memories against izer's
+def write_checkpoint(model, path: Path) -> None:
+    """An ai8x quantized checkpoint (quantize.py's layout) of a chain of max78000_layer nodes:
+    ``NAME.op.weight``, ``NAME.op.bias`` (the bias byte times 2**(bits-1)), ``NAME.weight_bits``,
+    ``NAME.output_shift``."""
+    import collections
+
+    import torch
+
+    sd = collections.OrderedDict()
+    for node in model.nodes:
+        op, name = node.op, node.output
+        if not op.has_weights:  # passthrough layers have no entries
+            continue
+        sd[f"{name}.output_shift"] = torch.tensor([float(op.output_shift)])
+        sd[f"{name}.weight_bits"] = torch.tensor([float(op.weight_bits)])
+        sd[f"{name}.op.weight"] = torch.tensor(op.weight.astype(np.float32))
+        if op.bias is not None:
+            sd[f"{name}.op.bias"] = torch.tensor(op.bias * 2.0 ** (op.weight_bits - 1), dtype=torch.float32)
+    torch.save({"epoch": 1, "arch": model.name, "state_dict": sd}, path)
+
+
+def _register_writes(text: str) -> dict[int, int]:
+    """address -> value of every constant store to a CNN layer register (izer's and bitgen's
+    cnn.c spell them differently)."""
+    import re
+
+    out = {}
+    for m in re.finditer(r"(?:\*\(\(volatile uint32_t \*\) |REG\()0x([0-9a-fA-F]+)\) = 0x([0-9a-fA-F]+);", text):
+        addr = int(m.group(1), 16)
+        rel = (addr - 0x50100000) % 0x400000
+        if addr >= 0x50100000 and 0x10 <= rel < 0x10 + 21 * 0x80:
+            out[addr] = int(m.group(2), 16)
+    return out
+
+
+def _kernel_words(weights_h: str) -> dict[tuple[int, int], bytes]:
+    """(processor, word) -> the 9 bytes of every nonzero kernel word an express stream loads."""
+    import re
+
+    body = weights_h[weights_h.index("KERNELS"):]
+    vals = [int(v, 16) for v in re.findall(r"0x[0-9a-fA-F]+", body[body.index("{"):body.index("}")])]
+    out, i = {}, 0
+    while i < len(vals) and vals[i]:
+        addr, n = vals[i], vals[i + 1]
+        q, rel = divmod(addr - 0x50180000, 0x400000)
+        proc, word = 16 * q + rel // 0x4000, (rel % 0x4000) // 4
+        data = b"".join(v.to_bytes(4, "big") for v in vals[i + 2:i + 2 + n])
+        for k in range(len(data) // 9):
+            if any(data[9 * k:9 * k + 9]):
+                out[(proc, word + k)] = data[9 * k:9 * k + 9]
+        i += 2 + n
+    return out
+
+
+def program_vs_izer(model, workdir: Path) -> list[str]:
+    """bitgen's layer program against izer's for the same network: izer runs on bitgen's
+    network.yaml (bitgen's processors and offsets) with a checkpoint of the model's weights and
+    the program's sample input. Every per-layer register write must be the same, except where
+    in the kernel memories a layer's kernels start (MCNT: an allocation choice; the kernel
+    count it gives must be the same), and each layer's kernel words, from its start in each of
+    its processors, must be the same (empty list: all are)."""
+    from bitgen.backends.max78000 import emit
+
+    workdir = Path(workdir)
+    em = emit.emit(model, workdir / "cnn", model.name)
+    write_checkpoint(model, workdir / "ck.pth.tar")
+    text = (workdir / "cnn" / "sampledata.h").read_text()
+    x = np.array([int(v) for v in text[text.index("{") + 1:text.index("}")].replace(",", " ").split()])
+    np.save(workdir / "sample.npy", x.reshape(model.input.shape).astype(np.int64))
+    extra = ["--avg-pool-rounding"] if em.program.avg_pool_rounding else []
+    folder = run(workdir / "cnn" / "network.yaml", workdir / "izer", "x", checkpoint=workdir / "ck.pth.tar",
+                 sample=workdir / "sample.npy", extra=extra)
+    theirs, mine = _register_writes((folder / "cnn.c").read_text()), _register_writes((workdir / "cnn" / "cnn.c").read_text())
+    mcnt = 12
+    diffs = []
+    for addr in sorted(set(theirs) | set(mine)):
+        q, rel = divmod(addr - 0x50100000, 0x400000)
+        reg, layer = divmod(rel - 0x10, 0x80)
+        a, b = theirs.get(addr, 0), mine.get(addr, 0)
+        same = (a & 0xFFFF) - (a >> 16) == (b & 0xFFFF) - (b >> 16) if reg == mcnt else a == b
+        if not same:
+            diffs.append(f"quadrant {q} layer {layer // 4} register {reg}: izer 0x{a:08x}, bitgen 0x{b:08x}")
+    kt, km = _kernel_words((folder / "weights.h").read_text()), _kernel_words((workdir / "cnn" / "weights.h").read_text())
+    for p in em.program.layers:
+        if not p.kernel_words:
+            continue
+        i = p.shape.index
+        addr = 0x50100010 + mcnt * 0x80 + 4 * i
+        starts = []
+        for m in (theirs, mine):  # MCNT's start field, in kernel units, to words
+            sad = m.get(addr, 0) >> 16
+            starts.append(sad // 8 // (9 if p.shape.kernel == 1 else 1))
+        for proc in range(p.first_in, p.first_in + p.shape.in_shape[0]):
+            for w in range(p.kernel_words):
+                a, b = kt.get((proc, starts[0] + w), bytes(9)), km.get((proc, starts[1] + w), bytes(9))
+                if a != b:
+                    diffs.append(f"layer {i} kernel word {w} of processor {proc}: izer {a.hex()}, bitgen {b.hex()}")
+    return diffs
 
 
 # ------------------------------------------------------------------ the whole sweep
@@ -296,20 +446,21 @@ def classify(config: Path, workdir: Path, firmware: bool = False) -> tuple[str, 
     return "fw-pass", f"{r.cnn_layers} accelerator layers run"
 
 
-if __name__ == "__main__":  # python tests/izer_oracle.py [--firmware] OUT.json: every network's outcome (resumable)
+if __name__ == "__main__":  # python tests/izer_oracle.py [--firmware | --own] OUT.json: every network's outcome (resumable)
     import json
     import sys
     import tempfile
 
     sys.path.insert(0, str(ROOT))
     fw = "--firmware" in sys.argv
+    own = "--own" in sys.argv  # bitgen's own layer programs instead of izer's firmware
     out = Path([a for a in sys.argv[1:] if not a.startswith("--")][0])
     results = json.loads(out.read_text()) if out.is_file() else {}  # resumes an interrupted sweep
     with tempfile.TemporaryDirectory() as tmp:
         for cfg in test_networks():
             if cfg.name in results and not (fw and results[cfg.name][0] in ("match", "fw-fail")):
                 continue
-            results[cfg.name] = classify(cfg, Path(tmp), fw)
+            results[cfg.name] = own_program(cfg, Path(tmp) / cfg.stem) if own else classify(cfg, Path(tmp), fw)
             print(cfg.name, *results[cfg.name], flush=True)
             shutil.rmtree(Path(tmp) / cfg.stem, ignore_errors=True)
             out.write_text(json.dumps(results, indent=1))

@@ -89,6 +89,7 @@ def add_max_arena_argument(p: argparse.ArgumentParser) -> None:
 
 
 BACKENDS = ("c",)  # what --target names for every command; emit also takes scamp5 (commands/scamp5_cmd.py)
+# and max78000-cnn (commands/emit_cmd.py: the MAX78000 CNN accelerator's layer program)
 
 
 def add_kernels_argument(p: argparse.ArgumentParser, help: str) -> None:
@@ -108,9 +109,9 @@ def resolve_kernels(args: argparse.Namespace) -> str | None:
     chosen = args.kernels
     target = getattr(args, "target", None)
     if target == "max78000-cnn":
-        raise UsageError("--target max78000-cnn: layer programs for the MAX78000's CNN accelerator are not "
-                         "supported yet (`bitgen import CHECKPOINT --yaml NETWORK.yaml` reads ai8x models into "
-                         "bitgen's golden model)")
+        raise UsageError("--target max78000-cnn: layer programs for the MAX78000's CNN accelerator are written by "
+                         "`bitgen emit --target max78000-cnn model.pt -o OUT` only; running them from this command "
+                         "is not supported yet")
     if target is not None and target not in BACKENDS:
         if target not in kernels.TARGETS:
             raise UsageError(f"unknown --target '{target}' (back ends: {', '.join(BACKENDS)}; kernel sets "

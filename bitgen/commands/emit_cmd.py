@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
         from . import scamp5_cmd
 
         return scamp5_cmd.emit(args, args.name or default_name(load_model(args).ir.name))
+    if args.target == "max78000-cnn":
+        return emit_max78000(args)
     kernels = resolve_kernels(args) or "generic"
     check_name(args.name)
     out = output_dir(args.out, "-o")
@@ -46,4 +48,35 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {len(em.files)} files to {em.outdir}/ ({name}.h, {name}.c, {name}.json, {kernels} kernels)")
     print(f"  layers {len(r['layers'])}  weights {r['weight_bytes']} B  arena {r['arena_bytes']} B  "
           f"MACs {r['macs']}  model {r['model_hash'][:16]}")
+    return 0
+
+
+def emit_max78000(args: argparse.Namespace) -> int:
+    """The layer program for the MAX78000's CNN accelerator (backends/max78000/emit.py). A model
+    over a hardware limit leaves NAME.json with the per-resource report and fails in one line."""
+    import json
+
+    from ..backends.max78000 import emit as cnn_emit
+    from ..backends.max78000 import limits
+
+    if args.kernels is not None or args.max_arena is not None:
+        raise UsageError("--kernels and --max-arena are for the C back end, not --target max78000-cnn")
+    check_name(args.name)
+    out = output_dir(args.out, "-o")
+    loaded = load_model(args)
+    name = args.name or default_name(loaded.ir.name)
+    try:
+        em = cnn_emit.emit(loaded.ir, out, name)
+    except limits.DoesNotFit as e:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{name}.json").write_text(json.dumps({"target": "max78000-cnn", "name": name,
+                                                      "fit": e.report.to_dict()}, indent=1) + "\n")
+        raise
+    r = em.report
+    used = r["fit"]["resources"]
+    print(f"wrote {len(em.files)} files to {em.outdir}/ (cnn.c, cnn.h, weights.h, main.c, sampledata.h, "
+          f"sampleoutput.h, network.yaml, {name}.json)")
+    print(f"  layers {len(r['layers'])}  quadrants {r['quadrants']}  kernel words per processor "
+          f"{used['kernel memory words per processor']['used']}/768  data words per instance "
+          f"{used['data memory words per instance']['used']}/8192  bias bytes {used['bias bytes']['used']}/2048")
     return 0

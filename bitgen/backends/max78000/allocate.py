@@ -1,0 +1,360 @@
+"""Allocation for the MAX78000's CNN accelerator: which processors run each layer, where its data
+lives, where its kernels and bias go, and the value of every register.
+
+The hardware (``../shared/reference/max78000.md`` section 4, and the emulated accelerator in
+:mod:`bitgen.sim.max78000_layers`, which runs izer's own firmware bit-exactly):
+
+* processor p reads byte lane p % 4 of data-memory instance p // 4 (quadrant p // 16); data is
+  HWC, one word per pixel per instance; channel c of a layer's input sits on processor
+  ``first_in + c`` (one pass: at most 64 channels);
+* output channel o of a layer goes to lane ``first_out + o`` (``first_out`` a multiple of 4:
+  WPTR_BASE's instance field), so the next layer reads it on processor ``first_out + o``;
+* the layers' data ping-pong between two buffers at the same word offsets in every instance;
+* a processor's kernels for one layer are consecutive in its 768-word kernel memory, from a start
+  word every processor of the layer shares (MCNT); kernel ``o * passes + j`` of processor
+  ``first_in + c`` is the weight from input channel c (flattened: from pixel j of it) to output o;
+  ``8 / bits`` kernels share each byte, a 3x3 kernel fills a word, nine 1x1 kernels share one;
+* a layer's bias bytes are consecutive in one quadrant's 512-byte bias memory.
+
+The allocator's choices: the first layer's input on processors 0.., each layer's output lanes
+where the kernel memories of the next layer's processors are least used (so long chains spread
+over all 64 kernel memories), each layer's kernels in the first run of free words (from a
+multiple of 4 words) of all its processors, the biases (a flatten layer's first, then largest
+first) each in the least used bias memory of the quadrants in use.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ... import ir
+from . import limits
+from .limits import (BIAS_BYTES, DATA_WORDS, KERNEL_WORDS, PROCESSORS, PROCESSORS_PER_QUADRANT, QUADRANTS,
+                     FitReport, LayerShape)
+
+# Per-layer register indices (tornadocnn.DevAI85; reference section 4)
+REGS = {"RCNT": 0, "CCNT": 1, "ONED": 2, "PRCNT": 3, "PCCNT": 4, "STRIDE": 5, "WPTR_BASE": 6,
+        "WPTR_TOFFS": 7, "WPTR_MOFFS": 8, "WPTR_CHOFFS": 9, "RPTR_BASE": 10, "LCTL": 11, "MCNT": 12,
+        "TPTR": 13, "ENA": 14, "POST": 15, "LCTL2": 20}
+WEIGHT_BITS_FIELD = {8: 0, 1: 1, 2: 2, 4: 3}  # POST bits 22..23
+
+
+@dataclass
+class LayerProgram:
+    """One layer's allocation and register values."""
+
+    shape: LayerShape
+    first_in: int  # input channel c on processor first_in + c
+    first_out: int  # output channel o on lane first_out + o (a multiple of 4)
+    in_offset: int  # word offset of the input in its instances
+    out_offset: int
+    kernel_start: int  # first kernel word, in every processor of the layer
+    kernel_words: int  # words per processor
+    bias: tuple[int, int] | None  # (quadrant, byte offset)
+    regs: dict[int, dict[str, int]] = field(default_factory=dict)  # quadrant -> register -> value
+
+    @property
+    def op(self) -> ir.Max78000Layer:
+        return self.shape.op
+
+    @property
+    def processors(self) -> int:
+        """The 64-bit map of input processors."""
+        return ((1 << self.shape.in_shape[0]) - 1) << self.first_in
+
+    @property
+    def output_processors(self) -> int:
+        return ((1 << self.shape.out_shape[0]) - 1) << self.first_out
+
+
+@dataclass
+class Program:
+    """A whole layer program: the layers, the kernel memories (64 x 768 words of 9 bytes, the
+    byte order of the hardware word: byte 0 is the most significant of the 72 bits), the bias
+    memories (4 x 512 bytes) and what is used of each."""
+
+    layers: list[LayerProgram]
+    kernels: np.ndarray  # (64, 768, 9) uint8
+    kernel_used: np.ndarray  # (64,) words to load per processor (up to its last used word)
+    bias: np.ndarray  # (4, 512) uint8
+    bias_used: list[int]
+    buffers: tuple[int, int]  # word offsets of the two data buffers
+    quadrants: list[int]  # quadrants the program uses (0 is the master)
+    avg_pool_rounding: bool
+    report: FitReport
+
+    @property
+    def input(self) -> LayerProgram:
+        return self.layers[0]
+
+    @property
+    def output(self) -> LayerProgram:
+        return self.layers[-1]
+
+
+def _words(ly: LayerShape) -> int:
+    """Kernel words per processor of a layer."""
+    op = ly.op
+    if not op.has_weights:
+        return 0
+    count = ly.out_shape[0] * ly.passes
+    per_byte = 8 // op.weight_bits
+    groups = -(-count // per_byte)
+    taps = ly.kernel * ly.kernel
+    return -(-groups * taps // 9)
+
+
+def _data_words(shape: tuple[int, int, int], wide: bool = False) -> int:
+    return shape[1] * shape[2] * (4 if wide else 1)
+
+
+def plan(model: ir.Model) -> Program:
+    """The allocation of ``model``; raises NotSupported (a layer bitgen does not take yet) or
+    DoesNotFit (with the per-resource report)."""
+    shapes = limits.layers(model)
+    report = FitReport()
+    limits.check(shapes, report)
+    n = len(shapes)
+
+    # data memory: tensor t (the input of layer t; t = n is the output) in buffer t % 2
+    sizes = [0, 0]
+    for t in range(n + 1):
+        shp = shapes[t].in_shape if t < n else shapes[-1].out_shape
+        sizes[t % 2] = max(sizes[t % 2], _data_words(shp, t == n and shapes[-1].op.output_width == 32))
+    buffers = (0, sizes[0])
+    report.use("data memory words per instance", sizes[0] + sizes[1], DATA_WORDS, buffers=list(sizes))
+    if sizes[0] + sizes[1] > DATA_WORDS:
+        report.add(None, "data memory", sizes[0] + sizes[1], DATA_WORDS,
+                   f"the two ping-pong buffers need {sizes[0]} + {sizes[1]} words per instance, an instance "
+                   f"has {DATA_WORDS}")
+
+    kernels = np.zeros((PROCESSORS, KERNEL_WORDS, 9), dtype=np.uint8)
+    occupied = np.zeros((PROCESSORS, KERNEL_WORDS), dtype=bool)
+    used = np.zeros(PROCESSORS, dtype=np.int64)
+    bias = np.zeros((QUADRANTS, BIAS_BYTES), dtype=np.uint8)
+    bias_used = [0] * QUADRANTS
+    programs: list[LayerProgram] = []
+    first_in = 0
+    for ly in shapes:
+        c, o = ly.in_shape[0], ly.out_shape[0]
+        procs = slice(first_in, first_in + c)
+        words = _words(ly)
+        # the first run of free words, from a multiple of 4, in every processor of the layer
+        start = 0 if not words else next((s for s in range(0, KERNEL_WORDS - words + 1, 4) if not occupied[procs, s:s + words].any()),
+                     None)
+        if start is None:
+            start = 0
+            report.add(ly.index, "kernel memory", int(occupied[procs].sum(axis=1).max()) + words, KERNEL_WORDS,
+                       f"layer {ly.index}: processors {first_in}..{first_in + c - 1} have no {words} free words "
+                       f"(from a multiple of 4) left in their {KERNEL_WORDS}-word kernel memories")
+        elif words:
+            _place_kernels(kernels, ly, first_in, start)
+            occupied[procs, start:start + words] = True
+        used = occupied.sum(axis=1)
+        # the next layer's processors: the lanes whose kernel memories are least used
+        if ly.index + 1 < n:
+            first_out = min(range(0, PROCESSORS - o + 1, 4), key=lambda f: (int(used[f:f + o].max()), f))
+        else:
+            first_out = 0
+        t = ly.index
+        programs.append(LayerProgram(ly, first_in, first_out, buffers[t % 2], buffers[(t + 1) % 2], start, words, None))
+        first_in = first_out
+    quads = {0} | {q for p in programs for q in _layer_quadrants(p)}
+    # biases: a flatten layer's first (a MAX78000 requirement: izer's DevAI85
+    # REQUIRE_FLATTEN_BIAS_FIRST), then, with several quadrants to choose from, largest first
+    # (first-fit decreasing), each in the least used bias memory of the quadrants in use, else
+    # of any quadrant; with one quadrant, in layer order
+    several = len(quads) > 1
+    for p in sorted((p for p in programs if p.op.bias is not None),
+                    key=lambda p: (not p.op.flatten, -p.shape.out_shape[0] if several else 0)):
+        o = p.shape.out_shape[0]
+        order = sorted(range(QUADRANTS), key=lambda q: (q not in quads, bias_used[q], q))
+        q = next((q for q in order if bias_used[q] + o <= BIAS_BYTES), None)
+        if q is None:
+            report.add(p.shape.index, "bias memory", sum(bias_used) + o, QUADRANTS * BIAS_BYTES,
+                       f"layer {p.shape.index}: {o} bias bytes do not fit in any quadrant's {BIAS_BYTES}-byte bias "
+                       f"memory (used: {bias_used})")
+            continue
+        p.bias = (q, bias_used[q])
+        bias[q, bias_used[q]:bias_used[q] + o] = p.op.bias.astype(np.int8).view(np.uint8)
+        bias_used[q] += o
+        quads.add(q)
+    report.use("kernel memory words per processor", int(used.max()), KERNEL_WORDS,
+               per_processor=[int(v) for v in used])
+    # the words to load per processor: up to its last used one
+    used = np.array([int(np.nonzero(row)[0][-1]) + 1 if row.any() else 0 for row in occupied])
+    report.use("bias bytes", sum(bias_used), QUADRANTS * BIAS_BYTES, per_quadrant=list(bias_used))
+    report.use("processors", max(max(p.shape.in_shape[0], p.shape.out_shape[0]) for p in programs), PROCESSORS)
+    if not report.fits:
+        raise limits.DoesNotFit(report)
+    rounding = any(ly.op.avg_pool_rounding for ly in shapes if ly.op.pool == "avg")
+    quads = sorted(quads)
+    for p in programs:
+        p.regs = registers(p, quads)
+    return Program(programs, kernels, used, bias, bias_used, buffers, quads, rounding, report)
+
+
+def _place_kernels(kernels: np.ndarray, ly: LayerShape, first_in: int, start: int) -> None:
+    """Write layer ``ly``'s kernels into the kernel memories of processors first_in.., from word
+    ``start``: kernel ``o * passes + j`` of q-bit weights is bit slice ``k % (8/q)`` of byte group
+    ``k // (8/q)``; a group is ``taps`` consecutive bytes of the memory's byte stream, which runs
+    from byte 8 of a word down to byte 0, then on to the next word; in a group the last tap
+    comes first."""
+    op = ly.op
+    w = op.weight.astype(np.int64)  # type: ignore[union-attr]
+    c, o, passes = ly.in_shape[0], ly.out_shape[0], ly.passes
+    taps = ly.kernel * ly.kernel
+    if op.operation == "linear":
+        w = w.reshape(o, c, passes, 1)  # flatten is C-major: input c, pixel j
+    else:
+        w = w.reshape(o, c, 1, taps)
+    bits = op.weight_bits
+    per_byte = 8 // bits
+    k = np.arange(o * passes)
+    out_ch, j = k // passes, k % passes
+    group, slice_ = k // per_byte, k % per_byte
+    for ci in range(c):
+        stream = np.zeros(KERNEL_WORDS * 9, dtype=np.int64)
+        vals = w[out_ch, ci, j, :] & ((1 << bits) - 1)  # (K, taps)
+        for t in range(taps):
+            pos = start * 9 + group * taps + (taps - 1 - t)
+            np.bitwise_or.at(stream, pos, vals[:, t] << (slice_ * bits))
+        mem = stream.reshape(KERNEL_WORDS, 9)[:, ::-1]  # stream byte 0 is byte 8 of word 0
+        rows = slice(start, start + _words(ly))
+        kernels[first_in + ci, rows] = mem[rows].astype(np.uint8)
+
+
+def _quadrants_of(mask: int) -> set[int]:
+    return {q for q in range(QUADRANTS) if (mask >> (PROCESSORS_PER_QUADRANT * q)) & 0xFFFF}
+
+
+def _layer_quadrants(p: LayerProgram) -> list[int]:
+    """Quadrants a layer configures: those of its processors, its output lanes and its bias."""
+    qs = _quadrants_of(p.processors) | _quadrants_of(p.output_processors)
+    if p.bias is not None:
+        qs.add(p.bias[0])
+    return sorted(qs)
+
+
+def registers(p: LayerProgram, quadrants: list[int]) -> dict[int, dict[str, int]]:
+    """Every nonzero per-layer register of ``p``, per quadrant (the others stay 0 from reset).
+    Every quadrant the program uses holds every layer's registers (ENA only where the layer has
+    processors), as izer's programs do."""
+    ly, op = p.shape, p.op
+    if op.operation == "passthrough":
+        return _passthrough_registers(p, quadrants)
+    c, h, w = ly.in_shape
+    o, oh, ow = ly.out_shape
+    pad, k = ly.pad, ly.kernel
+    one_by_one = k == 1
+    base: dict[str, int] = {}
+    if op.operation == "conv2d":
+        base["RCNT"] = pad << 16 | (h + 2 * pad - 1)
+        base["CCNT"] = pad << 16 | (w + 2 * pad - 1)
+    else:  # linear: a 1x1 layer over one pixel; flattened, the input's pixels are its passes
+        base["RCNT"] = base["CCNT"] = 0
+    if op.pooling:
+        (ph, pw), (s, _) = op.pool_size, op.pool_stride
+        base["PRCNT"], base["PCCNT"], base["STRIDE"] = ph - 1, pw - 1, s - 1
+    wide = op.output_width == 32
+    base["WPTR_BASE"] = (p.first_out // 4) << 13 | p.out_offset
+    base["WPTR_TOFFS"] = 1 if one_by_one else 0
+    base["WPTR_MOFFS"] = 1 << 13
+    base["RPTR_BASE"] = p.in_offset
+    pooling = op.pooling and op.pool_size != (1, 1)
+    lctl = 0x20 | 1 << 11
+    lctl |= 0x80 if pooling else 0
+    lctl |= 0 if op.pool == "avg" else 0x100
+    lctl |= 0x200 if op.activation == "relu" else 0
+    lctl |= 1 << 16 if wide else 0
+    passes = ly.passes
+    count = o * passes
+    if one_by_one:
+        sad = 8 * 9 * p.kernel_start
+    else:
+        sad = 8 * p.kernel_start
+    base["MCNT"] = sad << 16 | (sad + (count - 1) * op.weight_bits)
+    # the TRAM pointer end, as izer writes it (the emulator does not model the TRAM)
+    if not one_by_one:
+        base["TPTR"] = ow - 1
+    elif passes > 16:
+        base["TPTR"] = (passes - 1) << 16 | (2 * (passes - 1) + 1)
+    base["ONED"] = 0x100 if one_by_one else 0
+    shift = op.shift
+    post = (abs(shift) << 13) | (1 << 17 if shift < 0 else 0)
+    post |= WEIGHT_BITS_FIELD[op.weight_bits] << 22
+    post |= 1 << 26 if op.activation == "abs" else 0
+    if passes > 16:  # flatten over more than 16 pixels: the pass count's high bits
+        post |= 1 << 27 | ((passes - 1) >> 4) << 18
+    base["POST"] = post
+    base["LCTL2"] = (o - 1) * op.weight_bits << 8 | ((passes - 1) & 0xF)
+    procs = p.processors
+    # LCTL bits 12..15 of the master quadrant (0): the other quadrants that add to this layer's
+    # sums, with processors or with its bias
+    sources = (_quadrants_of(procs) | ({p.bias[0]} if p.bias is not None else set())) - {0}
+    out: dict[int, dict[str, int]] = {}
+    for q in quadrants:
+        r = dict(base)
+        ena = (procs >> (16 * q)) & 0xFFFF
+        r["ENA"] = ena << 16 | ena
+        r["LCTL"] = lctl
+        if q == 0:
+            r["LCTL"] |= sum(1 << (12 + t) for t in sources)
+        if p.bias is not None and q == p.bias[0]:
+            r["POST"] |= 1 << 12 | p.bias[1]
+        out[q] = {name: v for name, v in r.items() if v}
+    return out
+
+
+def _passthrough_registers(p: LayerProgram, quadrants: list[int]) -> dict[int, dict[str, int]]:
+    """A passthrough layer (pooling only): no kernels (ENA without mask enables, POST bit 24:
+    time slots); in each quadrant, its k-th enabled processor writes byte lane k % 4 of instance
+    ``(WPTR_BASE >> 13) + k // 4`` (WPTR_TOFFS 0x2000: one instance per time slot), so the
+    quadrant's WPTR_BASE names the instance of its first channel's output lane."""
+    ly, op = p.shape, p.op
+    _, h, w = ly.in_shape
+    procs = p.processors
+    # ONED bits 0..3: the time slots' count - 1 (four channels per slot, in the fullest quadrant)
+    slots = max((bin((procs >> (16 * q)) & 0xFFFF).count("1") - 1) // 4 for q in range(QUADRANTS)
+                if (procs >> (16 * q)) & 0xFFFF)
+    base: dict[str, int] = {"RCNT": h - 1, "CCNT": w - 1, "RPTR_BASE": p.in_offset, "ONED": 1 << 8 | slots,
+                            "POST": 1 << 24 | 1 << 25,  # time slots, 1x1
+                            # one instance (8192 words) between time slots; 2048 (izer's value) when one slot
+                            "WPTR_TOFFS": 4 * 2048 if bin(procs).count("1") > 4 else 2048}
+    lctl = 0x20 | 1 << 11 | (0 if op.pool == "avg" else 0x100)
+    if op.pooling:
+        (ph, pw), (s, _) = op.pool_size, op.pool_stride
+        base["PRCNT"], base["PCCNT"], base["STRIDE"] = ph - 1, pw - 1, s - 1
+        lctl |= 0x80 if op.pool_size != (1, 1) else 0
+    out: dict[int, dict[str, int]] = {}
+    for q in quadrants:
+        r = dict(base, LCTL=lctl)
+        ena = (procs >> (16 * q)) & 0xFFFF
+        r["ENA"] = ena
+        r["WPTR_BASE"] = p.out_offset  # (a quadrant without processors writes nothing)
+        if ena:
+            first = 16 * q + (ena & -ena).bit_length() - 1  # its first processor
+            lane = p.first_out + first - p.first_in
+            r["WPTR_BASE"] |= (lane // 4) << 13
+        out[q] = {name: v for name, v in r.items() if v}
+    return out
+
+
+def summary(prog: Program) -> dict[str, Any]:
+    """The allocation, for NAME.json."""
+    return {
+        "fit": prog.report.to_dict(),
+        "quadrants": prog.quadrants,
+        "buffers_words": list(prog.buffers),
+        "avg_pool_rounding": prog.avg_pool_rounding,
+        "layers": [{
+            "name": p.shape.name, "operation": p.op.operation, "in_shape": list(p.shape.in_shape),
+            "out_shape": list(p.shape.out_shape), "processors": f"0x{p.processors:016x}",
+            "output_processors": f"0x{p.output_processors:016x}", "in_offset_words": p.in_offset,
+            "out_offset_words": p.out_offset, "kernel_words": [p.kernel_start, p.kernel_words],
+            "bias": None if p.bias is None else {"quadrant": p.bias[0], "offset": p.bias[1]},
+            "registers": {str(q): {k: f"0x{v:08x}" for k, v in r.items()} for q, r in p.regs.items()},
+        } for p in prog.layers],
+    }

@@ -1,0 +1,205 @@
+"""Legalization for the MAX78000's CNN accelerator: does a model fit the hardware, and if not,
+which resource does not fit, layer by layer.
+
+The limits are the MAX78000's (``../shared/reference/max78000.md`` section 3, "MAX78000
+limits"; ai8x-synthesis README "Limitations of MAX78000 Networks"): 64 processors with one
+data-memory byte lane each, 32 layers, 768 kernel words of 72 bits per processor, 16 data-memory
+instances of 8192 words, 4 x 512 bias bytes, 3x3 or 1x1 kernels with padding 0..2 (below the
+kernel size), pooling 1..16 with one stride for both dimensions, 10-bit row and column counts,
+flatten over at most 256 pixels and 16384 values.
+
+:func:`layers` reads a model into :class:`LayerShape` records or raises :class:`NotSupported`
+(one line naming the layer) for what the hardware could run but bitgen's layer programs do not
+yet (more than 64 channels, element-wise ops, conv1d, ...). :func:`check` compares the shapes
+with the per-layer limits; the memories are checked by the allocator, which adds its findings to
+the same :class:`FitReport`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ... import ir
+from ...errors import BitgenError
+
+PROCESSORS = 64
+QUADRANTS = 4
+PROCESSORS_PER_QUADRANT = 16
+MAX_LAYERS = 32
+KERNEL_WORDS = 768  # 72-bit words of kernel memory per processor
+DATA_WORDS = 8192  # 32-bit words per data-memory instance (4 processors share one)
+BIAS_BYTES = 512  # per quadrant
+MAX_ROW_COL = 1023  # RCNT/CCNT hold rows + 2 * pad - 1 in 10 bits
+MAX_POOL = 16
+MAX_FLATTEN_PIXELS = 256
+MAX_FLATTEN_VALUES = 16384
+
+
+class NotSupported(BitgenError):
+    """A model (or layer) that bitgen's layer programs do not take yet."""
+
+
+class DoesNotFit(BitgenError):
+    """A model over a hardware limit; ``report`` is the machine-readable FitReport."""
+
+    def __init__(self, report: "FitReport"):
+        super().__init__(report.summary())
+        self.report = report
+
+
+@dataclass
+class LayerShape:
+    """One accelerator layer of a sequential chain."""
+
+    index: int
+    name: str
+    op: ir.Max78000Layer
+    in_shape: tuple[int, int, int]  # (C, H, W) the layer reads
+    pooled: tuple[int, int, int]  # after pooling
+    out_shape: tuple[int, int, int]  # (O, OH, OW) it writes
+
+    @property
+    def kernel(self) -> int:
+        """1 (1x1: linear too) or 3."""
+        if self.op.operation in ("linear", "passthrough"):
+            return 1
+        return int(self.op.weight.shape[2])  # type: ignore[union-attr]
+
+    @property
+    def pad(self) -> int:
+        return self.op.padding if self.op.operation == "conv2d" else 0
+
+    @property
+    def passes(self) -> int:
+        """Input passes: the pixels of a flattened input, else 1 (one channel per processor)."""
+        return self.in_shape[1] * self.in_shape[2] if self.op.flatten else 1
+
+
+@dataclass
+class Problem:
+    layer: int | None  # None: the whole model
+    resource: str
+    used: int
+    limit: int
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layer": self.layer, "resource": self.resource, "used": self.used, "limit": self.limit,
+                "message": self.message}
+
+
+@dataclass
+class FitReport:
+    """Per resource: what the model uses and what the hardware has; every problem found."""
+
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def fits(self) -> bool:
+        return not self.problems
+
+    def use(self, resource: str, used: int, limit: int, **more: Any) -> None:
+        self.resources[resource] = {"used": int(used), "limit": int(limit), **more}
+
+    def add(self, layer: int | None, resource: str, used: int, limit: int, message: str) -> None:
+        self.problems.append(Problem(layer, resource, int(used), int(limit), message))
+
+    def summary(self) -> str:
+        """One line: every resource that does not fit, with the first problem for each."""
+        seen: dict[str, list[Problem]] = {}
+        for p in self.problems:
+            seen.setdefault(p.resource, []).append(p)
+        parts = []
+        for resource, ps in seen.items():
+            more = f" (and {len(ps) - 1} more)" if len(ps) > 1 else ""
+            parts.append(f"{resource}: {ps[0].message}{more}")
+        return "max78000-cnn: the model does not fit the accelerator: " + "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fits": self.fits, "resources": self.resources, "problems": [p.to_dict() for p in self.problems]}
+
+
+def layers(model: ir.Model) -> list[LayerShape]:
+    """The model as a chain of accelerator layers, or NotSupported naming the first layer (and
+    the reason) that bitgen's layer programs do not take yet."""
+    if not model.is_sequential:
+        raise NotSupported("max78000-cnn: only a sequential chain of layers is supported yet (this model is a "
+                           "graph: residual adds and layer links are not supported yet)")
+    try:
+        types = model.validate()
+    except ir.IRError as e:
+        raise NotSupported(f"max78000-cnn: the model is not valid: {e}") from None
+    shape = model.input.shape
+    if len(shape) != 3:
+        raise NotSupported(f"max78000-cnn: the input must be (C, H, W); got {shape} (1-D data is not supported yet)")
+    out = []
+    for i, (node, t) in enumerate(zip(model.nodes, types)):
+        op = node.op
+        where = f"max78000-cnn: layer {i} ({node.output})"
+        if not isinstance(op, ir.Max78000Layer):
+            raise NotSupported(f"{where}: {op.kind} is not an accelerator layer (only max78000_layer nodes, as "
+                               "`bitgen import CHECKPOINT --yaml NETWORK.yaml` makes them, are supported)")
+        if op.operation not in ("conv2d", "linear", "passthrough"):
+            raise NotSupported(f"{where}: {op.operation} is not supported yet (conv2d 3x3/1x1, linear and "
+                               "passthrough are)")
+        if op.eltwise != "none":
+            raise NotSupported(f"{where}: element-wise {op.eltwise} is not supported yet")
+        c, h, w = shape
+        if c > PROCESSORS:
+            raise NotSupported(f"{where}: {c} input channels need several passes (more than {PROCESSORS}), which "
+                               "is not supported yet")
+        if op.has_weights and op.out_channels > PROCESSORS:
+            raise NotSupported(f"{where}: {op.out_channels} output channels need several passes (more than "
+                               f"{PROCESSORS}), which is not supported yet")
+        if op.output_width == 32 and i != len(model.nodes) - 1:
+            raise NotSupported(f"{where}: a 32-bit output feeds another layer (only the last layer may be 32-bit)")
+        pooled = op.pooled_shape(shape)
+        out_shape = tuple(int(v) for v in t.shape)
+        if len(out_shape) != 3:
+            raise NotSupported(f"{where}: output shape {out_shape} is not (C, H, W)")
+        out.append(LayerShape(i, node.output, op, tuple(shape), tuple(pooled), out_shape))  # type: ignore[arg-type]
+        shape = out_shape
+    rounding = {ly.op.avg_pool_rounding for ly in out if ly.op.pool == "avg"}
+    if len(rounding) > 1:
+        raise NotSupported("max78000-cnn: average pooling with and without rounding in one model (the rounding is "
+                           "one switch for the whole accelerator)")
+    return out
+
+
+def check(shapes: list[LayerShape], report: FitReport) -> None:
+    """The per-layer limits (kernel, padding, pooling, sizes, flatten) and the layer count."""
+    report.use("layers", len(shapes), MAX_LAYERS)
+    if len(shapes) > MAX_LAYERS:
+        report.add(None, "layers", len(shapes), MAX_LAYERS, f"{len(shapes)} layers, the accelerator runs at most "
+                   f"{MAX_LAYERS}")
+    for ly in shapes:
+        op, i = ly.op, ly.index
+        k, pad = ly.kernel, ly.pad
+        if op.operation == "conv2d":
+            if k not in (1, 3):
+                report.add(i, "kernel size", k, 3, f"layer {i}: a {k}x{k} kernel (the hardware has 3x3 and 1x1)")
+            if not 0 <= pad <= 2 or pad >= k:
+                report.add(i, "padding", pad, min(2, k - 1), f"layer {i}: padding {pad} with a {k}x{k} kernel "
+                           "(0..2, and below the kernel size)")
+        if op.pooling:
+            (ph, pw), (sh, sw) = op.pool_size, op.pool_stride
+            if max(ph, pw, sh, sw) > MAX_POOL:
+                report.add(i, "pooling", max(ph, pw, sh, sw), MAX_POOL, f"layer {i}: pool {ph}x{pw} stride "
+                           f"{sh}x{sw} (at most {MAX_POOL})")
+            if sh != sw:
+                report.add(i, "pooling", max(sh, sw), min(sh, sw), f"layer {i}: pool stride {sh}x{sw} (one stride "
+                           "for rows and columns)")
+        _, h, w = ly.in_shape
+        for what, v in (("rows", h), ("columns", w)):
+            if v + 2 * pad - 1 > MAX_ROW_COL:
+                report.add(i, "rows and columns", v + 2 * pad - 1, MAX_ROW_COL, f"layer {i}: {v} {what} with "
+                           f"padding {pad} (the row/column counter holds at most {MAX_ROW_COL + 1})")
+        if op.flatten:
+            c, h, w = ly.in_shape
+            if h * w > MAX_FLATTEN_PIXELS:
+                report.add(i, "flatten", h * w, MAX_FLATTEN_PIXELS, f"layer {i}: flattens {h * w} pixels (at most "
+                           f"{MAX_FLATTEN_PIXELS})")
+            if c * h * w > MAX_FLATTEN_VALUES:
+                report.add(i, "flatten", c * h * w, MAX_FLATTEN_VALUES, f"layer {i}: flattens {c * h * w} values "
+                           f"(at most {MAX_FLATTEN_VALUES})")

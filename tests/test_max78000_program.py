@@ -1,0 +1,346 @@
+"""bitgen's own layer programs for the MAX78000's CNN accelerator (bitgen/backends/max78000:
+limits.py, allocate.py, emit.py): each program is compiled with its known-answer test (main.c)
+into a max78000-sim firmware, runs on the emulated accelerator (which executes the layers from
+the registers and memories the firmware wrote), and its unloaded output must equal bitgen's
+golden model bit for bit.
+
+Random chains: 6 on the emulator and 3 against izer by default; BITGEN_MAX78000_RANDOM=N runs N
+of each (seeds 0..N-1). Against izer (where it is in ../shared/oracles): its register values and
+kernel words for the same network, and its `arch: test` networks in the slice (izer's weights
+and sample) as bitgen's programs: a few by default, all with BITGEN_IZER_ALL=1.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bitgen import golden, ir, modelfile
+from bitgen.backends.max78000 import allocate, limits
+from bitgen.backends.max78000 import emit as cnn_emit
+from bitgen.ops.max78000_layer import WEIGHT_RANGE
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import izer_oracle  # noqa: E402
+
+RANDOM = int(os.environ.get("BITGEN_MAX78000_RANDOM", "6"))
+ALL = os.environ.get("BITGEN_IZER_ALL") == "1"
+# izer test networks in the slice: pooling 16x16 stride 4 and a non-square 3x2 pool, 1x1 kernels
+# on 17 channels, flatten of 4x4 pixels into a linear layer, three layers over two quadrants
+QUICK_IZER = ["test-pooling16x16s4", "test-pooling3x2s3", "test-conv1x1", "test-mlpflatten192to10",
+              "test-group0-pool4", "test-nonsquare"]
+
+
+def toolchain_or_skip():
+    from bitgen.errors import BitgenError
+    from bitgen.harness import boards
+
+    try:
+        boards.get("max78000").require_toolchain()
+    except BitgenError as e:
+        pytest.skip(str(e))
+
+
+def random_chain(seed: int) -> ir.Model:
+    """A random sequential chain within the slice and the hardware's limits: conv2d 3x3 (pad
+    0..2) or 1x1, max/avg pooling (sizes 1..3, one stride, with or without rounding), ReLU / Abs /
+    none, 1/2/4/8-bit weights, a bias or none, 1..64 channels, passthrough (pooling-only) layers;
+    the last layer may be a flatten + linear layer, with an 8- or 32-bit output."""
+    rng = np.random.default_rng(seed)
+    c, h, w = int(rng.integers(1, 9)), int(rng.integers(3, 15)), int(rng.integers(3, 15))
+    shape = (c, h, w)
+    rounding = bool(rng.integers(0, 2))
+    n = int(rng.integers(1, 5))
+    ops = []
+    for i in range(n):
+        last = i == n - 1
+        bits = int(rng.choice([1, 2, 4, 8]))
+        lo, hi = WEIGHT_RANGE[bits]
+        o = int(rng.integers(1, 65)) if not last else int(rng.integers(1, 17))
+        bias = rng.integers(-64, 64, o) if rng.integers(0, 2) else None
+        shift = int(rng.integers(-8, 3))  # the effective shift; output_shift = shift - 8 + bits
+        act = str(rng.choice(["none", "relu", "abs"]))
+        if last and h * w <= 64 and rng.integers(0, 2):  # flatten + linear
+            wide = bool(rng.integers(0, 2))
+            ops.append(ir.Max78000Layer(operation="linear", flatten=True, weight=rng.integers(lo, hi + 1, (o, c * h * w)),
+                                        weight_bits=bits, bias=bias, output_shift=shift - 8 + bits,
+                                        activation="none" if wide else act, output_width=32 if wide else 8))
+            break
+        pool = {}
+        if rng.integers(0, 2) and min(h, w) >= 2:
+            ph, pw = int(rng.integers(1, min(h, 3) + 1)), int(rng.integers(1, min(w, 3) + 1))
+            s = int(rng.integers(1, 4))
+            kind = "max" if ph * pw == 1 else str(rng.choice(["max", "avg"]))
+            pool = dict(pool=kind, pool_size=(ph, pw), pool_stride=(s, s), avg_pool_rounding=rounding)
+            h, w = (h - ph) // s + 1, (w - pw) // s + 1
+        if not last and rng.integers(0, 5) == 0:  # a passthrough layer: the pooling alone
+            ops.append(ir.Max78000Layer(operation="passthrough", **pool))
+            continue
+        k = 3 if rng.integers(0, 3) else 1
+        pad = int(rng.integers(max(0, (3 - min(h, w) + 1) // 2), 3)) if k == 3 else 0
+        wide = last and bool(rng.integers(0, 4) == 0)
+        ops.append(ir.Max78000Layer(weight=rng.integers(lo, hi + 1, (o, c, k, k)), weight_bits=bits, bias=bias,
+                                    padding=pad, output_shift=shift - 8 + bits, output_width=32 if wide else 8,
+                                    activation="none" if wide else act, **pool))
+        c, h, w = o, h + 2 * pad - k + 1, w + 2 * pad - k + 1
+    model = ir.Model(ir.InputSpec(shape, scale=1 / 128), layers=ops, name=f"random{seed}")
+    model.validate()
+    return model
+
+
+def run_program(model: ir.Model, workdir: Path, sample: np.ndarray | None = None,
+                edit=None) -> tuple[izer_oracle.FirmwareRun, np.ndarray, np.ndarray]:
+    """Emit the program, build its KAT firmware, run it on max78000-sim: (the run, the unloaded
+    output read from the firmware's memory, golden's output for the same sample)."""
+    out = workdir / "cnn"
+    em = cnn_emit.emit(model, out, model.name, sample=sample)
+    if edit is not None:
+        edit(out)
+    text = (out / "sampledata.h").read_text()
+    x = np.array([int(v) for v in text[text.index("{") + 1:text.index("}")].replace(",", " ").split()], dtype=np.int8)
+    y = golden.run(model, x.reshape((1,) + model.input.shape))[0]
+    itemsize = 4 if em.program.output.op.output_width == 32 else 1
+    r = izer_oracle.run_firmware(izer_oracle.build_firmware(out, workdir / "fw"),
+                                 read={"cnn_output": y.size * itemsize, "cnn_kat_errors": 4})
+    got = np.frombuffer(r.memory["cnn_output"], dtype="<i4" if itemsize == 4 else np.int8).reshape(y.shape)
+    return r, got, y
+
+
+# ------------------------------------------------------------------ random chains on the emulator
+@pytest.mark.parametrize("seed", range(RANDOM))
+def test_random_chains_run_on_the_emulated_accelerator_and_equal_golden(seed, tmp_path):
+    toolchain_or_skip()
+    model = random_chain(seed)
+    r, got, y = run_program(model, tmp_path)
+    assert r.passed, r.console
+    assert int(np.frombuffer(r.memory["cnn_kat_errors"], "<i4")[0]) == 0
+    assert np.array_equal(got, y)
+    assert r.cnn_layers == len(model.nodes)
+
+
+def test_random_chains_cover_the_slice():
+    """The generator reaches what it claims: every weight width, pooling kind, activation,
+    1x1 and 3x3 kernels, passthrough, flatten + linear, 32-bit output, biases, several quadrants."""
+    seen: set = set()
+    for seed in range(60):
+        m = random_chain(seed)
+        prog = allocate.plan(m)
+        for op in m.layers:
+            seen |= {f"pool-{op.pool}", op.operation}
+            if op.has_weights:
+                seen |= {f"bits{op.weight_bits}", f"act-{op.activation}", f"out{op.output_width}",
+                         f"k{op.weight.shape[2] if op.operation == 'conv2d' else 1}",
+                         "bias" if op.bias is not None else "nobias"}
+        seen.add(f"quadrants{len(prog.quadrants)}")
+    want = {"bits1", "bits2", "bits4", "bits8", "pool-max", "pool-avg", "pool-none", "act-relu", "act-abs",
+            "act-none", "linear", "conv2d", "passthrough", "k1", "k3", "out32", "out8", "bias", "nobias", "quadrants4"}
+    assert want <= seen, want - seen
+
+
+# ------------------------------------------------------------------ failing on purpose
+def _chain() -> ir.Model:
+    rng = np.random.default_rng(5)
+    return ir.Model(ir.InputSpec((3, 6, 6), scale=1 / 128), layers=[
+        ir.Max78000Layer(weight=rng.integers(-128, 128, (8, 3, 3, 3)), bias=rng.integers(-9, 9, 8), padding=1,
+                         activation="relu", output_shift=-1),
+        ir.Max78000Layer(weight=rng.integers(-128, 128, (5, 8, 1, 1)), padding=0, pool="max", pool_size=2,
+                         pool_stride=2, output_shift=-2)], name="chain")
+
+
+def test_a_corrupted_register_value_fails_the_comparison(tmp_path):
+    toolchain_or_skip()
+
+    def edit(out: Path) -> None:  # layer 1's output shift one step larger (POST, quadrant 0)
+        src = (out / "cnn.c").read_text()
+        addr = cnn_emit.CNN + 0x10 + allocate.REGS["POST"] * 0x80 + 4
+        line = next(ln for ln in src.splitlines() if f"REG(0x{addr:08x})" in ln)
+        value = int(line.split("= ")[1].split(";")[0], 16)
+        (out / "cnn.c").write_text(src.replace(line, line.replace(f"0x{value:08x}", f"0x{value ^ (1 << 13):08x}")))
+
+    r, got, y = run_program(_chain(), tmp_path, edit=edit)
+    assert not r.passed and "FAIL" in r.console
+    assert not np.array_equal(got, y)
+
+
+def test_a_corrupted_weight_word_fails_the_comparison(tmp_path):
+    toolchain_or_skip()
+
+    def edit(out: Path) -> None:  # flip one bit of the first kernel data word
+        text = (out / "weights.h").read_text()
+        words = text[text.index("{") + 1:].split(",")
+        words[2] = f" 0x{int(words[2], 16) ^ 0x00010000:08x}"
+        (out / "weights.h").write_text(text[:text.index("{") + 1] + ",".join(words))
+
+    r, got, y = run_program(_chain(), tmp_path, edit=edit)
+    assert not r.passed and "FAIL" in r.console
+    assert not np.array_equal(got, y)
+
+
+# ------------------------------------------------------------------ legalization
+def test_a_model_over_the_hardware_limits_gets_a_per_resource_report():
+    rng = np.random.default_rng(0)
+    # 34 layers (32 is the most); 90x90 pixels ping-ponging (8100 + 8100 words of an instance's
+    # 8192); a linear layer over 15x15 pixels of 4 channels into 64 outputs (64 x 225 kernels
+    # of one byte per processor: 1600 words of 768)
+    ops = [ir.Max78000Layer(weight=rng.integers(-1, 1, (4, 4, 3, 3)), padding=1, weight_bits=1) for _ in range(32)]
+    ops.append(ir.Max78000Layer(weight=rng.integers(-1, 1, (4, 4, 3, 3)), padding=1, weight_bits=1, pool="max",
+                                pool_size=6, pool_stride=6))
+    ops.append(ir.Max78000Layer(operation="linear", flatten=True, weight=rng.integers(-1, 1, (64, 900))))
+    m = ir.Model(ir.InputSpec((4, 90, 90), scale=1 / 128), layers=ops, name="big")
+    with pytest.raises(limits.DoesNotFit) as e:
+        allocate.plan(m)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("max78000-cnn: the model does not fit the accelerator: layers: 34 layers")
+    assert re.search(r"kernel memory: layer 33: processors \d+\.\.\d+ have no 1600 free words \(from a multiple "
+                     r"of 4\) left in their 768-word kernel memories", msg)
+    assert "data memory: the two ping-pong buffers need 8100 + 8100 words" in msg
+    rep = e.value.report.to_dict()
+    assert rep["fits"] is False
+    assert rep["resources"]["layers"] == {"used": 34, "limit": 32}
+    assert rep["resources"]["data memory words per instance"]["used"] == 16200
+    assert {p["resource"] for p in rep["problems"]} == {"layers", "kernel memory", "data memory"}
+
+
+def test_kernel_memory_is_spread_over_the_processors():
+    """24 layers of 16 channels, 3x3: on the same 16 processors they would need 384 kernel words
+    each; the allocator moves each layer's output lanes to the least used kernel memories."""
+    rng = np.random.default_rng(1)
+    ops = []
+    for i in range(24):
+        c, o = (4 if i == 0 else 16), 16
+        ops.append(ir.Max78000Layer(weight=rng.integers(-128, 128, (o, c, 3, 3)), padding=1))
+    prog = allocate.plan(ir.Model(ir.InputSpec((4, 4, 4), scale=1 / 128), layers=ops, name="long"))
+    assert prog.kernel_used.max() == 6 * 16
+    assert len({p.first_in for p in prog.layers}) >= 4
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda r: [ir.Max78000Layer(operation="conv1d", weight=r.integers(-1, 1, (2, 2, 3)), padding=1)],
+     "1-D data is not supported yet"),
+    (lambda r: [ir.Max78000Layer(weight=r.integers(-1, 1, (65, 2, 3, 3)), padding=1)],
+     "layer 0 (t0): 65 output channels need several passes"),
+    (lambda r: [ir.Max78000Layer(operation="convtranspose2d", weight=r.integers(-1, 1, (2, 2, 3, 3)), padding=1)],
+     "layer 0 (t0): convtranspose2d is not supported yet"),
+    (lambda r: [ir.Max78000Layer(weight=r.integers(-1, 1, (4, 1, 3, 3)), padding=1, eltwise="add", operands=2,
+                                packed_operands=True)],
+     "layer 0 (t0): element-wise add is not supported yet"),
+])
+def test_what_the_slice_does_not_take_is_refused_in_one_line(make, message):
+    ops = make(np.random.default_rng(0))
+    shape = (2, 5) if ops[0].operation == "conv1d" else (2, 5, 5)
+    m = ir.Model(ir.InputSpec(shape, scale=1 / 128), layers=ops)
+    with pytest.raises(limits.NotSupported) as e:
+        allocate.plan(m)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+# ------------------------------------------------------------------ the command line
+def _bitgen(capsys, *args: str, cwd: Path):
+    from bitgen import cli
+
+    here = Path.cwd()
+    capsys.readouterr()
+    os.chdir(cwd)
+    try:
+        rc = cli.main(list(args))
+    finally:
+        os.chdir(here)
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_bitgen_emit_target_max78000_cnn_writes_the_program(tmp_path, capsys):
+    modelfile.save(_chain(), tmp_path / "m.pt")
+    rc, out, err = _bitgen(capsys, "emit", "--target", "max78000-cnn", "m.pt", "-o", "cnn", cwd=tmp_path)
+    assert rc == 0, err
+    names = sorted(p.name for p in (tmp_path / "cnn").iterdir())
+    assert names == sorted(list(cnn_emit.FILES) + ["chain.json"])
+    rep = json.loads((tmp_path / "cnn" / "chain.json").read_text())
+    assert rep["fit"]["fits"] and len(rep["layers"]) == 2
+    assert "layers 2" in out
+    # the YAML says the same network in izer's terms, and bitgen's reader takes it
+    from bitgen.backends.max78000 import network_yaml
+
+    net = network_yaml.parse((tmp_path / "cnn" / "network.yaml").read_text())
+    assert net.refusals() == [] and [ly.operation for ly in net.layers] == ["conv2d", "conv2d"]
+    assert [ly.kernel_size for ly in net.layers] == [3, 1]
+
+
+def test_bitgen_emit_max78000_cnn_refuses_a_model_over_the_limits_in_one_line(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    ops = [ir.Max78000Layer(weight=rng.integers(-1, 1, (4, 4, 3, 3)), padding=1, weight_bits=1) for _ in range(33)]
+    modelfile.save(ir.Model(ir.InputSpec((4, 5, 5), scale=1 / 128), layers=ops, name="deep"), tmp_path / "m.pt")
+    rc, out, err = _bitgen(capsys, "emit", "--target", "max78000-cnn", "m.pt", "-o", "cnn", cwd=tmp_path)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "layers: 33 layers, the accelerator runs at most 32" in err
+    rep = json.loads((tmp_path / "cnn" / "deep.json").read_text())
+    assert rep["fit"]["fits"] is False and rep["fit"]["problems"][0]["resource"] == "layers"
+    assert not (tmp_path / "cnn" / "cnn.c").exists()
+
+
+# ------------------------------------------------------------------ izer's test networks
+def _izer_networks() -> list[str]:
+    if ALL and izer_oracle.TESTS.is_dir():
+        return [p.stem for p in izer_oracle.test_networks()]
+    return QUICK_IZER
+
+
+@pytest.mark.parametrize("name", _izer_networks())
+def test_izer_test_networks_as_bitgen_programs_equal_golden(name, tmp_path):
+    """izer's network with izer's weights and sample input (golden equals izer's log on these,
+    test_max78000.py), allocated and emitted by bitgen, runs on the emulated accelerator."""
+    toolchain_or_skip()
+    outcome, why = izer_oracle.own_program(izer_oracle.TESTS / f"{name}.yaml", tmp_path)
+    if outcome in ("unsupported", "izer-failed", "not-in-slice"):
+        pytest.skip(f"{outcome}: {why}")
+    assert outcome == "pass", why
+
+
+@pytest.mark.parametrize("seed", range(int(os.environ.get("BITGEN_MAX78000_RANDOM", "3"))))
+def test_registers_and_kernel_words_equal_izers_for_the_same_network(seed, tmp_path):
+    """izer, given bitgen's network.yaml (bitgen's processors and offsets), a checkpoint of the
+    same weights and the same sample, writes the same value to every layer register and the
+    same kernel memory words as bitgen's program."""
+    why = izer_oracle.missing()
+    if why:
+        pytest.skip(why)
+    assert izer_oracle.program_vs_izer(random_chain(seed), tmp_path) == []
+
+
+def test_the_izer_comparison_sees_a_changed_register(tmp_path, monkeypatch):
+    why = izer_oracle.missing()
+    if why:
+        pytest.skip(why)
+    real = allocate.registers
+
+    def shifted(p, quadrants):  # one layer's output shift off by one step
+        regs = real(p, quadrants)
+        if p.shape.index == 1:
+            regs[0]["POST"] ^= 1 << 13
+        return regs
+
+    monkeypatch.setattr(allocate, "registers", shifted)
+    diffs = izer_oracle.program_vs_izer(_chain(), tmp_path)
+    assert len(diffs) == 1 and diffs[0].startswith("quadrant 0 layer 1 register 15: izer 0x"), diffs
+
+
+def test_an_imported_ai8x_checkpoint_runs_as_bitgen_program(tmp_path, capsys):
+    """`bitgen import CHECKPOINT --yaml NETWORK.yaml` then `bitgen emit --target max78000-cnn`:
+    conv 3x3 with max pooling, conv with average pooling (4-bit weights), flatten + linear
+    (2-bit weights, 32-bit output) on a 28x28 input, run on the emulated accelerator."""
+    toolchain_or_skip()
+    import test_max78000
+
+    test_max78000.write_checkpoint(tmp_path / "net-q.pth.tar")
+    (tmp_path / "net.yaml").write_text(test_max78000.NET_YAML)
+    rc, _, err = _bitgen(capsys, "import", "net-q.pth.tar", "--yaml", "net.yaml", "-o", "m.pt", cwd=tmp_path)
+    assert rc == 0, err
+    model = modelfile.load(tmp_path / "m.pt").ir
+    r, got, y = run_program(model, tmp_path)
+    assert r.passed, r.console
+    assert np.array_equal(got, y) and got.dtype == np.int32 and r.cnn_layers == 3
