@@ -8,6 +8,10 @@ the convolution's is ever stored. The kernel writes golden's values: an output i
 from the reference whenever a pixel of its receptive field changed, and an output none of whose
 pixels changed still holds the value computed from the same reference values. After a reset the
 first frame recomputes every output.
+
+Where the target has the dense row kernel (conv_rows.py), the step also instantiates it for
+rectangles of its output (``BG_CR_BAND``): busy runs of rows are recomputed at the dense
+kernel's cost per product, scattered outputs one by one.
 """
 from __future__ import annotations
 
@@ -120,6 +124,7 @@ def choose(model: ir.Model, types: list[ir.TensorType], i: int, last: int, targe
     t_out = types[last + 1]
     outputs = yh * yw
     field = c * kh * kw
+    # marks per output, 3 uint16 row statistics per row, a receptive field, co results (bg_change.h)
     scratch = _round4(outputs) + _round4(2 * 3 * yh) + _round4(2 * field) + 4 * co
     band = conv_rows.band_kernel(conv, gate_t, types[i + 2], model.layers[i + 2: last + 1], types[i + 3: last + 2],
                                  target) if pool <= 2 else None
@@ -154,7 +159,8 @@ def choose(model: ir.Model, types: list[ir.TensorType], i: int, last: int, targe
             call = band.render(src, k + 1, Pointers(x="ref", y=f"({C_TYPE[t_out.dtype]} *)y"))
             band_fn = f"{src.name}_band{k}"
             src.functions.append(
-                f"/* layer {k}'s change-based step: rows y0 .. y1 - 1 of its output by the row kernel */\n"
+                f"/* layer {k}'s change-based step: rows y0 .. y1 - 1, columns x0 .. x1 - 1 of its output by the "
+                f"row kernel */\n"
                 f"static void {band_fn}(const int8_t *ref, void *y, void *win, uint32_t y0, uint32_t y1, "
                 f"uint32_t x0, uint32_t x1)\n{{\n"
                 f"    const uint32_t oy0 = y0 * {pool}u, oy1 = y1 * {pool}u, ox0 = x0 * {pool}u & ~1u, "
