@@ -262,21 +262,32 @@ def run_firmware(elf: Path, max_instructions: int = 200_000_000, read: dict[str,
 
 
 # --------------------------------------------------- bitgen's own layer program for izer's networks
+def _parsed(config: Path):
+    """(bitgen's reading of an izer network YAML, "") or (None, why bitgen's reader refuses it)."""
+    from bitgen.backends.max78000 import network_yaml
+    from bitgen.errors import BitgenError
+
+    try:
+        net = network_yaml.parse(Path(config).read_text(), str(config))
+    except BitgenError as e:
+        return None, str(e)
+    if net.refusals():
+        return None, net.refusals()[0]
+    return net, ""
+
+
 def own_program(config: Path, workdir: Path) -> tuple[str, str]:
     """izer's `arch: test` network with izer's weights and sample (model_from_logs) as bitgen's
     own layer program on max78000-sim: ("pass", layers) when its known-answer test passes and
     the unloaded output equals golden; ("not-in-slice", why) for what bitgen's layer programs do
     not take yet; ("unsupported"/"izer-failed", why) as in classify; ("fail", why) otherwise."""
     from bitgen import golden
-    from bitgen.backends.max78000 import emit, limits, network_yaml
+    from bitgen.backends.max78000 import emit, limits
     from bitgen.errors import BitgenError
 
-    try:
-        net = network_yaml.parse(Path(config).read_text(), str(config))
-    except BitgenError as e:
-        return "unsupported", str(e)
-    if net.refusals():
-        return "unsupported", net.refusals()[0]
+    net, why = _parsed(config)
+    if net is None:
+        return "unsupported", why
     other = next((ly for ly in net.layers if ly.operation not in ("conv2d", "linear", "passthrough")
                   or ly.eltwise != "none"), None)
     if other is not None:  # known before izer runs
@@ -414,15 +425,11 @@ def classify(config: Path, workdir: Path, firmware: bool = False) -> tuple[str, 
     ("izer-failed", why) when izer itself refuses it, ("match", "") when bitgen's golden equals
     izer's per-layer log, ("mismatch", first difference) otherwise. With ``firmware``, a match
     also runs izer's cnn.c on max78000-sim: ("fw-pass", layers run) / ("fw-fail", console)."""
-    from bitgen.backends.max78000 import network_yaml
     from bitgen.errors import BitgenError
 
-    try:
-        net = network_yaml.parse(Path(config).read_text(), str(config))
-    except BitgenError as e:
-        return "unsupported", str(e)
-    if net.refusals():
-        return "unsupported", net.refusals()[0]
+    net, why = _parsed(config)
+    if net is None:
+        return "unsupported", why
     try:
         folder = run(config, workdir, config.stem)
     except IzerFailed as e:

@@ -241,17 +241,11 @@ def test_what_the_slice_does_not_take_is_refused_in_one_line(make, message):
 
 # ------------------------------------------------------------------ the command line
 def _bitgen(capsys, *args: str, cwd: Path):
-    from bitgen import cli
+    """(exit status, stdout, stderr) of the command line run in this process in ``cwd``."""
+    import test_max78000
 
-    here = Path.cwd()
-    capsys.readouterr()
-    os.chdir(cwd)
-    try:
-        rc = cli.main(list(args))
-    finally:
-        os.chdir(here)
-    out = capsys.readouterr()
-    return rc, out.out, out.err
+    r = test_max78000._bitgen(capsys, *args, cwd=cwd)
+    return r.returncode, r.stdout, r.stderr
 
 
 def test_bitgen_emit_target_max78000_cnn_writes_the_program(tmp_path, capsys):
