@@ -22,6 +22,8 @@ COMMANDS = {
     "build": ("bitgen.commands.build_cmd", "cross-compile firmware for a board, with a size report"),
     "flash": ("bitgen.commands.flash_cmd", "write built firmware to a board"),
     "run": ("bitgen.commands.run_cmd", "run inputs on a board and compare with the golden model"),
+    "generate": ("bitgen.commands.generate_cmd",
+                 "draw images with a conditional decoder (the electronic die), with golden or on a board"),
     "bench": ("bitgen.commands.bench_cmd", "instructions per inference and per layer, sizes, kernels"),
     "datasets": ("bitgen.commands.datasets_cmd", "make a synthetic dataset file (a static-camera video stream)"),
     "monitor": ("bitgen.commands.monitor_cmd", "run a model on a board frame by frame, live in the browser"),

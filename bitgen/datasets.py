@@ -13,6 +13,7 @@ spec of scale 1), ``y`` integer class indices, ``labels`` the class names and ``
 | mnist16   | as mnist                                   | (1, 16, 16) | int8, BitNetMCU's "MNIST-16" preprocessing (below) |
 | usps-clips | as usps                                  | (1, 16, 16) per frame, 16 frames | as usps: each digit moving through the frame (below) |
 | clips     | none (synthetic), or a folder of real frames ``ROOT/<class>/<video>/*.jpg`` | (1, 64, 64) per frame, 16 frames | hand-gesture clips for PixelRNN-shaped models (:mod:`bitgen.clips`); synthetic: -1..1, scale 1/127; real: ImageNet-normalized grey, scale 2.4/127 |
+| dice      | none (synthetic: :mod:`bitgen.dice`)         | (1, 32, 32) | -1..1, scale 1/127; a die face of 1..6 pips (class 0..5) at a random angle (``angle``, degrees) |
 | npz       | a .npz with ``x``, ``y`` (and optionally ``labels``), or ``x_train``/``y_train``/``x_test``/``y_test`` | x.shape[1:]; (N, H, W) becomes (1, H, W); a 5-D x (N, T, C, H, W) holds clips | int8: already quantized (scale 1); float: scale max|x|/127 |
 
 MNIST-16: bilinear resize of the uint8 image to 16x16 exactly as Pillow's
@@ -41,8 +42,8 @@ import numpy as np
 from . import ir
 from .errors import BitgenError
 
-NAMES = ("digits", "usps", "usps-clips", "clips", "mnist", "mnist16", "npz")
-NO_PATH = ("digits", "clips")  # datasets that need no --data
+NAMES = ("digits", "usps", "usps-clips", "clips", "mnist", "mnist16", "dice", "npz")
+NO_PATH = ("digits", "clips", "dice")  # datasets that need no --data
 SPLITS = ("train", "test")
 # What a loader reads is checked against these before it is allocated (a file's header or a
 # compressed stream can declare anything).
@@ -63,6 +64,7 @@ class Dataset:
     labels: list[str]
     input: ir.InputSpec  # recommended: how x becomes the model's int8 input
     distinct_splits: bool = True  # False: "train" and "test" are the same samples (npz x, y)
+    angle: np.ndarray | None = None  # dice: each face's rotation in degrees, the decoder's latent
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -105,7 +107,7 @@ def load(name: str, data: str | Path | None = None, split: str = "train") -> Dat
     if split not in SPLITS:
         raise DatasetError(f"unknown split '{split}' (known: {', '.join(SPLITS)})")
     loaders = {"digits": _digits, "usps": _usps, "usps-clips": _usps_clips, "clips": _clips, "mnist": _mnist,
-               "mnist16": _mnist16, "npz": _npz}
+               "mnist16": _mnist16, "dice": _dice, "npz": _npz}
     if name not in loaders:
         raise DatasetError(f"unknown dataset '{name}' (known: {', '.join(NAMES)})")
     if name not in NO_PATH and data is None:
@@ -227,6 +229,15 @@ def _clips(data: Path | None, split: str) -> Dataset:
     except (ValueError, OSError) as e:
         raise DatasetError(f"{data}: {e}") from None
     return Dataset("clips", split, x, y, labels, ir.InputSpec((1, clips.SIZE, clips.SIZE), scale=2.4 / 127.0))
+
+
+# --------------------------------------------------------------------------------- dice
+def _dice(_data: Path | None, split: str) -> Dataset:
+    from . import dice
+
+    x, y, angle = dice.make(dice.SPLIT_SIZES[split], dice.SPLIT_SEEDS[split])
+    return Dataset("dice", split, x, y, list(dice.LABELS), ir.InputSpec((1, dice.SIZE, dice.SIZE),
+                   scale=dice.INPUT_SCALE), angle=angle)
 
 
 # -------------------------------------------------------------------------------- mnist

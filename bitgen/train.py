@@ -354,3 +354,60 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, recipe: Recipe, se
     model.eval()
     hist.seconds = time.perf_counter() - start
     return hist
+
+
+DECODER_CALIBRATION = 1024  # inputs the static norms of a decoder are calibrated on
+
+
+def fit_decoder(model: torch.nn.Module, x: np.ndarray, target: np.ndarray, recipe: Recipe, seed: int = 0,
+                progress: bool = True) -> History:
+    """Train a decoder in place: int8 conditioning inputs ``x`` (N, *input shape) to images
+    ``target`` (N, *output shape) of int8 pixel values (floats), by the mean squared error of
+    the quantized model's output (QAT: the same rounding and saturation as the exported model).
+    ``History.loss`` holds the mean squared error per pixel in units of 1/127 (pixels -1..1)."""
+    import time
+
+    from . import console
+
+    recipe.check()
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    xt = torch.from_numpy(np.asarray(x, dtype=np.float32))
+    yt = torch.from_numpy(np.asarray(target, dtype=np.float32)) / 127.0
+    n = xt.shape[0]
+    total = math.ceil(n / recipe.batch_size) * recipe.epochs
+    opt = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+    def lr_at(step: int) -> float:
+        return recipe.lr if recipe.schedule == "constant" else recipe.lr * 0.5 * (1 + math.cos(math.pi * step / total))
+
+    hist = History()
+    start = time.perf_counter()
+    model.train()
+    step = 0
+    bar = console.progress(range(recipe.epochs), desc="training", unit="epoch", enabled=progress)
+    for epoch in bar:
+        bnn.set_quantization(model, epoch >= recipe.float_warmup_epochs)
+        order = torch.randperm(n, generator=gen)
+        tot = 0.0
+        for i in range(0, n, recipe.batch_size):
+            idx = order[i:i + recipe.batch_size]
+            out = model(xt[idx]).reshape(yt[idx].shape) / 127.0
+            loss = torch.nn.functional.mse_loss(out, yt[idx])
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            tot += float(loss.detach()) * len(idx)
+        hist.loss.append(tot / n)
+        bar.set_postfix(mse=f"{hist.loss[-1]:.4f}")
+    bnn.set_quantization(model, True)
+    if recipe.calibrate and any(isinstance(m, bnn.Requant) for m in model.modules()):
+        # a sample of the inputs: a decoder's inputs are few classes and one latent, and each
+        # norm needs a float64 pass of the whole model
+        bnn.calibrate(model, xt[torch.randperm(n, generator=gen)[:DECODER_CALIBRATION]])
+    model.eval()
+    hist.seconds = time.perf_counter() - start
+    return hist

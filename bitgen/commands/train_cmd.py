@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -94,6 +95,7 @@ class ConfigFile:
     data: str | None = None
     name: str | None = None
     change_threshold: int | None = None  # deploy every convolution change-based (bitgen.ir.change)
+    task: str | None = None  # "classifier" (default) or "decoder": images from (class, latent), the die
 
 
 def _read_config(path: str) -> dict[str, Any]:
@@ -200,6 +202,11 @@ def run(args: argparse.Namespace) -> int:
         raise TrainError(f"unknown dataset '{opts['dataset']}' (known: {', '.join(datasets.NAMES)})")
     if not 1 <= opts["threads"] <= 256 or not 0 <= opts["seed"] < 2**32:
         raise TrainError("threads must be in 1..256 and the seed in 0..2**32-1")
+    task = opts.get("task") or "classifier"
+    if task not in TASKS:
+        raise TrainError(f"unknown task '{task}' (known: {', '.join(TASKS)})")
+    if task == "decoder":
+        return _run_decoder(args, opts, recipe, out)
 
     import torch
 
@@ -269,6 +276,73 @@ def run(args: argparse.Namespace) -> int:
           f"golden {100 * acc_golden:.2f} %   ({seconds:.1f} s)")
     print(f"wrote {out} (model {saved.digest()[:16]}, {len(saved.layers)} IR layers, "
           f"{saved.macs()} MACs)")
+    return 0
+
+
+TASKS = ("classifier", "decoder")
+
+
+def _run_decoder(args: argparse.Namespace, opts: dict[str, Any], recipe: Recipe, out: Path) -> int:
+    """Train a conditional decoder (``task = "decoder"``): its input is the one-hot class and
+    the latent (bitgen.dice.decoder_inputs), its output the image, trained by the mean squared
+    error against the data set's image of that class and latent."""
+    if "nodes" not in opts and "layers" not in opts:
+        raise TrainError("a decoder is described by its 'nodes' (or 'layers') in the --config file")
+    if opts.get("change_threshold") is not None or opts.get("states"):
+        raise TrainError("a decoder has neither change thresholds nor states")
+    name, data = opts["dataset"], opts.get("data")
+    train_ds = datasets.load(name, data, split="train")
+    if train_ds.angle is None:
+        raise TrainError(f"dataset '{name}' has no latent label to condition a decoder on (use --dataset dice)")
+    test_ds = datasets.load(name, data, split="test")
+
+    import torch
+
+    from .. import dice, golden, modelfile
+    from .. import train as tr
+    from ..nn import export
+
+    torch.set_num_threads(int(opts["threads"]))
+    n_classes = len(train_ds.labels)
+    spec = ir.InputSpec((n_classes + 1,), scale=dice.INPUT_SCALE)
+    torch.manual_seed(int(opts["seed"]))
+    model = _build_model(opts, recipe, spec, n_classes)
+    params = sum(p.numel() for p in model.parameters())
+    if params > ir.limits.MAX_WEIGHT_VALUES:
+        raise TrainError(f"the model has {params} parameters, over bitgen's limit of {ir.limits.MAX_WEIGHT_VALUES}")
+    model.input_spec = spec
+    first = export.to_ir(model)
+    image_shape = tuple(train_ds.x.shape[1:])
+    got = first.validate()[-1].shape
+    if math.prod(got) != math.prod(image_shape):
+        raise TrainError(f"the decoder's output {tuple(got)} is not an image of the data set's shape {image_shape}")
+
+    def pairs(ds: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
+        return dice.decoder_inputs(ds.y, dice.latent_of(ds.angle)), dice.image_targets(ds.x)
+
+    x_train, y_train = pairs(train_ds)
+    x_test, y_test = pairs(test_ds)
+    print(f"dataset {name}: {len(train_ds)} train, {len(test_ds)} test images {image_shape}, {n_classes} classes "
+          f"and a latent: decoder input {spec.shape}")
+    print(f"model: nodes from {args.config}, {params} parameters")
+    start = time.perf_counter()
+    hist = tr.fit_decoder(model, x_train, y_train, recipe, seed=int(opts["seed"]))
+    seconds = time.perf_counter() - start
+    irm = export.to_ir(model)
+    made = golden.run(irm, x_test).reshape(y_test.shape).astype(np.float64)
+    mse = float(np.mean(((made - y_test) / 127.0) ** 2))
+    meta = {
+        "task": "decoder", "dataset": name, "data": None if data is None else str(data), "arch": "config",
+        "seed": int(opts["seed"]), "recipe": recipe.to_dict(),
+        "decoder": {"labels": list(train_ds.labels), "latent": "angle", "image_shape": list(image_shape)},
+        "test_mse": mse, "train_seconds": round(seconds, 2), "final_train_loss": hist.loss[-1],
+    }
+    try:
+        saved = modelfile.save(model, out, name=opts.get("name") or _c_name(out.stem), meta=meta)
+    except OSError as e:
+        raise BitgenError(f"cannot write {out}: {e.strerror or e}") from None
+    print(f"mean squared error on {len(test_ds)} test images (golden, pixels -1..1): {mse:.4f}   ({seconds:.1f} s)")
+    print(f"wrote {out} (model {saved.digest()[:16]}, {len(saved.layers)} IR layers, {saved.macs()} MACs)")
     return 0
 
 
