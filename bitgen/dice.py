@@ -9,7 +9,10 @@ after a quarter turn, so angles are drawn from [0, 90) degrees; the image is a f
 pip count and the angle alone, which is what a decoder conditioned on both can learn.
 
 The decoder's input is 7 values: the one-hot pip count (6) and the angle latent
-``angle / 45 - 1`` in [-1, 1), quantized like any input of scale 1/127 (one-hot 127).
+``angle / 45 - 1`` in [-1, 1), quantized like any input of scale 1/127 (one-hot 127). Its
+output, and the judge's input, are int8 pixels 0 (black) .. 127 (white) (:func:`pixels`):
+black is the value a ReLU network gives for nothing, so the background costs the decoder
+nothing (a -1..1 target left a 32x32 QAT decoder stuck at twice the error).
 """
 from __future__ import annotations
 
@@ -108,14 +111,14 @@ def decoder_inputs(classes: np.ndarray, latents: np.ndarray) -> np.ndarray:
     return x
 
 
-def image_targets(images: np.ndarray) -> np.ndarray:
-    """The int8 pixel values a decoder should produce for images in -1..1 (float32)."""
-    return np.clip(np.round(np.asarray(images, dtype=np.float64) * 127), -128, 127).astype(np.float32)
+def pixels(images: np.ndarray) -> np.ndarray:
+    """The int8 pixels 0 (black) .. 127 (white) of images in -1..1: what a decoder draws."""
+    return np.clip(np.round((np.asarray(images, dtype=np.float64) + 1.0) * 63.5), 0, 127).astype(np.int8)
 
 
 def to_grey(values: np.ndarray) -> np.ndarray:
-    """int8 pixels (-128..127) -> uint8 grey (0..255) for a PNG."""
-    return (np.asarray(values, dtype=np.int16) + 128).clip(0, 255).astype(np.uint8)
+    """int8 pixels (0 black .. 127 white; below 0 is black) -> uint8 grey (0..254) for a PNG."""
+    return (np.asarray(values, dtype=np.int16).clip(0, 127) * 2).astype(np.uint8)
 
 
 # ------------------------------------------------------------------------------ the judge
@@ -160,10 +163,10 @@ def train_judge(seed: int = 0, n: int | None = None, epochs: int = JUDGE_EPOCHS,
     rng = np.random.default_rng(seed)
     xa = np.concatenate([augment(x, rng) for _ in range(JUDGE_COPIES)])
     ya = np.concatenate([y] * JUDGE_COPIES)
-    spec = ir.InputSpec((1, SIZE, SIZE), scale=INPUT_SCALE)
+    spec = ir.InputSpec((1, SIZE, SIZE), scale=INPUT_SCALE)  # pixels 0..127 stand for 0..1
     torch.manual_seed(seed)
     model = tr.model_from_arch(JUDGE_ARCH, spec.shape, PIPS)
     model.input_spec = spec
     model.labels = list(LABELS)
-    tr.fit(model, spec.quantize(xa), ya, tr.Recipe(epochs=epochs, augment="none"), seed=seed, progress=progress)
+    tr.fit(model, pixels(xa), ya, tr.Recipe(epochs=epochs, augment="none"), seed=seed, progress=progress)
     return model

@@ -364,7 +364,7 @@ def fit_decoder(model: torch.nn.Module, x: np.ndarray, target: np.ndarray, recip
     """Train a decoder in place: int8 conditioning inputs ``x`` (N, *input shape) to images
     ``target`` (N, *output shape) of int8 pixel values (floats), by the mean squared error of
     the quantized model's output (QAT: the same rounding and saturation as the exported model).
-    ``History.loss`` holds the mean squared error per pixel in units of 1/127 (pixels -1..1)."""
+    ``History.loss`` holds the mean squared error per pixel in units of 127 (pixels 0..1)."""
     import time
 
     from . import console

@@ -58,7 +58,7 @@ args = { in_channels = 2, out_channels = 1, kernel_size = 3, stride = 2, padding
 [[nodes]]
 name = "face_q"
 type = "Requant"
-args = { statistic = "absmax" }
+args = { rms_factor = 1.5 }
 """
 
 
@@ -87,10 +87,12 @@ def test_render_pips_and_angle():
         dice.render(7, 0.0)
 
 
-def test_decoder_inputs():
+def test_decoder_inputs_and_pixels():
     x = dice.decoder_inputs(np.array([0, 5]), np.array([-1.0, 0.25]))
     assert x.dtype == np.int8 and x.tolist() == [[127, 0, 0, 0, 0, 0, -127], [0, 0, 0, 0, 0, 127, 32]]
     assert dice.angle_of(dice.latent_of(30.0)) == pytest.approx(30.0)
+    assert dice.pixels(np.array([-1.0, 0.0, 1.0])).tolist() == [0, 64, 127]
+    assert dice.to_grey(np.array([-5, 0, 127], dtype=np.int8)).tolist() == [0, 0, 254]
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +113,7 @@ def test_train_decoder_writes_a_decoder(decoder):
     m = modelfile.load(decoder[0]).ir
     assert m.meta["task"] == "decoder" and m.meta["decoder"]["labels"] == dice.LABELS
     assert tuple(m.input.shape) == (7,) and tuple(m.validate()[-1].shape) == (1, 32, 32)
-    assert 0 < m.meta["test_mse"] < 4
+    assert 0 < m.meta["test_mse"] < 1
 
 
 def test_generate_golden(decoder, tmp_path):

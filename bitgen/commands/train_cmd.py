@@ -318,7 +318,7 @@ def _run_decoder(args: argparse.Namespace, opts: dict[str, Any], recipe: Recipe,
         raise TrainError(f"the decoder's output {tuple(got)} is not an image of the data set's shape {image_shape}")
 
     def pairs(ds: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
-        return dice.decoder_inputs(ds.y, dice.latent_of(ds.angle)), dice.image_targets(ds.x)
+        return dice.decoder_inputs(ds.y, dice.latent_of(ds.angle)), dice.pixels(ds.x).astype(np.float32)
 
     x_train, y_train = pairs(train_ds)
     x_test, y_test = pairs(test_ds)
@@ -341,7 +341,7 @@ def _run_decoder(args: argparse.Namespace, opts: dict[str, Any], recipe: Recipe,
         saved = modelfile.save(model, out, name=opts.get("name") or _c_name(out.stem), meta=meta)
     except OSError as e:
         raise BitgenError(f"cannot write {out}: {e.strerror or e}") from None
-    print(f"mean squared error on {len(test_ds)} test images (golden, pixels -1..1): {mse:.4f}   ({seconds:.1f} s)")
+    print(f"mean squared error on {len(test_ds)} test images (golden, pixels 0..1): {mse:.4f}   ({seconds:.1f} s)")
     print(f"wrote {out} (model {saved.digest()[:16]}, {len(saved.layers)} IR layers, {saved.macs()} MACs)")
     return 0
 
