@@ -101,6 +101,19 @@ def add_kernels_argument(p: argparse.ArgumentParser, help: str) -> None:
                    help=f"back end ({', '.join(BACKENDS)}); a kernel set given here is taken as --kernels")
 
 
+CNN_TARGET = "max78000-cnn"  # the MAX78000's CNN accelerator (backends/max78000)
+
+
+def cnn_target(args: argparse.Namespace) -> bool:
+    """--target max78000-cnn, for the commands that build firmware (build, run): the layer
+    program on the accelerator behind the protocol firmware. Refused with --kernels (C kernels)."""
+    if getattr(args, "target", None) != CNN_TARGET:
+        return False
+    if getattr(args, "kernels", None) is not None:
+        raise UsageError(f"--kernels chooses C kernels; --target {CNN_TARGET} runs the model on the CNN accelerator")
+    return True
+
+
 def resolve_kernels(args: argparse.Namespace) -> str | None:
     """The kernel set of --kernels, or of an old-style --target KERNELS (with a note); None when
     neither names one."""
@@ -108,10 +121,10 @@ def resolve_kernels(args: argparse.Namespace) -> str | None:
 
     chosen = args.kernels
     target = getattr(args, "target", None)
-    if target == "max78000-cnn":
-        raise UsageError("--target max78000-cnn: layer programs for the MAX78000's CNN accelerator are written by "
-                         "`bitgen emit --target max78000-cnn model.pt -o OUT` only; running them from this command "
-                         "is not supported yet")
+    if target == CNN_TARGET:
+        raise UsageError(f"--target {CNN_TARGET}: layer programs for the MAX78000's CNN accelerator are written by "
+                         f"`bitgen emit --target {CNN_TARGET}` and run by `bitgen run` / `bitgen build`; this "
+                         "command does not take them")
     if target is not None and target not in BACKENDS:
         if target not in kernels.TARGETS:
             raise UsageError(f"unknown --target '{target}' (back ends: {', '.join(BACKENDS)}; kernel sets "
