@@ -117,8 +117,10 @@ def test_build_writes_the_same_image_proved_on_the_emulator_and_flash_takes_it(t
     r, _ = _run(capsys, tmp_path, "m.pt", "--random", "1", "--keep", "run-fw")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "run-fw" / "firmware.bin").read_bytes() == (tmp_path / "fw" / "firmware.bin").read_bytes()
-    r = _bitgen(capsys, "flash", "--board", "max78000", "fw", "--dry-run", cwd=tmp_path)
+    r = _bitgen(capsys, "flash", "--board", "max78000", "--target", "max78000-cnn", "fw", "--dry-run", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+    r = _bitgen(capsys, "flash", "--board", "max78000", "--target", "c", "fw", "--dry-run", cwd=tmp_path)
+    assert r.returncode != 0 and "holds a --target max78000-cnn image, not c" in r.stderr
     # an edited layer program is not the proved one
     src = tmp_path / "fw" / "src" / "weights.h"
     src.write_text(src.read_text() + "\n")
