@@ -89,7 +89,8 @@ def add_max_arena_argument(p: argparse.ArgumentParser) -> None:
 
 
 BACKENDS = ("c",)  # what --target names for every command; emit also takes scamp5 (commands/scamp5_cmd.py)
-# and max78000-cnn (commands/emit_cmd.py: the MAX78000 CNN accelerator's layer program)
+# and max78000-cnn (commands/emit_cmd.py: the MAX78000 CNN accelerator's layer program), which
+# build and run also take (cnn_target: the layer program behind the protocol firmware)
 
 
 def add_kernels_argument(p: argparse.ArgumentParser, help: str) -> None:
@@ -98,7 +99,8 @@ def add_kernels_argument(p: argparse.ArgumentParser, help: str) -> None:
 
     p.add_argument("--kernels", metavar="SET", help=f"{help} ({', '.join(kernels.TARGETS)})")
     p.add_argument("--target", metavar="BACKEND",
-                   help=f"back end ({', '.join(BACKENDS)}); a kernel set given here is taken as --kernels")
+                   help=f"back end ({', '.join(BACKENDS)}; bitgen build and run also take max78000-cnn: the "
+                        "MAX78000's CNN accelerator); a kernel set given here is taken as --kernels")
 
 
 CNN_TARGET = "max78000-cnn"  # the MAX78000's CNN accelerator (backends/max78000)
