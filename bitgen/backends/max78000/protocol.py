@@ -40,8 +40,8 @@ class Emitted:
 def emit(model: ir.Model, outdir: Path, name: str) -> Emitted:
     """Write the layer program and the protocol's view of it into ``outdir``."""
     if name in RESERVED:
-        raise NotSupported(f"{TARGET}: the name '{name}' is taken by the layer program's own {name}.c/.h: "
-                           "give another --name")
+        raise NotSupported(f"{TARGET}: the C name '{name}' is the layer program's own ({name}.c, {name}.h): "
+                           "give the model another name (bitgen build --name)")
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     em = cnn_emit.emit(model, outdir, name)
