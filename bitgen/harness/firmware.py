@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
 
 from .. import __version__, check, ir, reports
 from ..backends.c import emit
@@ -57,6 +58,8 @@ MEASURE_SCALE = 64
 DEFAULT_PROVE = 2000
 PROOF_SEED = 0
 PROOF_FRAMES = 16  # frames per sequence when the model has state
+CNN_TARGET = "max78000-cnn"
+TARGETS = ("c", CNN_TARGET)
 
 
 class BuildError(BitgenError):
@@ -149,6 +152,7 @@ def render_firmware(board: Board, em: emit.Emitted, path: Path, template: str = 
         cycles_per_us=max(1, counter_hz // 1_000_000),
         has_state=bool(rep.get("states")),
         change_gates=len(rep.get("change_gates") or []),
+        init=bool(rep.get("init")),
     )
     path.write_text(text)
 
@@ -203,6 +207,97 @@ def prove_sources(model: ir.Model, em: emit.Emitted, kernels: str, max_arena: in
         "first_mismatch": first,
         "seconds": round(time.perf_counter() - start, 3),
     }
+
+
+# Inputs of the emulated proof of a max78000-cnn image by default: each is a round trip over the
+# emulated UART (65 ms for a 4-layer 16x16 chain here), so fewer than the host proof's.
+CNN_DEFAULT_PROVE = 50
+
+
+def _emulator_of(board: Board) -> Board:
+    """The emulated board that runs ``board``'s images with the CNN accelerator (max78000-sim)."""
+    for name in boards.available():
+        try:
+            b = boards.get(name)
+        except BoardError:
+            continue
+        if b.is_emulated and b.image_board.name == board.image_board.name and any(
+                p.get("model") == "max78000.cnn" for p in b.emulator.get("peripherals", [])):
+            return b
+    raise BuildError(f"no emulated board with the CNN accelerator runs {board.image_board.name} images")
+
+
+def prove_on_emulator(model: ir.Model, em: Any, board: Board, elf: Path, count: int) -> dict[str, Any]:
+    """The image itself (``elf``) on the emulated accelerator (max78000-sim) through the wire
+    protocol, compared with the golden model on ``count`` random inputs and the extreme ones;
+    returns build.json's ``proof`` (the fields prove_sources writes; ``method`` says how)."""
+    from .. import golden, sim
+    from .link import Link, LinkError
+
+    start = time.perf_counter()
+    names = proved_files(em)
+    emulator = _emulator_of(board)
+    shape = model.input.shape
+    sets = [("random", check.random_inputs(shape, count, PROOF_SEED)), ("extreme", check.extreme_inputs(shape))]
+    image = elf.with_suffix(".proof.bin")
+    _run([emulator.image_board.tool("objcopy"), "-O", "binary", str(elf), str(image)], "objcopy -O binary")
+    fw = Firmware(board=emulator, outdir=elf.parent, elf=elf, bin=image, hex=None, report={})
+    compared = mismatches = 0
+    first = None
+    emulation = sim.start(emulator, fw)
+    try:
+        link = Link.open(emulation.url, baud=int(emulator.uart.get("baud", 115200)))
+        try:
+            link.sync(timeout=15.0)
+            for set_name, x in sets:
+                want = golden.run(model, x)
+                classes = golden.argmax(want)
+                for i in range(len(x)):
+                    r = link.classify(x[i])
+                    compared += 1
+                    got = r.outputs.reshape(want[i].shape)
+                    if not np.array_equal(got, want[i]) or r.cls != classes[i]:
+                        mismatches += 1
+                        if first is None:
+                            k = int((list(np.flatnonzero(got.reshape(-1) != want[i].reshape(-1))) + [0])[0])
+                            first = {"set": set_name, "input_index": i, "element": k,
+                                     "golden": int(want[i].reshape(-1)[k]), "c": int(got.reshape(-1)[k]),
+                                     "note": "the image on max78000-sim differs from golden"}
+        except LinkError as e:
+            why = emulation.failure()
+            raise BuildError(f"proving the image on {emulator.name}: {e}" + (f"; the emulator stopped: {why}"
+                                                                            if why else "")) from None
+        finally:
+            link.close()
+    finally:
+        emulation.close()
+        image.unlink(missing_ok=True)
+    return {
+        "method": f"the image on {emulator.name} (the emulated CNN accelerator) through the wire protocol",
+        "sha256": sources_sha256(em.outdir, names),
+        "sources": {n: file_sha256(em.outdir / n) for n in names},
+        "kernels": CNN_TARGET,
+        "max_arena": None,
+        "arena_bytes": 0,
+        "compared": compared,
+        "mismatches": mismatches,
+        "inputs": {name: len(x) for name, x in sets} | {"seed": PROOF_SEED},
+        "first_mismatch": first,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+
+
+def _build_cnn(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_cflags: list[str] | None,
+               model_path: str | None, harness: str, prove: int | None) -> Firmware:
+    """The protocol firmware whose model runs on the MAX78000's CNN accelerator."""
+    if board.image_board.name != "max78000":
+        raise BuildError(f"--target {CNN_TARGET} runs on the MAX78000's CNN accelerator: boards max78000 "
+                         f"(hardware) and max78000-sim, not {board.name}")
+    if harness != "protocol":
+        raise BuildError(f"--target {CNN_TARGET} builds the protocol firmware only (not the {harness} harness)")
+    _emulator_of(board)  # before compiling: the proof needs it
+    return _build(model, board, outdir, name, extra_cflags, model_path, CNN_TARGET, [], harness, None,
+                  CNN_DEFAULT_PROVE if prove is None else prove, target=CNN_TARGET)
 
 
 def _proof_failure(proof: dict[str, Any], src: Path) -> str:
@@ -267,7 +362,7 @@ def component_of(input_section: str, path: str, board: Board, model_name: str) -
         return "protocol"
     if base == "firmware.o":
         return "glue"
-    if base == f"{model_name}.o":
+    if base in (f"{model_name}.o", "cnn.o"):  # cnn.o: the MAX78000 accelerator's layer program (--target max78000-cnn)
         return "model"
     if base.startswith("bg_"):
         return "kernels"
@@ -490,7 +585,7 @@ def _hardware_boards() -> list[Board]:
 def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "model",
           extra_cflags: list[str] | None = None, model_path: str | None = None,
           kernels: str | None = None, harness: str = "protocol", max_arena: int | None = None,
-          prove: int | None = None) -> Firmware:
+          prove: int | None = None, target: str = "c") -> Firmware:
     """Build the firmware image of ``board`` running ``model`` into ``outdir``.
 
     Without ``kernels`` the board's kernel targets are tried fastest first, and the first image
@@ -501,9 +596,16 @@ def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "mod
     model only, driven through memory by bitgen.sim.bench). ``max_arena``: see emit.plan_within.
     ``prove``: random inputs of the host proof of the kept image's sources (default
     DEFAULT_PROVE for the protocol harness, none for bench); 0 skips it, and `bitgen flash`
-    refuses the unproved image (emulated runs compare the image itself with golden instead)."""
+    refuses the unproved image (emulated runs compare the image itself with golden instead).
+    ``target``: ``c`` (the C back end on the board's core) or ``max78000-cnn`` (the layer program
+    on the MAX78000's CNN accelerator, backends/max78000/protocol.py: its image is proved by
+    running it on max78000-sim, :func:`prove_on_emulator`)."""
+    if target not in TARGETS:
+        raise BuildError(f"unknown target '{target}' (known: {', '.join(TARGETS)})")
     if harness not in HARNESSES:
         raise BuildError(f"unknown harness '{harness}' (known: {', '.join(HARNESSES)})")
+    if target == CNN_TARGET:
+        return _build_cnn(model, board, outdir, name, extra_cflags, model_path, harness, prove)
     if prove is None:
         prove = DEFAULT_PROVE if harness == "protocol" else 0
     if prove < 0:
@@ -547,7 +649,7 @@ def _smaller_arena(report: dict[str, Any], asked: int | None) -> int | None:
 
 def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_cflags: list[str] | None,
            model_path: str | None, kernels: str, tried: list[dict[str, Any]], harness: str,
-           max_arena: int | None, prove: int) -> Firmware:
+           max_arena: int | None, prove: int, target: str = "c") -> Firmware:
     img = board.image_board
     tc = img.toolchain
     if not tc:
@@ -561,7 +663,12 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
     if obj.exists():
         shutil.rmtree(obj)
     obj.mkdir(parents=True)
-    em = emit.emit(model, src, name=name, kernels=kernels, max_arena=max_arena)
+    if target == CNN_TARGET:
+        from ..backends.max78000 import protocol
+
+        em = protocol.emit(model, src, name)
+    else:
+        em = emit.emit(model, src, name=name, kernels=kernels, max_arena=max_arena)
     _refuse_what_cannot_fit(board, em, name, model_path, kernels, tried, harness, outdir)
     for f in PROTOCOL_FILES:
         shutil.copyfile(C_RUNTIME / f, src / f)
@@ -646,7 +753,10 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
         raise BudgetError(f"model does not fit {img.name}: {why}", report)
 
     # Only the image kept is proved: the sources in src/ are now exactly those compiled into it.
-    report["proof"] = prove_sources(model, em, kernels, max_arena, prove, obj / "host") if prove else None
+    if target == CNN_TARGET:  # the accelerator's program cannot run on this machine: the image on max78000-sim
+        report["proof"] = prove_on_emulator(model, em, board, elf, prove) if prove else None
+    else:
+        report["proof"] = prove_sources(model, em, kernels, max_arena, prove, obj / "host") if prove else None
     if report["proof"] and report["proof"]["mismatches"]:
         (outdir / "build.json").write_text(json.dumps(report, indent=2) + "\n")
         elf.replace(outdir / "firmware-unproved.elf")  # kept for inspection, never for a flasher
