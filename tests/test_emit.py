@@ -172,7 +172,7 @@ def test_a_channel_step_keeps_one_plane_where_its_kernels_run_in_place():
         assert regions == ([8 * 8] if kernels == "rv32ec" else [8 * 8 * 4, 6 * 6 * 4]), kernels
 
 
-def _cnn_into_shiftnorm(seed: int = 2) -> ir.Model:
+def _cnn_into_shiftnorm(seed: int = 2, hw: int = 14) -> ir.Model:
     """BitNetMCU's CNN layout in small: conv 1->8, ReLU, shift, depthwise conv, ReLU, shift,
     pool, then Flatten -> ShiftNorm -> linear. Its channel-by-channel step ends in an int32
     tensor (8x5x5) four times the bytes of the ShiftNorm's int8 output."""
@@ -181,8 +181,9 @@ def _cnn_into_shiftnorm(seed: int = 2) -> ir.Model:
               ir.Requant(multiplier=[1], shift=[4], out_dtype="int32"),
               ir.Conv2d(weight=rng.integers(-60, 60, (8, 1, 3, 3)), groups=8, encoding="8bit"), ir.ReLU(),
               ir.Requant(multiplier=[1], shift=[2], out_dtype="int32"), ir.MaxPool2d(kernel=(2, 2), stride=(2, 2)),
-              ir.Flatten(), ir.ShiftNorm(), ir.Linear(weight=rng.integers(-7, 8, (10, 200)), encoding="4bit")]
-    return ir.Model(input=ir.InputSpec(shape=(1, 14, 14)), layers=layers)
+              ir.Flatten(), ir.ShiftNorm(),
+              ir.Linear(weight=rng.integers(-7, 8, (10, 8 * ((hw - 4) // 2) ** 2)), encoding="4bit")]
+    return ir.Model(input=ir.InputSpec(shape=(1, hw, hw)), layers=layers)
 
 
 @pytest.mark.parametrize("target", kernels.TARGETS)
