@@ -55,11 +55,12 @@ def run(args: argparse.Namespace) -> int:
         _write_json(json_to, out / "build.json")
         raise
     img = board.image_board
+    kept = firmware.describe_attempt(rep["kernels_tried"][-1])
     for t in rep["kernels_tried"]:
         if not t["fits"]:
-            say(f"note: with {t['kernels']} kernels the image needs {t['flash_bytes']} B flash and "
-                f"{t['sram_bytes']} B SRAM: over budget, so {rep['kernels']} kernels were used")
-    how = f"{rep['kernels']} kernels" if target != CNN_TARGET else "the layer program on the CNN accelerator"
+            say(f"note: with {firmware.describe_attempt(t)} the image needs {t['flash_bytes']} B flash and "
+                f"{t['sram_bytes']} B SRAM: over budget, so {kept} were used")
+    how = kept if target != CNN_TARGET else "the layer program on the CNN accelerator"
     say(f"built {img.name} firmware ({how}) for model {rep['model_hash'][:16]} in {out}/")
     if rep["flash_bytes"] is not None:
         say(firmware.format_report(rep))

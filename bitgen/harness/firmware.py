@@ -73,9 +73,10 @@ class ProofError(BuildError):
 class BudgetError(BuildError):
     """The image does not fit the board; ``.report`` holds the measurements."""
 
-    def __init__(self, message: str, report: dict[str, Any]):
+    def __init__(self, message: str, report: dict[str, Any], model_report: dict[str, Any] | None = None):
         super().__init__(message)
         self.report = report
+        self.model_report = model_report  # the emitted model's NAME.json, where it was emitted
 
 
 @dataclass
@@ -410,12 +411,17 @@ def size_report(board: Board, fw_elf: Path, map_text: str, model_name: str, top:
         c["sram"] += size if row["sram"] else 0
 
     placed = {name: 0 for name in by_out}
+    kernel_objects: dict[str, int] = {}  # flash per kernel object file (build() gives up the largest)
     for out_sec, in_sec, size, path in parse_map(map_text):
         row = by_out.get(out_sec)
         if row is None or size == 0:
             continue
-        add("stack" if out_sec == ".stack" else component_of(in_sec, path, board, model_name), row, size)
+        comp = "stack" if out_sec == ".stack" else component_of(in_sec, path, board, model_name)
+        add(comp, row, size)
         placed[out_sec] += size
+        if comp == "kernels" and row["flash"]:
+            obj = Path(path.split("(")[0]).name
+            kernel_objects[obj] = kernel_objects.get(obj, 0) + size
     for name, row in by_out.items():
         rest = row["size"] - placed[name]
         if rest > 0:  # space the linker script makes itself: the stack, alignment
@@ -438,6 +444,7 @@ def size_report(board: Board, fw_elf: Path, map_text: str, model_name: str, top:
         "stack_bytes": board.stack_bytes,
         "sections": rows,
         "components": dict(sorted(components.items())),
+        "kernel_objects": dict(sorted(kernel_objects.items())),
         "largest_symbols": symbols[:top],
     }
 
@@ -614,24 +621,79 @@ def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "mod
     tried: list[dict[str, Any]] = []  # every attempt, the one kept included (build.json's kernels_tried)
     for i, k in enumerate(choices):
         last = i == len(choices) - 1
-        try:
-            return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, max_arena, prove)
-        except BudgetError as e:  # _build put the attempt in `tried`
-            smaller = _smaller_arena(e.report, max_arena)
-            if smaller is None:
-                if last:
-                    raise
-                continue
-            over = e
-        try:  # the same kernels with less scratch may fit the SRAM
-            return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, smaller, prove)
-        except BudgetError:
-            if last:
-                raise
-        except emit.EmitError:  # the arena cannot get that small with these kernels
-            if last:
-                raise over from None
+        generic: frozenset[int] = frozenset()
+        while True:
+            try:
+                return _build_within(model, board, outdir, name, extra_cflags, model_path, k, tried, harness,
+                                     max_arena, prove, generic)
+            except BudgetError as e:
+                more = _fewer_fast_layers(e, generic) if k != "generic" else None
+                if more is None:
+                    if last:
+                        raise
+                    break
+                generic = more
     raise AssertionError("unreachable")
+
+
+def _build_within(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_cflags: list[str] | None,
+                  model_path: str | None, k: str, tried: list[dict[str, Any]], harness: str,
+                  max_arena: int | None, prove: int, generic: frozenset[int]) -> Firmware:
+    """The image with kernel set `k` (`generic`: layers on the generic kernel); an image over
+    its SRAM budget alone is tried again with the arena that would fit."""
+    try:
+        return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, max_arena, prove,
+                      generic)
+    except BudgetError as e:  # _build put the attempt in `tried`
+        smaller = _smaller_arena(e.report, max_arena)
+        if smaller is None:
+            raise
+        over = e
+    try:  # the same kernels with less scratch may fit the SRAM
+        return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, smaller, prove,
+                      generic)
+    except emit.EmitError:  # the arena cannot get that small with these kernels
+        raise over from None
+
+
+def _fewer_fast_layers(e: BudgetError, generic: frozenset[int]) -> frozenset[int] | None:
+    """For an image over its flash budget: `generic` and the layers of the kernel family whose
+    code costs the most flash per multiply-accumulate it computes (the LUT kernel of a few small
+    fully connected layers before the convolutions' kernels), which then take the generic kernel;
+    None when the flash is not what is over, or no family is left to give up."""
+    rep, em = e.report, e.model_report
+    if em is None or not rep.get("flash_budget") or rep["flash_bytes"] <= rep["flash_budget"]:
+        return None
+    families: dict[str, dict[str, Any]] = {}
+    used_by_generic: set[str] = set()
+    for lay in em["layers"]:
+        family = lay["kernel"].split("/")[0]
+        if family in ("generic", "fused", "alias") or lay["index"] in generic:
+            used_by_generic.update(lay.get("sources", []))
+            continue
+        f = families.setdefault(family, {"layers": set(), "macs": 0, "sources": set()})
+        f["layers"].add(lay["index"])
+        f["macs"] += lay["macs"]
+        f["sources"].update(lay.get("sources", []))
+    objects = rep.get("kernel_objects", {})
+
+    def own_flash(family: str) -> int:
+        """Flash of the objects only this family's layers use."""
+        others = used_by_generic.union(*(f["sources"] for n, f in families.items() if n != family))
+        return sum(objects.get(Path(src).with_suffix(".o").name, 0) for src in families[family]["sources"] - others)
+
+    costs = {fam: own_flash(fam) / max(1, f["macs"]) for fam, f in families.items() if own_flash(fam)}
+    if not costs or len(families) < 2:  # the last family given up: the generic kernel set, tried next
+        return None
+    return generic | families[max(costs, key=lambda fam: costs[fam])]["layers"]
+
+
+def describe_attempt(t: dict[str, Any]) -> str:
+    """One entry of kernels_tried in words: 'rv32ec kernels (layers 13, 15 generic; arena <= 1240 B)'."""
+    more = ([f"layer{'s' if len(t['generic_layers']) > 1 else ''} "
+             f"{', '.join(map(str, t['generic_layers']))} generic"] if t.get("generic_layers") else [])
+    more += [f"arena <= {t['max_arena']} B"] if t.get("max_arena") else []
+    return f"{t['kernels']} kernels" + (f" ({'; '.join(more)})" if more else "")
 
 
 def _smaller_arena(report: dict[str, Any], asked: int | None) -> int | None:
@@ -649,7 +711,7 @@ def _smaller_arena(report: dict[str, Any], asked: int | None) -> int | None:
 
 def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_cflags: list[str] | None,
            model_path: str | None, kernels: str, tried: list[dict[str, Any]], harness: str,
-           max_arena: int | None, prove: int, target: str = "c") -> Firmware:
+           max_arena: int | None, prove: int, generic: frozenset[int] = frozenset(), target: str = "c") -> Firmware:
     img = board.image_board
     tc = img.toolchain
     if not tc:
@@ -668,7 +730,7 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
 
         em = protocol.emit(model, src, name)
     else:
-        em = emit.emit(model, src, name=name, kernels=kernels, max_arena=max_arena)
+        em = emit.emit(model, src, name=name, kernels=kernels, max_arena=max_arena, generic=generic)
     _refuse_what_cannot_fit(board, em, name, model_path, kernels, tried, harness, outdir)
     for f in PROTOCOL_FILES:
         shutil.copyfile(C_RUNTIME / f, src / f)
@@ -742,7 +804,8 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
     )
     report["fits"] = fits
     tried.append({"kernels": kernels, "max_arena": max_arena, "flash_bytes": report["flash_bytes"],
-                  "sram_bytes": report["sram_bytes"], "fits": fits})
+                  "sram_bytes": report["sram_bytes"], "fits": fits}
+                 | ({"generic_layers": sorted(generic)} if generic else {}))
     (outdir / "build.json").write_text(json.dumps(report, indent=2) + "\n")
     if not fits:
         # nothing over budget may reach a flasher: keep the ELF for inspection under another name
@@ -750,7 +813,7 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
         why = why_it_does_not_fit(board, em.report, report)
         if st and st["bytes"] > st["reserved"]:
             why = f"the stack can reach {st['bytes']} B, over the {st['reserved']} B reserved"
-        raise BudgetError(f"model does not fit {img.name}: {why}", report)
+        raise BudgetError(f"model does not fit {img.name}: {why}", report, em.report)
 
     # Only the image kept is proved: the sources in src/ are now exactly those compiled into it.
     if target == CNN_TARGET:  # the accelerator's program cannot run on this machine: the image on max78000-sim
