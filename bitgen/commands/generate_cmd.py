@@ -146,7 +146,7 @@ def _png(images: np.ndarray, classes: np.ndarray, latents: np.ndarray, labels: l
         page.paste(Image.fromarray(g).resize((w * scale, h * scale), Image.Resampling.NEAREST),
                    (left + c * tw, top + r * th))
         if c == 0:
-            name = labels[classes[i]] + (" pip" + "s" * (classes[i] > 0) if labels == dice.LABELS else "")
+            name = labels[classes[i]] + (" pip" + "s" * int(classes[i] > 0) if labels == dice.LABELS else "")
             draw.text((4, top + r * th + h * scale // 2 - 5), name, fill=255)
         if r == 0:
             draw.text((left + c * tw, 2), f"{float(dice.angle_of(latents[i])):.0f} deg", fill=255)
