@@ -2,6 +2,7 @@
 and on an emulated board, and its one-line errors. Small on purpose: a decoder of 2 channels,
 one epoch, a judge trained on a few faces for one epoch."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -9,6 +10,8 @@ import pytest
 import bitgen
 from bitgen import datasets, dice
 from bitgen.cli import main
+
+needs_rv = pytest.mark.skipif(shutil.which("riscv64-unknown-elf-gcc") is None, reason="needs gcc-riscv64-unknown-elf")
 
 TINY = """
 task = "decoder"
@@ -134,6 +137,7 @@ def test_generate_golden(decoder, tmp_path):
     assert Image.open(tmp_path / "die.png").size == (128, 128)
 
 
+@needs_rv
 def test_generate_on_a_board_is_bit_exact(decoder, tmp_path):
     model, judge = decoder
     js = tmp_path / "gen.json"
@@ -145,6 +149,7 @@ def test_generate_on_a_board_is_bit_exact(decoder, tmp_path):
     assert all(p["instructions"] > 0 and p["mismatches"] == 0 for p in rep["per_image"])
 
 
+@needs_rv
 def test_generate_refuses_a_board_it_does_not_fit(decoder, tmp_path, capsys):
     model, judge = decoder
     rc = main(["generate", str(model), "--board", "ch32v003-sim", "--label", "1", "-o", str(tmp_path / "d.png"),
