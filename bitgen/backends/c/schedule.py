@@ -21,10 +21,11 @@ class Step:
     last: int  # index of the last layer (== first for a single layer)
     whole: bool = False  # one kernel computes all its layers on whole tensors (a fused output stage)
     change: bool = False  # a change gate and the layers after it in one change-based kernel
+    tiled: bool = False  # depth-first row strips through all its layers (tiling.py)
 
     @property
     def channelwise(self) -> bool:
-        return self.last > self.first and not self.whole and not self.change
+        return self.last > self.first and not self.whole and not self.change and not self.tiled
 
     @property
     def layers(self) -> range:
@@ -32,12 +33,13 @@ class Step:
 
 
 def steps(model: ir.Model, types: list[ir.TensorType], change: dict[int, int] | None = None,
-          whole: dict[int, int] | None = None) -> list[Step]:
+          whole: dict[int, int] | None = None, tiled: dict[int, int] | None = None) -> list[Step]:
     """Group the layers: each convolution with the channel-local layers that follow it, as long
     as each reads the one before it and nothing else reads what they pass on (in a graph).
     `change`: change gates whose kernel computes the layers after them up to the given one.
     `whole`: convolutions whose kernel computes whole tensors, and how many of the layers after
-    each it fuses (taken from what this grouping gave it): they form a step of their own."""
+    each it fuses (taken from what this grouping gave it): they form a step of their own.
+    `tiled`: runs of layers (first -> last) computed strip by strip, each one step."""
     readers: dict[str, int] = {st.source: 1 for st in model.states}  # a state reads it after the frame
     for node in model.nodes:
         for name in node.inputs:
@@ -50,6 +52,10 @@ def steps(model: ir.Model, types: list[ir.TensorType], change: dict[int, int] | 
         if change and i in change:
             out.append(Step(i, change[i], change=True))
             i = change[i] + 1
+            continue
+        if tiled and i in tiled:
+            out.append(Step(i, tiled[i], tiled=True))
+            i = tiled[i] + 1
             continue
         if whole and i in whole:
             out.append(Step(i, i + whole[i], whole=True))
