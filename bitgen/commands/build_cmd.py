@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from ..harness import boards, firmware
-from .common import UsageError, add_kernels_argument, add_max_arena_argument, add_model_argument, count, load_model, resolve_kernels
+from .common import (UsageError, add_kernels_argument, add_max_arena_argument, add_model_argument,
+                     add_tiling_arguments, count, load_model, resolve_kernels)
 from .emit_cmd import check_name, default_name
 from .outputs import STDOUT, output_dir, output_file, write_text
 
@@ -20,6 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="C name prefix (default: the model's name, else 'model')")
     add_kernels_argument(p, "kernel set (default: the board's, fastest that fits)")
     add_max_arena_argument(p)
+    add_tiling_arguments(p)
     p.add_argument("--prove", type=count(1, 10**6), default=firmware.DEFAULT_PROVE, metavar="N",
                    help="random int8 inputs on which the image's own sources, compiled for this machine, "
                         f"are compared with the golden model, besides the extreme ones (default "
@@ -44,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     name = args.name or default_name(loaded.ir.name)
     try:
         fw = firmware.build(loaded.ir, board, out, name=name, model_path=str(Path(args.model).resolve()),
-                         kernels=kernels, max_arena=args.max_arena, prove=args.prove)
+                         kernels=kernels, max_arena=args.max_arena, prove=args.prove,
+                         tiles=args.tiling, strip_rows=args.strip_rows)
         rep = fw.report
     except firmware.BudgetError as e:
         say(firmware.format_report(e.report))

@@ -61,8 +61,8 @@ def render(model: ir.Model, types: list[ir.TensorType], choices: list[Choice], t
         i = st.first
         layer, t_in, t_mid = layers[i], types[i], types[i + 1]
         n_in, n_out, shift = f"r[{2 * k + 1}]", f"r[{2 * k + 3}]", f"r[{2 * n_t + k}]"
-        c, h, w = t_in.shape
-        co, oh, ow = t_mid.shape
+        c, _, w = t_in.shape
+        co, _, ow = t_mid.shape
         xin, yout = at(k), at(k + 1)
         follow = list(range(st.first + 1, st.last + 1))
         if isinstance(layer, (ir.Conv2d, ir.ConvTranspose2d)):
@@ -82,15 +82,15 @@ def render(model: ir.Model, types: list[ir.TensorType], choices: list[Choice], t
                 b_name = src.bias(i, layer)
                 row = enc.row_bytes(math.prod(rows.shape[1:]))
                 fn = f"bg_conv_transpose2d_{SUFFIX[t_in.dtype]}"
-            shape = src.struct("bg_conv_shape_t", f"band{i}", [cig, h, w, 1, oh, ow, kh, kw, *layer.stride,
-                                                               *layer.padding, 1])
+            # the shape of the band (built in place: a struct copy would call memcpy)
+            shape = ", ".join(str(v) for v in [cig, n_in, w, 1, n_out, ow, kh, kw, *layer.stride, shift,
+                                               layer.padding[1], 1])
             group = "c" if cog == 1 else f"(c / {cog}u)"
             xg = _typed(xin, t_in.dtype, True) + ("" if g == 1 else f" + {group} * {cig}u * {n_in} * {w}u")
             plane = f"(arena + {buf['plane']})" if follow else None
             ydst = _typed(plane or yout, "int32", False) + ("" if plane else f" + c * {n_out} * {ow}u")
             bias = b_name if b_name == "0" else f"{b_name} + c"
-            body += [f"{{ bg_conv_shape_t g = {shape};",
-                     f"  g.h = {n_in}; g.oh = {n_out}; g.ph = {shift};",
+            body += [f"{{ const bg_conv_shape_t g = {{{shape}}};",
                      f"  for (c = 0; c < {co}u; c++) {{",
                      f"    {fn}({xg}, {ydst}, &g, {w_name} + c * {row}u, {enc_id(layer)}, {bias});"]
             src_ptr = _typed(plane, "int32", True) if plane else None
@@ -107,8 +107,8 @@ def render(model: ir.Model, types: list[ir.TensorType], choices: list[Choice], t
             body.append(f"bg_upsample_rows_{SUFFIX[t_in.dtype]}({_typed(xin, t_in.dtype, True)}, "
                         f"{_typed(yout, t_mid.dtype, False)}, {c}u, {n_in}, {w}u, {fh}u, {fw}u, {shift}, {n_out});")
         else:  # pooling
-            shape = src.struct("bg_pool_shape_t", f"band{i}", [c, h, w, oh, ow, *layer.kernel, *layer.stride])
-            body.append(f"{{ bg_pool_shape_t g = {shape}; g.h = {n_in}; g.oh = {n_out}; "
+            shape = ", ".join(str(v) for v in [c, n_in, w, n_out, ow, *layer.kernel, *layer.stride])
+            body.append(f"{{ const bg_pool_shape_t g = {{{shape}}}; "
                         f"bg_{layer.kind}_{SUFFIX[t_in.dtype]}({_typed(xin, t_in.dtype, True)}, "
                         f"{_typed(yout, t_mid.dtype, False)}, &g); }}")
         if follow:  # channel by channel, in place (each output no wider than its input)
