@@ -225,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
         "components": fw.get("components"),
         "sections": fw.get("sections"),
         "arena_bytes": (emitted or {}).get("arena_bytes"),
+        "tiling": (emitted or {}).get("tiling"),  # row strips: arena layer by layer and tiled, strip height
         "macs": (emitted or {}).get("macs"),
         "layers": layers,
         "layer_split": ("emulator marks after each layer (2-3 instructions each, counted in the layer)"

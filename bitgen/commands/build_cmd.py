@@ -63,6 +63,12 @@ def run(args: argparse.Namespace) -> int:
         say(firmware.format_report(rep))
         h = rep["harness"]
         say(f"  harness (protocol + board support + glue): flash {h['flash']} B, SRAM {h['sram']} B")
+    tiled = rep["model"].get("tiling")
+    for run in (tiled or {}).get("runs", []):
+        say(f"row strips: layers {run['first_layer']}..{run['last_layer']} in {run['strips']} strips of "
+            f"{run['strip_rows']} rows: arena {tiled['arena_layer_by_layer']} B layer by layer, "
+            f"{tiled['arena_tiled']} B tiled; halos recompute {run['recompute_macs']} MACs "
+            f"(+{run['recompute_percent']} %)")
     p = rep["proof"]
     say(f"proved on this machine: the {p['kernels']} sources in {out / 'src'} (sha256 {p['sha256'][:16]}) "
           f"equal the golden model on {p['compared']} inputs ({p['inputs']['random']} random, "
