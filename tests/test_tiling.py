@@ -61,10 +61,14 @@ def _equal_to_golden(m: ir.Model, em: emit.Emitted, runtime, where) -> None:
     assert np.array_equal(g, y.reshape(len(x), -1)), f"{int((g != y.reshape(len(x), -1)).sum())} outputs differ"
 
 
-@pytest.mark.parametrize("rows", [1, 3, 5, 32])
-def test_die_like_decoder_equals_golden_in_strips_of_any_height(rows, tmp_path, host_runtime):
+@pytest.mark.parametrize("kernels, rows", [("generic", 1), ("generic", 3), ("generic", 5), ("generic", 32),
+                                           ("rv32ec", 1), ("rv32ec", 6)])
+def test_die_like_decoder_equals_golden_in_strips_of_any_height(kernels, rows, tmp_path, host_runtime):
     m = decoder()
-    em = emit.emit(m, tmp_path / "c", name="die", tiles="rows", strip_rows=rows)
+    em = emit.emit(m, tmp_path / "c", name="die", kernels=kernels, tiles="rows", strip_rows=rows)
+    tiled = {lay["kernel"] for lay in em.report["layers"][4:]}
+    # RV32EC (no multiplier): the 3x3 convolutions take the LUT kernel on their bands
+    assert tiled == ({"generic/tiled", "lut_conv/tiled", "fused/tiled"} if kernels == "rv32ec" else {"generic/tiled"})
     run = em.report["tiling"]["runs"][0]
     assert (run["first_layer"], run["last_layer"], run["strip_rows"]) == (4, len(m.layers) - 1, rows)
     assert run["strips"] == -(-32 // rows)
@@ -86,7 +90,8 @@ def test_random_stacks_equal_golden_in_strips(seed, tmp_path, host_runtime):
     for rows in sorted({1, 2, 3, out_rows}):
         if rows > out_rows:
             continue
-        em = emit.emit(m, tmp_path / f"c{rows}", tiles="rows", strip_rows=rows)
+        kernels = "rv32ec" if rows % 2 else "generic"  # LUT convolutions on bands too
+        em = emit.emit(m, tmp_path / f"c{rows}", kernels=kernels, tiles="rows", strip_rows=rows)
         _equal_to_golden(m, em, host_runtime, tmp_path / f"b{rows}")
 
 

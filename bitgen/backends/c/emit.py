@@ -241,8 +241,15 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
             choices.append(kernels.change.choose(model, types, st.first, st.last, target))
             choices += [FUSED] * (st.last - st.first)
             continue
-        if st.tiled:  # the generic kernels, run on bands of rows (kernels/bands.py)
-            choices += [kernels.generic.choose(model.layers[i], types[reads[i][0]], types[i + 1]) for i in st.layers]
+        if st.tiled:  # kernels run on bands of rows (kernels/bands.py)
+            t = tiles[st.first]
+            for stage in t.stages:
+                fused = bands.fused_choice(model, types, stage, target) if stage.first in t.fused else None
+                if fused is not None:
+                    choices += [fused] + [FUSED] * (stage.last - stage.first)
+                else:
+                    choices += [kernels.generic.choose(model.layers[i], types[reads[i][0]], types[i + 1])
+                                for i in stage.layers]
             continue
         for i in st.layers:
             if i < len(choices):  # fused into the kernel of an earlier layer
@@ -412,8 +419,10 @@ def _ptr_at(offset: int, dtype: str, const: bool) -> str:
 
 def plan_tiled(model: ir.Model, kernel_set: str, max_arena: int | None, strip_rows: int | None = None) -> ModelPlan:
     """The plan with every tileable run (tiling.runs) computed in row strips: for each run the
-    strip height (`strip_rows`, or each height in turn) whose arena fits `max_arena` with the
-    fewest estimated instructions; without a limit, or where none fits, the smallest arena."""
+    strip height (`strip_rows`, or each height in turn) and kernels (the generic ones, or fused
+    ones: bands.fused_choice) whose arena fits `max_arena` with the fewest estimated
+    instructions; without a limit, or where none fits, the smallest arena (with `strip_rows` and
+    no limit: the fewest instructions at that height)."""
     base = plan_model(model, kernel_set)
     found = tiling.runs(model, base.types)
     if not found:
@@ -423,16 +432,22 @@ def plan_tiled(model: ir.Model, kernel_set: str, max_arena: int | None, strip_ro
     best: ModelPlan | None = None
     for stages in found:
         ranked = []
-        for h in ([strip_rows] if strip_rows else tiling.heights(stages, base.types)):
+        target = targets.get(kernel_set)
+        fused = {st.first: c.scratch for st in stages
+                 if (c := bands.fused_choice(model, base.types, st, target)) is not None}
+        tries = [(h, f) for h in ([strip_rows] if strip_rows else tiling.heights(stages, base.types))
+                 for f in ([fused, {}] if fused else [{}])]  # the fused kernels' scratch may not fit
+        for h, f in tries:
             try:
-                t = tiling.plan(model, base.types, stages, h)
+                t = tiling.plan(model, base.types, stages, h, f)
             except tiling.TilingError as e:
                 if strip_rows:
                     raise EmitError(f"--strip-rows {strip_rows}: {e}") from None
                 continue
             mp = plan_model(model, kernel_set, tiles=tiles | {t.first: t})
             arena = mp.memory.arena_bytes
-            fits = max_arena is not None and arena <= max_arena
+            # the height given and no limit: the fastest kernels at that height
+            fits = arena <= max_arena if max_arena is not None else strip_rows is not None
             ranked.append(((not fits, t.instructions if fits else arena, t.instructions), h, t, mp))
         if not ranked:
             continue

@@ -25,9 +25,11 @@ from ... import ir
 SPATIAL = (ir.Conv2d, ir.ConvTranspose2d, ir.Upsample, ir.MaxPool2d, ir.AvgPool2d)
 POINTWISE = (ir.ReLU, ir.Requant, ir.Abs)  # each output element from the same input element
 MODES = ("auto", "rows", "off")  # emit/build --tiling
-# instruction estimate: per multiply-accumulate, and per kernel call (set-up, loops, the
-# copies of input and output rows)
-CALL_COST = 60
+# Instruction estimate, to rank strip heights and kernels: per multiply-accumulate of a
+# generic kernel and of a fused one (measured on rv32ec-sim with the die decoder: about 210 for
+# bg_conv2d with 4-bit weights through libgcc's multiply, about 30 for the LUT convolution),
+# and per kernel call (set-up, loops, the copies of input and output rows)
+GENERIC_MAC, FUSED_MAC, CALL_COST = 200, 30, 60
 
 
 class TilingError(ValueError):
@@ -58,7 +60,9 @@ class Tiling:
     macs: int  # multiply-accumulates layer by layer
     strip_macs: int  # ... and as run strip by strip (halos recomputed)
     calls: int  # kernel calls per inference
+    estimate: int  # instructions, roughly (GENERIC_MAC, FUSED_MAC, CALL_COST)
     direct: bool  # the last stage writes its rows straight into the run's output (one channel)
+    fused: dict[int, int]  # stages (by first layer) whose kernel computes them whole, and its scratch
 
     @property
     def first(self) -> int:
@@ -79,7 +83,7 @@ class Tiling:
     @property
     def instructions(self) -> int:
         """A rough instruction estimate, to rank strip heights (not a measurement)."""
-        return self.strip_macs + CALL_COST * self.calls
+        return self.estimate
 
     def report(self) -> dict:
         return {"first_layer": self.first, "last_layer": self.last, "strip_rows": self.strip_rows,
@@ -152,8 +156,13 @@ def _need(layer: ir.Layer, lo: int, hi: int, h_in: int) -> tuple[int, int, int]:
     return r0, r1, p + r0 - lo * s
 
 
-def plan(model: ir.Model, types: list[ir.TensorType], stages: list[Stage], strip_rows: int) -> Tiling:
-    """The strips of height `strip_rows` (the last may be shorter) of a run."""
+def plan(model: ir.Model, types: list[ir.TensorType], stages: list[Stage], strip_rows: int,
+         fused: dict[int, int] | None = None) -> Tiling:
+    """The strips of height `strip_rows` (the last may be shorter) of a run. `fused`: stages (by
+    first layer) that a kernel with its output stage fused computes, all channels at once, and
+    the bytes of scratch it needs (kernels/bands.py: fused_choice); the others take the generic
+    kernels, a convolution one channel at a time."""
+    fused = fused or {}
     layers = model.layers
     ttypes = [types[stages[0].first]] + [types[st.last + 1] for st in stages]
     out_h = ttypes[-1].shape[1]
@@ -192,9 +201,11 @@ def plan(model: ir.Model, types: list[ir.TensorType], stages: list[Stage], strip
     if not direct:
         (even if (len(ttypes) - 1) % 2 == 0 else odd).append(strip_bytes(len(ttypes) - 1))
     planes = [_round4(maxrows[k + 1] * ttypes[k + 1].shape[2] * 4) for k, st in enumerate(stages)
-              if st.last > st.first and isinstance(layers[st.first], (ir.Conv2d, ir.ConvTranspose2d))]
-    buffers = {"a": max(even, default=0), "b": max(odd, default=0), "plane": max(planes, default=0)}
-    macs = strip_macs = 0
+              if st.last > st.first and isinstance(layers[st.first], (ir.Conv2d, ir.ConvTranspose2d))
+              and st.first not in fused]
+    buffers = {"a": max(even, default=0), "b": max(odd, default=0), "plane": max(planes, default=0),
+               "kernel": _round4(max(fused.values(), default=0))}
+    macs = strip_macs = estimate = 0
     calls = 2 * len(rows)  # the input and output row copies
     for k, st in enumerate(stages):
         t_out = types[st.first + 1]
@@ -202,9 +213,14 @@ def plan(model: ir.Model, types: list[ir.TensorType], stages: list[Stage], strip
         computed = sum(r[k + 1][1] - r[k + 1][0] for r in rows)
         macs += m
         strip_macs += m * computed // t_out.shape[1]
-        per_strip = t_out.shape[0] if isinstance(layers[st.first], (ir.Conv2d, ir.ConvTranspose2d)) else 1
-        calls += len(rows) * per_strip * (1 + st.last - st.first)
-    return Tiling(stages, ttypes, strip_rows, rows, shifts, buffers, macs, strip_macs, calls, direct)
+        estimate += m * computed // t_out.shape[1] * (FUSED_MAC if st.first in fused else GENERIC_MAC)
+        if st.first in fused:
+            calls += len(rows)
+        else:
+            per_strip = t_out.shape[0] if isinstance(layers[st.first], (ir.Conv2d, ir.ConvTranspose2d)) else 1
+            calls += len(rows) * per_strip * (1 + st.last - st.first)
+    return Tiling(stages, ttypes, strip_rows, rows, shifts, buffers, macs, strip_macs, calls,
+                  estimate + CALL_COST * calls, direct, dict(fused))
 
 
 def heights(stages: list[Stage], types: list[ir.TensorType]) -> range:

@@ -15,10 +15,24 @@ import math
 
 from .... import encodings, ir
 from ..literals import C_TYPE, SUFFIX, hex_lines, int_lines
-from ..tiling import Tiling
-from .base import Choice, ModelSource, Pointers, enc_id
+from ..tiling import Stage, Tiling
+from . import conv_lut
+from .base import Choice, ModelSource, Pointers, Target, enc_id
 
 FILES = ["bg_rows.c", "bg_rows.h", "bg_rows.inc"]
+
+
+def fused_choice(model: ir.Model, types: list[ir.TensorType], stage: Stage, target: Target) -> Choice | None:
+    """A kernel that computes a whole stage on a band, all channels with its pointwise layers
+    fused, where the kernel set has one: the LUT convolution of RV32EC (no multiplier; the
+    generic kernel multiplies through libgcc there). None: the generic kernels."""
+    layer = model.layers[stage.first]
+    if not conv_lut.applies(layer, target) or types[stage.first].dtype != "int8":
+        return None
+    follow = [model.layers[j] for j in range(stage.first + 1, stage.last + 1)]
+    choice = conv_lut._conv_lut(layer, types[stage.first], types[stage.first + 1], follow,
+                                [types[j + 1] for j in range(stage.first + 1, stage.last + 1)], target.lut_chunk)
+    return choice if isinstance(choice, Choice) and choice.fuses == len(follow) else None
 
 
 def _typed(base: str, dtype: str, const: bool) -> str:
@@ -38,6 +52,7 @@ def render(model: ir.Model, types: list[ir.TensorType], choices: list[Choice], t
     tab = src.array("uint8_t", f"tile{tiling.first}", int_lines(table), len(table), tiling.first)
     buf = {"a": scratch, "b": scratch + tiling.buffers["a"],
            "plane": scratch + tiling.buffers["a"] + tiling.buffers["b"]}
+    buf["kernel"] = buf["plane"] + tiling.buffers["plane"]
     lines = ["{", "    uint32_t s, c;", f"    for (s = 0; s < {len(tiling.rows)}u; s++) {{",
              f"        const uint8_t *r = {tab} + s * {per_strip}u;"]
     body: list[str] = []
@@ -65,6 +80,11 @@ def render(model: ir.Model, types: list[ir.TensorType], choices: list[Choice], t
         co, _, ow = t_mid.shape
         xin, yout = at(k), at(k + 1)
         follow = list(range(st.first + 1, st.last + 1))
+        if i in tiling.fused:  # one call: every channel, the pointwise layers fused
+            p = Pointers(x=_typed(xin, t_in.dtype, True), y=f"(void *){yout}", scratch=buf["kernel"],
+                         band=(n_in, n_out, shift))
+            body.append(choices[i].render(src, i, p))
+            continue
         if isinstance(layer, (ir.Conv2d, ir.ConvTranspose2d)):
             g = layer.groups
             cig, cog = c // g, co // g
