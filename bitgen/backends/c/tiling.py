@@ -26,10 +26,10 @@ SPATIAL = (ir.Conv2d, ir.ConvTranspose2d, ir.Upsample, ir.MaxPool2d, ir.AvgPool2
 POINTWISE = (ir.ReLU, ir.Requant, ir.Abs)  # each output element from the same input element
 MODES = ("auto", "rows", "off")  # emit/build --tiling
 # Instruction estimate, to rank strip heights and kernels: per multiply-accumulate of a
-# generic kernel and of a fused one (measured on rv32ec-sim with the die decoder: about 210 for
-# bg_conv2d with 4-bit weights through libgcc's multiply, about 30 for the LUT convolution),
+# generic kernel and of a fused one (on rv32ec-sim, README "Convolution layers": 176 to 255 for
+# the generic convolution, which multiplies through libgcc, 17 to 23 for the LUT convolution),
 # and per kernel call (set-up, loops, the copies of input and output rows)
-GENERIC_MAC, FUSED_MAC, CALL_COST = 200, 30, 60
+GENERIC_MAC, FUSED_MAC, CALL_COST = 200, 20, 60
 
 
 class TilingError(ValueError):
