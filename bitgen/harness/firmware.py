@@ -530,8 +530,10 @@ def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "mod
         except BudgetError:
             if last:
                 raise
-        except emit.EmitError:  # the arena cannot get that small with these kernels
+        except emit.EmitError as e:  # the arena cannot get that small with these kernels
             if last:
+                if isinstance(e, emit.TiledArenaError):  # say what row strips would need too
+                    raise BudgetError(f"{over}; {e}", over.report) from None
                 raise over from None
     raise AssertionError("unreachable")
 

@@ -457,9 +457,18 @@ def plan_tiled(model: ir.Model, kernel_set: str, max_arena: int | None, strip_ro
         raise EmitError("no strip height gives every tensor of the run a row to read")
     best.layer_by_layer_arena = base.memory.arena_bytes
     if max_arena is not None and best.memory.arena_bytes > max_arena:
-        raise EmitError(f"the arena needs {best.memory.arena_bytes} B at least in row strips "
-                        f"({base.memory.arena_bytes} B layer by layer), over the limit of {max_arena} B")
+        raise TiledArenaError(f"the arena needs {best.memory.arena_bytes} B at least in row strips "
+                              f"({base.memory.arena_bytes} B layer by layer), over the limit of {max_arena} B",
+                              best.memory.arena_bytes)
     return best
+
+
+class TiledArenaError(EmitError):
+    """Over the arena limit in row strips too."""
+
+    def __init__(self, message: str, arena: int):
+        super().__init__(message)
+        self.arena = arena  # the smallest arena in row strips
 
 
 def plan_within(model: ir.Model, kernel_set: str, max_arena: int | None, tiles: str = "auto",
@@ -479,6 +488,8 @@ def plan_within(model: ir.Model, kernel_set: str, max_arena: int | None, tiles: 
             raise
         try:
             return plan_tiled(model, kernel_set, max_arena)
+        except TiledArenaError as e:
+            raise TiledArenaError(f"{layered}; in row strips (--tiling) {e.arena} B at least", e.arena) from None
         except EmitError:
             raise layered from None
 
