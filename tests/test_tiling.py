@@ -32,8 +32,9 @@ def random_stack(seed: int) -> ir.Model:
         wt = rng.integers(-7, 8, (co, t.shape[0], 3, 3))
         op = {"conv": lambda: ir.Conv2d(weight=wt, encoding="4bit", padding=1, bias=rng.integers(-50, 50, co)),
               "conv_s2": lambda: ir.Conv2d(weight=wt, encoding="4bit", stride=2, padding=1),
-              "convt": lambda: ir.ConvTranspose2d(weight=rng.integers(-7, 8, (t.shape[0], co, 3, 3)), encoding="4bit",
-                                                  stride=2, padding=1, output_padding=1, bias=rng.integers(-50, 50, co)),
+              "convt": lambda: ir.ConvTranspose2d(weight=rng.integers(-7, 8, (t.shape[0], co, 3, 3)),
+                                                  encoding="4bit", stride=2, padding=1, output_padding=1,
+                                                  bias=rng.integers(-50, 50, co)),
               "up": lambda: ir.Upsample(factor=(2, int(rng.integers(1, 3)))),
               "maxpool": lambda: ir.MaxPool2d(2),
               "avgpool": lambda: ir.AvgPool2d(2)}[kind]()

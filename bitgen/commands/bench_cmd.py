@@ -24,8 +24,9 @@ from ..harness.link import LinkError
 from ..harness.session import Session
 from ..sim import bench as sim_bench
 from . import bench_stream
-from .common import (UsageError, add_dataset_arguments, add_kernels_argument, add_max_arena_argument, add_tiling_arguments,
-                     add_model_argument, check_memory, count, load_dataset, load_model, resolve_kernels)
+from .common import (UsageError, add_dataset_arguments, add_kernels_argument, add_max_arena_argument,
+                     add_model_argument, add_tiling_arguments, check_memory, count, load_dataset, load_model,
+                     resolve_kernels)
 from .emit_cmd import default_name
 from .outputs import STDOUT, output_file, write_json, write_text
 

@@ -122,7 +122,8 @@ def runs(model: ir.Model, types: list[ir.TensorType]) -> list[list[Stage]]:
         layer = model.layers[i] if i < n else None
         if layer is not None and isinstance(layer, SPATIAL) and _tileable(layer, types[i], types[i + 1]):
             j = i
-            while j + 1 < n and isinstance(model.layers[j + 1], POINTWISE) and _tileable(model.layers[j + 1], types[j + 1], types[j + 2]):
+            while (j + 1 < n and isinstance(model.layers[j + 1], POINTWISE)
+                   and _tileable(model.layers[j + 1], types[j + 1], types[j + 2])):
                 j += 1
             cur.append(Stage(i, j))
             i = j + 1

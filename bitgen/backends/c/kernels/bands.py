@@ -1,4 +1,4 @@
-"""The C of a tiled step (:mod:`..tiling`): the generic kernels, each run on a band of rows.
+"""The C of a tiled step (:mod:`..tiling`): the kernels of its layers, each run on a band of rows.
 
 Per strip, a table row gives every tensor's first row and row count and each spatial kernel's
 shift. A strip buffer holds a band of rows of every channel (CHW with that band's height), so a
@@ -7,7 +7,9 @@ shape gets the band's heights and the shift as its vertical padding (tiling._nee
 band's heights, an upsampling bg_upsample_rows with the phase. Convolutions run one output
 channel at a time (their int32 rows into a plane, finished by their pointwise layers into the
 stage's buffer); other stages run whole, their pointwise layers then finish each channel in
-place. The arithmetic is the generic kernels' own: the same products and sums, over fewer rows.
+place. On RV32EC a convolution with its pointwise layers may take the LUT convolution instead
+(:func:`fused_choice`), whose shape takes the band the same way (Pointers.band). The arithmetic
+is the kernels' own: the same products and sums, over fewer rows.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ def fused_choice(model: ir.Model, types: list[ir.TensorType], stage: Stage, targ
     if not conv_lut.applies(layer, target) or types[stage.first].dtype != "int8":
         return None
     follow = [model.layers[j] for j in range(stage.first + 1, stage.last + 1)]
-    choice = conv_lut._conv_lut(layer, types[stage.first], types[stage.first + 1], follow,
+    choice = conv_lut.lut_conv(layer, types[stage.first], types[stage.first + 1], follow,
                                 [types[j + 1] for j in range(stage.first + 1, stage.last + 1)], target.lut_chunk)
     return choice if isinstance(choice, Choice) and choice.fuses == len(follow) else None
 
@@ -48,7 +50,7 @@ def render(model: ir.Model, types: list[ir.TensorType], choices: list[Choice], t
     n_t, n_s = len(tt), len(tiling.stages)
     per_strip = 2 * n_t + n_s
     table = [v for rows, shifts in zip(tiling.rows, tiling.shifts)
-             for v in [x for r0, r1 in rows for x in (r0, r1 - r0)] + shifts]
+             for v in [n for r0, r1 in rows for n in (r0, r1 - r0)] + shifts]
     tab = src.array("uint8_t", f"tile{tiling.first}", int_lines(table), len(table), tiling.first)
     buf = {"a": scratch, "b": scratch + tiling.buffers["a"],
            "plane": scratch + tiling.buffers["a"] + tiling.buffers["b"]}
@@ -116,7 +118,8 @@ def render(model: ir.Model, types: list[ir.TensorType], choices: list[Choice], t
             src_ptr = _typed(plane, "int32", True) if plane else None
             for j in follow:
                 dst_t = types[j + 1]
-                p = Pointers(x=src_ptr if j == follow[0] else _typed(yout, types[j].dtype, True) + f" + c * {n_out} * {ow}u",
+                here = _typed(yout, types[j].dtype, True) + f" + c * {n_out} * {ow}u"  # in place
+                p = Pointers(x=src_ptr if j == follow[0] else here,
                              y=_typed(yout, dst_t.dtype, False) + f" + c * {n_out} * {ow}u",
                              channel="c", x_is_plane=True, elements=f"(uint32_t){n_out} * {ow}u")
                 body.append("    " + choices[j].render(src, j, p))
@@ -142,8 +145,9 @@ def render(model: ir.Model, types: list[ir.TensorType], choices: list[Choice], t
     ct, ht, wt = tt[-1].shape
     et = 1 if tt[-1].dtype == "int8" else 4
     if not tiling.direct:  # the strip's rows into the run's output
+        rows = f"(uint32_t)r[{2 * n_t - 1}] * {wt * et}u"  # bytes of the strip's rows of one channel
         body.append(f"bg_copy_rows({at(n_t - 1)}, {y} + (uint32_t)r[{2 * (n_t - 1)}] * {wt * et}u, {ct}u, "
-                    f"(uint32_t)r[{2 * n_t - 1}] * {wt * et}u, {ht * wt * et}u, (uint32_t)r[{2 * n_t - 1}] * {wt * et}u);")
+                    f"{rows}, {ht * wt * et}u, {rows});")
     lines += ["        " + b for b in body]
     lines += ["    }", "}"]
     return lines

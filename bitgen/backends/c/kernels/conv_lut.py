@@ -30,7 +30,7 @@ def choose(model: ir.Model, types: list[ir.TensorType], t_in: ir.TensorType, i: 
     layer = model.layers[i]
     if not applies(layer, target):
         return None
-    return fused_best(model, types, i, last, lambda fused, fused_types: _conv_lut(
+    return fused_best(model, types, i, last, lambda fused, fused_types: lut_conv(
         layer, t_in, types[i + 1], fused, fused_types, lut_chunk or target.lut_chunk))
 
 
@@ -38,7 +38,7 @@ def _round4(n: int) -> int:
     return (n + 3) & ~3
 
 
-def _conv_lut(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused: list[ir.Layer],
+def lut_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused: list[ir.Layer],
               fused_types: list[ir.TensorType], chunk: int) -> Choice | Refusal:
     name = "lut_conv"
     post = post_stage(fused, [t_out] + fused_types)
