@@ -157,3 +157,26 @@ def test_a_decoder_over_2kb_layer_by_layer_runs_in_strips_on_the_ch32v003(tmp_pa
         assert rep["model"]["tiling"]["arena_layer_by_layer"] > 2048
         for i in range(len(x)):
             np.testing.assert_array_equal(s.link.classify(x[i]).outputs.reshape(expect[i].shape), expect[i])
+
+
+def test_grouped_layers_and_other_sizes_in_strips(tmp_path, host_runtime):
+    """Depthwise and grouped (transposed) convolutions, a 5x5 kernel, an upsampling by 3 and a
+    3x3 stride-2 pool: the band arithmetic of each, for several strip heights."""
+    rng = np.random.default_rng(5)
+    layers = [
+        ir.Conv2d(weight=rng.integers(-7, 8, (4, 1, 3, 3)), encoding="4bit", padding=1, groups=4),  # depthwise
+        requant(4, rng, 5), ir.ReLU(),
+        ir.ConvTranspose2d(weight=rng.integers(-7, 8, (4, 1, 3, 3)), encoding="4bit", stride=2, padding=1,
+                           output_padding=1, groups=2),
+        requant(1, rng, 5),
+        ir.Upsample(factor=(3, 1)),
+        ir.Conv2d(weight=rng.integers(-7, 8, (3, 2, 5, 5)), encoding="4bit", padding=2),
+        ir.AvgPool2d(3, stride=2),
+        requant(3, rng, 6),
+    ]
+    m = ir.Model(ir.InputSpec((4, 5, 6)), layers)
+    m.validate()
+    for rows in (1, 4, 7):
+        em = emit.emit(m, tmp_path / f"c{rows}", tiles="rows", strip_rows=rows)
+        assert em.report["tiling"]["runs"][0]["strip_rows"] == rows
+        _equal_to_golden(m, em, host_runtime, tmp_path / f"b{rows}")
