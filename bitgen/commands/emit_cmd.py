@@ -68,8 +68,9 @@ def emit_max78000(args: argparse.Namespace) -> int:
     from ..backends.max78000 import emit as cnn_emit
     from ..backends.max78000 import limits
 
-    if args.kernels is not None or args.max_arena is not None:
-        raise UsageError("--kernels and --max-arena are for the C back end, not --target max78000-cnn")
+    if args.kernels is not None or args.max_arena is not None or args.tiling != "auto" or args.strip_rows is not None:
+        raise UsageError("--kernels, --max-arena, --tiling and --strip-rows are for the C back end, "
+                         "not --target max78000-cnn")
     check_name(args.name)
     out = output_dir(args.out, "-o")
     loaded = load_model(args)
