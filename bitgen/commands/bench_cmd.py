@@ -77,9 +77,8 @@ def markdown(rep: dict[str, Any]) -> str:
     fw = rep.get("protocol_firmware") or {}
     fits = "" if not fw else (f"; the protocol firmware {'fits' if fw.get('fits') else 'does not fit'} "
                               f"({fw.get('flash_bytes')} B flash, {fw.get('sram_bytes')} B SRAM)")
-    tried = "".join(f"; with {t['kernels']} kernels the image needs {t['flash_bytes']} B flash and "
-                    f"{t['sram_bytes']} B SRAM, over budget" for t in rep.get("kernels_tried") or []
-                    if not t.get("fits"))
+    tried = "".join(f"; with {firmware.describe_attempt(t)} the image needs {t['flash_bytes']} B flash and "
+                    f"{t['sram_bytes']} B SRAM, over budget" for t in rep.get("kernels_tried") or [] if not t.get("fits"))
     lines = [
         f"**{rep['model']['name']}** ({rep['model_hash'][:12]}) on **{rep['board']}**, "
         f"{rep['kernels']} kernels: {ins['median']} instructions per inference "
