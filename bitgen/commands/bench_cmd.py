@@ -25,7 +25,8 @@ from ..harness.session import Session
 from ..sim import bench as sim_bench
 from . import bench_stream
 from .common import (UsageError, add_dataset_arguments, add_kernels_argument, add_max_arena_argument,
-                     add_model_argument, check_memory, count, load_dataset, load_model, resolve_kernels)
+                     add_model_argument, add_tiling_arguments, check_memory, count, load_dataset, load_model,
+                     resolve_kernels)
 from .emit_cmd import default_name
 from .outputs import STDOUT, output_file, write_json, write_text
 
@@ -42,6 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random", type=count(0), default=0, metavar="N", help="run N random int8 inputs (no dataset)")
     add_kernels_argument(p, "kernel set (default: the board's fastest that fits)")
     add_max_arena_argument(p)
+    add_tiling_arguments(p)
     p.add_argument("--json", metavar="FILE", help="write bench.json here ('-': to standard output, instead of "
                                                   "the table)")
     p.add_argument("--md", metavar="FILE", help="write the Markdown table here")
@@ -104,14 +106,15 @@ def _check(outputs, classes, expect) -> int:
                for o, c, e, wc in zip(outputs, classes, expect, want_cls))
 
 
-def _bench_emulated(board, model, name, x, expect, kernels, max_arena, bar):
+def _bench_emulated(board, model, name, x, expect, kernels, max_arena, bar, tiles="auto", strip_rows=None):
     """The bench harness on a Unicorn board: (cycles, mismatches, report, emitted, per-layer)."""
+    strips = dict(tiles=tiles, strip_rows=strip_rows)
     t_out = model.validate()[-1]
     marker = _marker(board)
     tick = lambda: bar.update(1)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="bitgen-bench-") as tmp:
         plain = firmware.build(model, board, Path(tmp) / "plain", name=name, kernels=kernels, harness="bench",
-                            max_arena=max_arena)
+                            max_arena=max_arena, **strips)
         kernels = plain.report["kernels"]
         runs = sim_bench.run(board, plain, x, t_out.dtype, t_out.size, on_input=tick)
         mismatches = _check([r.outputs for r in runs], [r.cls for r in runs], expect)
@@ -120,7 +123,7 @@ def _bench_emulated(board, model, name, x, expect, kernels, max_arena, bar):
         if marker is not None:
             marked = firmware.build(model, board, Path(tmp) / "marked", name=name, kernels=kernels, harness="bench",
                                  extra_cflags=[f"-DBG_BENCH_MARKER=0x{marker:08x}u", f"-D{MARK}"],
-                                 max_arena=max_arena)
+                                 max_arena=max_arena, **strips)
             mruns = sim_bench.run(board, marked, x, t_out.dtype, t_out.size, on_input=tick)
             mismatches += _check([r.outputs for r in mruns], [r.cls for r in mruns], expect)
             for r in mruns:
@@ -128,7 +131,7 @@ def _bench_emulated(board, model, name, x, expect, kernels, max_arena, bar):
                     per_layer[i] = per_layer.get(i, 0) + n / len(mruns)
         try:  # does the firmware `bitgen flash` writes (with the protocol) fit as well?
             fw = firmware.build(model, board, Path(tmp) / "protocol", name=name, kernels=kernels,
-                             max_arena=max_arena, prove=0).report  # only measured, never flashed
+                             max_arena=max_arena, prove=0, **strips).report  # only measured, never flashed
             protocol = {"fits": True, "flash_bytes": fw["flash_bytes"], "sram_bytes": fw["sram_bytes"]}
         except firmware.BudgetError as e:
             protocol = {"fits": False, "flash_bytes": e.report["flash_bytes"], "sram_bytes": e.report["sram_bytes"]}
@@ -187,11 +190,11 @@ def run(args: argparse.Namespace) -> int:
     with console.progress(total=len(x) * (2 if marked else 1), desc=f"{board.name} bench", unit="run") as bar:
         if emulated:
             cycles, mismatches, fw, emitted, per_layer, protocol = _bench_emulated(
-                board, model, name, x, expect, args.kernels, args.max_arena, bar)
+                board, model, name, x, expect, args.kernels, args.max_arena, bar, args.tiling, args.strip_rows)
             image = "bench"
         else:  # a real board or QEMU: the protocol firmware through the serial port
             with Session(board, model, port=args.port, name=name, kernels=args.kernels,
-                         max_arena=args.max_arena) as s:
+                         max_arena=args.max_arena, tiles=args.tiling, strip_rows=args.strip_rows) as s:
                 cycles, mismatches = _run_inputs(s, x, expect, bar)
                 fw = s.firmware.report if s.firmware else {}
                 emitted = json.loads((s.firmware.outdir / "src" / f"{name}.json").read_text()) if s.firmware else None
@@ -222,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
         "components": fw.get("components"),
         "sections": fw.get("sections"),
         "arena_bytes": (emitted or {}).get("arena_bytes"),
+        "tiling": (emitted or {}).get("tiling"),  # row strips: arena layer by layer and tiled, strip height
         "macs": (emitted or {}).get("macs"),
         "layers": layers,
         "layer_split": ("emulator marks after each layer (2-3 instructions each, counted in the layer)"
