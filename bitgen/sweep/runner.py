@@ -64,12 +64,13 @@ class Ray:
     def connect(self) -> int:
         if self.workers is not None:
             return self.workers
+        if self.address:
+            _reachable(self.address)
         if not ray.is_initialized():
             # Ray's warnings (token authentication on a local runtime, Tune's missing result
             # files that results.jsonl replaces) would bury the sweep's own lines
             common = dict(log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
             if self.address:
-                _reachable(self.address)
                 try:
                     ray.init(address=self.address, **common)
                 except (ConnectionError, RuntimeError, ValueError) as e:
@@ -135,7 +136,7 @@ def _trainable(config: dict[str, Any], space: Space, out: str, known=None) -> No
     row = ray.get(known.get.remote(job["id"])) if known is not None else None
     cached = row is not None
     if row is None:
-        row = point.run(job)
+        row = point.run(job) | {"ray_node": ray.get_runtime_context().get_node_id()}  # which node of the cluster
     tune.report(objectives(row, space) | {"row": json.dumps(row), "cached": cached})
 
 
