@@ -30,7 +30,7 @@ from ..errors import BitgenError  # noqa: E402
 from . import point  # noqa: E402
 from .front import measurements  # noqa: E402
 from .results import Results  # noqa: E402
-from .space import MAXIMISED, Space  # noqa: E402
+from .space import MAXIMISED, Space, shown  # noqa: E402
 
 MAX_FAILURES = 2  # retries of a trial whose worker process died (an exception is a row, not a retry)
 
@@ -175,7 +175,7 @@ class _Rows(tune.Callback):
 
 
 def summary_line(row: dict[str, Any]) -> str:
-    params = " ".join(f"{k}={v}" for k, v in row.get("params", {}).items())
+    params = shown(row.get("params", {}))
     if row.get("accuracy") is None:
         return f"{row['id']} {params}: failed: {row.get('reason')}"
     parts = [f"accuracy {100 * row['accuracy']:.2f} %", f"mismatches {row.get('mismatches', 0)}"]
