@@ -199,7 +199,8 @@ def draw(data: dict[str, Any], path: Path) -> None:
                 top.annotate(str(k), (x, yy), textcoords="offset points", xytext=off, ha="center", va="center",
                              fontsize=8, fontweight="bold", color="0.1", zorder=5)
                 key.append(f"{k:>2}  {100 * p['accuracy']:5.1f} %  {p['instructions']:>9,.0f}  {_label(p['params'])}")
-            top.text(0.99, 0.02, "Pareto front: accuracy, instructions, point\n" + "\n".join(key),
+            names = list(dict.fromkeys(k for p in front for k in p["params"]))
+            top.text(0.99, 0.02, f"Pareto front: accuracy, instructions, {'  '.join(names)}\n" + "\n".join(key),
                      transform=top.transAxes, ha="right", va="bottom", multialignment="left", fontsize=7,
                      family="monospace",
                      bbox=dict(boxstyle="round", facecolor="white", alpha=0.9, edgecolor="0.7"), zorder=6)
@@ -234,6 +235,7 @@ def draw(data: dict[str, Any], path: Path) -> None:
         bottom.yaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
         bottom.set_ylabel("firmware image")
         bottom.set_xlabel("instructions per inference (median, emulated board)")
+        bottom.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
         bottom.grid(alpha=0.3, which="both")
         xs = [p["instructions"] for p in pts]
         if xs and max(xs) > 8 * min(xs):
