@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -337,26 +338,28 @@ def test_a_sweep_spreads_over_a_ray_cluster(tmp_path):
     env = os.environ | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": os.urandom(32).hex(), "RAY_USAGE_STATS_ENABLED": "0"}
     common = ["--num-cpus=1", "--disable-usage-stats", "--block"]
     nodes = []
+    temp = Path(tempfile.mkdtemp(prefix="bg-ray-"))  # short: Ray's socket paths must stay under 108 bytes
+    log = (tmp_path / "nodes.log").open("w")
     try:
         # each `ray start --block` keeps its node's processes as its children and stops them on SIGTERM
         nodes.append(subprocess.Popen([str(ray_cli), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
-                                       "--include-dashboard=false", f"--temp-dir={tmp_path / 'ray'}", *common],
-                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True))
+                                       "--include-dashboard=false", f"--temp-dir={temp}", *common],
+                                      env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         address = f"127.0.0.1:{port}"
         for _ in range(60):
             if subprocess.run([str(ray_cli), "status", f"--address={address}"], env=env,
                               capture_output=True).returncode == 0:
                 break
-            assert nodes[0].poll() is None, "the head node stopped"
+            assert nodes[0].poll() is None, "the head node stopped: " + (tmp_path / "nodes.log").read_text()[-2000:]
             time.sleep(0.5)
         nodes.append(subprocess.Popen([str(ray_cli), "start", f"--address={address}", "--node-ip-address=127.0.0.1",
-                                       *common], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                       *common], env=env, stdout=log, stderr=subprocess.STDOUT,
                                       start_new_session=True))
         for _ in range(60):
             st = subprocess.run([str(ray_cli), "status", f"--address={address}"], env=env, capture_output=True, text=True)
             if st.stdout.count(" node_") >= 2:
                 break
-            assert nodes[1].poll() is None, "the second node stopped"
+            assert nodes[1].poll() is None, "the second node stopped: " + (tmp_path / "nodes.log").read_text()[-2000:]
             time.sleep(0.5)
         assert st.stdout.count(" node_") >= 2, st.stdout + st.stderr
 
@@ -379,3 +382,5 @@ def test_a_sweep_spreads_over_a_ray_cluster(tmp_path):
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)

@@ -207,6 +207,8 @@ def run(args: argparse.Namespace) -> int:
     if args.stream is not None:  # frames of one sequence, change-based against dense
         if args.dataset or args.random:
             raise UsageError("--stream is the input: give it without --dataset or --random")
+        if args.over_budget or args.count_only:
+            raise UsageError("--over-budget and --count-only measure single inputs, not --stream")
         return bench_stream.run(args, board, model, default_name(model.name))
     if args.change_threshold is not None:
         model = bench_stream.with_threshold(model, args.change_threshold)
