@@ -181,9 +181,16 @@ def draw(data: dict[str, Any], path: Path) -> None:
         below = [p for p in pts if floor is not None and 100 * p["accuracy"] < floor - 0.5]
         top.scatter([p["instructions"] for p in below], [y(p) for p in below], marker="v", s=30, color="black",
                     zorder=4)
-        for p in below:  # their accuracy, which the axis does not show
-            top.annotate(f"{100 * p['accuracy']:.0f} %", (p["instructions"], y(p)), textcoords="offset points",
-                         xytext=(6, 4), fontsize=7, color="0.25", zorder=5)
+        groups: list[list[dict[str, Any]]] = []  # their accuracy, which the axis does not show; one
+        for p in sorted(below, key=lambda p: p["instructions"]):  # label for points side by side
+            if groups and p["instructions"] <= 1.05 * groups[-1][-1]["instructions"]:
+                groups[-1].append(p)
+            else:
+                groups.append([p])
+        for g in groups:
+            top.annotate(", ".join(f"{100 * p['accuracy']:.0f} %" for p in sorted(g, key=lambda p: p["accuracy"])),
+                         (g[0]["instructions"], y(g[0])), textcoords="offset points", xytext=(8, 4), fontsize=7,
+                         color="0.25", zorder=5)
         if front:
             xs = [p["instructions"] for p in front]
             ys = [y(p) for p in front]
@@ -235,11 +242,16 @@ def draw(data: dict[str, Any], path: Path) -> None:
         bottom.yaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
         bottom.set_ylabel("firmware image")
         bottom.set_xlabel("instructions per inference (median, emulated board)")
-        bottom.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
         bottom.grid(alpha=0.3, which="both")
         xs = [p["instructions"] for p in pts]
         if xs and max(xs) > 8 * min(xs):
             top.set_xscale("log")
+        counts = FuncFormatter(lambda v, _pos: f"{v:,.0f}")  # 20,000 rather than 2x10^4
+        bottom.xaxis.set_major_formatter(counts)
+        log = top.get_xscale() == "log"
+        bottom.xaxis.set_minor_formatter(FuncFormatter(  # on a log axis: 20,000, 30,000, 50,000; not every tick
+            lambda v, _pos, log=log: f"{v:,.0f}" if log and round(v / 10 ** math.floor(math.log10(v))) in (2, 3, 5)
+            else ""))
 
     sizes = sorted({2 ** round(math.log2(f)) for f in (min(flashes, default=1), biggest)})
     handles = [
