@@ -141,6 +141,9 @@ BG_DECLARE_KERNELS(s32, int32_t)
 
 /* BitNetMCU ShiftNorm (with ReLU) on an int32 tensor of n values, int8 result in [0, 127]. */
 void bg_shiftnorm(const int32_t *x, int8_t *y, uint32_t n);
+int32_t bg_max_s32(const int32_t *x, uint32_t n, int32_t max);
+uint32_t bg_shiftnorm_shift(int32_t max);
+void bg_shiftnorm_apply(const int32_t *x, int8_t *y, uint32_t n, uint32_t shift);
 
 typedef uint32_t bg_word_alias __attribute__((may_alias)); /* a word of elements of any type */
 

@@ -184,22 +184,22 @@ def golden_vs_izer(config: Path, folder: Path) -> list[str]:
 
 
 # ------------------------------------------------------------ izer's firmware on the emulator
-SHIM = Path(__file__).resolve().parent / "izer_shim"
 
 
 def build_firmware(folder: Path, workdir: Path) -> Path:
-    """izer's generated cnn.c and main.c with the SDK shim (tests/izer_shim) and bitgen's
+    """izer's generated cnn.c and main.c with the SDK shim (bitgen/backends/max78000/shim) and bitgen's
     MAX78000 start-up code, cross-compiled into a flash image for max78000-sim."""
+    from bitgen.backends.max78000 import sdk_shim
     from bitgen.harness import boards, firmware
 
     board = boards.get("max78000")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cc = board.require_toolchain()
-    flags = [f for f in board.toolchain["cflags"]] + ["-w", "-I", str(SHIM), "-I", str(folder),
+    flags = [f for f in board.toolchain["cflags"]] + ["-w", "-I", str(sdk_shim.DIR), "-I", str(folder),
                                                          "-I", str(ROOT / "c_runtime")]
     objs = []
-    for src in (folder / "cnn.c", folder / "main.c", SHIM / "shim.c", board.path / "startup.c"):
+    for src in (folder / "cnn.c", folder / "main.c", *sdk_shim.SOURCES, board.path / "startup.c"):
         obj = workdir / (src.stem + ".o")
         r = subprocess.run([cc, *flags, "-c", str(src), "-o", str(obj)], capture_output=True, text=True)
         if r.returncode:

@@ -194,6 +194,42 @@ def test_falls_back_to_smaller_kernels_when_the_fast_ones_do_not_fit(tmp_path, c
         firmware.build(static_norm_mlp(classes=34), boards.get("ch32v003"), tmp_path / "fast", kernels="rv32ec")
 
 
+def _board_with_flash(tmp_path, flash: int):
+    """A copy of the CH32V003 with `flash` bytes of flash."""
+    shutil.copytree(boards.BOARDS / "ch32v003", tmp_path / "small-flash")
+    toml = tmp_path / "small-flash" / "board.toml"
+    text = toml.read_text().replace('name = "ch32v003"', 'name = "small-flash"')
+    toml.write_text(text.replace("size = 16384", f"size = {flash}"))
+    return boards.get("small-flash", root=tmp_path)
+
+
+@needs("ch32v003")
+def test_an_image_over_its_flash_budget_gives_up_the_costliest_fast_kernels_first(tmp_path):
+    """A small BitNetMCU-style CNN on a CH32V003 with less flash: its lookup-table kernels do
+    not all fit, so the fully connected layers (their LUT code is the most flash per
+    multiply-accumulate) take the generic kernel, and the convolutions keep theirs."""
+    import test_emit
+
+    m = test_emit._cnn_into_shiftnorm(hw=10)
+    fast = firmware.build(m, boards.get("ch32v003"), tmp_path / "fast", prove=0)
+    assert fast.report["kernels"] == "rv32ec" and len(fast.report["kernels_tried"]) == 1
+    # the same image with the fully connected layer on the generic kernel
+    fc = [i for i, layer in enumerate(m.layers) if layer.kind == "linear"]
+    mixed = firmware._build(m, boards.get("ch32v003"), tmp_path / "mixed", "model", None, None, "rv32ec", [],
+                            "protocol", None, 0, frozenset(fc))
+    assert mixed.report["flash_bytes"] < fast.report["flash_bytes"] - 256
+    board = _board_with_flash(tmp_path, (mixed.report["flash_bytes"] + fast.report["flash_bytes"]) // 2)
+    fw = firmware.build(m, board, tmp_path / "out", prove=20)
+    first, kept = fw.report["kernels_tried"]
+    assert first["kernels"] == "rv32ec" and not first["fits"] and "generic_layers" not in first
+    assert kept == {"kernels": "rv32ec", "max_arena": None, "generic_layers": fc, "fits": True,
+                    "flash_bytes": fw.report["flash_bytes"], "sram_bytes": fw.report["sram_bytes"]}
+    assert fw.report["proof"]["mismatches"] == 0
+    kernels = [layer["kernel"] for layer in json.loads((tmp_path / "out" / "src" / "model.json").read_text())["layers"]]
+    assert kernels[0].startswith("dw_lut") and kernels[fc[0]] == "generic"
+    assert firmware.describe_attempt(kept) == f"rv32ec kernels (layer {fc[0]} generic)"
+
+
 # ------------------------------------------------------------------ the build proves what it compiles
 def _emitted_hash(model, folder, **kw):
     from bitgen.backends.c import emit

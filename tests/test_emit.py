@@ -170,3 +170,55 @@ def test_a_channel_step_keeps_one_plane_where_its_kernels_run_in_place():
         assert st.channelwise
         narrow, slots, regions = emit._step_planes(mp.types, mp.reads, mp.choices, st)
         assert regions == ([8 * 8] if kernels == "rv32ec" else [8 * 8 * 4, 6 * 6 * 4]), kernels
+
+
+def _cnn_into_shiftnorm(seed: int = 2, hw: int = 14) -> ir.Model:
+    """BitNetMCU's CNN layout in small: conv 1->8, ReLU, shift, depthwise conv, ReLU, shift,
+    pool, then Flatten -> ShiftNorm -> linear. Its channel-by-channel step ends in an int32
+    tensor (8x5x5) four times the bytes of the ShiftNorm's int8 output."""
+    rng = np.random.default_rng(seed)
+    layers = [ir.Conv2d(weight=rng.integers(-60, 60, (8, 1, 3, 3)), encoding="8bit"), ir.ReLU(),
+              ir.Requant(multiplier=[1], shift=[4], out_dtype="int32"),
+              ir.Conv2d(weight=rng.integers(-60, 60, (8, 1, 3, 3)), groups=8, encoding="8bit"), ir.ReLU(),
+              ir.Requant(multiplier=[1], shift=[2], out_dtype="int32"), ir.MaxPool2d(kernel=(2, 2), stride=(2, 2)),
+              ir.Flatten(), ir.ShiftNorm(),
+              ir.Linear(weight=rng.integers(-7, 8, (10, 8 * ((hw - 4) // 2) ** 2)), encoding="4bit")]
+    return ir.Model(input=ir.InputSpec(shape=(1, hw, hw)), layers=layers)
+
+
+@pytest.mark.parametrize("target", kernels.TARGETS)
+def test_a_step_before_a_shiftnorm_runs_twice_to_hold_int8(tmp_path, target):
+    """Only where the arena must shrink: the step takes the ShiftNorm in, keeps the running
+    maximum in a first pass and writes each plane normalized in a second, so its output is the
+    int8 tensor. Every traced layer (the pooled int32 planes of both passes, the ShiftNorm's
+    output) equals golden."""
+    from bitgen import check, golden
+
+    m = _cnn_into_shiftnorm()
+    fast = emit.plan_model(m, target)
+    assert not any(st.norm_first is not None for st in fast.steps)
+    two = emit.plan_model(m, target, two_pass=frozenset({0}))
+    st = two.steps[0]
+    assert (st.first, st.norm_first, st.last) == (0, 7, 8) and st.planes_last == 6
+    # the int32 output (800 B) became int8 (200 B); the last pooled plane (5x5 int32) may
+    # need a buffer of its own now
+    assert two.memory.arena_bytes <= fast.memory.arena_bytes - 600 + 100
+    # a limit that kernel scratch alone cannot meet (fewer LUT tables per pass come first)
+    limit = emit._trade_scratch(m, target, 0).memory.arena_bytes - 4
+    em = emit.emit(m, tmp_path / "c", name="cnn", kernels=target, max_arena=limit)
+    assert em.report["arena_bytes"] <= limit
+    assert em.report["layers"][8]["kernel"] == "shiftnorm/two-pass/channelwise"
+    rng = np.random.default_rng(5)
+    x = np.concatenate([check.random_inputs(m.input.shape, 100), check.extreme_inputs(m.input.shape),
+                        np.where(rng.random((8, 1, 14, 14)) < 0.6, -127,
+                                 rng.integers(-128, 128, (8, 1, 14, 14))).astype(np.int8)])
+    y, _, layers = host.build(em, tmp_path / "b").run(x, trace=True)
+    want = golden.run(m, x, all_layers=True)
+    traced = [i for i, g in enumerate(layers) if g is not None]
+    assert 6 in traced and 8 in traced
+    for i in traced:
+        assert np.array_equal(want[i].reshape(layers[i].shape), layers[i]), f"layer {i} ({m.layers[i].kind})"
+    assert np.array_equal(want[-1].reshape(y.shape), y)
+    with pytest.raises(emit.EmitError, match="over the limit"):
+        emit.emit(m, tmp_path / "d", kernels=target,
+                  max_arena=emit._trade_scratch(m, target, 0, frozenset({0})).memory.arena_bytes - 4)

@@ -493,15 +493,3 @@ def test_bitgen_import_refuses_a_file_that_is_not_a_checkpoint(tmp_path, capsys)
     r = _bitgen(capsys, "import", "x.npy", "--yaml", "net.yaml", "-o", "m.pt", cwd=tmp_path)
     assert r.returncode != 0 and "not a PyTorch checkpoint" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "m.pt").exists()
-
-
-def test_running_layer_programs_is_refused_as_not_supported_yet(tmp_path, capsys):
-    # `bitgen emit --target max78000-cnn` writes them (tests/test_max78000_program.py); `run` does not yet
-    ck, y = tmp_path / "net-q.pth.tar", tmp_path / "net.yaml"
-    write_checkpoint(ck)
-    y.write_text(NET_YAML)
-    modelfile.save(ai8x.read(ck, y), tmp_path / "m.pt")
-    r = _bitgen(capsys, "run", "--target", "max78000-cnn", "m.pt", "--board", "max78000-sim", "--random", "2",
-                cwd=tmp_path)
-    assert r.returncode == 2 and "max78000-cnn: layer programs" in r.stderr and "not supported yet" in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1

@@ -43,6 +43,12 @@ MODELS = [
     ("mlp2", "256→16→16→10, 2-bit symmetric, ShiftNorm",
      ["--arch", "mlp:16,16", "--weights", "2bitsym", "--norm", "shiftnorm", "--lr", "0.001"],
      {"ch32v003-sim": 58_933}),
+    # BitNetMCU's depthwise CNN layout at 16 and 32 channels: these fit the CH32V003 (issue 13);
+    # BitNetMCU runs its CNNs only on parts with a multiplier, so there is no reference figure
+    ("cnn16", "depthwise CNN, 16 channels (BitNetMCU layout, `tools/bitnetmcu_cnn.json`)",
+     ["--config", str(ROOT / "tools" / "bitnetmcu_cnn.json")], {}),
+    ("cnn32", "depthwise CNN, 32 channels (BitNetMCU layout)",
+     ["--config", str(ROOT / "tools" / "bitnetmcu_cnn32.json")], {}),
     ("cnn", "depthwise CNN, 64 channels (BitNetMCU layout)",
      ["--config", str(ROOT / "tools" / "bitnetmcu_cnn64.json")],
      {"rv32emc-sim": 1_612_387}),

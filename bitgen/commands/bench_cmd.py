@@ -81,8 +81,8 @@ def markdown(rep: dict[str, Any]) -> str:
     fw = rep.get("protocol_firmware") or {}
     fits = "" if not fw else (f"; the protocol firmware {'fits' if fw.get('fits') else 'does not fit'} "
                               f"({fw.get('flash_bytes')} B flash, {fw.get('sram_bytes')} B SRAM)")
-    tried = "".join(f"; with {t['kernels']} kernels the image needs {t['flash_bytes']} B flash and "
-                    f"{t['sram_bytes']} B SRAM, over budget" for t in rep.get("kernels_tried") or [])
+    tried = "".join(f"; with {firmware.describe_attempt(t)} the image needs {t['flash_bytes']} B flash and "
+                    f"{t['sram_bytes']} B SRAM, over budget" for t in rep.get("kernels_tried") or [] if not t.get("fits"))
     if rep.get("memory_scale", 1) > 1:
         tried += (f"; this image does not fit the part: measured on the emulator with {rep['memory_scale']} times its "
                   f"flash and SRAM ({rep['flash_budget']} B, {rep['sram_budget']} B)")

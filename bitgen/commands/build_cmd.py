@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from ..harness import boards, firmware
-from .common import UsageError, add_kernels_argument, add_max_arena_argument, add_model_argument, count, load_model, resolve_kernels
+from .common import (CNN_TARGET, UsageError, add_kernels_argument, add_max_arena_argument, add_model_argument, cnn_target,
+                     count, load_model, resolve_kernels)
 from .emit_cmd import check_name, default_name
 from .outputs import STDOUT, output_dir, output_file, write_text
 
@@ -20,10 +21,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="C name prefix (default: the model's name, else 'model')")
     add_kernels_argument(p, "kernel set (default: the board's, fastest that fits)")
     add_max_arena_argument(p)
-    p.add_argument("--prove", type=count(1, 10**6), default=firmware.DEFAULT_PROVE, metavar="N",
+    p.add_argument("--prove", type=count(1, 10**6), metavar="N",
                    help="random int8 inputs on which the image's own sources, compiled for this machine, "
                         f"are compared with the golden model, besides the extreme ones (default "
-                        f"{firmware.DEFAULT_PROVE}, at least 1: bitgen flash refuses an unproved image)")
+                        f"{firmware.DEFAULT_PROVE}, at least 1: bitgen flash refuses an unproved image); "
+                        f"--target {CNN_TARGET}: inputs on which the image itself runs on max78000-sim "
+                        f"(default {firmware.CNN_DEFAULT_PROVE})")
 
 
 def default_dir(board: boards.Board) -> Path:
@@ -31,7 +34,8 @@ def default_dir(board: boards.Board) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    kernels = resolve_kernels(args)
+    target = CNN_TARGET if cnn_target(args) else "c"
+    kernels = None if target == CNN_TARGET else resolve_kernels(args)
     board = boards.get(args.board)
     check_name(args.name)
     out = output_dir(args.out or default_dir(board), "-o")
@@ -44,24 +48,28 @@ def run(args: argparse.Namespace) -> int:
     name = args.name or default_name(loaded.ir.name)
     try:
         fw = firmware.build(loaded.ir, board, out, name=name, model_path=str(Path(args.model).resolve()),
-                         kernels=kernels, max_arena=args.max_arena, prove=args.prove)
+                         kernels=kernels, max_arena=args.max_arena, prove=args.prove, target=target)
         rep = fw.report
     except firmware.BudgetError as e:
         say(firmware.format_report(e.report))
         _write_json(json_to, out / "build.json")
         raise
     img = board.image_board
+    kept = firmware.describe_attempt(rep["kernels_tried"][-1])
     for t in rep["kernels_tried"]:
         if not t["fits"]:
-            say(f"note: with {t['kernels']} kernels the image needs {t['flash_bytes']} B flash and "
-                f"{t['sram_bytes']} B SRAM: over budget, so {rep['kernels']} kernels were used")
-    say(f"built {img.name} firmware ({rep['kernels']} kernels) for model {rep['model_hash'][:16]} in {out}/")
+            say(f"note: with {firmware.describe_attempt(t)} the image needs {t['flash_bytes']} B flash and "
+                f"{t['sram_bytes']} B SRAM: over budget, so {kept} were used")
+    how = kept if target != CNN_TARGET else "the layer program on the CNN accelerator"
+    say(f"built {img.name} firmware ({how}) for model {rep['model_hash'][:16]} in {out}/")
     if rep["flash_bytes"] is not None:
         say(firmware.format_report(rep))
         h = rep["harness"]
         say(f"  harness (protocol + board support + glue): flash {h['flash']} B, SRAM {h['sram']} B")
     p = rep["proof"]
-    say(f"proved on this machine: the {p['kernels']} sources in {out / 'src'} (sha256 {p['sha256'][:16]}) "
+    what = (f"the {p['kernels']} sources in {out / 'src'}" if target != CNN_TARGET else
+            f"the image on max78000-sim (the emulated CNN accelerator; sources in {out / 'src'})")
+    say(f"proved on this machine: {what} (sha256 {p['sha256'][:16]}) "
           f"equal the golden model on {p['compared']} inputs ({p['inputs']['random']} random, "
           f"{p['inputs']['extreme']} extreme) in {p['seconds']:.2f} s")
     for kind, file in rep["files"].items():

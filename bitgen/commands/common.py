@@ -89,7 +89,8 @@ def add_max_arena_argument(p: argparse.ArgumentParser) -> None:
 
 
 BACKENDS = ("c",)  # what --target names for every command; emit also takes scamp5 (commands/scamp5_cmd.py)
-# and max78000-cnn (commands/emit_cmd.py: the MAX78000 CNN accelerator's layer program)
+# and max78000-cnn (commands/emit_cmd.py: the MAX78000 CNN accelerator's layer program), which
+# build and run also take (cnn_target: the layer program behind the protocol firmware)
 
 
 def add_kernels_argument(p: argparse.ArgumentParser, help: str) -> None:
@@ -98,7 +99,21 @@ def add_kernels_argument(p: argparse.ArgumentParser, help: str) -> None:
 
     p.add_argument("--kernels", metavar="SET", help=f"{help} ({', '.join(kernels.TARGETS)})")
     p.add_argument("--target", metavar="BACKEND",
-                   help=f"back end ({', '.join(BACKENDS)}); a kernel set given here is taken as --kernels")
+                   help=f"back end ({', '.join(BACKENDS)}; bitgen build and run also take max78000-cnn: the "
+                        "MAX78000's CNN accelerator); a kernel set given here is taken as --kernels")
+
+
+CNN_TARGET = "max78000-cnn"  # the MAX78000's CNN accelerator (backends/max78000)
+
+
+def cnn_target(args: argparse.Namespace) -> bool:
+    """--target max78000-cnn, for the commands that build firmware (build, run): the layer
+    program on the accelerator behind the protocol firmware. Refused with --kernels (C kernels)."""
+    if getattr(args, "target", None) != CNN_TARGET:
+        return False
+    if getattr(args, "kernels", None) is not None:
+        raise UsageError(f"--kernels chooses C kernels; --target {CNN_TARGET} runs the model on the CNN accelerator")
+    return True
 
 
 def resolve_kernels(args: argparse.Namespace) -> str | None:
@@ -108,10 +123,10 @@ def resolve_kernels(args: argparse.Namespace) -> str | None:
 
     chosen = args.kernels
     target = getattr(args, "target", None)
-    if target == "max78000-cnn":
-        raise UsageError("--target max78000-cnn: layer programs for the MAX78000's CNN accelerator are written by "
-                         "`bitgen emit --target max78000-cnn model.pt -o OUT` only; running them from this command "
-                         "is not supported yet")
+    if target == CNN_TARGET:
+        raise UsageError(f"--target {CNN_TARGET}: layer programs for the MAX78000's CNN accelerator are written by "
+                         f"`bitgen emit --target {CNN_TARGET}` and run by `bitgen run` / `bitgen build`; this "
+                         "command does not take them")
     if target is not None and target not in BACKENDS:
         if target not in kernels.TARGETS:
             raise UsageError(f"unknown --target '{target}' (back ends: {', '.join(BACKENDS)}; kernel sets "

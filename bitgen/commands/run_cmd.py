@@ -15,8 +15,8 @@ from ..harness.link import LinkError
 from ..harness.session import Session
 from . import bench_stream
 from .build_cmd import default_dir
-from .common import (SEED, UsageError, add_dataset_arguments, add_kernels_argument, check_memory, count, is_clips,
-                     load_dataset, load_model, resolve_kernels, seconds)
+from .common import (CNN_TARGET, SEED, UsageError, add_dataset_arguments, add_kernels_argument, check_memory, cnn_target,
+                     count, is_clips, load_dataset, load_model, resolve_kernels, seconds)
 from .emit_cmd import default_name
 from .outputs import STDOUT, output_dir, output_file, write_json
 
@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.board == scamp5_cmd.BOARD:
         return scamp5_cmd.run_sim(args)
-    kernels = resolve_kernels(args)
+    target = CNN_TARGET if cnn_target(args) else "c"
+    kernels = None if target == CNN_TARGET else resolve_kernels(args)
     board = boards.get(args.board)
     json_to = output_file(args.json, "--json", stdout=True)
     keep = output_dir(args.keep, "--keep")
@@ -152,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     mismatches: list[int] = []
     with Session(board, model, port=args.port, name=default_name(model.name), workdir=keep,
                  timeout=args.timeout, infer_timeout=args.infer_timeout, retries=args.retries,
-                 log=log, kernels=kernels) as s:
+                 log=log, kernels=kernels, target=target) as s:
         info = s.info
         say(f"{board.name}: model {info.model} {info.hash[:16]} (matches), board reports flash "
             f"{info.flash_bytes} B, SRAM {info.sram_bytes} B, clock {info.clock_hz} Hz")
@@ -194,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
         "image_board": board.image_board.name,
         "port": args.port,
         "kernels": fw.get("kernels") if fw else None,  # a real board: those bitgen build chose
+        "target": target,  # c, or max78000-cnn: the model on the MAX78000's CNN accelerator
         "model": {"name": info.model, "path": str(Path(args.model).resolve())},
         "dataset": {"name": args.dataset, "path": args.data, "limit": args.limit}
         if data is not None and args.stream is None else None,

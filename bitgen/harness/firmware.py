@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
 
 from .. import __version__, check, ir, reports
 from ..backends.c import emit
@@ -57,6 +58,8 @@ MEASURE_SCALE = 64
 DEFAULT_PROVE = 2000
 PROOF_SEED = 0
 PROOF_FRAMES = 16  # frames per sequence when the model has state
+CNN_TARGET = "max78000-cnn"
+TARGETS = ("c", CNN_TARGET)
 
 
 class BuildError(BitgenError):
@@ -70,9 +73,10 @@ class ProofError(BuildError):
 class BudgetError(BuildError):
     """The image does not fit the board; ``.report`` holds the measurements."""
 
-    def __init__(self, message: str, report: dict[str, Any]):
+    def __init__(self, message: str, report: dict[str, Any], model_report: dict[str, Any] | None = None):
         super().__init__(message)
         self.report = report
+        self.model_report = model_report  # the emitted model's NAME.json, where it was emitted
 
 
 @dataclass
@@ -149,6 +153,7 @@ def render_firmware(board: Board, em: emit.Emitted, path: Path, template: str = 
         cycles_per_us=max(1, counter_hz // 1_000_000),
         has_state=bool(rep.get("states")),
         change_gates=len(rep.get("change_gates") or []),
+        init=bool(rep.get("init")),
     )
     path.write_text(text)
 
@@ -203,6 +208,97 @@ def prove_sources(model: ir.Model, em: emit.Emitted, kernels: str, max_arena: in
         "first_mismatch": first,
         "seconds": round(time.perf_counter() - start, 3),
     }
+
+
+# Inputs of the emulated proof of a max78000-cnn image by default: each is a round trip over the
+# emulated UART (65 ms for a 4-layer 16x16 chain here), so fewer than the host proof's.
+CNN_DEFAULT_PROVE = 50
+
+
+def _emulator_of(board: Board) -> Board:
+    """The emulated board that runs ``board``'s images with the CNN accelerator (max78000-sim)."""
+    for name in boards.available():
+        try:
+            b = boards.get(name)
+        except BoardError:
+            continue
+        if b.is_emulated and b.image_board.name == board.image_board.name and any(
+                p.get("model") == "max78000.cnn" for p in b.emulator.get("peripherals", [])):
+            return b
+    raise BuildError(f"no emulated board with the CNN accelerator runs {board.image_board.name} images")
+
+
+def prove_on_emulator(model: ir.Model, em: Any, board: Board, elf: Path, count: int) -> dict[str, Any]:
+    """The image itself (``elf``) on the emulated accelerator (max78000-sim) through the wire
+    protocol, compared with the golden model on ``count`` random inputs and the extreme ones;
+    returns build.json's ``proof`` (the fields prove_sources writes; ``method`` says how)."""
+    from .. import golden, sim
+    from .link import Link, LinkError
+
+    start = time.perf_counter()
+    names = proved_files(em)
+    emulator = _emulator_of(board)
+    shape = model.input.shape
+    sets = [("random", check.random_inputs(shape, count, PROOF_SEED)), ("extreme", check.extreme_inputs(shape))]
+    image = elf.with_suffix(".proof.bin")
+    _run([emulator.image_board.tool("objcopy"), "-O", "binary", str(elf), str(image)], "objcopy -O binary")
+    fw = Firmware(board=emulator, outdir=elf.parent, elf=elf, bin=image, hex=None, report={})
+    compared = mismatches = 0
+    first = None
+    emulation = sim.start(emulator, fw)
+    try:
+        link = Link.open(emulation.url, baud=int(emulator.uart.get("baud", 115200)))
+        try:
+            link.sync(timeout=15.0)
+            for set_name, x in sets:
+                want = golden.run(model, x)
+                classes = golden.argmax(want)
+                for i in range(len(x)):
+                    r = link.classify(x[i])
+                    compared += 1
+                    got = r.outputs.reshape(want[i].shape)
+                    if not np.array_equal(got, want[i]) or r.cls != classes[i]:
+                        mismatches += 1
+                        if first is None:
+                            k = int((list(np.flatnonzero(got.reshape(-1) != want[i].reshape(-1))) + [0])[0])
+                            first = {"set": set_name, "input_index": i, "element": k,
+                                     "golden": int(want[i].reshape(-1)[k]), "c": int(got.reshape(-1)[k]),
+                                     "note": "the image on max78000-sim differs from golden"}
+        except LinkError as e:
+            why = emulation.failure()
+            raise BuildError(f"proving the image on {emulator.name}: {e}" + (f"; the emulator stopped: {why}"
+                                                                            if why else "")) from None
+        finally:
+            link.close()
+    finally:
+        emulation.close()
+        image.unlink(missing_ok=True)
+    return {
+        "method": f"the image on {emulator.name} (the emulated CNN accelerator) through the wire protocol",
+        "sha256": sources_sha256(em.outdir, names),
+        "sources": {n: file_sha256(em.outdir / n) for n in names},
+        "kernels": CNN_TARGET,
+        "max_arena": None,
+        "arena_bytes": 0,
+        "compared": compared,
+        "mismatches": mismatches,
+        "inputs": {name: len(x) for name, x in sets} | {"seed": PROOF_SEED},
+        "first_mismatch": first,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+
+
+def _build_cnn(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_cflags: list[str] | None,
+               model_path: str | None, harness: str, prove: int | None) -> Firmware:
+    """The protocol firmware whose model runs on the MAX78000's CNN accelerator."""
+    if board.image_board.name != "max78000":
+        raise BuildError(f"--target {CNN_TARGET} runs on the MAX78000's CNN accelerator: boards max78000 "
+                         f"(hardware) and max78000-sim, not {board.name}")
+    if harness != "protocol":
+        raise BuildError(f"--target {CNN_TARGET} builds the protocol firmware only (not the {harness} harness)")
+    _emulator_of(board)  # before compiling: the proof needs it
+    return _build(model, board, outdir, name, extra_cflags, model_path, CNN_TARGET, [], harness, None,
+                  CNN_DEFAULT_PROVE if prove is None else prove, target=CNN_TARGET)
 
 
 def _proof_failure(proof: dict[str, Any], src: Path) -> str:
@@ -267,7 +363,7 @@ def component_of(input_section: str, path: str, board: Board, model_name: str) -
         return "protocol"
     if base == "firmware.o":
         return "glue"
-    if base == f"{model_name}.o":
+    if base in (f"{model_name}.o", "cnn.o"):  # cnn.o: the MAX78000 accelerator's layer program (--target max78000-cnn)
         return "model"
     if base.startswith("bg_"):
         return "kernels"
@@ -315,12 +411,17 @@ def size_report(board: Board, fw_elf: Path, map_text: str, model_name: str, top:
         c["sram"] += size if row["sram"] else 0
 
     placed = {name: 0 for name in by_out}
+    kernel_objects: dict[str, int] = {}  # flash per kernel object file (build() gives up the largest)
     for out_sec, in_sec, size, path in parse_map(map_text):
         row = by_out.get(out_sec)
         if row is None or size == 0:
             continue
-        add("stack" if out_sec == ".stack" else component_of(in_sec, path, board, model_name), row, size)
+        comp = "stack" if out_sec == ".stack" else component_of(in_sec, path, board, model_name)
+        add(comp, row, size)
         placed[out_sec] += size
+        if comp == "kernels" and row["flash"]:
+            obj = Path(path.split("(")[0]).name
+            kernel_objects[obj] = kernel_objects.get(obj, 0) + size
     for name, row in by_out.items():
         rest = row["size"] - placed[name]
         if rest > 0:  # space the linker script makes itself: the stack, alignment
@@ -343,6 +444,7 @@ def size_report(board: Board, fw_elf: Path, map_text: str, model_name: str, top:
         "stack_bytes": board.stack_bytes,
         "sections": rows,
         "components": dict(sorted(components.items())),
+        "kernel_objects": dict(sorted(kernel_objects.items())),
         "largest_symbols": symbols[:top],
     }
 
@@ -490,7 +592,7 @@ def _hardware_boards() -> list[Board]:
 def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "model",
           extra_cflags: list[str] | None = None, model_path: str | None = None,
           kernels: str | None = None, harness: str = "protocol", max_arena: int | None = None,
-          prove: int | None = None) -> Firmware:
+          prove: int | None = None, target: str = "c") -> Firmware:
     """Build the firmware image of ``board`` running ``model`` into ``outdir``.
 
     Without ``kernels`` the board's kernel targets are tried fastest first, and the first image
@@ -501,9 +603,16 @@ def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "mod
     model only, driven through memory by bitgen.sim.bench). ``max_arena``: see emit.plan_within.
     ``prove``: random inputs of the host proof of the kept image's sources (default
     DEFAULT_PROVE for the protocol harness, none for bench); 0 skips it, and `bitgen flash`
-    refuses the unproved image (emulated runs compare the image itself with golden instead)."""
+    refuses the unproved image (emulated runs compare the image itself with golden instead).
+    ``target``: ``c`` (the C back end on the board's core) or ``max78000-cnn`` (the layer program
+    on the MAX78000's CNN accelerator, backends/max78000/protocol.py: its image is proved by
+    running it on max78000-sim, :func:`prove_on_emulator`)."""
+    if target not in TARGETS:
+        raise BuildError(f"unknown target '{target}' (known: {', '.join(TARGETS)})")
     if harness not in HARNESSES:
         raise BuildError(f"unknown harness '{harness}' (known: {', '.join(HARNESSES)})")
+    if target == CNN_TARGET:
+        return _build_cnn(model, board, outdir, name, extra_cflags, model_path, harness, prove)
     if prove is None:
         prove = DEFAULT_PROVE if harness == "protocol" else 0
     if prove < 0:
@@ -512,24 +621,79 @@ def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "mod
     tried: list[dict[str, Any]] = []  # every attempt, the one kept included (build.json's kernels_tried)
     for i, k in enumerate(choices):
         last = i == len(choices) - 1
-        try:
-            return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, max_arena, prove)
-        except BudgetError as e:  # _build put the attempt in `tried`
-            smaller = _smaller_arena(e.report, max_arena)
-            if smaller is None:
-                if last:
-                    raise
-                continue
-            over = e
-        try:  # the same kernels with less scratch may fit the SRAM
-            return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, smaller, prove)
-        except BudgetError:
-            if last:
-                raise
-        except emit.EmitError:  # the arena cannot get that small with these kernels
-            if last:
-                raise over from None
+        generic: frozenset[int] = frozenset()
+        while True:
+            try:
+                return _build_within(model, board, outdir, name, extra_cflags, model_path, k, tried, harness,
+                                     max_arena, prove, generic)
+            except BudgetError as e:
+                more = _fewer_fast_layers(e, generic) if k != "generic" else None
+                if more is None:
+                    if last:
+                        raise
+                    break
+                generic = more
     raise AssertionError("unreachable")
+
+
+def _build_within(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_cflags: list[str] | None,
+                  model_path: str | None, k: str, tried: list[dict[str, Any]], harness: str,
+                  max_arena: int | None, prove: int, generic: frozenset[int]) -> Firmware:
+    """The image with kernel set `k` (`generic`: layers on the generic kernel); an image over
+    its SRAM budget alone is tried again with the arena that would fit."""
+    try:
+        return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, max_arena, prove,
+                      generic)
+    except BudgetError as e:  # _build put the attempt in `tried`
+        smaller = _smaller_arena(e.report, max_arena)
+        if smaller is None:
+            raise
+        over = e
+    try:  # the same kernels with less scratch may fit the SRAM
+        return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, smaller, prove,
+                      generic)
+    except emit.EmitError:  # the arena cannot get that small with these kernels
+        raise over from None
+
+
+def _fewer_fast_layers(e: BudgetError, generic: frozenset[int]) -> frozenset[int] | None:
+    """For an image over its flash budget: `generic` and the layers of the kernel family whose
+    code costs the most flash per multiply-accumulate it computes (the LUT kernel of a few small
+    fully connected layers before the convolutions' kernels), which then take the generic kernel;
+    None when the flash is not what is over, or no family is left to give up."""
+    rep, em = e.report, e.model_report
+    if em is None or not rep.get("flash_budget") or rep["flash_bytes"] <= rep["flash_budget"]:
+        return None
+    families: dict[str, dict[str, Any]] = {}
+    used_by_generic: set[str] = set()
+    for lay in em["layers"]:
+        family = lay["kernel"].split("/")[0]
+        if family in ("generic", "fused", "alias") or lay["index"] in generic:
+            used_by_generic.update(lay.get("sources", []))
+            continue
+        f = families.setdefault(family, {"layers": set(), "macs": 0, "sources": set()})
+        f["layers"].add(lay["index"])
+        f["macs"] += lay["macs"]
+        f["sources"].update(lay.get("sources", []))
+    objects = rep.get("kernel_objects", {})
+
+    def own_flash(family: str) -> int:
+        """Flash of the objects only this family's layers use."""
+        others = used_by_generic.union(*(f["sources"] for n, f in families.items() if n != family))
+        return sum(objects.get(Path(src).with_suffix(".o").name, 0) for src in families[family]["sources"] - others)
+
+    costs = {fam: own_flash(fam) / max(1, f["macs"]) for fam, f in families.items() if own_flash(fam)}
+    if not costs or len(families) < 2:  # the last family given up: the generic kernel set, tried next
+        return None
+    return generic | families[max(costs, key=lambda fam: costs[fam])]["layers"]
+
+
+def describe_attempt(t: dict[str, Any]) -> str:
+    """One entry of kernels_tried in words: 'rv32ec kernels (layers 13, 15 generic; arena <= 1240 B)'."""
+    more = ([f"layer{'s' if len(t['generic_layers']) > 1 else ''} "
+             f"{', '.join(map(str, t['generic_layers']))} generic"] if t.get("generic_layers") else [])
+    more += [f"arena <= {t['max_arena']} B"] if t.get("max_arena") else []
+    return f"{t['kernels']} kernels" + (f" ({'; '.join(more)})" if more else "")
 
 
 def _smaller_arena(report: dict[str, Any], asked: int | None) -> int | None:
@@ -547,7 +711,7 @@ def _smaller_arena(report: dict[str, Any], asked: int | None) -> int | None:
 
 def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_cflags: list[str] | None,
            model_path: str | None, kernels: str, tried: list[dict[str, Any]], harness: str,
-           max_arena: int | None, prove: int) -> Firmware:
+           max_arena: int | None, prove: int, generic: frozenset[int] = frozenset(), target: str = "c") -> Firmware:
     img = board.image_board
     tc = img.toolchain
     if not tc:
@@ -561,7 +725,12 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
     if obj.exists():
         shutil.rmtree(obj)
     obj.mkdir(parents=True)
-    em = emit.emit(model, src, name=name, kernels=kernels, max_arena=max_arena)
+    if target == CNN_TARGET:
+        from ..backends.max78000 import protocol
+
+        em = protocol.emit(model, src, name)
+    else:
+        em = emit.emit(model, src, name=name, kernels=kernels, max_arena=max_arena, generic=generic)
     _refuse_what_cannot_fit(board, em, name, model_path, kernels, tried, harness, outdir)
     for f in PROTOCOL_FILES:
         shutil.copyfile(C_RUNTIME / f, src / f)
@@ -635,7 +804,8 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
     )
     report["fits"] = fits
     tried.append({"kernels": kernels, "max_arena": max_arena, "flash_bytes": report["flash_bytes"],
-                  "sram_bytes": report["sram_bytes"], "fits": fits})
+                  "sram_bytes": report["sram_bytes"], "fits": fits}
+                 | ({"generic_layers": sorted(generic)} if generic else {}))
     (outdir / "build.json").write_text(json.dumps(report, indent=2) + "\n")
     if not fits:
         # nothing over budget may reach a flasher: keep the ELF for inspection under another name
@@ -643,10 +813,13 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
         why = why_it_does_not_fit(board, em.report, report)
         if st and st["bytes"] > st["reserved"]:
             why = f"the stack can reach {st['bytes']} B, over the {st['reserved']} B reserved"
-        raise BudgetError(f"model does not fit {img.name}: {why}", report)
+        raise BudgetError(f"model does not fit {img.name}: {why}", report, em.report)
 
     # Only the image kept is proved: the sources in src/ are now exactly those compiled into it.
-    report["proof"] = prove_sources(model, em, kernels, max_arena, prove, obj / "host") if prove else None
+    if target == CNN_TARGET:  # the accelerator's program cannot run on this machine: the image on max78000-sim
+        report["proof"] = prove_on_emulator(model, em, board, elf, prove) if prove else None
+    else:
+        report["proof"] = prove_sources(model, em, kernels, max_arena, prove, obj / "host") if prove else None
     if report["proof"] and report["proof"]["mismatches"]:
         (outdir / "build.json").write_text(json.dumps(report, indent=2) + "\n")
         elf.replace(outdir / "firmware-unproved.elf")  # kept for inspection, never for a flasher

@@ -57,6 +57,7 @@ class LayerPlan:
     scratch_bytes: int = 0
     traced: bool = True  # False: computed inside a fused kernel, never stored on its own
     refused: list[Refusal] = field(default_factory=list)  # faster kernels that did not take it, and why
+    sources: list[str] = field(default_factory=list)  # the runtime's .c files of its kernel
 
     def report(self) -> dict[str, Any]:
         return {
@@ -66,6 +67,7 @@ class LayerPlan:
             "arena_offset": self.arena_offset, "scratch_bytes": self.scratch_bytes,
             "kernel": self.kernel, "encoding": self.encoding,
             "weight_bytes": self.flash_bytes, "macs": self.macs, "traced": self.traced,
+            "sources": self.sources,
         } | ({"refused": [r.report() for r in self.refused]} if self.refused else {})
 
 
@@ -181,14 +183,22 @@ def _step_scratch(choices: list[Choice], st: schedule.Step) -> tuple[dict[int, i
 
 
 def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[int, int] | None = None,
-               plain: frozenset[int] = frozenset()) -> ModelPlan:
+               plain: frozenset[int] = frozenset(), two_pass: frozenset[int] = frozenset(),
+               generic: frozenset[int] = frozenset()) -> ModelPlan:
     """Types of every tensor, the kernel of every layer, the schedule and the arena plan.
     `lut_chunks`: tables per pass of the LUT kernel of some layers, if not the kernel set's default;
-    `plain`: layers that take the generic kernel instead of an optional one (Choice.optional)."""
+    `plain`: layers that take the generic kernel instead of an optional one (Choice.optional);
+    `two_pass`: channel-by-channel steps (by first layer) that take in the ShiftNorm after them
+    (schedule.py); `generic`: layers that take the generic kernel set's kernel (their kernel set's
+    code did not fit the flash: harness/firmware.py)."""
     try:
         target = targets.get(kernel_set)
     except targets.KernelError as e:
         raise EmitError(str(e)) from None
+
+    def target_of(i: int) -> targets.Target:
+        return targets.get("generic") if i in generic else target
+
     node_types, state_types = model.infer_types()
     # every tensor: the input, each node's output, then each state (read like an input)
     types = [model.input_type()] + node_types + [state_types[st.name] for st in model.states]
@@ -197,7 +207,7 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
     reads = [[index[name] for name in n.inputs] for n in model.nodes]
     change_steps = {i: last for i in range(len(model.nodes))
                     if (last := kernels.change.fused_last(model, types, i, target)) is not None}
-    steps = schedule.steps(model, types, change_steps)
+    steps = schedule.steps(model, types, change_steps, two_pass=two_pass)
     # Convolutions that no plane kernel takes channel by channel: a kernel that computes whole
     # tensors (with the output stage fused) forms a step of its own, if one applies.
     whole: dict[int, Choice] = {}
@@ -219,16 +229,16 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
         if st.change or not isinstance(model.layers[i], ir.Conv2d):
             continue
         t_in = types[reads[i][0]]
-        if xnor_first(model.layers[i], t_in, types[i + 1], target):
+        if xnor_first(model.layers[i], t_in, types[i + 1], target_of(i)):
             continue  # binary x binary layers: the XNOR kernels first
-        group = choose_group(model, t_in, types, i, st.last, target, first=True) if st.channelwise else None
+        group = choose_group(model, t_in, types, i, st.last, target_of(i), first=True) if st.channelwise else None
         if isinstance(group, Choice) and not (group.optional and i in plain):
             continue
-        choice = taken(i, choose_whole(model, types, t_in, i, st.last, target, (lut_chunks or {}).get(i)))
+        choice = taken(i, choose_whole(model, types, t_in, i, st.last, target_of(i), (lut_chunks or {}).get(i)))
         if choice is not None:
             whole[i] = choice
     if whole:
-        steps = schedule.steps(model, types, change_steps, {i: c.fuses for i, c in whole.items()})
+        steps = schedule.steps(model, types, change_steps, {i: c.fuses for i, c in whole.items()}, two_pass)
     choices: list[Choice] = []
     for st in steps:
         if st.change:  # the gate's kernel computes every layer of the step
@@ -238,15 +248,18 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
         for i in st.layers:
             if i < len(choices):  # fused into the kernel of an earlier layer
                 continue
+            if st.norm_first is not None and i >= st.norm_first:  # the step's own two-pass code
+                choices.append(FUSED)
+                continue
             layer = model.layers[i]
             choice = whole.get(i) if st.whole else None
             t_in = types[reads[i][0]]
             if st.channelwise and isinstance(layer, ir.Conv2d):
                 # (`first`: the step's first layer; `optional`: kernels with scratch of their own)
-                choice = taken(i, choose_group(model, t_in, types, i, st.last, target, first=i == st.first,
+                choice = taken(i, choose_group(model, t_in, types, i, st.last, target_of(i), first=i == st.first,
                                                optional=i not in plain, lut_chunk=(lut_chunks or {}).get(i)))
             try:
-                choice = choice or choose(layer, t_in, types[i + 1], target, model_input_only_before(model, i),
+                choice = choice or choose(layer, t_in, types[i + 1], target_of(i), model_input_only_before(model, i),
                                           (lut_chunks or {}).get(i), [types[j] for j in reads[i][1:]],
                                           alone=not st.channelwise, optional=i not in plain)
             except KernelError as e:
@@ -306,9 +319,11 @@ def _step_code(model: ir.Model, mp: ModelPlan, k: int, src: ModelSource) -> tupl
     planes = [scratch, scratch + (regions[0] if regions else 0)]
     # each kernel's own scratch, after the planes
     own = {i: scratch + sum(regions) + at for i, at in _step_scratch(mp.choices, st)[0].items()}
-    channels = types[st.last + 1].shape[0]
+    channels = types[st.planes_last + 1].shape[0]
     step_input = _ptr(loc_in, mp.in_type(st.first).dtype, const=True, name=src.name)
     lines = [mp.choices[i].prologue.code(src, i, own[i], step_input) for i in st.layers if mp.choices[i].prologue]
+    if st.norm_first is not None:
+        lines += ["norm_max = INT32_MIN;", "for (norm_pass = 0; norm_pass < 2u; norm_pass++) {"]
     lines.append(f"for (c = 0; c < {channels}u; c++) {{")
     offsets: dict[int, int | None] = {}
     cur = None  # index into `planes` holding the current plane; None: the step's input
@@ -340,7 +355,18 @@ def _step_code(model: ir.Model, mp: ModelPlan, k: int, src: ModelSource) -> tupl
             lines.append(f"    BG_LAYER_PART({i_shown}, c * {plane_bytes}u, {shown}, {plane_bytes});")
         offsets[i_shown] = offsets[i]
         before = i_shown
-    lines.append("}")
+    if st.norm_first is None:
+        lines.append("}")
+        return lines, offsets
+    # two passes: the first keeps the maximum so far, the second writes each plane normalized
+    n = types[st.planes_last + 1].size // channels
+    plane = _ptr_at(offsets[st.planes_last], "int32", True)
+    lines += [f"    if (norm_pass) bg_shiftnorm_apply({plane}, {_ptr(loc_out, 'int8', const=False)} + c * {n}u, "
+              f"{n}u, norm_shift);",
+              f"    else norm_max = bg_max_s32({plane}, {n}u, norm_max);",
+              "}", "norm_shift = bg_shiftnorm_shift(norm_max);", "}",
+              f"BG_LAYER_PART({st.last}, 0, {_ptr(loc_out, 'int8', const=True)}, {types[st.last + 1].nbytes});"]
+    offsets |= {i: None for i in range(st.norm_first, st.last)} | {st.last: loc_out.offset}
     return lines, offsets
 
 
@@ -390,38 +416,62 @@ def _ptr_at(offset: int, dtype: str, const: bool) -> str:
     return _ptr(memory.Location(external=False, offset=offset), dtype, const)
 
 
-def plan_within(model: ir.Model, kernel_set: str, max_arena: int | None) -> ModelPlan:
+def plan_within(model: ir.Model, kernel_set: str, max_arena: int | None,
+                generic: frozenset[int] = frozenset()) -> ModelPlan:
     """The plan with the target's fastest kernels, or, when its arena is over `max_arena`
-    bytes, a plan whose arena is not. Two kinds of kernel scratch trade speed for SRAM: LUT
-    tables, of which fewer are built per pass, lowered only in the layers that must, each as
-    little as it can; and optional kernels (XNOR columns), which give way to the generic kernel
-    one at a time (the one that lowers the peak most), only where the smallest LUT passes are not
-    enough."""
-    mp = plan_model(model, kernel_set)
+    bytes, a plan whose arena is not. Kernel scratch trades speed for SRAM first: LUT tables,
+    of which fewer are built per pass, lowered only in the layers that must, each as little as it
+    can; then optional kernels (XNOR columns), which give way to the generic kernel one at a
+    time (the one that lowers the peak most). Last, at about twice their instructions,
+    channel-by-channel steps followed by a ShiftNorm run in two passes (schedule.py).
+    `generic`: layers that take the generic kernel whatever the kernel set (plan_model)."""
+    mp = plan_model(model, kernel_set, generic=generic)
     if max_arena is None or mp.memory.arena_bytes <= max_arena:
         return mp
+    least = _trade_scratch(model, kernel_set, max_arena, generic=generic)
+    if least.memory.arena_bytes <= max_arena:
+        return least
+    two_pass = frozenset(st.first for st in mp.steps
+                         if st.channelwise and schedule.norm_tail(model, st.last) is not None)
+    if two_pass:
+        least = _trade_scratch(model, kernel_set, max_arena, two_pass, generic)
+        if least.memory.arena_bytes <= max_arena:
+            return least
+    raise EmitError(f"the arena needs {least.memory.arena_bytes} B at least, over the limit of "
+                    f"{max_arena} B (--max-arena)")
+
+
+def _trade_scratch(model: ir.Model, kernel_set: str, max_arena: int, two_pass: frozenset[int] = frozenset(),
+                   generic: frozenset[int] = frozenset()) -> ModelPlan:
+    """The fastest plan whose kernels' scratch keeps the arena within `max_arena` (see
+    plan_within), or the smallest plan there is if none does."""
+    def plan(chunks: dict[int, int] | None = None, plain: frozenset[int] = frozenset()) -> ModelPlan:
+        return plan_model(model, kernel_set, chunks, plain, two_pass, generic)
+
+    mp = plan()
+    if mp.memory.arena_bytes <= max_arena:
+        return mp
     luts = [i for i, c in enumerate(mp.choices) if c.trades_scratch]
-    least = plan_model(model, kernel_set, {i: 1 for i in luts})
+    least = plan({i: 1 for i in luts})
     plain: frozenset[int] = frozenset()
     optional = {i for i, c in enumerate(mp.choices) if c.optional}
     while least.memory.arena_bytes > max_arena and optional:
         # give up the optional kernel whose scratch sets the peak: the one that lowers it most
-        tries = {i: plan_model(model, kernel_set, {j: 1 for j in luts}, plain | {i}) for i in sorted(optional)}
+        tries = {i: plan({j: 1 for j in luts}, plain | {i}) for i in sorted(optional)}
         best = min(tries, key=lambda i: tries[i].memory.arena_bytes)
         plain, least = plain | {best}, tries[best]
         optional.discard(best)
     if least.memory.arena_bytes > max_arena:
-        raise EmitError(f"the arena needs {least.memory.arena_bytes} B at least, over the limit of "
-                        f"{max_arena} B (--max-arena)")
+        return least
     # Each layer's scratch only counts while it runs: find each one's largest chunk with the
     # others at their smallest, then check the combination.
     chunks = {}
     for i in luts:
         for chunk in range(targets.get(kernel_set).lut_chunk, 0, -1):
-            if plan_model(model, kernel_set, {j: 1 for j in luts} | {i: chunk}, plain).memory.arena_bytes <= max_arena:
+            if plan({j: 1 for j in luts} | {i: chunk}, plain).memory.arena_bytes <= max_arena:
                 chunks[i] = chunk
                 break
-    mp = plan_model(model, kernel_set, chunks, plain)
+    mp = plan(chunks, plain)
     return mp if mp.memory.arena_bytes <= max_arena else least
 
 
@@ -448,21 +498,23 @@ def name_problem(name: str) -> str | None:
 
 
 def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str = "generic",
-         max_arena: int | None = None) -> Emitted:
+         max_arena: int | None = None, generic: frozenset[int] = frozenset()) -> Emitted:
     """Write the C for `model` into `outdir`; returns the file list and the report.
-    `max_arena`: bytes the arena may take at most (see plan_within)."""
+    `max_arena`: bytes the arena may take at most; `generic`: layers that take the generic
+    kernel whatever the kernel set (see plan_within)."""
     try:
-        return _emit(model, outdir, name, kernels, max_arena)
+        return _emit(model, outdir, name, kernels, max_arena, frozenset(generic))
     except OSError as e:  # the folder may have been checked, but a file system can still refuse
         raise EmitError(f"writing the C into {outdir} failed ({e.filename}: {e.strerror or e})") from None
 
 
-def _emit(model: ir.Model, outdir: str | Path, name: str, kernels: str, max_arena: int | None) -> Emitted:
+def _emit(model: ir.Model, outdir: str | Path, name: str, kernels: str, max_arena: int | None,
+          generic: frozenset[int]) -> Emitted:
     why = name_problem(name)
     if why:
         raise EmitError(f"--name {name!r} {why}")
     kernel_set = kernels  # the name of the kernel set (targets.KERNEL_SETS)
-    mp = plan_within(model, kernel_set, max_arena)
+    mp = plan_within(model, kernel_set, max_arena, generic)
     types, choices, plan = mp.types, mp.choices, mp.memory
     src = ModelSource(name)
     layers: list[LayerPlan] = []
@@ -472,6 +524,7 @@ def _emit(model: ir.Model, outdir: str | Path, name: str, kernels: str, max_aren
     stored = {i + c.fuses for i, c in enumerate(choices) if c is not FUSED}
     # ... and a uint16 plane inside a step is not the int32 tensor golden traces
     stored -= {i for st in mp.steps if st.channelwise for i in _narrow_planes(types, choices, st)}
+    stored |= {st.last for st in mp.steps if st.norm_first is not None}  # written by the step's second pass
     for k, st in enumerate(mp.steps):
         lines, offsets = _step_code(model, mp, k, src)
         body += lines
@@ -483,7 +536,8 @@ def _emit(model: ir.Model, outdir: str | Path, name: str, kernels: str, max_aren
                 index=i, op=layer.kind, name=layer.name or f"{layer.kind}{i}",
                 in_shape=t_in.shape, out_shape=t_out.shape, out_dtype=t_out.dtype,
                 out_bytes=t_out.nbytes,
-                kernel=choice.kernel + ("/channelwise" if st.channelwise else ""),
+                kernel=("shiftnorm/two-pass" if st.norm_first is not None and i == st.last else choice.kernel)
+                + ("/channelwise" if st.channelwise else ""),
                 traced=i in stored,
                 encoding=getattr(layer, "encoding", None),
                 flash_bytes=src.flash_of_layer(i),
@@ -491,9 +545,13 @@ def _emit(model: ir.Model, outdir: str | Path, name: str, kernels: str, max_aren
                 arena_offset=offsets[i],
                 scratch_bytes=choice.scratch,
                 refused=mp.refused.get(i, []),
+                sources=sorted(f for f in choice.files if f.endswith(".c")),
             ))
     if any(st.channelwise for st in mp.steps):
         body.insert(0, "uint32_t c;")
+    if any(st.norm_first is not None for st in mp.steps):
+        body.insert(0, "uint32_t norm_pass, norm_shift = 0;")
+        body.insert(0, "int32_t norm_max;")
     for decl in sorted({d for c in choices if c.prologue for d in c.prologue.locals}, reverse=True):
         body.insert(0, f"{decl};")
 
@@ -555,6 +613,7 @@ def _emit(model: ir.Model, outdir: str | Path, name: str, kernels: str, max_aren
         "weight_bytes": context["weight_bytes"],
         "arena_bytes": plan.arena_bytes,
         "max_arena": max_arena,
+        "generic_layers": sorted(generic),
         "macs": context["macs"],
         "arena_peak": _arena_peak(mp, layers),
         "layers": [lp.report() for lp in layers],

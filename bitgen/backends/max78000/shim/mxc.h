@@ -1,5 +1,5 @@
 /* The few MSDK declarations izer's generated cnn.c and main.c use, for the emulated MAX78000
- * (tests/izer_shim): register structs at the part's addresses, the rest in shim.c. Written for
+ * (bitgen/backends/max78000/shim): register structs at the part's addresses, the rest in shim.c. Written for
  * bitgen from the MSDK's documented register map (gcr_regs.h); not the MSDK. */
 #ifndef BG_IZER_MXC_H
 #define BG_IZER_MXC_H

@@ -1,4 +1,4 @@
-/* GCFR: the CNN quadrants' power, kernel memory, isolation and reset bits (tests/izer_shim). */
+/* GCFR: the CNN quadrants' power, kernel memory, isolation and reset bits (bitgen/backends/max78000/shim). */
 #ifndef BG_IZER_GCFR_H
 #define BG_IZER_GCFR_H
 #include <stdint.h>

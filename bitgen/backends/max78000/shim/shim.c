@@ -1,4 +1,4 @@
-/* The SDK calls of izer's generated firmware, for the emulated MAX78000 (tests/izer_shim):
+/* The SDK calls of izer's generated firmware, for the emulated MAX78000 (bitgen/backends/max78000/shim):
  * clocks through the GCR, the CNN interrupt by polling its done flag (CTL bit 12) and calling
  * the handler cnn_enable registered, printf into a buffer the test reads. */
 #include <stdarg.h>
