@@ -128,7 +128,7 @@ def test_an_enlarged_board_grows_only_flash_and_sram():
     sim = boards.get("ch32v003-sim")
     big = boards.enlarged(sim, 4)
     assert (big.image_board.flash.size, big.image_board.sram.size) == (4 * 16384, 4 * 2048)
-    assert big.image_board.stack_bytes == sim.image_board.stack_bytes and big.scale == 4
+    assert big.image_board.stack_bytes == sim.image_board.stack_bytes
     mem = {m["name"]: m["size"] for m in big.emulator["memory"]}
     assert (mem["flash"], mem["sram"]) == (4 * 16384, 4 * 2048)
     assert {m["name"]: m["size"] for m in sim.emulator["memory"]} == {"flash": 16384, "sram": 2048}  # untouched

@@ -131,6 +131,7 @@ def test_a_sweep_runs_every_point_and_a_restart_skips_the_finished_ones(tmp_path
     assert shown["limits"]["constraints"] == ["flash <= 16384", "sram <= 2048"]
     drawn = {p["id"]: p for p in shown["points"]}
     assert drawn[big["id"]]["instructions"] == nb["instructions"] and not drawn[big["id"]]["deployable"]
+    assert not drawn[big["id"]]["failed"] and drawn[bad["id"]]["failed"]  # red (over a limit), grey (failed)
     assert "does not fit" in drawn[big["id"]]["not_deployable_because"][0]
     assert any("violates flash <= 16384" in w for w in drawn[big["id"]]["not_deployable_because"])
 

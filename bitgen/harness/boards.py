@@ -66,11 +66,6 @@ class Board:
         return self if self.firmware == self.name else get(self.firmware)
 
     @property
-    def scale(self) -> int:
-        """How many times the part's flash and SRAM this board has (1 but for :func:`enlarged`)."""
-        return int(self.spec.get("_scale", 1))
-
-    @property
     def emulator(self) -> dict[str, Any] | None:
         return self.spec.get("emulator")
 
@@ -195,10 +190,10 @@ def enlarged(board: Board, scale: int) -> Board:
     if scale < 1:
         raise BoardError(f"enlarged: scale must be 1 or more, not {scale}")
     img = board.image_board
-    img_spec = copy.deepcopy(img.spec) | {"_scale": scale}
+    img_spec = copy.deepcopy(img.spec)
     for region in ("flash", "sram"):
         img_spec["memory"][region]["size"] = int(img_spec["memory"][region]["size"]) * scale
-    spec = copy.deepcopy(board.spec) | {"_scale": scale}
+    spec = copy.deepcopy(board.spec)
     regions = {r["name"]: r for r in spec["emulator"].get("memory", [])}
     for region in ("flash", "sram"):
         if region not in regions:

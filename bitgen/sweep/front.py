@@ -74,6 +74,8 @@ def front_data(rows: list[dict[str, Any]], space: Space, png: str | None = None)
             b = r.get("boards", {}).get(board) or {}
             points.append({"id": r["id"], "params": r.get("params", {}), **measurements(r, board),
                            "fits": b.get("fits"), "kernels": b.get("kernels"), "deployable": ok,
+                           # not deployable for what it is, not for a limit: it did not train or is not bit-exact
+                           "failed": r.get("accuracy") is None or bool(r.get("mismatches")),
                            "not_deployable_because": why, "on_front": False, "model": r.get("model")})
         ok = [p for p in points if p["deployable"]]
         for i in pareto([tuple(p[o] for o in space.objectives) for p in ok], maximise):
@@ -101,13 +103,6 @@ def _label(params: dict[str, Any]) -> str:
 
 def _kib(n: float) -> str:
     return f"{n / 1024:.0f} KB" if n >= 1024 else f"{n:.0f} B"
-
-
-def _over_a_limit(p: dict[str, Any]) -> bool:
-    """Not deployable only because it does not fit the board or breaks a constraint (its
-    instructions counted on the emulator enlarged to hold it): not a failure of the point."""
-    return not p["deployable"] and all(w.startswith(("does not fit", "build: model does not fit", "violates"))
-                                       for w in p["not_deployable_because"])
 
 
 def _place_numbers(ax, points: list[tuple[float, float]]) -> list[tuple[int, int]]:
@@ -157,8 +152,8 @@ def draw(data: dict[str, Any], path: Path) -> None:
         pts = [p for p in b["points"] if p["instructions"] is not None and p["accuracy"] is not None]
         lim = b["limits"]
         ok = [p for p in pts if p["deployable"] and not p["on_front"]]
-        over = [p for p in pts if _over_a_limit(p)]
-        bad = [p for p in pts if not p["deployable"] and not _over_a_limit(p)]
+        over = [p for p in pts if not p["deployable"] and not p["failed"]]  # over the memory or a constraint
+        bad = [p for p in pts if p["failed"]]
         front = [p for p in pts if p["on_front"]]
         front.sort(key=lambda p: p["instructions"])
         # a few points far below the rest (a recipe that did not train) would squash the
@@ -259,7 +254,7 @@ def draw(data: dict[str, Any], path: Path) -> None:
                label="Pareto front (deployable, none better on both)"),
         Line2D([], [], ls="", marker="o", color="tab:blue", alpha=0.55, ms=8, label="deployable"),
         Line2D([], [], ls="", marker="o", markerfacecolor="none", markeredgecolor="tab:red", ms=8,
-               label="over the board's memory or a constraint\n(counted on an emulator with more memory)"),
+               label="over the board's memory or a constraint\n(over the memory: counted on an emulator with more)"),
         Line2D([], [], ls="", marker="o", markerfacecolor="none", markeredgecolor="0.55", ms=8,
                label="not bit-exact or failed"),
         *[Line2D([], [], ls="", marker="o", color="0.7", ms=math.sqrt(area(s)), label=f"flash {_kib(s)}")
