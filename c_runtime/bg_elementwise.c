@@ -14,46 +14,9 @@
 #define BG_SUF(name) name##_s32
 #include "bg_elementwise.inc"
 
-/* ShiftNorm in three parts, which a two-pass step calls a plane at a time (emit.py): the
- * maximum, the shift it gives (the bits of max >> 7, none if that is <= 0), and the output. */
-int32_t bg_max_s32(const int32_t *x, uint32_t n, int32_t max)
-{
-    uint32_t i;
-    for (i = 0; i < n; i++)
-        if (x[i] > max)
-            max = x[i];
-    return max;
-}
-
-uint32_t bg_shiftnorm_shift(int32_t max)
-{
-    uint32_t shift = 0;
-    int32_t v;
-    for (v = max >> 7; v > 0; v >>= 1)
-        shift++;
-    return shift;
-}
-
-void bg_shiftnorm_apply(const int32_t *x, int8_t *y, uint32_t n, uint32_t shift)
-{
-    const int32_t rounding = (int32_t)((1u << shift) >> 1);
-    uint32_t i;
-    for (i = 0; i < n; i++) {
-        int32_t t = x[i];
-        if (t < 0) {
-            t = 0;
-        } else {
-            t = (t + rounding) >> shift;
-            if (t > 127)
-                t = 127;
-        }
-        y[i] = (int8_t)t;
-    }
-}
-
 void bg_shiftnorm(const int32_t *x, int8_t *y, uint32_t n)
 {
-    bg_shiftnorm_apply(x, y, n, bg_shiftnorm_shift(bg_max_s32(x, n, INT32_MIN)));
+    bg_shiftnorm_apply(x, y, n, bg_shiftnorm_shift(bg_max_s32(x + 1, n - 1, x[0]))); /* n >= 1 */
 }
 
 void bg_copy_bytes(void *y, const void *x, uint32_t n)

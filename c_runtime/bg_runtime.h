@@ -141,9 +141,45 @@ BG_DECLARE_KERNELS(s32, int32_t)
 
 /* BitNetMCU ShiftNorm (with ReLU) on an int32 tensor of n values, int8 result in [0, 127]. */
 void bg_shiftnorm(const int32_t *x, int8_t *y, uint32_t n);
-int32_t bg_max_s32(const int32_t *x, uint32_t n, int32_t max);
-uint32_t bg_shiftnorm_shift(int32_t max);
-void bg_shiftnorm_apply(const int32_t *x, int8_t *y, uint32_t n, uint32_t shift);
+
+/* ShiftNorm in three parts, which a two-pass step calls a plane at a time (emit.py): the
+ * maximum, the shift it gives (the bits of max >> 7, none if that is <= 0), and the output.
+ * Always inlined: bg_shiftnorm is these three, at the instructions of one function. */
+static inline __attribute__((always_inline)) int32_t bg_max_s32(const int32_t *x, uint32_t n, int32_t max)
+{
+    uint32_t i;
+    for (i = 0; i < n; i++)
+        if (x[i] > max)
+            max = x[i];
+    return max;
+}
+
+static inline __attribute__((always_inline)) uint32_t bg_shiftnorm_shift(int32_t max)
+{
+    uint32_t shift = 0;
+    int32_t v;
+    for (v = max >> 7; v > 0; v >>= 1)
+        shift++;
+    return shift;
+}
+
+static inline __attribute__((always_inline)) void bg_shiftnorm_apply(const int32_t *x, int8_t *y, uint32_t n,
+                                                                     uint32_t shift)
+{
+    const int32_t rounding = (int32_t)((1u << shift) >> 1);
+    uint32_t i;
+    for (i = 0; i < n; i++) {
+        int32_t t = x[i];
+        if (t < 0) {
+            t = 0;
+        } else {
+            t = (t + rounding) >> shift;
+            if (t > 127)
+                t = 127;
+        }
+        y[i] = (int8_t)t;
+    }
+}
 
 typedef uint32_t bg_word_alias __attribute__((may_alias)); /* a word of elements of any type */
 

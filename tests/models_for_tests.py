@@ -33,3 +33,29 @@ def mlp(seed: int = 0, widths=(256, 32, 10)) -> ir.Model:
         if i < len(widths) - 2:
             layers.append(ir.ShiftNorm())
     return ir.Model(ir.InputSpec((widths[0],)), layers, name="mlp")
+
+
+def requant(ch: int, rng: np.random.Generator, shift: int = 7) -> ir.Requant:
+    return ir.Requant(multiplier=rng.integers(1, 4, ch), shift=np.full(ch, shift))
+
+
+def decoder(seed: int = 0, ch: int = 8, ups: int = 3, full: int = 2, latent: int | None = 7) -> ir.Model:
+    """The die decoder's shape with random weights: Linear latent -> 4x4xch, `ups` transposed
+    convolutions 3x3 stride 2 (4x4 -> 32x32 for 3), `full` 3x3 convolutions at that size, then a
+    3x3 convolution to one channel, each requantized (and ReLU but the last). Without `latent`
+    the input is the 4x4xch image itself."""
+    rng = np.random.default_rng(seed)
+
+    def w(*shape):
+        return rng.integers(-7, 8, shape)
+    layers = [] if latent is None else [ir.Linear(weight=w(ch * 16, latent), encoding="4bit"),
+                                        requant(1, rng, 4), ir.ReLU(), ir.Unflatten(shape=(ch, 4, 4))]
+    for _ in range(ups):
+        layers += [ir.ConvTranspose2d(weight=w(ch, ch, 3, 3), encoding="4bit", stride=2, padding=1, output_padding=1),
+                   requant(ch, rng), ir.ReLU()]
+    for _ in range(full):
+        layers += [ir.Conv2d(weight=w(ch, ch, 3, 3), encoding="4bit", padding=1), requant(ch, rng), ir.ReLU()]
+    layers += [ir.Conv2d(weight=w(1, ch, 3, 3), encoding="4bit", padding=1), requant(1, rng)]
+    m = ir.Model(ir.InputSpec((latent,) if latent else (ch, 4, 4)), layers)
+    m.validate()
+    return m

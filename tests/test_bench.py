@@ -89,3 +89,47 @@ def test_profile_tool_splits_an_inference_by_function(tmp_path):
     counts = {ln.split()[-1]: int(ln.split()[0].replace(",", "")) for ln in r.stdout.splitlines()[1:]}
     assert counts["bg_lut_block"] > 0 and "main" in counts
     assert sum(counts.values()) <= total
+
+
+def test_an_image_over_the_part_is_benched_only_on_request_on_an_enlarged_emulator(tmp_path, capsys):
+    """256-128-10 with 4-bit weights: 16.6 KB of weights, over the CH32V003's 16 KB of flash.
+    `--over-budget` counts it on the emulator with twice the part's memory, bit-exact, and says
+    that it does not fit; without it the bench refuses the image."""
+    path = tmp_path / "m.pt"
+    bitgen.save(mlp(widths=(256, 128, 10)), path)
+    assert main(["bench", "--board", "ch32v003-sim", str(path), "--random", "2", "--json", "-"]) == 2
+    assert "does not fit ch32v003" in capsys.readouterr().err
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--board", "ch32v003-sim", str(path), "--random", "2", "--over-budget", "--count-only",
+                 "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["mismatches"] == 0 and rep["compared"] == 2 and rep["instructions"]["median"] > 0
+    assert rep["image_fits"] is False and rep["memory_scale"] == 2 and rep["kernels"] == "rv32ec"
+    assert rep["flash_bytes"] > rep["flash_budget"] == 16384 and rep["sram_budget"] == 2048
+    assert rep["protocol_firmware"] is None and all(lay["instructions"] is None for lay in rep["layers"])
+    assert "does not fit the part: measured on the emulator with 2 times" in capsys.readouterr().out
+
+    small = tmp_path / "s.pt"  # a model that fits: --over-budget changes nothing
+    bitgen.save(mlp(widths=(64, 32, 10)), small)
+    assert main(["bench", "--board", "ch32v003-sim", str(small), "--random", "2", "--over-budget",
+                 "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["image_fits"] is True and rep["memory_scale"] == 1 and rep["protocol_firmware"]["fits"]
+
+    capsys.readouterr()
+    assert main(["bench", "--board", "mps2-an386", str(small), "--random", "2", "--over-budget"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--over-budget: only on a Unicorn-emulated board" in err[0]
+
+
+def test_an_enlarged_board_grows_only_flash_and_sram():
+    from bitgen.harness import boards
+
+    sim = boards.get("ch32v003-sim")
+    big = boards.enlarged(sim, 4)
+    assert (big.image_board.flash.size, big.image_board.sram.size) == (4 * 16384, 4 * 2048)
+    assert big.image_board.stack_bytes == sim.image_board.stack_bytes
+    mem = {m["name"]: m["size"] for m in big.emulator["memory"]}
+    assert (mem["flash"], mem["sram"]) == (4 * 16384, 4 * 2048)
+    assert {m["name"]: m["size"] for m in sim.emulator["memory"]} == {"flash": 16384, "sram": 2048}  # untouched
+    assert boards.get("ch32v003").flash.size == 16384

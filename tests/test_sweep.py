@@ -1,16 +1,22 @@
 """bitgen sweep: a tiny design space on a local Ray runtime (every point trained, checked, built
-and benched; a point that cannot train is a row with its reason), a restart that skips the
-finished points, the Pareto front, and --fuzz as Ray tasks (a planted mismatch is caught and
-saved with its model and inputs).
+and benched; a point that cannot train is a row with its reason; a point over the part's flash
+is benched on the emulator enlarged to hold it and shown as not deployable), a restart that
+skips the finished points, the Pareto search and its restart, the front, and --fuzz as Ray
+tasks (a planted mismatch is caught and saved with its model and inputs).
 
-The sweeps run as child processes (each starts and stops its own Ray runtime, as a user's
-command does); the rest runs here."""
+The sweeps run in this process on one Ray runtime shared by the module (``ray_runtime``): a
+sweep joins a runtime that is already up and leaves it running, so the suite pays Ray's
+start-up once. A real Ray cluster (nodes started with the ``ray`` CLI) is
+test_a_sweep_spreads_over_a_ray_cluster, behind BITGEN_RAY_CLUSTER_TEST."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +27,8 @@ pytest.importorskip("optuna", reason="bitgen sweep needs the [sweep] extra")
 
 import bitgen  # noqa: E402
 from bitgen import cli, fuzz  # noqa: E402
-from bitgen.sweep import front  # noqa: E402
+from bitgen.harness import boards  # noqa: E402
+from bitgen.sweep import front, runner  # noqa: E402
 from bitgen.sweep.results import Results  # noqa: E402
 from bitgen.sweep.space import Space, SpaceError  # noqa: E402
 
@@ -33,9 +40,12 @@ dataset = "npz"
 data = "d.npz"
 epochs = 1
 seed = 0
+weights = "8bit"
 
 [sweep]
-arch = ["mlp:4", "mlp:0"]   # mlp:0 does not train: a failed row, not a crash
+# mlp:0 does not train: a failed row, not a crash; mlp:128,128 (8-bit weights, 18 KB) is over the
+# CH32V003's 16 KB of flash: benched all the same, on the emulator with twice the part's memory
+arch = ["mlp:4", "mlp:0", "mlp:128,128"]
 
 [check]
 random = 8
@@ -47,9 +57,23 @@ constraints = ["flash <= 16384", "sram <= 2048"]
 """
 
 
-def _bitgen(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
-    code = "import sys; from bitgen.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *argv], cwd=cwd, capture_output=True, text=True, timeout=600)
+@pytest.fixture(scope="module")
+def ray_runtime():
+    """One local Ray runtime (2 CPUs) for every sweep of this module."""
+    rt = runner.Ray(None, 2)
+    rt.connect()
+    yield
+    import ray
+
+    ray.shutdown()
+
+
+def _sweep(*argv: str, capsys) -> tuple[int, str, str]:
+    """bitgen sweep in this process: (exit status, stdout, stderr)."""
+    capsys.readouterr()
+    rc = cli.main(["sweep", *argv])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
 
 
 def _space(tmp_path: Path, text: str = SPACE) -> Path:
@@ -65,58 +89,74 @@ def _rows(out: Path) -> list[dict]:
 
 
 @needs_rv
-def test_a_sweep_runs_every_point_and_a_restart_skips_the_finished_ones(tmp_path):
+def test_a_sweep_runs_every_point_and_a_restart_skips_the_finished_ones(tmp_path, ray_runtime, capsys, monkeypatch):
     space = _space(tmp_path)
     out = tmp_path / "out"
-    r = _bitgen("sweep", str(space), "-o", str(out), "--json", str(tmp_path / "sweep.json"), "--workers", "2",
-                cwd=tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "Traceback" not in r.stderr
+    rc, stdout, stderr = _sweep(str(space), "-o", str(out), "--json", str(tmp_path / "sweep.json"), "--workers", "2",
+                                capsys=capsys)
+    assert rc == 0, stdout + stderr
+    assert "Traceback" not in stderr and "3 to run on 2 Ray worker(s)" in stdout
 
     rows = {row["params"]["arch"]: row for row in _rows(out)}
-    assert sorted(rows) == ["mlp:0", "mlp:4"]
-    bad, good = rows["mlp:0"], rows["mlp:4"]
+    assert sorted(rows) == ["mlp:0", "mlp:128,128", "mlp:4"]
+    bad, good, big = rows["mlp:0"], rows["mlp:4"], rows["mlp:128,128"]
     assert bad["status"] == "failed" and bad["reason"].startswith("does not train:") and "mlp" in bad["reason"]
     assert good["status"] == "ok" and good["mismatches"] == 0 and good["compared"] > 0
     b = good["boards"]["ch32v003-sim"]
-    assert b["fits"] and b["kernels"] == "rv32ec" and b["mismatches"] == 0
+    assert b["fits"] and b["kernels"] == "rv32ec" and b["mismatches"] == 0 and b["bench_memory_scale"] == 1
     assert all(isinstance(b[k], int) and b[k] > 0 for k in ("flash", "sram", "instructions"))
     assert 0 <= good["accuracy"] <= 1 and good["checks"]["rv32ec"]["mismatches"] == 0
     assert (out / good["model"]).is_file()
     bitgen.load(out / good["model"])  # the row's model file is a bitgen model
+    assert good["ray_node"] and good["seconds"]["bench"] > 0
+
+    # over the part's flash: measured (bit-exact) on the enlarged emulator, never deployable
+    nb = big["boards"]["ch32v003-sim"]
+    assert nb["fits"] is False and nb["flash"] > nb["flash_budget"] == 16384 and "does not fit" in nb["reason"]
+    assert nb["bench_memory_scale"] == 2 and nb["bench_kernels"] == "rv32ec"
+    assert nb["instructions"] > b["instructions"] and nb["mismatches"] == 0 and big["mismatches"] == 0
+    assert big["checks"]["rv32ec"]["mismatches"] == 0 and big["accuracy"] is not None
+    assert big["status"] == "failed" and "does not fit" in big["reason"]  # it fits no board of the space
 
     csv = (out / "results.csv").read_text().splitlines()
-    assert len(csv) == 3 and "ch32v003-sim.instructions" in csv[0]
+    assert len(csv) == 4 and "ch32v003-sim.instructions" in csv[0]
 
     summary = json.loads((tmp_path / "sweep.json").read_text())
-    assert summary["report"] == "sweep" and summary["count"] == 2 and summary["mismatches"] == 0
-    assert [f["params"] for f in summary["failed"]] == [{"arch": "mlp:0"}]
+    assert summary["report"] == "sweep" and summary["count"] == 3 and summary["mismatches"] == 0
+    assert sorted(f["params"]["arch"] for f in summary["failed"]) == ["mlp:0", "mlp:128,128"]
     assert [p["id"] for p in summary["front"]["ch32v003-sim"]] == [good["id"]]
     assert Path(summary["front_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     shown = json.loads((out / "front.json").read_text())["boards"]["ch32v003-sim"]
     assert shown["front"] == [good["id"]]
     assert shown["limits"]["constraints"] == ["flash <= 16384", "sram <= 2048"]
+    drawn = {p["id"]: p for p in shown["points"]}
+    assert drawn[big["id"]]["instructions"] == nb["instructions"] and not drawn[big["id"]]["deployable"]
+    assert not drawn[big["id"]]["failed"] and drawn[bad["id"]]["failed"]  # red (over a limit), grey (failed)
+    assert "does not fit" in drawn[big["id"]]["not_deployable_because"][0]
+    assert any("violates flash <= 16384" in w for w in drawn[big["id"]]["not_deployable_because"])
 
     # killed halfway: the failed point's row never written, the last line cut short
     lines = (out / "results.jsonl").read_text().splitlines()
-    kept = next(line for line in lines if json.loads(line)["id"] == good["id"])
-    (out / "results.jsonl").write_text(kept + "\n" + '{"id": "' + bad["id"][:5])
+    kept = [line for line in lines if json.loads(line)["id"] != bad["id"]]
+    (out / "results.jsonl").write_text("\n".join(kept) + "\n" + '{"id": "' + bad["id"][:5])
     model_time = (out / good["model"]).stat().st_mtime_ns
-    r = _bitgen("sweep", str(space), "-o", str(out), "--workers", "1", cwd=tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "2 points, 1 already in" in r.stdout and "1 to run" in r.stdout
+    rc, stdout, stderr = _sweep(str(space), "-o", str(out), "--workers", "1", capsys=capsys)
+    assert rc == 0, stdout + stderr
+    assert "3 points, 2 already in" in stdout and "1 to run" in stdout
     assert (out / good["model"]).stat().st_mtime_ns == model_time  # the finished point was not run again
     again = _rows(out)
-    assert [row["id"] for row in again] == [good["id"], bad["id"]] and again[0] == json.loads(kept)
+    assert [row["id"] for row in again] == [json.loads(k)["id"] for k in kept] + [bad["id"]]
+    assert again[:2] == [json.loads(k) for k in kept]
 
-    # nothing left: no Ray started at all
-    r = _bitgen("sweep", str(space), "-o", str(out), cwd=tmp_path)
-    assert r.returncode == 0 and "all already in" in r.stdout, r.stdout + r.stderr
-    assert len(_rows(out)) == 2
+    # nothing left: Ray is not even asked for
+    monkeypatch.setattr(runner.Ray, "connect", lambda self: pytest.fail("Ray joined with nothing to run"))
+    rc, stdout, stderr = _sweep(str(space), "-o", str(out), capsys=capsys)
+    assert rc == 0 and "all already in" in stdout, stdout + stderr
+    assert len(_rows(out)) == 3
 
 
 def test_dry_run_lists_the_points_and_what_the_folder_holds(tmp_path, capsys):
-    space = _space(tmp_path, SPACE.replace('arch = ["mlp:4", "mlp:0"]', 'arch = ["mlp:4", "mlp:8"]\n'
+    space = _space(tmp_path, SPACE.replace('arch = ["mlp:4", "mlp:0", "mlp:128,128"]', 'arch = ["mlp:4", "mlp:8"]\n'
                                            'weights = ["2bitsym", "ternary"]'))
     out = tmp_path / "out"
     first = Space.load(space).grid()[0]
@@ -148,7 +188,7 @@ def test_the_usps_example_is_the_issues_space():
 
 def test_point_ids_hash_what_decides_a_result(tmp_path):
     space = Space.load(_space(tmp_path))
-    a, b = space.grid()
+    a, b, _ = space.grid()
     assert a.id != b.id and space.point(a.params).id == a.id
     (tmp_path / "space.toml").write_text(SPACE.replace("random = 8", "random = 9"))
     assert Space.load(tmp_path / "space.toml").point(a.params).id != a.id
@@ -234,21 +274,21 @@ def test_the_same_seed_draws_the_same_models(tmp_path):
     assert a["mismatches"] == b["mismatches"] == [] and a["inputs"] == b["inputs"] > 0
 
 
-def test_fuzz_on_ray_counts_models_and_a_restart_skips_finished_batches(tmp_path):
+def test_fuzz_on_ray_counts_models_and_a_restart_skips_finished_batches(tmp_path, ray_runtime, capsys):
     out = tmp_path / "fuzz"
-    r = _bitgen("sweep", "--fuzz", "4", "--batch", "2", "--kernels", "generic", "-o", str(out),
-                "--json", str(tmp_path / "fuzz.json"), cwd=tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
+    rc, stdout, stderr = _sweep("--fuzz", "4", "--batch", "2", "--kernels", "generic", "-o", str(out),
+                                "--json", str(tmp_path / "fuzz.json"), capsys=capsys)
+    assert rc == 0, stdout + stderr
     rep = json.loads((tmp_path / "fuzz.json").read_text())
     assert rep["report"] == "fuzz" and rep["models"] == 4 and rep["mismatches"] == 0 and rep["inputs"] > 0
     assert rep["batches"] == 2 and rep["failed_batches"] == []
-    r = _bitgen("sweep", "--fuzz", "4", "--batch", "2", "--kernels", "generic", "-o", str(out), cwd=tmp_path)
-    assert r.returncode == 0 and "2 batches already in" in r.stdout, r.stdout + r.stderr
+    rc, stdout, stderr = _sweep("--fuzz", "4", "--batch", "2", "--kernels", "generic", "-o", str(out), capsys=capsys)
+    assert rc == 0 and "2 batches already in" in stdout, stdout + stderr
     assert json.loads((out / "fuzz.json").read_text())["models"] == 4
 
 
 def test_random_search_draws_distinct_points_the_same_way_each_time(tmp_path):
-    _space(tmp_path, SPACE.replace('arch = ["mlp:4", "mlp:0"]', 'arch = ["mlp:4", "mlp:8"]\n'
+    _space(tmp_path, SPACE.replace('arch = ["mlp:4", "mlp:0", "mlp:128,128"]', 'arch = ["mlp:4", "mlp:8"]\n'
                                    'lr = { min = 0.001, max = 0.1, log = true }\n'
                                    'batch_size = { min = 8, max = 64, step = 8 }')
                      + '[search]\nmethod = "random"\nsamples = 5\nseed = 1\n')
@@ -262,16 +302,86 @@ def test_random_search_draws_distinct_points_the_same_way_each_time(tmp_path):
 
 
 @needs_rv
-def test_the_pareto_search_runs_on_ray_and_resumes_its_study(tmp_path):
-    space = _space(tmp_path, SPACE.replace('arch = ["mlp:4", "mlp:0"]', 'arch = ["mlp:4", "mlp:6"]\n'
+def test_the_pareto_search_runs_on_ray_and_resumes_its_study(tmp_path, ray_runtime, capsys, monkeypatch):
+    space = _space(tmp_path, SPACE.replace('arch = ["mlp:4", "mlp:0", "mlp:128,128"]', 'arch = ["mlp:4", "mlp:6"]\n'
                                            'lr = { min = 0.001, max = 0.1, log = true }')
                    + '[search]\nmethod = "pareto"\nsamples = 2\n')
     out = tmp_path / "out"
-    r = _bitgen("sweep", str(space), "-o", str(out), "--workers", "2", cwd=tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
+    rc, stdout, stderr = _sweep(str(space), "-o", str(out), "--workers", "2", capsys=capsys)
+    assert rc == 0, stdout + stderr
     rows = _rows(out)
     assert 1 <= len(rows) <= 2 and all(row["status"] == "ok" for row in rows)  # a point proposed twice runs once
     assert (out / "optuna.journal").is_file() and (out / "front.png").is_file()
-    r = _bitgen("sweep", str(space), "-o", str(out), cwd=tmp_path)
-    assert r.returncode == 0 and "2 trials, 2 already in" in r.stdout, r.stdout + r.stderr
+    monkeypatch.setattr(runner.Ray, "connect", lambda self: pytest.fail("Ray joined with nothing to run"))
+    rc, stdout, stderr = _sweep(str(space), "-o", str(out), capsys=capsys)
+    assert rc == 0 and "2 trials, 2 already in" in stdout, stdout + stderr
     assert len(_rows(out)) == len(rows)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@needs_rv
+@pytest.mark.skipif(not os.environ.get("BITGEN_RAY_CLUSTER_TEST"),
+                    reason="starts a two-node Ray cluster with the ray CLI (about a minute): BITGEN_RAY_CLUSTER_TEST=1")
+def test_a_sweep_spreads_over_a_ray_cluster(tmp_path):
+    """Two Ray nodes of one CPU each, started with the ray CLI as on two machines (a head, and a
+    node joining it); `bitgen sweep --address` runs one point on each."""
+    ray_cli = Path(sys.executable).with_name("ray")
+    if not ray_cli.is_file():
+        pytest.skip("no ray command beside this Python (pip install 'bitgen[sweep]')")
+    port = _free_port()
+    env = os.environ | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": os.urandom(32).hex(), "RAY_USAGE_STATS_ENABLED": "0"}
+    common = ["--num-cpus=1", "--disable-usage-stats", "--block"]
+    nodes = []
+    temp = Path(tempfile.mkdtemp(prefix="bg-ray-"))  # short: Ray's socket paths must stay under 108 bytes
+    log = (tmp_path / "nodes.log").open("w")
+    try:
+        # each `ray start --block` keeps its node's processes as its children and stops them on SIGTERM
+        nodes.append(subprocess.Popen([str(ray_cli), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+                                       "--include-dashboard=false", f"--temp-dir={temp}", *common],
+                                      env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        address = f"127.0.0.1:{port}"
+        for _ in range(60):
+            if subprocess.run([str(ray_cli), "status", f"--address={address}"], env=env,
+                              capture_output=True).returncode == 0:
+                break
+            assert nodes[0].poll() is None, "the head node stopped: " + (tmp_path / "nodes.log").read_text()[-2000:]
+            time.sleep(0.5)
+        nodes.append(subprocess.Popen([str(ray_cli), "start", f"--address={address}", "--node-ip-address=127.0.0.1",
+                                       *common], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True))
+        for _ in range(60):
+            st = subprocess.run([str(ray_cli), "status", f"--address={address}"], env=env, capture_output=True, text=True)
+            if st.stdout.count(" node_") >= 2:
+                break
+            assert nodes[1].poll() is None, "the second node stopped: " + (tmp_path / "nodes.log").read_text()[-2000:]
+            time.sleep(0.5)
+        assert st.stdout.count(" node_") >= 2, st.stdout + st.stderr
+
+        space = _space(tmp_path, SPACE.replace('arch = ["mlp:4", "mlp:0", "mlp:128,128"]', 'arch = ["mlp:4", "mlp:6"]'))
+        code = "import sys; from bitgen.cli import main; sys.exit(main(sys.argv[1:]))"
+        r = subprocess.run([sys.executable, "-c", code, "sweep", str(space), "-o", str(tmp_path / "out"),
+                            "--address", address, "--json", str(tmp_path / "sweep.json")],
+                           env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "2 to run on 2 Ray worker(s)" in r.stdout
+        rows = _rows(tmp_path / "out")
+        assert len(rows) == 2 and all(row["status"] == "ok" for row in rows)
+        assert len({row["ray_node"] for row in rows}) == 2, "both points ran on one node"
+        assert json.loads((tmp_path / "sweep.json").read_text())["ray_address"] == address
+    finally:
+        for p in reversed(nodes):
+            p.terminate()
+        for p in reversed(nodes):
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from ..harness import boards, firmware
-from .common import (CNN_TARGET, UsageError, add_kernels_argument, add_max_arena_argument, add_model_argument, cnn_target,
-                     count, load_model, resolve_kernels)
+from .common import (CNN_TARGET, UsageError, add_kernels_argument, add_max_arena_argument, add_model_argument,
+                     add_tiling_arguments, cnn_target, count, load_model, resolve_kernels)
 from .emit_cmd import check_name, default_name
 from .outputs import STDOUT, output_dir, output_file, write_text
 
@@ -21,6 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="C name prefix (default: the model's name, else 'model')")
     add_kernels_argument(p, "kernel set (default: the board's, fastest that fits)")
     add_max_arena_argument(p)
+    add_tiling_arguments(p)
     p.add_argument("--prove", type=count(1, 10**6), metavar="N",
                    help="random int8 inputs on which the image's own sources, compiled for this machine, "
                         f"are compared with the golden model, besides the extreme ones (default "
@@ -48,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     name = args.name or default_name(loaded.ir.name)
     try:
         fw = firmware.build(loaded.ir, board, out, name=name, model_path=str(Path(args.model).resolve()),
-                         kernels=kernels, max_arena=args.max_arena, prove=args.prove, target=target)
+                         kernels=kernels, max_arena=args.max_arena, prove=args.prove, target=target,
+                         tiles=args.tiling, strip_rows=args.strip_rows)
         rep = fw.report
     except firmware.BudgetError as e:
         say(firmware.format_report(e.report))
@@ -66,6 +68,12 @@ def run(args: argparse.Namespace) -> int:
         say(firmware.format_report(rep))
         h = rep["harness"]
         say(f"  harness (protocol + board support + glue): flash {h['flash']} B, SRAM {h['sram']} B")
+    tiled = (rep.get("model") or {}).get("tiling")
+    for run in (tiled or {}).get("runs", []):
+        say(f"row strips: layers {run['first_layer']}..{run['last_layer']} in {run['strips']} strips of "
+            f"{run['strip_rows']} rows: arena {tiled['arena_layer_by_layer']} B layer by layer, "
+            f"{tiled['arena_tiled']} B tiled; halos recompute {run['recompute_macs']} MACs "
+            f"(+{run['recompute_percent']} %)")
     p = rep["proof"]
     what = (f"the {p['kernels']} sources in {out / 'src'}" if target != CNN_TARGET else
             f"the image on max78000-sim (the emulated CNN accelerator; sources in {out / 'src'})")

@@ -88,6 +88,16 @@ def add_max_arena_argument(p: argparse.ArgumentParser) -> None:
                         "speed for SRAM to fit it (default: the fastest kernels)")
 
 
+def add_tiling_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tiling", choices=("auto", "rows", "off"), default="auto",
+                   help="run stacks of convolutions, transposed convolutions, upsamplings and poolings in "
+                        "strips of output rows (depth-first, halos recomputed): rows always, auto (default) "
+                        "only where the layers do not fit the arena limit (--max-arena, the board's SRAM) "
+                        "one after the other, off never")
+    p.add_argument("--strip-rows", type=count(1, 255), metavar="N",
+                   help="output rows per strip (default: the height that fits with the fewest instructions)")
+
+
 BACKENDS = ("c",)  # what --target names for every command; emit also takes scamp5 (commands/scamp5_cmd.py)
 # and max78000-cnn (commands/emit_cmd.py: the MAX78000 CNN accelerator's layer program), which
 # build and run also take (cnn_target: the layer program behind the protocol firmware)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 
 from ..backends.c import emit
-from .common import (UsageError, add_kernels_argument, add_max_arena_argument, add_model_argument, load_model,
-                     resolve_kernels)
+from .common import (UsageError, add_kernels_argument, add_max_arena_argument, add_model_argument,
+                     add_tiling_arguments, load_model, resolve_kernels)
 from .outputs import output_dir
 
 
@@ -15,6 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="C name prefix (default: the model's name, else 'model')")
     add_kernels_argument(p, "kernel set (default: generic)")
     add_max_arena_argument(p)
+    add_tiling_arguments(p)
     from .scamp5_cmd import add_emit_arguments
 
     add_emit_arguments(p)
@@ -43,11 +44,19 @@ def run(args: argparse.Namespace) -> int:
     out = output_dir(args.out, "-o")
     loaded = load_model(args)
     name = args.name or default_name(loaded.ir.name)
-    em = emit.emit(loaded.ir, out, name=name, kernels=kernels, max_arena=args.max_arena)
+    em = emit.emit(loaded.ir, out, name=name, kernels=kernels, max_arena=args.max_arena, tiles=args.tiling,
+                   strip_rows=args.strip_rows)
     r = em.report
     print(f"wrote {len(em.files)} files to {em.outdir}/ ({name}.h, {name}.c, {name}.json, {kernels} kernels)")
     print(f"  layers {len(r['layers'])}  weights {r['weight_bytes']} B  arena {r['arena_bytes']} B  "
           f"MACs {r['macs']}  model {r['model_hash'][:16]}")
+    if r.get("tiling"):
+        t = r["tiling"]
+        for run in t["runs"]:
+            print(f"  row strips: layers {run['first_layer']}..{run['last_layer']} in {run['strips']} strips of "
+                  f"{run['strip_rows']} rows; arena {t['arena_layer_by_layer']} B layer by layer, "
+                  f"{t['arena_tiled']} B tiled; halos recompute {run['recompute_macs']} MACs "
+                  f"(+{run['recompute_percent']} %)")
     return 0
 
 
@@ -59,8 +68,9 @@ def emit_max78000(args: argparse.Namespace) -> int:
     from ..backends.max78000 import emit as cnn_emit
     from ..backends.max78000 import limits
 
-    if args.kernels is not None or args.max_arena is not None:
-        raise UsageError("--kernels and --max-arena are for the C back end, not --target max78000-cnn")
+    if args.kernels is not None or args.max_arena is not None or args.tiling != "auto" or args.strip_rows is not None:
+        raise UsageError("--kernels, --max-arena, --tiling and --strip-rows are for the C back end, "
+                         "not --target max78000-cnn")
     check_name(args.name)
     out = output_dir(args.out, "-o")
     loaded = load_model(args)

@@ -109,13 +109,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_summary(summary: dict[str, Any], data: dict[str, Any], results, out: Path) -> None:
+    from ..sweep.space import shown
+
     print(f"{summary['count']} points ({summary['skipped'] or 0} from an earlier run), {len(summary['failed'])} "
           f"failed, {summary['mismatches']} mismatches, {summary['wall_s']} s")
     for board, entries in summary["front"].items():
         print(f"Pareto front on {board} ({', '.join(data['objectives'])}):")
         for e in entries:
             print(f"  {100 * e['accuracy']:6.2f} %  {e['instructions']:>12,.0f} instructions  flash {e['flash']} B  "
-                  f"SRAM {e['sram']} B  {' '.join(f'{k}={v}' for k, v in e['params'].items())}")
+                  f"SRAM {e['sram']} B  {shown(e['params'])}")
     print(f"wrote {results.jsonl}, {results.csv}, {out / 'front.json'}, {out / 'front.png'}")
     if summary["mismatches"]:
         print(f"MISMATCH: {summary['mismatches']} outputs differ from the golden model (see the rows' checks)")
@@ -123,6 +125,7 @@ def _print_summary(summary: dict[str, Any], data: dict[str, Any], results, out: 
 
 def _dry_run(space, out: Path, json_to) -> int:
     from ..sweep.results import Results
+    from ..sweep.space import shown
 
     if space.method == "pareto":
         raise UsageError("--dry-run lists the points of a grid or random space; a Pareto search chooses them "
@@ -137,7 +140,7 @@ def _dry_run(space, out: Path, json_to) -> int:
     if json_to != STDOUT:
         for p in listed:
             print(f"{p['id']}  {'done ' if p['done'] else 'to do'}  "
-                  f"{' '.join(f'{k}={v}' for k, v in p['params'].items())}")
+                  f"{shown(p['params'])}")
         print(f"{report['count']} points, {report['done']} already in {out}")
     return 0
 

@@ -13,6 +13,7 @@ Three kinds of board:
 """
 from __future__ import annotations
 
+import copy
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,7 @@ class Board:
     path: Path
     description: str
     spec: dict[str, Any] = field(repr=False)
+    image: "Board | None" = field(default=None, repr=False)  # the image board, where not read from boards/
 
     # ------------------------------------------------------------------ identity
     @property
@@ -59,6 +61,8 @@ class Board:
 
     @property
     def image_board(self) -> "Board":
+        if self.image is not None:
+            return self.image
         return self if self.firmware == self.name else get(self.firmware)
 
     @property
@@ -174,3 +178,30 @@ def get(name: str, root: Path = BOARDS) -> Board:
     if board.firmware != board.name and not (root / board.firmware / "board.toml").is_file():
         raise BoardError(f"board {name} runs the image of '{board.firmware}', which does not exist")
     return board
+
+
+def enlarged(board: Board, scale: int) -> Board:
+    """The emulated ``board`` with ``scale`` times the part's flash and SRAM, in the image it
+    builds (the budgets of its link) and in its emulator's memory map: an image that does not fit
+    the part can be run and its instructions counted, never deployed. Only the two regions
+    grow; start-up code, peripherals and the stack reserve stay the part's."""
+    if not board.is_emulated or board.image_board.flash is None or board.image_board.sram is None:
+        raise BoardError(f"board {board.name}: only an emulated board with flash and SRAM budgets can be enlarged")
+    if scale < 1:
+        raise BoardError(f"enlarged: scale must be 1 or more, not {scale}")
+    img = board.image_board
+    img_spec = copy.deepcopy(img.spec)
+    for region in ("flash", "sram"):
+        img_spec["memory"][region]["size"] = int(img_spec["memory"][region]["size"]) * scale
+    spec = copy.deepcopy(board.spec)
+    regions = {r["name"]: r for r in spec["emulator"].get("memory", [])}
+    for region in ("flash", "sram"):
+        if region not in regions:
+            raise BoardError(f"board {board.name}: its emulator has no '{region}' region to enlarge")
+        regions[region]["size"] = int(regions[region]["size"]) * scale
+    big_img = Board(name=img.name, path=img.path, description=f"{img.description}, memory x{scale}", spec=img_spec)
+    if img is board:
+        spec["memory"] = img_spec["memory"]
+        return Board(name=board.name, path=board.path, description=big_img.description, spec=spec)
+    return Board(name=board.name, path=board.path, description=f"{board.description}, memory x{scale}", spec=spec,
+                 image=big_img)

@@ -496,7 +496,7 @@ def _report_head(board: Board, em: emit.Emitted, name: str, model_path: str | No
         "clock_hz": img.clock_hz,
         "model": {"name": name, "path": model_path,
                   "arena_bytes": em.report["arena_bytes"], "weight_bytes": em.report["weight_bytes"],
-                  "arena_peak": em.report.get("arena_peak"),
+                  "arena_peak": em.report.get("arena_peak"), "tiling": em.report.get("tiling"),
                   "input": em.report["input"], "output": em.report["output"]},
     }
 
@@ -592,7 +592,8 @@ def _hardware_boards() -> list[Board]:
 def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "model",
           extra_cflags: list[str] | None = None, model_path: str | None = None,
           kernels: str | None = None, harness: str = "protocol", max_arena: int | None = None,
-          prove: int | None = None, target: str = "c") -> Firmware:
+          prove: int | None = None, target: str = "c", tiles: str = "auto",
+          strip_rows: int | None = None) -> Firmware:
     """Build the firmware image of ``board`` running ``model`` into ``outdir``.
 
     Without ``kernels`` the board's kernel targets are tried fastest first, and the first image
@@ -600,7 +601,9 @@ def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "mod
     kernels and the arena that would fit (emit.plan_within trades their scratch for speed). The
     report lists every image tried (``kernels_tried``). ``harness``:
     ``protocol`` (the wire protocol: what `bitgen flash` writes) or ``bench`` (start-up and the
-    model only, driven through memory by bitgen.sim.bench). ``max_arena``: see emit.plan_within.
+    model only, driven through memory by bitgen.sim.bench). ``max_arena``, ``tiles`` (row strips:
+    "auto" where the layers do not fit the SRAM one after the other), ``strip_rows``: see
+    emit.plan_within.
     ``prove``: random inputs of the host proof of the kept image's sources (default
     DEFAULT_PROVE for the protocol harness, none for bench); 0 skips it, and `bitgen flash`
     refuses the unproved image (emulated runs compare the image itself with golden instead).
@@ -625,7 +628,7 @@ def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "mod
         while True:
             try:
                 return _build_within(model, board, outdir, name, extra_cflags, model_path, k, tried, harness,
-                                     max_arena, prove, generic)
+                                     max_arena, prove, generic, tiles, strip_rows)
             except BudgetError as e:
                 more = _fewer_fast_layers(e, generic) if k != "generic" else None
                 if more is None:
@@ -638,12 +641,15 @@ def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "mod
 
 def _build_within(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_cflags: list[str] | None,
                   model_path: str | None, k: str, tried: list[dict[str, Any]], harness: str,
-                  max_arena: int | None, prove: int, generic: frozenset[int]) -> Firmware:
+                  max_arena: int | None, prove: int, generic: frozenset[int], tiles: str = "auto",
+                  strip_rows: int | None = None) -> Firmware:
     """The image with kernel set `k` (`generic`: layers on the generic kernel); an image over
-    its SRAM budget alone is tried again with the arena that would fit."""
+    its SRAM budget alone is tried again with the arena that would fit (in row strips where the
+    layers one after the other do not: `tiles`, `strip_rows`, emit.plan_within)."""
+    strips = dict(tiles=tiles, strip_rows=strip_rows)
     try:
         return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, max_arena, prove,
-                      generic)
+                      generic, **strips)
     except BudgetError as e:  # _build put the attempt in `tried`
         smaller = _smaller_arena(e.report, max_arena)
         if smaller is None:
@@ -651,7 +657,9 @@ def _build_within(model: ir.Model, board: Board, outdir: str | Path, name: str, 
         over = e
     try:  # the same kernels with less scratch may fit the SRAM
         return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, smaller, prove,
-                      generic)
+                      generic, **strips)
+    except emit.TiledArenaError as e:  # not in row strips either: say what they would need too
+        raise BudgetError(f"{over}; {e}", over.report, over.model_report) from None
     except emit.EmitError:  # the arena cannot get that small with these kernels
         raise over from None
 
@@ -711,7 +719,8 @@ def _smaller_arena(report: dict[str, Any], asked: int | None) -> int | None:
 
 def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_cflags: list[str] | None,
            model_path: str | None, kernels: str, tried: list[dict[str, Any]], harness: str,
-           max_arena: int | None, prove: int, generic: frozenset[int] = frozenset(), target: str = "c") -> Firmware:
+           max_arena: int | None, prove: int, generic: frozenset[int] = frozenset(), target: str = "c",
+           tiles: str = "auto", strip_rows: int | None = None) -> Firmware:
     img = board.image_board
     tc = img.toolchain
     if not tc:
@@ -730,7 +739,8 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
 
         em = protocol.emit(model, src, name)
     else:
-        em = emit.emit(model, src, name=name, kernels=kernels, max_arena=max_arena, generic=generic)
+        em = emit.emit(model, src, name=name, kernels=kernels, max_arena=max_arena, generic=generic, tiles=tiles,
+                       strip_rows=strip_rows)
     _refuse_what_cannot_fit(board, em, name, model_path, kernels, tried, harness, outdir)
     for f in PROTOCOL_FILES:
         shutil.copyfile(C_RUNTIME / f, src / f)

@@ -27,7 +27,8 @@ class Session:
                  workdir: str | None = None, timeout: float = 3.0, infer_timeout: float = 60.0,
                  retries: int = 3, boot_timeout: float = 15.0, log: Any = None,
                  extra_cflags: list[str] | None = None, kernels: str | None = None,
-                 max_arena: int | None = None, target: str = "c"):
+                 max_arena: int | None = None, target: str = "c", tiles: str = "auto",
+                 strip_rows: int | None = None):
         self.board, self.model, self.port = board, model, port
         self.name, self.workdir = name, workdir
         self.kw = dict(timeout=timeout, infer_timeout=infer_timeout, retries=retries, log=log)
@@ -36,6 +37,7 @@ class Session:
         self.kernels = kernels
         self.max_arena = max_arena
         self.target = target  # the back end (firmware.TARGETS)
+        self.tiles, self.strip_rows = tiles, strip_rows  # row strips (emit.plan_within)
         self.firmware = None
         self.emulation = None
         self.link: Link | None = None
@@ -59,7 +61,8 @@ class Session:
             # (so the image is marked unproved, and `bitgen flash` refuses it)
             self.firmware = firmware.build(self.model, self.board, self.workdir, name=self.name,
                                         extra_cflags=self.extra_cflags, kernels=self.kernels,
-                                        max_arena=self.max_arena, prove=0, target=self.target)
+                                        max_arena=self.max_arena, prove=0, target=self.target,
+                                        tiles=self.tiles, strip_rows=self.strip_rows)
             bottom = self.firmware.symbol("__bss_end") if self.board.emulator.get("kind") == "unicorn" else None
             self.emulation = sim.start(self.board, self.firmware, stack_bottom=bottom)
             url = self.emulation.url

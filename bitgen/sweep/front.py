@@ -74,6 +74,8 @@ def front_data(rows: list[dict[str, Any]], space: Space, png: str | None = None)
             b = r.get("boards", {}).get(board) or {}
             points.append({"id": r["id"], "params": r.get("params", {}), **measurements(r, board),
                            "fits": b.get("fits"), "kernels": b.get("kernels"), "deployable": ok,
+                           # not deployable for what it is, not for a limit: it did not train or is not bit-exact
+                           "failed": r.get("accuracy") is None or bool(r.get("mismatches")),
                            "not_deployable_because": why, "on_front": False, "model": r.get("model")})
         ok = [p for p in points if p["deployable"]]
         for i in pareto([tuple(p[o] for o in space.objectives) for p in ok], maximise):
@@ -96,22 +98,44 @@ def write(rows: list[dict[str, Any]], space: Space, out: Path) -> dict[str, Any]
 
 # ------------------------------------------------------------------------------ the picture
 def _label(params: dict[str, Any]) -> str:
-    return "  ".join(str(v) for v in params.values())
+    return "  ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in params.values())
 
 
 def _kib(n: float) -> str:
     return f"{n / 1024:.0f} KB" if n >= 1024 else f"{n:.0f} B"
 
 
+def _place_numbers(ax, points: list[tuple[float, float]]) -> list[tuple[int, int]]:
+    """An offset (in points) for each front number, away from the numbers already placed, so
+    that a cluster of front points stays readable."""
+    ax.autoscale_view()
+    xy = ax.transData.transform(points) if points else []
+    offsets = [(0, 9), (12, -3), (0, -15), (-12, -3), (12, 9), (-12, 9), (12, -15), (-12, -15)]
+    placed: list[tuple[float, float]] = []
+    chosen = []
+    for (x, y) in xy:
+        best = offsets[0]
+        for dx, dy in offsets:  # display units are pixels at the figure's dpi: ~1.5 per point
+            cx, cy = x + 1.5 * dx, y + 1.5 * dy
+            if all(abs(cx - px) > 14 or abs(cy - py) > 14 for px, py in placed):
+                best = (dx, dy)
+                break
+        placed.append((x + 1.5 * best[0], y + 1.5 * best[1]))
+        chosen.append(best)
+    return chosen
+
+
 def draw(data: dict[str, Any], path: Path) -> None:
     """Per board: accuracy against instructions per inference (area by flash, the front joined
-    as a staircase, points that cannot be deployed hollow), and below it flash and SRAM of each
-    point against the board's limits."""
+    as a staircase, points over the board's memory or a constraint hollow red, points that
+    failed or are not bit-exact hollow grey), and below it flash and SRAM of each point against
+    the board's limits."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, LogLocator
 
     boards = data["boards"]
     # one board: a wider figure, so that the legend below it has room
@@ -128,7 +152,8 @@ def draw(data: dict[str, Any], path: Path) -> None:
         pts = [p for p in b["points"] if p["instructions"] is not None and p["accuracy"] is not None]
         lim = b["limits"]
         ok = [p for p in pts if p["deployable"] and not p["on_front"]]
-        bad = [p for p in pts if not p["deployable"]]
+        over = [p for p in pts if not p["deployable"] and not p["failed"]]  # over the memory or a constraint
+        bad = [p for p in pts if p["failed"]]
         front = [p for p in pts if p["on_front"]]
         front.sort(key=lambda p: p["instructions"])
         # a few points far below the rest (a recipe that did not train) would squash the
@@ -144,11 +169,23 @@ def draw(data: dict[str, Any], path: Path) -> None:
 
         top.scatter([p["instructions"] for p in bad], [y(p) for p in bad],
                     s=[area(p["flash"]) for p in bad], facecolors="none", edgecolors="0.55", linewidths=1.2)
+        top.scatter([p["instructions"] for p in over], [y(p) for p in over],
+                    s=[area(p["flash"]) for p in over], facecolors="none", edgecolors="tab:red", linewidths=1.2)
         top.scatter([p["instructions"] for p in ok], [y(p) for p in ok],
                     s=[area(p["flash"]) for p in ok], color="tab:blue", alpha=0.55, edgecolors="tab:blue")
         below = [p for p in pts if floor is not None and 100 * p["accuracy"] < floor - 0.5]
         top.scatter([p["instructions"] for p in below], [y(p) for p in below], marker="v", s=30, color="black",
                     zorder=4)
+        groups: list[list[dict[str, Any]]] = []  # their accuracy, which the axis does not show; one
+        for p in sorted(below, key=lambda p: p["instructions"]):  # label for points side by side
+            if groups and p["instructions"] <= 1.05 * groups[-1][-1]["instructions"]:
+                groups[-1].append(p)
+            else:
+                groups.append([p])
+        for g in groups:
+            top.annotate(", ".join(f"{100 * p['accuracy']:.0f} %" for p in sorted(g, key=lambda p: p["accuracy"])),
+                         (g[0]["instructions"], y(g[0])), textcoords="offset points", xytext=(8, 4), fontsize=7,
+                         color="0.25", zorder=5)
         if front:
             xs = [p["instructions"] for p in front]
             ys = [y(p) for p in front]
@@ -156,11 +193,16 @@ def draw(data: dict[str, Any], path: Path) -> None:
             top.scatter(xs, ys, s=[area(p["flash"]) for p in front], color="tab:orange", edgecolors="black",
                         linewidths=0.8, zorder=3)
             key = []
-            for k, (p, x, yy) in enumerate(zip(front, xs, ys), 1):  # numbered, named in the key
-                top.annotate(str(k), (x, yy), textcoords="offset points", xytext=(0, 9), ha="center",
+            xs_all = [p["instructions"] for p in pts]
+            if xs_all and max(xs_all) > 8 * min(xs_all):  # the scale the numbers are placed on
+                top.set_xscale("log")
+            offsets = _place_numbers(top, list(zip(xs, ys)))
+            for k, (p, x, yy, off) in enumerate(zip(front, xs, ys, offsets), 1):  # numbered, named in the key
+                top.annotate(str(k), (x, yy), textcoords="offset points", xytext=off, ha="center", va="center",
                              fontsize=8, fontweight="bold", color="0.1", zorder=5)
                 key.append(f"{k:>2}  {100 * p['accuracy']:5.1f} %  {p['instructions']:>9,.0f}  {_label(p['params'])}")
-            top.text(0.99, 0.02, "Pareto front: accuracy, instructions, point\n" + "\n".join(key),
+            names = list(dict.fromkeys(k for p in front for k in p["params"]))
+            top.text(0.99, 0.02, f"Pareto front: accuracy, instructions, {'  '.join(names)}\n" + "\n".join(key),
                      transform=top.transAxes, ha="right", va="bottom", multialignment="left", fontsize=7,
                      family="monospace",
                      bbox=dict(boxstyle="round", facecolor="white", alpha=0.9, edgecolor="0.7"), zorder=6)
@@ -190,26 +232,37 @@ def draw(data: dict[str, Any], path: Path) -> None:
                                 xycoords=("axes fraction", "data"), textcoords="offset points", xytext=(2, 3),
                                 fontsize=8, color=color)
         bottom.set_yscale("log")
-        bottom.set_ylabel("bytes (firmware image)")
+        bottom.yaxis.set_major_locator(LogLocator(base=2))  # 1 KB, 2 KB, 4 KB, ...: how parts are sized
+        bottom.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _kib(v)))
+        bottom.yaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
+        bottom.set_ylabel("firmware image")
         bottom.set_xlabel("instructions per inference (median, emulated board)")
         bottom.grid(alpha=0.3, which="both")
         xs = [p["instructions"] for p in pts]
         if xs and max(xs) > 8 * min(xs):
             top.set_xscale("log")
+        counts = FuncFormatter(lambda v, _pos: f"{v:,.0f}")  # 20,000 rather than 2x10^4
+        bottom.xaxis.set_major_formatter(counts)
+        log = top.get_xscale() == "log"
+        bottom.xaxis.set_minor_formatter(FuncFormatter(  # on a log axis: 20,000, 30,000, 50,000; not every tick
+            lambda v, _pos, log=log: f"{v:,.0f}" if log and round(v / 10 ** math.floor(math.log10(v))) in (2, 3, 5)
+            else ""))
 
     sizes = sorted({2 ** round(math.log2(f)) for f in (min(flashes, default=1), biggest)})
     handles = [
         Line2D([], [], ls="-", marker="o", color="tab:orange", markeredgecolor="black", ms=8,
                label="Pareto front (deployable, none better on both)"),
         Line2D([], [], ls="", marker="o", color="tab:blue", alpha=0.55, ms=8, label="deployable"),
+        Line2D([], [], ls="", marker="o", markerfacecolor="none", markeredgecolor="tab:red", ms=8,
+               label="over the board's memory or a constraint\n(over the memory: counted on an emulator with more)"),
         Line2D([], [], ls="", marker="o", markerfacecolor="none", markeredgecolor="0.55", ms=8,
-               label="over a limit, not bit-exact or failed"),
+               label="not bit-exact or failed"),
         *[Line2D([], [], ls="", marker="o", color="0.7", ms=math.sqrt(area(s)), label=f"flash {_kib(s)}")
           for s in sizes],
         Line2D([], [], ls="", marker="o", color="tab:blue", ms=5, label="flash (lower panels)"),
         Line2D([], [], ls="", marker="s", color="tab:green", ms=5, label="SRAM (lower panels)"),
     ]
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8.5, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8.5, frameon=False)
     fig.suptitle("Accuracy against instructions per inference; point area by flash", fontsize=12)
     fig.tight_layout(rect=(0, 0.09, 1, 0.97))
     fig.savefig(path, dpi=110)

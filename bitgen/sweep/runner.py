@@ -30,7 +30,7 @@ from ..errors import BitgenError  # noqa: E402
 from . import point  # noqa: E402
 from .front import measurements  # noqa: E402
 from .results import Results  # noqa: E402
-from .space import MAXIMISED, Space  # noqa: E402
+from .space import MAXIMISED, Space, shown  # noqa: E402
 
 MAX_FAILURES = 2  # retries of a trial whose worker process died (an exception is a row, not a retry)
 
@@ -64,12 +64,13 @@ class Ray:
     def connect(self) -> int:
         if self.workers is not None:
             return self.workers
+        if self.address:
+            _reachable(self.address)
         if not ray.is_initialized():
             # Ray's warnings (token authentication on a local runtime, Tune's missing result
             # files that results.jsonl replaces) would bury the sweep's own lines
             common = dict(log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
             if self.address:
-                _reachable(self.address)
                 try:
                     ray.init(address=self.address, **common)
                 except (ConnectionError, RuntimeError, ValueError) as e:
@@ -135,7 +136,7 @@ def _trainable(config: dict[str, Any], space: Space, out: str, known=None) -> No
     row = ray.get(known.get.remote(job["id"])) if known is not None else None
     cached = row is not None
     if row is None:
-        row = point.run(job)
+        row = point.run(job) | {"ray_node": ray.get_runtime_context().get_node_id()}  # which node of the cluster
     tune.report(objectives(row, space) | {"row": json.dumps(row), "cached": cached})
 
 
@@ -174,7 +175,7 @@ class _Rows(tune.Callback):
 
 
 def summary_line(row: dict[str, Any]) -> str:
-    params = " ".join(f"{k}={v}" for k, v in row.get("params", {}).items())
+    params = shown(row.get("params", {}))
     if row.get("accuracy") is None:
         return f"{row['id']} {params}: failed: {row.get('reason')}"
     parts = [f"accuracy {100 * row['accuracy']:.2f} %", f"mismatches {row.get('mismatches', 0)}"]

@@ -423,6 +423,11 @@ def _relative(space: Path, p: str) -> Path:
     return q if q.is_absolute() else (space.parent / q).resolve()
 
 
+def shown(params: dict[str, Any]) -> str:
+    """The swept values for people: ``arch=mlp:16,16 lr=0.00223`` (floats to 3 digits)."""
+    return " ".join(f"{k}={f'{v:.3g}' if isinstance(v, float) else v}" for k, v in params.items())
+
+
 def _plain(v: Any) -> Any:
     """NumPy scalars (from Tune's samplers) as Python values: JSON and hashing see the same."""
     if hasattr(v, "item") and not isinstance(v, (list, dict, str)):

@@ -17,9 +17,10 @@ from typing import Any
 import jinja2
 
 from ... import __version__, encodings, ir, reports
-from . import memory, schedule, targets
+from . import memory, schedule, targets, tiling
 from ..base import Artifact
 from . import kernels
+from .kernels import bands
 from .kernels import (FUSED, Choice, KernelError, ModelSource, Pointers, Refusal, choose, choose_group,
                       choose_whole, model_input_only_before, xnor_first)
 from .literals import C_TYPE, SUFFIX, arena_ptr
@@ -94,6 +95,8 @@ class ModelPlan:
     steps: list[schedule.Step]
     memory: memory.Plan  # where each step reads and writes; scratch per step
     refused: dict[int, list[Refusal]] = field(default_factory=dict)  # per layer: faster kernels that did not take it
+    tiles: dict[int, tiling.Tiling] = field(default_factory=dict)  # tiled steps, by their first layer
+    layer_by_layer_arena: int | None = None  # with tiles: the arena without them
 
     def in_type(self, i: int) -> ir.TensorType:
         """The type of layer i's (first) input."""
@@ -184,13 +187,14 @@ def _step_scratch(choices: list[Choice], st: schedule.Step) -> tuple[dict[int, i
 
 def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[int, int] | None = None,
                plain: frozenset[int] = frozenset(), two_pass: frozenset[int] = frozenset(),
-               generic: frozenset[int] = frozenset()) -> ModelPlan:
+               generic: frozenset[int] = frozenset(), tiles: dict[int, tiling.Tiling] | None = None) -> ModelPlan:
     """Types of every tensor, the kernel of every layer, the schedule and the arena plan.
     `lut_chunks`: tables per pass of the LUT kernel of some layers, if not the kernel set's default;
     `plain`: layers that take the generic kernel instead of an optional one (Choice.optional);
     `two_pass`: channel-by-channel steps (by first layer) that take in the ShiftNorm after them
     (schedule.py); `generic`: layers that take the generic kernel set's kernel (their kernel set's
-    code did not fit the flash: harness/firmware.py)."""
+    code did not fit the flash: harness/firmware.py); `tiles`: runs computed in row strips
+    (tiling.py), by their first layer."""
     try:
         target = targets.get(kernel_set)
     except targets.KernelError as e:
@@ -207,7 +211,9 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
     reads = [[index[name] for name in n.inputs] for n in model.nodes]
     change_steps = {i: last for i in range(len(model.nodes))
                     if (last := kernels.change.fused_last(model, types, i, target)) is not None}
-    steps = schedule.steps(model, types, change_steps, two_pass=two_pass)
+    tiles = tiles or {}
+    tiled = {t.first: t.last for t in tiles.values()}
+    steps = schedule.steps(model, types, change_steps, two_pass=two_pass, tiled=tiled)
     # Convolutions that no plane kernel takes channel by channel: a kernel that computes whole
     # tensors (with the output stage fused) forms a step of its own, if one applies.
     whole: dict[int, Choice] = {}
@@ -226,7 +232,7 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
 
     for st in steps:
         i = st.first
-        if st.change or not isinstance(model.layers[i], ir.Conv2d):
+        if st.change or st.tiled or not isinstance(model.layers[i], ir.Conv2d):
             continue
         t_in = types[reads[i][0]]
         if xnor_first(model.layers[i], t_in, types[i + 1], target_of(i)):
@@ -238,12 +244,22 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
         if choice is not None:
             whole[i] = choice
     if whole:
-        steps = schedule.steps(model, types, change_steps, {i: c.fuses for i, c in whole.items()}, two_pass)
+        steps = schedule.steps(model, types, change_steps, {i: c.fuses for i, c in whole.items()}, two_pass, tiled)
     choices: list[Choice] = []
     for st in steps:
         if st.change:  # the gate's kernel computes every layer of the step
             choices.append(kernels.change.choose(model, types, st.first, st.last, target))
             choices += [FUSED] * (st.last - st.first)
+            continue
+        if st.tiled:  # kernels run on bands of rows (kernels/bands.py)
+            t = tiles[st.first]
+            for stage in t.stages:
+                fused = bands.fused_choice(model, types, stage, target_of(stage.first)) if stage.first in t.fused else None
+                if fused is not None:
+                    choices += [fused] + [FUSED] * (stage.last - stage.first)
+                else:
+                    choices += [kernels.generic.choose(model.layers[i], types[reads[i][0]], types[i + 1])
+                                for i in stage.layers]
             continue
         for i in st.layers:
             if i < len(choices):  # fused into the kernel of an earlier layer
@@ -278,11 +294,13 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
         # channel by channel: two plane buffers, then each kernel's own scratch
         if st.channelwise:
             scratch = sum(_step_planes(types, reads, choices, st)[2]) + _step_scratch(choices, st)[1]
+        elif st.tiled:
+            scratch = tiles[st.first].scratch
         else:
             scratch = c.scratch
         if model.is_sequential:
             needs.append(memory.Need(out_bytes=types[st.last + 1].nbytes, in_bytes=types[st.first].nbytes,
-                                     scratch=scratch, **({} if st.channelwise else dict(
+                                     scratch=scratch, **({} if st.channelwise or st.tiled else dict(
                                          in_place=c.in_place, out_region=c.out_region, alias=c.alias))))
         else:
             needs.append(memory.GraphNeed(
@@ -290,7 +308,7 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
                 scratch=scratch, keep=len(needs) in kept, persistent=c.persistent, **({} if st.channelwise else dict(
                     in_place=c.in_place, out_region=c.out_region, alias=c.alias))))
     plan = memory.plan(needs) if model.is_sequential else memory.plan_graph(needs)
-    return ModelPlan(types, reads, choices, steps, plan, refused)
+    return ModelPlan(types, reads, choices, steps, plan, refused, tiles)
 
 
 def _step_code(model: ir.Model, mp: ModelPlan, k: int, src: ModelSource) -> tuple[list[str], dict[int, int | None]]:
@@ -298,6 +316,15 @@ def _step_code(model: ir.Model, mp: ModelPlan, k: int, src: ModelSource) -> tupl
     st, types = mp.steps[k], mp.types
     loc_in, loc_out = mp.memory.inputs[k][0], mp.memory.outputs[k]
     scratch = mp.memory.scratch[k]
+    if st.tiled:
+        out_t = types[st.last + 1]
+        x = f"(const uint8_t *){_ptr(loc_in, mp.in_type(st.first).dtype, const=True, name=src.name)}"
+        y = f"(uint8_t *){_ptr(loc_out, out_t.dtype, const=False, name=src.name)}"
+        lines = bands.render(model, types, mp.choices, mp.tiles[st.first], src, x, y, scratch)
+        lines.append(f"BG_LAYER_PART({st.last}, 0, {_ptr(loc_out, out_t.dtype, const=True, name=src.name)}, "
+                     f"{out_t.nbytes});")
+        at = None if loc_out.external else loc_out.offset
+        return lines, {j: at if j == st.last else None for j in st.layers}
     if not st.channelwise:
         i = st.first
         last = i + mp.choices[i].fuses  # the layer whose output the kernel writes
@@ -416,7 +443,84 @@ def _ptr_at(offset: int, dtype: str, const: bool) -> str:
     return _ptr(memory.Location(external=False, offset=offset), dtype, const)
 
 
+def plan_tiled(model: ir.Model, kernel_set: str, max_arena: int | None, strip_rows: int | None = None,
+               generic: frozenset[int] = frozenset()) -> ModelPlan:
+    """The plan with every tileable run (tiling.runs) computed in row strips: for each run the
+    strip height (`strip_rows`, or each height in turn) and kernels (the generic ones, or fused
+    ones: bands.fused_choice) whose arena fits `max_arena` with the fewest estimated
+    instructions; without a limit, or where none fits, the smallest arena (with `strip_rows` and
+    no limit: the fewest instructions at that height). `generic`: as plan_model."""
+    base = plan_model(model, kernel_set, generic=generic)
+    found = tiling.runs(model, base.types)
+    if not found:
+        raise EmitError("no run of two or more convolutions, transposed convolutions, upsamplings or "
+                        "poolings (with ReLU / requantization after them) to compute in row strips")
+    tiles: dict[int, tiling.Tiling] = {}
+    best: ModelPlan | None = None
+    for stages in found:
+        ranked = []
+        fused = {st.first: c.scratch for st in stages if (c := bands.fused_choice(
+            model, base.types, st, targets.get("generic" if st.first in generic else kernel_set))) is not None}
+        tries = [(h, f) for h in ([strip_rows] if strip_rows else tiling.heights(stages, base.types))
+                 for f in ([fused, {}] if fused else [{}])]  # the fused kernels' scratch may not fit
+        for h, f in tries:
+            try:
+                t = tiling.plan(model, base.types, stages, h, f)
+            except tiling.TilingError as e:
+                if strip_rows:
+                    raise EmitError(f"--strip-rows {strip_rows}: {e}") from None
+                continue
+            mp = plan_model(model, kernel_set, generic=generic, tiles=tiles | {t.first: t})
+            arena = mp.memory.arena_bytes
+            # the height given and no limit: the fastest kernels at that height
+            fits = arena <= max_arena if max_arena is not None else strip_rows is not None
+            ranked.append(((not fits, t.instructions if fits else arena, t.instructions), h, t, mp))
+        if not ranked:
+            continue
+        _, _, t, best = min(ranked, key=lambda r: (r[0], r[1]))
+        tiles[t.first] = t
+    if best is None:
+        raise EmitError("no strip height gives every tensor of the run a row to read")
+    best.layer_by_layer_arena = base.memory.arena_bytes
+    if max_arena is not None and best.memory.arena_bytes > max_arena:
+        raise TiledArenaError(f"the arena needs {best.memory.arena_bytes} B at least in row strips "
+                              f"({base.memory.arena_bytes} B layer by layer), over the limit of {max_arena} B",
+                              best.memory.arena_bytes)
+    return best
+
+
+class TiledArenaError(EmitError):
+    """Over the arena limit in row strips too."""
+
+    def __init__(self, message: str, arena: int):
+        super().__init__(message)
+        self.arena = arena  # the smallest arena in row strips
+
+
 def plan_within(model: ir.Model, kernel_set: str, max_arena: int | None,
+                generic: frozenset[int] = frozenset(), tiles: str = "auto", strip_rows: int | None = None) -> ModelPlan:
+    """:func:`plan_layers`, or with `tiles` "rows" (or "auto" where the layers do not fit
+    `max_arena` one after the other) :func:`plan_tiled`."""
+    if tiles not in tiling.MODES:
+        raise EmitError(f"unknown tiling '{tiles}' (known: {', '.join(tiling.MODES)})")
+    if strip_rows is not None and tiles == "off":
+        raise EmitError("--strip-rows needs tiling (--tiling rows or auto)")
+    if tiles == "rows" or strip_rows is not None:
+        return plan_tiled(model, kernel_set, max_arena, strip_rows, generic)
+    try:
+        return plan_layers(model, kernel_set, max_arena, generic)
+    except EmitError as layered:
+        if tiles == "off" or max_arena is None or not tiling.runs(model, plan_model(model, kernel_set).types):
+            raise
+        try:
+            return plan_tiled(model, kernel_set, max_arena, generic=generic)
+        except TiledArenaError as e:
+            raise TiledArenaError(f"{layered}; in row strips (--tiling) {e.arena} B at least", e.arena) from None
+        except EmitError:
+            raise layered from None
+
+
+def plan_layers(model: ir.Model, kernel_set: str, max_arena: int | None,
                 generic: frozenset[int] = frozenset()) -> ModelPlan:
     """The plan with the target's fastest kernels, or, when its arena is over `max_arena`
     bytes, a plan whose arena is not. Kernel scratch trades speed for SRAM first: LUT tables,
@@ -487,6 +591,15 @@ def _arena_peak(mp: ModelPlan, layers: list[LayerPlan]) -> dict[str, Any] | None
             "trades_scratch": bool(mp.choices[st.first].trades_scratch)}  # --max-arena could lower it
 
 
+def _tiling_report(mp: ModelPlan) -> dict[str, Any] | None:
+    """Row strips: the arena layer by layer and tiled, and each tiled run's strips and the
+    multiply-accumulates its halos recompute."""
+    if not mp.tiles:
+        return None
+    return {"arena_layer_by_layer": mp.layer_by_layer_arena, "arena_tiled": mp.memory.arena_bytes,
+            "runs": [t.report() for t in mp.tiles.values()]}
+
+
 def name_problem(name: str) -> str | None:
     """Why ``name`` cannot prefix the emitted C (None when it can)."""
     if not isinstance(name, str) or not IDENT.fullmatch(name):  # fullmatch: "net\n" is no name
@@ -498,23 +611,24 @@ def name_problem(name: str) -> str | None:
 
 
 def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str = "generic",
-         max_arena: int | None = None, generic: frozenset[int] = frozenset()) -> Emitted:
+         max_arena: int | None = None, generic: frozenset[int] = frozenset(), tiles: str = "auto",
+         strip_rows: int | None = None) -> Emitted:
     """Write the C for `model` into `outdir`; returns the file list and the report.
     `max_arena`: bytes the arena may take at most; `generic`: layers that take the generic
-    kernel whatever the kernel set (see plan_within)."""
+    kernel whatever the kernel set; `tiles`, `strip_rows`: row strips (see plan_within)."""
     try:
-        return _emit(model, outdir, name, kernels, max_arena, frozenset(generic))
+        return _emit(model, outdir, name, kernels, max_arena, frozenset(generic), tiles, strip_rows)
     except OSError as e:  # the folder may have been checked, but a file system can still refuse
         raise EmitError(f"writing the C into {outdir} failed ({e.filename}: {e.strerror or e})") from None
 
 
 def _emit(model: ir.Model, outdir: str | Path, name: str, kernels: str, max_arena: int | None,
-          generic: frozenset[int]) -> Emitted:
+          generic: frozenset[int], tiles: str = "auto", strip_rows: int | None = None) -> Emitted:
     why = name_problem(name)
     if why:
         raise EmitError(f"--name {name!r} {why}")
     kernel_set = kernels  # the name of the kernel set (targets.KERNEL_SETS)
-    mp = plan_within(model, kernel_set, max_arena, generic)
+    mp = plan_within(model, kernel_set, max_arena, generic, tiles, strip_rows)
     types, choices, plan = mp.types, mp.choices, mp.memory
     src = ModelSource(name)
     layers: list[LayerPlan] = []
@@ -525,6 +639,8 @@ def _emit(model: ir.Model, outdir: str | Path, name: str, kernels: str, max_aren
     # ... and a uint16 plane inside a step is not the int32 tensor golden traces
     stored -= {i for st in mp.steps if st.channelwise for i in _narrow_planes(types, choices, st)}
     stored |= {st.last for st in mp.steps if st.norm_first is not None}  # written by the step's second pass
+    # ... and a tiled step keeps only bands of rows of the tensors inside it
+    stored -= {i for st in mp.steps if st.tiled for i in st.layers if i != st.last}
     for k, st in enumerate(mp.steps):
         lines, offsets = _step_code(model, mp, k, src)
         body += lines
@@ -532,12 +648,14 @@ def _emit(model: ir.Model, outdir: str | Path, name: str, kernels: str, max_aren
             layer, choice = model.layers[i], choices[i]
             t_in, t_out = types[i], types[i + 1]
             runtime.update(choice.files)
+            if st.tiled:
+                runtime.update(bands.FILES)
             layers.append(LayerPlan(
                 index=i, op=layer.kind, name=layer.name or f"{layer.kind}{i}",
                 in_shape=t_in.shape, out_shape=t_out.shape, out_dtype=t_out.dtype,
                 out_bytes=t_out.nbytes,
                 kernel=("shiftnorm/two-pass" if st.norm_first is not None and i == st.last else choice.kernel)
-                + ("/channelwise" if st.channelwise else ""),
+                + ("/channelwise" if st.channelwise else "/tiled" if st.tiled else ""),
                 traced=i in stored,
                 encoding=getattr(layer, "encoding", None),
                 flash_bytes=src.flash_of_layer(i),
@@ -545,13 +663,14 @@ def _emit(model: ir.Model, outdir: str | Path, name: str, kernels: str, max_aren
                 arena_offset=offsets[i],
                 scratch_bytes=choice.scratch,
                 refused=mp.refused.get(i, []),
-                sources=sorted(f for f in choice.files if f.endswith(".c")),
+                sources=sorted(f for f in choice.files + (bands.FILES if st.tiled else []) if f.endswith(".c")),
             ))
     if any(st.channelwise for st in mp.steps):
         body.insert(0, "uint32_t c;")
     if any(st.norm_first is not None for st in mp.steps):
         body.insert(0, "uint32_t norm_pass, norm_shift = 0;")
         body.insert(0, "int32_t norm_max;")
+    # (a tiled step declares its own counters, in a block of its own)
     for decl in sorted({d for c in choices if c.prologue for d in c.prologue.locals}, reverse=True):
         body.insert(0, f"{decl};")
 
@@ -616,6 +735,7 @@ def _emit(model: ir.Model, outdir: str | Path, name: str, kernels: str, max_aren
         "generic_layers": sorted(generic),
         "macs": context["macs"],
         "arena_peak": _arena_peak(mp, layers),
+        "tiling": _tiling_report(mp),
         "layers": [lp.report() for lp in layers],
     }
     if src.gates:  # change-based convolutions: NAME_changed[k] counts gate k's changed pixels per frame

@@ -28,6 +28,7 @@ class Step:
     last: int  # index of the last layer (== first for a single layer)
     whole: bool = False  # one kernel computes all its layers on whole tensors (a fused output stage)
     change: bool = False  # a change gate and the layers after it in one change-based kernel
+    tiled: bool = False  # depth-first row strips through all its layers (tiling.py)
     norm_first: int | None = None  # two passes: the step ends in [Flatten,] ShiftNorm from this layer on
 
     @property
@@ -37,7 +38,7 @@ class Step:
 
     @property
     def channelwise(self) -> bool:
-        return self.last > self.first and not self.whole and not self.change
+        return self.last > self.first and not self.whole and not self.change and not self.tiled
 
     @property
     def layers(self) -> range:
@@ -69,13 +70,15 @@ def norm_tail(model: ir.Model, last: int, readers: dict[str, int] | None = None)
 
 
 def steps(model: ir.Model, types: list[ir.TensorType], change: dict[int, int] | None = None,
-          whole: dict[int, int] | None = None, two_pass: frozenset[int] = frozenset()) -> list[Step]:
+          whole: dict[int, int] | None = None, two_pass: frozenset[int] = frozenset(),
+          tiled: dict[int, int] | None = None) -> list[Step]:
     """Group the layers: each convolution with the channel-local layers that follow it, as long
     as each reads the one before it and nothing else reads what they pass on (in a graph).
     `change`: change gates whose kernel computes the layers after them up to the given one.
     `whole`: convolutions whose kernel computes whole tensors, and how many of the layers after
     each it fuses (taken from what this grouping gave it): they form a step of their own.
-    `two_pass`: channel-by-channel steps (by first layer) that take in the ShiftNorm after them."""
+    `two_pass`: channel-by-channel steps (by first layer) that take in the ShiftNorm after them.
+    `tiled`: runs of layers (first -> last) computed strip by strip, each one step."""
     readers = readers_of(model)
     nodes = model.nodes
     out: list[Step] = []
@@ -85,6 +88,10 @@ def steps(model: ir.Model, types: list[ir.TensorType], change: dict[int, int] | 
         if change and i in change:
             out.append(Step(i, change[i], change=True))
             i = change[i] + 1
+            continue
+        if tiled and i in tiled:
+            out.append(Step(i, tiled[i], tiled=True))
+            i = tiled[i] + 1
             continue
         if whole and i in whole:
             out.append(Step(i, i + whole[i], whole=True))

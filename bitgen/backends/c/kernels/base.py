@@ -100,6 +100,12 @@ class Pointers:
     others: tuple[str, ...] = ()  # pointers to the inputs after the first (const)
     x16: bool = False  # x is a plane stored as uint16 (Choice.narrow)
     y16: bool = False  # y is a plane to store as uint16 (Choice.narrow)
+    # with `channel`: a C expression of the plane's elements, when only a band of its rows is
+    # computed (a tiled step, tiling.py); None: the whole plane
+    elements: str | None = None
+    # a tiled step's band (tiling.py): C expressions of the input rows held, the output rows to
+    # compute and the vertical padding that maps one onto the other; None: the whole tensor
+    band: tuple[str, str, str] | None = None
 
 
 @dataclass

@@ -30,7 +30,7 @@ def choose(model: ir.Model, types: list[ir.TensorType], t_in: ir.TensorType, i: 
     layer = model.layers[i]
     if not applies(layer, target):
         return None
-    return fused_best(model, types, i, last, lambda fused, fused_types: _conv_lut(
+    return fused_best(model, types, i, last, lambda fused, fused_types: lut_conv(
         layer, t_in, types[i + 1], fused, fused_types, lut_chunk or target.lut_chunk))
 
 
@@ -38,7 +38,7 @@ def _round4(n: int) -> int:
     return (n + 3) & ~3
 
 
-def _conv_lut(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused: list[ir.Layer],
+def lut_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused: list[ir.Layer],
               fused_types: list[ir.TensorType], chunk: int) -> Choice | Refusal:
     name = "lut_conv"
     post = post_stage(fused, [t_out] + fused_types)
@@ -71,8 +71,8 @@ def _conv_lut(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused
 
     def render(src: ModelSource, i: int, p: Pointers) -> str:
         prm = fc.render(src, i)
-        shape = src.struct("bg_conv_shape_t", f"conv{i}", [c, h, w, co, oh, ow, kh, kw, *layer.stride,
-                                                           *layer.padding, 1])
+        shape = None if p.band else src.struct("bg_conv_shape_t", f"conv{i}", [c, h, w, co, oh, ow, kh, kw,
+                                                                                *layer.stride, *layer.padding, 1])
         post_arg = "0"
         if fused:
             rq = post["requant"]
@@ -85,11 +85,17 @@ def _conv_lut(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused
                 m, sh, post["lo"], post["hi"], int(rq is not None and rq.multiplier.size > 1),
                 post["relu_before"], int(rq is not None), post["relu_after"],
                 int(rq is not None and rq.rounding == "half_up"), post["wide"], post["pool"]])
-        params = src.struct("bg_conv_lut_t", f"convlut{i}", [f"&{prm}", f"&{shape}", post_arg, rows, cols,
-                                                             int(t_final.dtype == "int8")])
         col = arena_ptr(p.scratch, "int8_t")
         acc = arena_ptr(p.scratch + col_bytes, "int32_t")
         tables = arena_ptr(p.scratch + col_bytes + acc_bytes, "int16_t")
+        if p.band is not None:  # a band of rows (a tiled step): shapes built in place, no pool
+            n_in, n_out, pad = p.band
+            g = ", ".join(str(v) for v in [c, n_in, w, co, n_out, ow, kh, kw, *layer.stride, pad, layer.padding[1], 1])
+            q = f"&{prm}, &g, {post_arg}, {n_out}, {cols}, {int(t_final.dtype == 'int8')}"
+            return (f"{{ const bg_conv_shape_t g = {{{g}}}; const bg_conv_lut_t q = {{{q}}}; "
+                    f"bg_conv_lut_s8({p.x}, {p.y}, &q, {col}, {acc}, {tables}); }}")
+        params = src.struct("bg_conv_lut_t", f"convlut{i}", [f"&{prm}", f"&{shape}", post_arg, rows, cols,
+                                                             int(t_final.dtype == "int8")])
         return f"bg_conv_lut_s8({p.x}, {p.y}, &{params}, {col}, {acc}, {tables});"
 
     return Choice("lut_conv", FILES, render, scratch=col_bytes + acc_bytes + lut.scratch_bytes(fc.chunk),

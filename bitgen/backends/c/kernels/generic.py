@@ -70,8 +70,10 @@ def requant_fits_32(layer: ir.Requant, t_in: ir.TensorType) -> tuple[bool, bool]
     return direct or split, split
 
 
-def _plane(p: Pointers, t: ir.TensorType) -> int:
-    """Elements a kernel handles: the whole tensor, or one channel of it."""
+def _plane(p: Pointers, t: ir.TensorType) -> int | str:
+    """Elements a kernel handles: the whole tensor, one channel of it, or a band of its rows."""
+    if p.channel is not None and p.elements is not None:
+        return p.elements
     return t.size if p.channel is None else t.size // t.shape[0]
 
 
