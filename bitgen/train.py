@@ -383,6 +383,10 @@ def fit_decoder(model: torch.nn.Module, x: np.ndarray, target: np.ndarray, recip
 
     hist = History()
     start = time.perf_counter()
+    # the gradient goes through each batch's range (bitgen.nn.Requant.range_gradient): with
+    # the ranges held constant the decoder came apart after 6 epochs (seed 0: test error 0.050
+    # at 5 epochs, 0.099 at 12, 76 % of generated dice judged as requested at 5 epochs)
+    bnn.set_range_gradient(model, True)
     model.train()
     step = 0
     bar = console.progress(range(recipe.epochs), desc="training", unit="epoch", enabled=progress)
@@ -403,6 +407,7 @@ def fit_decoder(model: torch.nn.Module, x: np.ndarray, target: np.ndarray, recip
             tot += float(loss.detach()) * len(idx)
         hist.loss.append(tot / n)
         bar.set_postfix(mse=f"{hist.loss[-1]:.4f}")
+    bnn.set_range_gradient(model, False)
     bnn.set_quantization(model, True)
     if recipe.calibrate and any(isinstance(m, bnn.Requant) for m in model.modules()):
         # a sample of the inputs: a decoder's inputs are few classes and one latent, and each

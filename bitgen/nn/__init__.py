@@ -36,7 +36,7 @@ build) or in the ``forward`` of your own module (traced with torch.fx on export)
 from torch.nn import Flatten, MaxPool2d, ReLU  # noqa: F401  (exact on integer values)
 
 from .binary import Mul, Sign, Tile  # noqa: F401
-from .calibration import calibrate, set_quantization  # noqa: F401
+from .calibration import calibrate, set_quantization, set_range_gradient  # noqa: F401
 from .graph import Add, Concat, Graph, GraphState, Sub  # noqa: F401
 from .layers import QuantConv2d, QuantConvTranspose2d, QuantLinear  # noqa: F401
 from .norms import STATISTICS, Requant, Shift, ShiftNorm, multiplier_shift  # noqa: F401

@@ -18,6 +18,13 @@ def set_quantization(model: torch.nn.Module, enabled: bool) -> None:
             m.enabled = bool(enabled)
 
 
+def set_range_gradient(model: torch.nn.Module, enabled: bool) -> None:
+    """Train every static :class:`Requant` with the gradient through its batch's range (or not)."""
+    for m in model.modules():
+        if isinstance(m, Requant):
+            m.range_gradient = bool(enabled)
+
+
 @torch.no_grad()
 def calibrate(model: torch.nn.Module, x: torch.Tensor, batch: int = 1024) -> None:
     """Set every static :class:`Requant` from the statistics of ``x`` (int8 model inputs; clips

@@ -76,6 +76,9 @@ class Requant(torch.nn.Module):
         self.rms_factor = float(rms_factor)
         self.momentum = float(momentum)
         self.enabled = True  # False: no rounding (float warm-up)
+        # True: training passes gradients through the batch's own range (batch renormalization):
+        # set by bitgen.train.fit_decoder, see forward; training only, the export is the same
+        self.range_gradient = False
         n = self.channels or 1
         self.register_buffer("running_range", torch.ones(n, dtype=torch.float64))
         self.register_buffer("calibrated", torch.zeros((), dtype=torch.bool))
@@ -99,6 +102,12 @@ class Requant(torch.nn.Module):
         else:
             r = (stats[:, 0] / stats[:, 1].clamp_min(1)).sqrt() * self.rms_factor
         return r.clamp_min(1.0)
+
+    def range_of(self, acc: torch.Tensor) -> torch.Tensor:
+        """This batch's range, differentiable, shaped to broadcast over ``acc``."""
+        a = acc.transpose(0, 1).reshape(acc.shape[1], -1) if self.per_channel else acc.reshape(1, -1)
+        r = a.abs().amax(dim=1) if self.statistic == "absmax" else a.pow(2).mean(dim=1).sqrt() * self.rms_factor
+        return _channel_view(r.clamp_min(1.0), self.channels or 1, acc.dim())
 
     def observe(self, acc: torch.Tensor, momentum: float | None = None) -> None:
         """Fold one batch's range into the running estimate (the first batch sets it)."""
@@ -126,6 +135,14 @@ class Requant(torch.nn.Module):
             self.observe(acc)
             r = _channel_view(self.ratio().to(acc.dtype), self.channels or 1, acc.dim())
             v = acc * r
+            if self.range_gradient:
+                # the same value, but differentiated as if the batch were scaled by its own
+                # range (Ioffe 2017, batch renormalization): without it the gradient asks for
+                # larger sums that the range then cancels, so weights grow along themselves,
+                # the integer biases (in units of the weight scale) shrink, and a decoder falls
+                # apart after a few epochs
+                b = self.range_of(acc)
+                v = v * (b.detach() / b)
             if not self.enabled:
                 return v.clamp(-128, 127)
             return ste(v, torch.floor(v.detach() + 0.5)).clamp(-128, 127)
