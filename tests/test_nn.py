@@ -169,6 +169,31 @@ def test_static_requant_learns_its_range_from_batches_and_calibration():
     assert float(m.eval()(x).abs().max()) == 127  # the largest accumulator maps to 127
 
 
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_range_gradient_keeps_the_forward_and_differentiates_the_batch_range(per_channel):
+    torch.manual_seed(0)
+    acc = (torch.randn(16, 4, 5, 5) * 300 + 50).requires_grad_(True)
+    g = torch.randn(16, 4, 5, 5)
+    outs, grads = [], []
+    for on in (False, True):
+        r = bnn.Requant(4 if per_channel else None, momentum=0.1).train()
+        r.running_range.fill_(900.0)
+        r.calibrated.fill_(True)
+        bnn.set_range_gradient(r, on)
+        bnn.set_quantization(r, False)  # no rounding: the gradient is exact
+        out = r(acc)
+        (out * g).sum().backward()
+        outs.append(out.detach())
+        grads.append(acc.grad.clone())
+        acc.grad = None
+    assert torch.equal(outs[0], outs[1])  # the running range scales both, bit for bit
+    assert not torch.allclose(grads[0], grads[1])
+    # through the batch's rms the output is scale-free, so no gradient points along the sums
+    along = (grads[1] * acc.detach()).sum(dim=(0, 2, 3)) if per_channel else (grads[1] * acc.detach()).sum()
+    assert torch.allclose(along, torch.zeros_like(along), atol=1e-3 * float(grads[1].abs().sum()))
+    assert float((grads[0] * acc.detach()).sum().abs()) > 1.0
+
+
 def test_float_warmup_switch_turns_rounding_off_in_training_only():
     torch.manual_seed(0)
     m = _cnn("4bitsym", "static", False).train()
