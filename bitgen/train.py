@@ -360,7 +360,7 @@ DECODER_CALIBRATION = 1024  # inputs the static norms of a decoder are calibrate
 
 
 def fit_decoder(model: torch.nn.Module, x: np.ndarray, target: np.ndarray, recipe: Recipe, seed: int = 0,
-                progress: bool = True, weight: np.ndarray | None = None) -> History:
+                progress: bool = True) -> History:
     """Train a decoder in place: int8 conditioning inputs ``x`` (N, *input shape) to images
     ``target`` (N, *output shape) of int8 pixel values (floats), by the mean squared error of
     the quantized model's output (QAT: the same rounding and saturation as the exported model).
@@ -374,7 +374,6 @@ def fit_decoder(model: torch.nn.Module, x: np.ndarray, target: np.ndarray, recip
     gen = torch.Generator().manual_seed(seed)
     xt = torch.from_numpy(np.asarray(x, dtype=np.float32))
     yt = torch.from_numpy(np.asarray(target, dtype=np.float32)) / 127.0
-    wt = None if weight is None else torch.from_numpy(np.asarray(weight, dtype=np.float32)).reshape(yt.shape)
     n = xt.shape[0]
     total = math.ceil(n / recipe.batch_size) * recipe.epochs
     opt = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
@@ -398,10 +397,7 @@ def fit_decoder(model: torch.nn.Module, x: np.ndarray, target: np.ndarray, recip
         for i in range(0, n, recipe.batch_size):
             idx = order[i:i + recipe.batch_size]
             out = model(xt[idx]).reshape(yt[idx].shape) / 127.0
-            if wt is None:
-                loss = torch.nn.functional.mse_loss(out, yt[idx])
-            else:
-                loss = (wt[idx] * (out - yt[idx]) ** 2).mean()
+            loss = torch.nn.functional.mse_loss(out, yt[idx])
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
             opt.zero_grad(set_to_none=True)
