@@ -101,7 +101,8 @@ def cell(rep: dict | None, arena: bool = False) -> str:
     if rep is None:
         return "–"
     if "error" in rep:
-        return "does not fit" if "does not fit" in rep["error"] else "error"
+        # an image over the part, or an arena that cannot get as small as asked (--max-arena)
+        return "does not fit" if "does not fit" in rep["error"] or "over the limit" in rep["error"] else "error"
     return f"{rep['instructions']['median']:,.0f}" + (f" ({rep['arena_bytes']} B)" if arena else "")
 
 

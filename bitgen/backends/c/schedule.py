@@ -46,6 +46,7 @@ class Step:
 
 
 def readers_of(model: ir.Model) -> dict[str, int]:
+    """How many nodes (and states) read each tensor."""
     readers: dict[str, int] = {st.source: 1 for st in model.states}  # a state reads it after the frame
     for node in model.nodes:
         for name in node.inputs:
