@@ -690,8 +690,11 @@ def _fewer_fast_layers(e: BudgetError, generic: frozenset[int]) -> frozenset[int
         others = used_by_generic.union(*(f["sources"] for n, f in families.items() if n != family))
         return sum(objects.get(Path(src).with_suffix(".o").name, 0) for src in families[family]["sources"] - others)
 
-    costs = {fam: own_flash(fam) / max(1, f["macs"]) for fam, f in families.items() if own_flash(fam)}
-    if not costs or len(families) < 2:  # the last family given up: the generic kernel set, tried next
+    if len(families) < 2:  # the last family given up: the generic kernel set, tried next
+        return None
+    flash = {fam: own_flash(fam) for fam in families}
+    costs = {fam: flash[fam] / max(1, f["macs"]) for fam, f in families.items() if flash[fam]}
+    if not costs:
         return None
     return generic | families[max(costs, key=lambda fam: costs[fam])]["layers"]
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from .... import ir
 from ....ir.bounds import partial_sum_bound
+from .. import schedule
 from ..literals import C_TYPE, SUFFIX, arena_ptr, c_int, int_lines
 from . import conv_rows
 from .base import Choice, ModelSource, Pointers, Target
@@ -46,7 +47,7 @@ def fused_last(model: ir.Model, types: list[ir.TensorType], i: int, target: Targ
     if not target.change_conv or not isinstance(nodes[i].op, ir.ChangeGate) or i + 1 >= len(nodes):
         return None
     gate, conv = nodes[i], nodes[i + 1]
-    readers = _readers(model)
+    readers = schedule.readers_of(model)
     states = {st.name: st for st in model.states}
     ref = states.get(gate.inputs[1])
     if ref is None or ref.source != gate.output or readers[gate.output] != 2:  # the conv and the state
@@ -70,14 +71,6 @@ def fused_last(model: ir.Model, types: list[ir.TensorType], i: int, target: Targ
     while last > i + 1 and _stage(model, types, i + 1, last) is None:
         last -= 1
     return last if _stage(model, types, i + 1, last) is not None else None
-
-
-def _readers(model: ir.Model) -> dict[str, int]:
-    readers: dict[str, int] = {st.source: 1 for st in model.states}
-    for node in model.nodes:
-        for name in node.inputs:
-            readers[name] = readers.get(name, 0) + 1
-    return readers
 
 
 def _stage(model: ir.Model, types: list[ir.TensorType], conv: int, last: int) -> dict[str, Any] | None:
