@@ -184,26 +184,54 @@ def test_a_corrupted_weight_word_fails_the_comparison(tmp_path):
 # ------------------------------------------------------------------ legalization
 def test_a_model_over_the_hardware_limits_gets_a_per_resource_report():
     rng = np.random.default_rng(0)
-    # 34 layers (32 is the most); 90x90 pixels ping-ponging (8100 + 8100 words of an instance's
-    # 8192); a linear layer over 15x15 pixels of 4 channels into 64 outputs (64 x 225 kernels
-    # of one byte per processor: 1600 words of 768)
-    ops = [ir.Max78000Layer(weight=rng.integers(-1, 1, (4, 4, 3, 3)), padding=1, weight_bits=1) for _ in range(32)]
-    ops.append(ir.Max78000Layer(weight=rng.integers(-1, 1, (4, 4, 3, 3)), padding=1, weight_bits=1, pool="max",
-                                pool_size=6, pool_stride=6))
-    ops.append(ir.Max78000Layer(operation="linear", flatten=True, weight=rng.integers(-1, 1, (64, 900))))
-    m = ir.Model(ir.InputSpec((4, 90, 90), scale=1 / 128), layers=ops, name="big")
+    # 34 layers (32 is the most); 64 channels of 90x90 pixels in every instance, the first
+    # layer's input and output live together (8100 + 8100 words of an instance's 8192); a linear
+    # layer over 15x15 pixels of 64 channels into 64 outputs (64 x 225 kernels of one byte per
+    # processor: 1600 words of 768)
+    one = lambda **k: ir.Max78000Layer(weight=rng.integers(-1, 1, (64, 64, 1, 1)), padding=0, weight_bits=1, **k)  # noqa: E731
+    ops = [one(), one(pool="max", pool_size=6, pool_stride=6)] + [one() for _ in range(31)]
+    ops.append(ir.Max78000Layer(operation="linear", flatten=True, weight=rng.integers(-1, 1, (64, 64 * 225))))
+    m = ir.Model(ir.InputSpec((64, 90, 90), scale=1 / 128), layers=ops, name="big")
     with pytest.raises(limits.DoesNotFit) as e:
         allocate.plan(m)
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("max78000-cnn: the model does not fit the accelerator: layers: 34 layers")
     assert re.search(r"kernel memory: layer 33: processors \d+\.\.\d+ have no 1600 free words \(from a multiple "
                      r"of 4\) left in their 768-word kernel memories", msg)
-    assert "data memory: the two ping-pong buffers need 8100 + 8100 words" in msg
+    assert ("data memory: t0 (8100 words, written by layer 0) does not fit beside input (8100 words), live at the "
+            "same time in the same instances: an instance has 8192") in msg
     rep = e.value.report.to_dict()
     assert rep["fits"] is False
     assert rep["resources"]["layers"] == {"used": 34, "limit": 32}
     assert rep["resources"]["data memory words per instance"]["used"] == 16200
     assert {p["resource"] for p in rep["problems"]} == {"layers", "kernel memory", "data memory"}
+
+
+def test_data_memory_is_shared_by_lifetime():
+    """A tensor keeps its words until its last reader: a residual block's input stays while the
+    two convolutions run; tensors no longer read give their words to later ones."""
+    rng = np.random.default_rng(2)
+    conv = lambda c, o: ir.Max78000Layer(weight=rng.integers(-8, 8, (o, c, 3, 3)), weight_bits=4, padding=1)  # noqa: E731
+    nodes = [ir.Node(conv(4, 16), (ir.INPUT,), "stem"), ir.Node(conv(16, 16), ("stem",), "a"),
+             ir.Node(conv(16, 16), ("a",), "b"),
+             ir.Node(ir.Max78000Layer(operation="passthrough", eltwise="add", operands=2), ("stem", "b"), "sum"),
+             ir.Node(conv(16, 16), ("sum",), "c"), ir.Node(conv(16, 8), ("c",), "out")]
+    prog = allocate.plan(ir.Model(ir.InputSpec((4, 10, 10), scale=1 / 128), nodes=nodes, name="res"))
+    names = [p.shape.name for p in prog.layers]
+    assert names == ["stem", "stem_copy", "a", "b", "sum", "c", "out"]  # the copy with the write gap
+    blocks = {b.name: b for b in prog.blocks}
+    stem, ops = blocks["stem"], blocks["sum's operands"]
+    assert (stem.start, stem.end) == (0, 2) and (ops.start, ops.end) == (1, 4) and ops.words == 200
+    by = {p.shape.name: p for p in prog.layers}
+    assert by["stem_copy"].write_gap == 1 and by["b"].write_gap == 1
+    assert by["b"].out_offset == by["stem_copy"].out_offset + 1 == by["sum"].in_offset + 1
+    assert by["sum"].sources == (1, 3) and by["sum"].first_in == by["b"].first_out == by["stem_copy"].first_out
+    # no two tensors live at once share a word of an instance
+    for x in prog.blocks:
+        for y in prog.blocks:
+            if x is not y and x.start <= y.end and y.start <= x.end and x.instances & y.instances:
+                assert x.offset + x.words <= y.offset or y.offset + y.words <= x.offset, (x, y)
+    assert prog.report.resources["data memory words per instance"]["used"] <= 3 * 200
 
 
 def test_kernel_memory_is_spread_over_the_processors():
@@ -226,9 +254,10 @@ def test_kernel_memory_is_spread_over_the_processors():
      "layer 0 (t0): 65 output channels need several passes"),
     (lambda r: [ir.Max78000Layer(operation="convtranspose2d", weight=r.integers(-1, 1, (2, 2, 3, 3)), padding=1)],
      "layer 0 (t0): convtranspose2d is not supported yet"),
-    (lambda r: [ir.Max78000Layer(weight=r.integers(-1, 1, (4, 1, 3, 3)), padding=1, eltwise="add", operands=2,
-                                packed_operands=True)],
-     "layer 0 (t0): element-wise add is not supported yet"),
+    (lambda r: [ir.Max78000Layer(weight=r.integers(-1, 1, (4, 2, 3, 3)), padding=1),
+                ir.Max78000Layer(weight=r.integers(-1, 1, (4, 2, 3, 3)), padding=1, eltwise="add", operands=2,
+                                 packed_operands=True)],
+     "layer 1 (t1): its 2 operands packed as channel blocks of one tensor that a layer writes are not supported yet"),
 ])
 def test_what_the_slice_does_not_take_is_refused_in_one_line(make, message):
     ops = make(np.random.default_rng(0))

@@ -39,6 +39,58 @@ REGS = {"RCNT": 0, "CCNT": 1, "ONED": 2, "PRCNT": 3, "PCCNT": 4, "STRIDE": 5, "W
         "WPTR_TOFFS": 7, "WPTR_MOFFS": 8, "WPTR_CHOFFS": 9, "RPTR_BASE": 10, "LCTL": 11, "MCNT": 12,
         "TPTR": 13, "ENA": 14, "POST": 15, "LCTL2": 20}
 WEIGHT_BITS_FIELD = {8: 0, 1: 1, 2: 2, 4: 3}  # POST bits 22..23
+ELTWISE_FIELD = {"add": 0b01, "sub": 0b00, "xor": 0b11, "or": 0b10}  # ONED bits 14..15 (izer's op.ENCODING)
+
+
+def _eltwise_bits(op: ir.Max78000Layer) -> int:
+    """ONED's element-wise fields: enable (bit 13), the function, the operand count - 1 (bits
+    18..21), pooling before the element-wise op (bit 16, only with a real pool), and bit 17
+    on a layer with a convolution."""
+    if op.operands == 1:
+        return 0
+    v = 1 << 13 | ELTWISE_FIELD[op.eltwise] << 14 | (op.operands - 1) << 18
+    if op.pool_first and op.pooling and op.pool_size != (1, 1):
+        v |= 1 << 16
+    if op.has_weights:
+        v |= 1 << 17
+    return v
+
+
+@dataclass
+class Block:
+    """A run of data-memory words, the same in every instance its lanes use, that holds one
+    tensor, or the operands of an element-wise layer interleaved pixel by pixel (``stride``
+    words a pixel, operand k in word k: the operands' writers use write gap ``stride - 1``)."""
+
+    name: str
+    channels: int
+    pixels: int
+    stride: int = 1  # operands of an element-wise layer, else 1
+    width: int = 1  # words a value: 4 for a 32-bit output
+    start: int = 0  # the first layer that writes it (-1: cnn_load_input)
+    end: int = 0  # the last layer that reads it (the layer count: the output, unloaded)
+    first_lane: int | None = None
+    offset: int = 0
+
+    @property
+    def words(self) -> int:
+        return self.pixels * self.stride * self.width
+
+    @property
+    def instances(self) -> set[int]:
+        assert self.first_lane is not None
+        return set(range(self.first_lane // 4, (self.first_lane + self.channels - 1) // 4 + 1))
+
+
+@dataclass
+class Placement:
+    """Where a layer writes (or cnn_load_input loads) a tensor: a block and the word of each pixel
+    in it; ``channels`` (first, count) of the tensor (a packed input: one operand's block)."""
+
+    tensor: str
+    block: Block
+    slot: int = 0
+    channels: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -48,11 +100,13 @@ class LayerProgram:
     shape: LayerShape
     first_in: int  # input channel c on processor first_in + c
     first_out: int  # output channel o on lane first_out + o (a multiple of 4)
-    in_offset: int  # word offset of the input in its instances
+    in_offset: int  # word offset of the input in its instances (of operand 0 for an element-wise layer)
     out_offset: int
     kernel_start: int  # first kernel word, in every processor of the layer
     kernel_words: int  # words per processor
     bias: tuple[int, int] | None  # (quadrant, byte offset)
+    write_gap: int = 0  # words skipped after each output pixel (the other operands of an element-wise layer)
+    sources: tuple[int, ...] = (-1,)  # the layer that wrote each operand (-1: cnn_load_input)
     regs: dict[int, dict[str, int]] = field(default_factory=dict)  # quadrant -> register -> value
 
     @property
@@ -80,14 +134,12 @@ class Program:
     kernel_used: np.ndarray  # (64,) words to load per processor (up to its last used word)
     bias: np.ndarray  # (4, 512) uint8
     bias_used: list[int]
-    buffers: tuple[int, int]  # word offsets of the two data buffers
+    blocks: list[Block]  # the data-memory blocks
+    inputs: list[Placement]  # where cnn_load_input writes the model input (once per placement)
+    input_shape: tuple[int, int, int]
     quadrants: list[int]  # quadrants the program uses (0 is the master)
     avg_pool_rounding: bool
     report: FitReport
-
-    @property
-    def input(self) -> LayerProgram:
-        return self.layers[0]
 
     @property
     def output(self) -> LayerProgram:
@@ -106,39 +158,132 @@ def _words(ly: LayerShape) -> int:
     return -(-groups * taps // 9)
 
 
-def _data_words(shape: tuple[int, int, int], wide: bool = False) -> int:
-    return shape[1] * shape[2] * (4 if wide else 1)
+def _wire(nodes: list[LayerShape], input_shape: tuple[int, int, int]
+          ) -> tuple[list[tuple[LayerShape, Block, Placement]], list[Placement], list[Block]]:
+    """The program's layers in order, each with the block it reads and the placement it writes;
+    where cnn_load_input writes the input; every block.
+
+    A tensor read plainly (by a layer without an element-wise op, or unloaded) gets one block,
+    which all its plain readers share; each element-wise layer gets one block holding its
+    operands interleaved. The writer of a tensor fills its plain block, or its one operand slot
+    when nothing reads it plainly; every other operand slot it fills gets a passthrough copy of
+    the plain block with the write gap, right after the writer (the model input: cnn_load_input
+    writes every placement)."""
+    out_name = nodes[-1].name
+    plain_readers: dict[str, int] = {}
+    needs: dict[str, list[Placement]] = {}
+    groups: dict[int, Block] = {}
+    for ly in nodes:
+        c, h, w = ly.in_shape
+        if ly.operands == 1:
+            plain_readers[ly.inputs[0]] = plain_readers.get(ly.inputs[0], 0) + 1
+            continue
+        g = Block(f"{ly.name}'s operands", c, h * w, stride=ly.operands)
+        groups[ly.index] = g
+        for k in range(ly.operands):
+            t = ly.inputs[0] if ly.op.packed_operands else ly.inputs[k]
+            chans = (k * c, c) if ly.op.packed_operands else (0, c)
+            needs.setdefault(t, []).append(Placement(t, g, k, chans))
+    plain: dict[str, Block] = {}
+    blocks: list[Block] = list(groups.values())
+
+    def plain_block(t: str, shape: tuple[int, ...], width: int = 1) -> Block:
+        b = plain[t] = Block(t, shape[0], shape[1] * shape[2], width=width)
+        blocks.append(b)
+        return b
+
+    inputs = list(needs.get(ir.INPUT, []))
+    if plain_readers.get(ir.INPUT):
+        inputs.insert(0, Placement(ir.INPUT, plain_block(ir.INPUT, input_shape), 0, (0, input_shape[0])))
+    program: list[tuple[LayerShape, Block, Placement]] = []
+    for ly in nodes:
+        reads = groups[ly.index] if ly.operands > 1 else plain[ly.inputs[0]]
+        t, mine = ly.name, needs.get(ly.name, [])
+        if plain_readers.get(t) or t == out_name or len(mine) > 1:
+            width = 4 if ly.op.output_width == 32 else 1
+            first = Placement(t, plain_block(t, ly.out_shape, width), 0, (0, ly.out_shape[0]))
+            copies = mine
+        else:
+            first, copies = mine[0], []
+        program.append((ly, reads, first))
+        for k, pl in enumerate(copies):
+            copy = LayerShape(0, f"{t}_copy{k}" if len(copies) > 1 else f"{t}_copy", ir.Max78000Layer(operation="passthrough"),
+                              ly.out_shape, ly.out_shape, ly.out_shape, (t,), None)
+            program.append((copy, plain[t], pl))
+    return program, inputs, blocks
+
+
+def _least_used(used: np.ndarray, channels: int) -> int:
+    """The first lane (a multiple of 4) of ``channels`` lanes whose kernel memories are least used."""
+    return min(range(0, PROCESSORS - channels + 1, 4), key=lambda f: (int(used[f:f + channels].max()), f))
+
+
+def _place_blocks(blocks: list[Block], report: FitReport) -> None:
+    """Word offsets for every block: the lowest run of free words in its instances over its
+    lifetime (first fit in order of first write). Two blocks share words of an instance only
+    when no layer runs while both are live: a layer's output never overlaps what it reads."""
+    placed: list[Block] = []
+    beside: dict[int, list[Block]] = {}
+    for b in sorted(blocks, key=lambda b: (b.start, b.end, -b.words)):
+        live = [o for o in placed if o.start <= b.end and b.start <= o.end and o.instances & b.instances]
+        off = 0
+        for lo, hi in sorted((o.offset, o.offset + o.words) for o in live):
+            if off + b.words <= lo:
+                break
+            off = max(off, hi)
+        b.offset = off
+        placed.append(b)
+        beside[id(b)] = live
+    per_instance = [max([b.offset + b.words for b in blocks if i in b.instances], default=0) for i in range(16)]
+    report.use("data memory words per instance", max(per_instance), DATA_WORDS, per_instance=per_instance)
+    for b in placed:
+        if b.offset + b.words > DATA_WORDS:
+            live = beside[id(b)]
+            when = "loaded" if b.start < 0 else f"written by layer {b.start}"
+            report.add(None if b.start < 0 else b.start, "data memory", b.offset + b.words, DATA_WORDS,
+                       f"{b.name} ({b.words} words, {when}) does not fit beside "
+                       f"{', '.join(o.name for o in live)} ({sum(o.words for o in live)} words), live at the same "
+                       f"time in the same instances: an instance has {DATA_WORDS}")
 
 
 def plan(model: ir.Model) -> Program:
     """The allocation of ``model``; raises NotSupported (a layer bitgen does not take yet) or
     DoesNotFit (with the per-resource report)."""
-    shapes = limits.layers(model)
+    nodes = limits.layers(model)
+    input_shape = tuple(int(v) for v in model.input.shape)
+    wired, inputs, blocks = _wire(nodes, input_shape)  # type: ignore[arg-type]
+    shapes = [ly for ly, _, _ in wired]
+    for i, ly in enumerate(shapes):
+        ly.index = i
+    n = len(shapes)
     report = FitReport()
     limits.check(shapes, report)
-    n = len(shapes)
 
-    # data memory: tensor t (the input of layer t; t = n is the output) in buffer t % 2
-    sizes = [0, 0]
-    for t in range(n + 1):
-        shp = shapes[t].in_shape if t < n else shapes[-1].out_shape
-        sizes[t % 2] = max(sizes[t % 2], _data_words(shp, t == n and shapes[-1].op.output_width == 32))
-    buffers = (0, sizes[0])
-    report.use("data memory words per instance", sizes[0] + sizes[1], DATA_WORDS, buffers=list(sizes))
-    if sizes[0] + sizes[1] > DATA_WORDS:
-        report.add(None, "data memory", sizes[0] + sizes[1], DATA_WORDS,
-                   f"the two ping-pong buffers need {sizes[0]} + {sizes[1]} words per instance, an instance "
-                   f"has {DATA_WORDS}")
+    # lifetimes (in layers) of the blocks
+    for b in blocks:
+        b.start, b.end = n, -1
+    for pl in inputs:
+        pl.block.start = -1
+    writers: dict[tuple[int, int], int] = {(id(pl.block), pl.slot): -1 for pl in inputs}
+    for i, (_, rd, wr) in enumerate(wired):
+        rd.end = max(rd.end, i)
+        wr.block.start = min(wr.block.start, i)
+        writers[(id(wr.block), wr.slot)] = i
+    wired[-1][2].block.end = n
 
     kernels = np.zeros((PROCESSORS, KERNEL_WORDS, 9), dtype=np.uint8)
     occupied = np.zeros((PROCESSORS, KERNEL_WORDS), dtype=bool)
     used = np.zeros(PROCESSORS, dtype=np.int64)
     bias = np.zeros((QUADRANTS, BIAS_BYTES), dtype=np.uint8)
     bias_used = [0] * QUADRANTS
-    programs: list[LayerProgram] = []
-    first_in = 0
-    for ly in shapes:
-        c, o = ly.in_shape[0], ly.out_shape[0]
+    for pl in inputs:  # the input's blocks: where the kernel memories are least used (all free: lane 0)
+        if pl.block.first_lane is None:
+            pl.block.first_lane = _least_used(used, pl.block.channels)
+    lanes: list[tuple[int, int]] = []
+    for ly, rd, wr in wired:
+        c = ly.in_shape[0]
+        first_in = rd.first_lane
+        assert first_in is not None
         procs = slice(first_in, first_in + c)
         words = _words(ly)
         # the first run of free words, from a multiple of 4, in every processor of the layer
@@ -153,14 +298,18 @@ def plan(model: ir.Model) -> Program:
             _place_kernels(kernels, ly, first_in, start)
             occupied[procs, start:start + words] = True
         used = occupied.sum(axis=1)
-        # the next layer's processors: the lanes whose kernel memories are least used
-        if ly.index + 1 < n:
-            first_out = min(range(0, PROCESSORS - o + 1, 4), key=lambda f: (int(used[f:f + o].max()), f))
-        else:
-            first_out = 0
-        t = ly.index
-        programs.append(LayerProgram(ly, first_in, first_out, buffers[t % 2], buffers[(t + 1) % 2], start, words, None))
-        first_in = first_out
+        # the output's lanes, unless an earlier writer of its block chose them: where the kernel
+        # memories of its readers are least used (the model output: lane 0)
+        if wr.block.first_lane is None:
+            wr.block.first_lane = 0 if ly.index == n - 1 else _least_used(used, wr.block.channels)
+        lanes.append((start, words))
+    _place_blocks(blocks, report)
+    programs: list[LayerProgram] = []
+    for (ly, rd, wr), (start, words) in zip(wired, lanes):
+        slots = [(id(rd), k) for k in range(rd.stride)]
+        sources = tuple(writers[s] for s in slots)
+        programs.append(LayerProgram(ly, rd.first_lane, wr.block.first_lane, rd.offset,  # type: ignore[arg-type]
+                                     wr.block.offset + wr.slot, start, words, None, wr.block.stride - 1, sources))
     quads = {0} | {q for p in programs for q in _layer_quadrants(p)}
     # biases: a flatten layer's first (a MAX78000 requirement: izer's DevAI85
     # REQUIRE_FLATTEN_BIAS_FIRST), then, with several quadrants to choose from, largest first
@@ -193,7 +342,8 @@ def plan(model: ir.Model) -> Program:
     quads = sorted(quads)
     for p in programs:
         p.regs = registers(p, quads)
-    return Program(programs, kernels, used, bias, bias_used, buffers, quads, rounding, report)
+    return Program(programs, kernels, used, bias, bias_used, blocks, inputs, input_shape, quads,  # type: ignore[arg-type]
+                   rounding, report)
 
 
 def _place_kernels(kernels: np.ndarray, ly: LayerShape, first_in: int, start: int) -> None:
@@ -281,7 +431,7 @@ def registers(p: LayerProgram, quadrants: list[int]) -> dict[int, dict[str, int]
         base["TPTR"] = ow - 1
     elif passes > 16:
         base["TPTR"] = (passes - 1) << 16 | (2 * (passes - 1) + 1)
-    base["ONED"] = 0x100 if one_by_one else 0
+    base["ONED"] = (0x100 if one_by_one else 0) | _eltwise_bits(op)
     shift = op.shift
     post = (abs(shift) << 13) | (1 << 17 if shift < 0 else 0)
     post |= WEIGHT_BITS_FIELD[op.weight_bits] << 22
@@ -289,7 +439,7 @@ def registers(p: LayerProgram, quadrants: list[int]) -> dict[int, dict[str, int]
     if passes > 16:  # flatten over more than 16 pixels: the pass count's high bits
         post |= 1 << 27 | ((passes - 1) >> 4) << 18
     base["POST"] = post
-    base["LCTL2"] = (o - 1) * op.weight_bits << 8 | ((passes - 1) & 0xF)
+    base["LCTL2"] = (o - 1) * op.weight_bits << 8 | p.write_gap << 4 | ((passes - 1) & 0xF)
     procs = p.processors
     # LCTL bits 12..15 of the master quadrant (0): the other quadrants that add to this layer's
     # sums, with processors or with its bias
@@ -319,8 +469,12 @@ def _passthrough_registers(p: LayerProgram, quadrants: list[int]) -> dict[int, d
     # ONED bits 0..3: the time slots' count - 1 (four channels per slot, in the fullest quadrant)
     slots = max((bin((procs >> (16 * q)) & 0xFFFF).count("1") - 1) // 4 for q in range(QUADRANTS)
                 if (procs >> (16 * q)) & 0xFFFF)
-    base: dict[str, int] = {"RCNT": h - 1, "CCNT": w - 1, "RPTR_BASE": p.in_offset, "ONED": 1 << 8 | slots,
-                            "POST": 1 << 24 | 1 << 25,  # time slots, 1x1
+    # one operand: ONED bit 8 and POST bit 25 (1x1) too, as izer writes them
+    one = op.operands == 1
+    base: dict[str, int] = {"RCNT": h - 1, "CCNT": w - 1, "RPTR_BASE": p.in_offset,
+                            "ONED": (1 << 8 if one else 0) | slots | _eltwise_bits(op),
+                            "POST": 1 << 24 | (1 << 25 if one else 0),  # time slots
+                            "LCTL2": p.write_gap << 4,
                             # one instance (8192 words) between time slots; 2048 (izer's value) when one slot
                             "WPTR_TOFFS": 4 * 2048 if bin(procs).count("1") > 4 else 2048}
     lctl = 0x20 | 1 << 11 | (0 if op.pool == "avg" else 0x100)
@@ -347,13 +501,16 @@ def summary(prog: Program) -> dict[str, Any]:
     return {
         "fit": prog.report.to_dict(),
         "quadrants": prog.quadrants,
-        "buffers_words": list(prog.buffers),
+        "data_blocks": [{"tensor": b.name, "offset_words": b.offset, "words": b.words, "first_lane": b.first_lane,
+                         "channels": b.channels, "operands": b.stride, "live_layers": [b.start, b.end]}
+                        for b in prog.blocks],
         "avg_pool_rounding": prog.avg_pool_rounding,
         "layers": [{
-            "name": p.shape.name, "operation": p.op.operation, "in_shape": list(p.shape.in_shape),
+            "name": p.shape.name, "node": p.shape.node, "operation": p.op.operation, "in_shape": list(p.shape.in_shape),
             "out_shape": list(p.shape.out_shape), "processors": f"0x{p.processors:016x}",
             "output_processors": f"0x{p.output_processors:016x}", "in_offset_words": p.in_offset,
-            "out_offset_words": p.out_offset, "kernel_words": [p.kernel_start, p.kernel_words],
+            "out_offset_words": p.out_offset, "write_gap": p.write_gap, "sources": list(p.sources),
+            "eltwise": p.op.eltwise, "operands": p.op.operands, "kernel_words": [p.kernel_start, p.kernel_words],
             "bias": None if p.bias is None else {"quadrant": p.bias[0], "offset": p.bias[1]},
             "registers": {str(q): {k: f"0x{v:08x}" for k, v in r.items()} for q, r in p.regs.items()},
         } for p in prog.layers],

@@ -147,7 +147,7 @@ def emit(model: ir.Model, outdir: Path, name: str, sample: np.ndarray | None = N
 def _header(prog: Program, name: str) -> str:
     last = prog.output
     o, h, w = last.shape.out_shape
-    c, ih, iw = prog.input.shape.in_shape
+    c, ih, iw = prog.input_shape
     otype = "int32_t" if last.op.output_width == 32 else "int8_t"
     return f"""/* {name}: the layer program of a MAX78000 CNN accelerator network, written by bitgen. */
 #ifndef BG_CNN_H
@@ -226,17 +226,20 @@ def _source(prog: Program, name: str) -> str:
                 if reg in regs:
                     L.append(f"  REG(0x{_reg_address(q, reg, i):08x}) = 0x{regs[reg]:08x}; /* q{q} {reg} */")
     L.append("}\n")
-    first = prog.input
-    c, h, w = first.shape.in_shape
+    c, h, w = prog.input_shape
     n = h * w
     L.append("void cnn_load_input(const int8_t *chw)\n{")
     L.append("  uint32_t i;")
-    for inst in sorted({(first.first_in + ch) // 4 for ch in range(c)}):
-        chans = [ch for ch in range(c) if (first.first_in + ch) // 4 == inst]
-        parts = " | ".join(f"(uint32_t)(uint8_t)chw[{ch * n} + i] << {8 * ((first.first_in + ch) % 4)}"
-                           for ch in chans)
-        L.append(f"  for (i = 0; i < {n}; i++) /* channels {chans[0]}..{chans[-1]}: instance {inst} */")
-        L.append(f"    REG(0x{data_address(inst, first.in_offset):08x} + 4 * i) = {parts};")
+    for pl in prog.inputs:  # every place a layer reads the input from (operands interleaved: a word in `stride`)
+        b = pl.block
+        c0, count = pl.channels
+        for inst in sorted({(b.first_lane + ch) // 4 for ch in range(count)}):
+            chans = [ch for ch in range(count) if (b.first_lane + ch) // 4 == inst]
+            parts = " | ".join(f"(uint32_t)(uint8_t)chw[{(c0 + ch) * n} + i] << {8 * ((b.first_lane + ch) % 4)}"
+                               for ch in chans)
+            L.append(f"  for (i = 0; i < {n}; i++) /* channels {c0 + chans[0]}..{c0 + chans[-1]}: instance {inst}"
+                     + (f", operand {pl.slot} of {b.stride}" if b.stride > 1 else "") + " */")
+            L.append(f"    REG(0x{data_address(inst, b.offset + pl.slot):08x} + {4 * b.stride} * i) = {parts};")
     L.append("}\n")
     L.append("void cnn_start(void)\n{")
     for q in quads:
@@ -369,9 +372,17 @@ def network_yaml(prog: Program, model: ir.Model) -> str:
         d: dict[str, Any] = {"processors": _Hex(p.processors, 16), "output_processors": _Hex(p.output_processors, 16),
                              "in_offset": _Hex(4 * p.in_offset, 4), "out_offset": _Hex(4 * p.out_offset, 4),
                              "operation": op.operation}
+        if op.operands > 1 and not op.has_weights:
+            d["operation"] = op.eltwise
         if op.operation == "conv2d":
             k = p.shape.kernel
             d["kernel_size"] = f"{k}x{k}"
+        if op.operands > 1:
+            if op.has_weights:
+                d["eltwise"] = op.eltwise
+            d["operands"] = op.operands
+            if not op.pool_first:
+                d["pool_first"] = False
         d["pad"] = p.shape.pad
         if op.pooling:
             key = "max_pool" if op.pool == "max" else "avg_pool"
@@ -385,7 +396,13 @@ def network_yaml(prog: Program, model: ir.Model) -> str:
             d["flatten"] = True
         if op.output_width == 32:
             d["output_width"] = 32
-        if p.shape.index == 0:
+        if p.write_gap:
+            d["write_gap"] = p.write_gap
+        i = p.shape.index
+        # where izer's default (the layer before; layer 0: the input, its operands packed) is not it
+        if list(p.sources) != [i - 1] and not (i == 0 and (op.operands == 1 or op.packed_operands)):
+            d["in_sequences"] = _Flow(p.sources)
+        if i == 0:
             d["data_format"] = "HWC"
         d["name"] = p.shape.name
         layers.append(d)

@@ -10,7 +10,7 @@ flatten over at most 256 pixels and 16384 values.
 
 :func:`layers` reads a model into :class:`LayerShape` records or raises :class:`NotSupported`
 (one line naming the layer) for what the hardware could run but bitgen's layer programs do not
-yet (more than 64 channels, element-wise ops, conv1d, ...). :func:`check` compares the shapes
+yet (more than 64 channels, conv1d, ...). :func:`check` compares the shapes
 with the per-layer limits; the memories are checked by the allocator, which adds its findings to
 the same :class:`FitReport`.
 """
@@ -33,6 +33,7 @@ MAX_ROW_COL = 1023  # RCNT/CCNT hold rows + 2 * pad - 1 in 10 bits
 MAX_POOL = 16
 MAX_FLATTEN_PIXELS = 256
 MAX_FLATTEN_VALUES = 16384
+MAX_POOL_LAST_OPERANDS = 2  # element-wise before pooling (pool_first False): izer's MAX_POOL_LAST_ELEMENTS
 
 
 class NotSupported(BitgenError):
@@ -49,14 +50,20 @@ class DoesNotFit(BitgenError):
 
 @dataclass
 class LayerShape:
-    """One accelerator layer of a sequential chain."""
+    """One accelerator layer: a node of the model, or a copy the allocator inserts."""
 
-    index: int
-    name: str
+    index: int  # the layer's place in the program (the node's index until the allocator inserts copies)
+    name: str  # the tensor it writes
     op: ir.Max78000Layer
-    in_shape: tuple[int, int, int]  # (C, H, W) the layer reads
+    in_shape: tuple[int, int, int]  # (C, H, W) the layer reads, per operand
     pooled: tuple[int, int, int]  # after pooling
     out_shape: tuple[int, int, int]  # (O, OH, OW) it writes
+    inputs: tuple[str, ...] = (ir.INPUT,)  # the tensors it reads (one per operand, or one packed)
+    node: int | None = None  # the model node it computes; None: a copy the allocator inserted
+
+    @property
+    def operands(self) -> int:
+        return self.op.operands
 
     @property
     def kernel(self) -> int:
@@ -121,11 +128,11 @@ class FitReport:
 
 
 def layers(model: ir.Model) -> list[LayerShape]:
-    """The model as a chain of accelerator layers, or NotSupported naming the first layer (and
-    the reason) that bitgen's layer programs do not take yet."""
-    if not model.is_sequential:
-        raise NotSupported("max78000-cnn: only a sequential chain of layers is supported yet (this model is a "
-                           "graph: residual adds and layer links are not supported yet)")
+    """The model's accelerator layers in execution order (each reads the model input or earlier
+    layers' outputs, as izer's ``in_sequences``), or NotSupported naming the first layer (and the
+    reason) that bitgen's layer programs do not take yet."""
+    if model.states:
+        raise NotSupported("max78000-cnn: a model with states (recurrent) is not supported")
     try:
         types = model.validate()
     except ir.IRError as e:
@@ -133,6 +140,7 @@ def layers(model: ir.Model) -> list[LayerShape]:
     shape = model.input.shape
     if len(shape) != 3:
         raise NotSupported(f"max78000-cnn: the input must be (C, H, W); got {shape} (1-D data is not supported yet)")
+    shapes = {ir.INPUT: tuple(shape)}
     out = []
     for i, (node, t) in enumerate(zip(model.nodes, types)):
         op = node.op
@@ -143,9 +151,13 @@ def layers(model: ir.Model) -> list[LayerShape]:
         if op.operation not in ("conv2d", "linear", "passthrough"):
             raise NotSupported(f"{where}: {op.operation} is not supported yet (conv2d 3x3/1x1, linear and "
                                "passthrough are)")
-        if op.eltwise != "none":
-            raise NotSupported(f"{where}: element-wise {op.eltwise} is not supported yet")
-        c, h, w = shape
+        if op.packed_operands and node.inputs[0] != ir.INPUT:
+            raise NotSupported(f"{where}: its {op.operands} operands packed as channel blocks of one tensor that a "
+                               "layer writes are not supported yet (give the operands as separate inputs)")
+        if op.operands > 1 and op.flatten:
+            raise NotSupported(f"{where}: an element-wise op with flatten is not supported yet")
+        in_shape = tuple(op.split(tuple(ir.TensorType(shapes[n], "int8", -128, 127) for n in node.inputs))[0].shape)
+        c, h, w = in_shape
         if c > PROCESSORS:
             raise NotSupported(f"{where}: {c} input channels need several passes (more than {PROCESSORS}), which "
                                "is not supported yet")
@@ -154,12 +166,13 @@ def layers(model: ir.Model) -> list[LayerShape]:
                                f"{PROCESSORS}), which is not supported yet")
         if op.output_width == 32 and i != len(model.nodes) - 1:
             raise NotSupported(f"{where}: a 32-bit output feeds another layer (only the last layer may be 32-bit)")
-        pooled = op.pooled_shape(shape)
+        pooled = op.pooled_shape(in_shape)
         out_shape = tuple(int(v) for v in t.shape)
         if len(out_shape) != 3:
             raise NotSupported(f"{where}: output shape {out_shape} is not (C, H, W)")
-        out.append(LayerShape(i, node.output, op, tuple(shape), tuple(pooled), out_shape))  # type: ignore[arg-type]
-        shape = out_shape
+        out.append(LayerShape(i, node.output, op, in_shape, tuple(pooled), out_shape,  # type: ignore[arg-type]
+                              tuple(node.inputs), i))
+        shapes[node.output] = out_shape
     rounding = {ly.op.avg_pool_rounding for ly in out if ly.op.pool == "avg"}
     if len(rounding) > 1:
         raise NotSupported("max78000-cnn: average pooling with and without rounding in one model (the rounding is "
@@ -190,6 +203,9 @@ def check(shapes: list[LayerShape], report: FitReport) -> None:
             if sh != sw:
                 report.add(i, "pooling", max(sh, sw), min(sh, sw), f"layer {i}: pool stride {sh}x{sw} (one stride "
                            "for rows and columns)")
+        if op.operands > 1 and not op.pool_first and op.operands > MAX_POOL_LAST_OPERANDS:
+            report.add(i, "element-wise operands", op.operands, MAX_POOL_LAST_OPERANDS, f"layer {i}: {op.operands} "
+                       f"operands with the element-wise op before pooling (at most {MAX_POOL_LAST_OPERANDS})")
         _, h, w = ly.in_shape
         for what, v in (("rows", h), ("columns", w)):
             if v + 2 * pad - 1 > MAX_ROW_COL:
