@@ -93,6 +93,102 @@ def random_chain(seed: int) -> ir.Model:
     return model
 
 
+def random_graph(seed: int) -> ir.Model:
+    """A random graph of accelerator layers: each layer reads the model input or any earlier
+    layer's output (izer's in_sequences), element-wise layers (add, sub, xor, or) over 2..4
+    operands of one shape (the same tensor twice included, the model input included), as
+    passthrough or fused with a 3x3/1x1 convolution, pooling before or after the element-wise op;
+    besides, the layers of random_chain (convolutions keeping the shape more often, so that
+    residual adds find their operands). Layers whose output nothing reads are dropped."""
+    rng = np.random.default_rng(10_000 + seed)
+    c, h, w = int(rng.integers(1, 17)), int(rng.integers(3, 13)), int(rng.integers(3, 13))
+    rounding = bool(rng.integers(0, 2))
+    shapes: dict[str, tuple[int, int, int]] = {ir.INPUT: (c, h, w)}
+    nodes: list[ir.Node] = []
+    n = int(rng.integers(2, 8))
+
+    def weights(o: int, c: int, k: int):
+        bits = int(rng.choice([1, 2, 4, 8]))
+        lo, hi = WEIGHT_RANGE[bits]
+        return dict(weight=rng.integers(lo, hi + 1, (o, c, k, k)), weight_bits=bits,
+                    bias=rng.integers(-64, 64, o) if rng.integers(0, 2) else None,
+                    output_shift=int(rng.integers(-8, 3)) - 8 + bits)
+
+    def pooling(h: int, w: int) -> dict:
+        if not (rng.integers(0, 3) == 0 and min(h, w) >= 2):
+            return {}
+        ph, pw = int(rng.integers(1, min(h, 3) + 1)), int(rng.integers(1, min(w, 3) + 1))
+        s = int(rng.integers(1, 4))
+        kind = "max" if ph * pw == 1 else str(rng.choice(["max", "avg"]))
+        return dict(pool=kind, pool_size=(ph, pw), pool_stride=(s, s), avg_pool_rounding=rounding)
+
+    for i in range(n):
+        last = i == n - 1
+        names = list(shapes)
+        src = names[-1] if rng.integers(0, 2) else str(rng.choice(names))
+        c, h, w = shapes[src]
+        same = [t for t in names if shapes[t] == (c, h, w)]
+        kind = int(rng.integers(0, 3))
+        if kind == 1 or (len(same) > 1 and rng.integers(0, 2)):  # element-wise
+            k = int(rng.integers(2, 5))
+            operands = [src] + [str(rng.choice(same)) for _ in range(k - 1)]
+            rng.shuffle(operands)
+            pool = pooling(h, w)
+            pool_first = not (pool and k == 2 and rng.integers(0, 2))
+            elt = dict(eltwise=str(rng.choice(["add", "sub", "xor", "or"])), operands=k, pool_first=pool_first, **pool)
+            ph, pw = (h, w) if not pool else ((h - pool["pool_size"][0]) // pool["pool_stride"][0] + 1,
+                                             (w - pool["pool_size"][1]) // pool["pool_stride"][0] + 1)
+            if rng.integers(0, 2) and not last:
+                op = ir.Max78000Layer(operation="passthrough", **elt)
+                out = (c, ph, pw)
+            else:
+                kk = 3 if rng.integers(0, 2) and min(ph, pw) >= 1 else 1
+                pad = 1 if kk == 3 else 0
+                o = c if rng.integers(0, 2) else int(rng.integers(1, 65 if not last else 17))
+                wide = last and bool(rng.integers(0, 4) == 0)
+                op = ir.Max78000Layer(padding=pad, activation="none" if wide else str(rng.choice(["none", "relu", "abs"])),
+                                      output_width=32 if wide else 8, **weights(o, c, kk), **elt)
+                out = (o, ph, pw)
+            nodes.append(ir.Node(op, tuple(operands), f"t{i}"))
+            shapes[f"t{i}"] = out
+            continue
+        if last and h * w <= 64 and rng.integers(0, 2):  # flatten + linear
+            wide = bool(rng.integers(0, 2))
+            o = int(rng.integers(1, 17))
+            wt = weights(o, c * h * w, 1)
+            wt["weight"] = wt["weight"].reshape(o, c * h * w)
+            op = ir.Max78000Layer(operation="linear", flatten=True, activation="none" if wide else "relu",
+                                  output_width=32 if wide else 8, **wt)
+            nodes.append(ir.Node(op, (src,), f"t{i}"))
+            shapes[f"t{i}"] = (o, 1, 1)
+            break
+        keep = rng.integers(0, 2)
+        pool = {} if keep else pooling(h, w)
+        if pool:
+            h, w = (h - pool["pool_size"][0]) // pool["pool_stride"][0] + 1, (w - pool["pool_size"][1]) // pool["pool_stride"][0] + 1
+        if kind == 2 and not last and pool:  # a passthrough layer: the pooling alone
+            nodes.append(ir.Node(ir.Max78000Layer(operation="passthrough", **pool), (src,), f"t{i}"))
+            shapes[f"t{i}"] = (c, h, w)
+            continue
+        kk = 3 if rng.integers(0, 3) else 1
+        pad = (1 if keep else int(rng.integers(max(0, (3 - min(h, w) + 1) // 2), 3))) if kk == 3 else 0
+        o = c if keep else int(rng.integers(1, 65 if not last else 17))
+        wide = last and bool(rng.integers(0, 4) == 0)
+        op = ir.Max78000Layer(padding=pad, activation="none" if wide else str(rng.choice(["none", "relu", "abs"])),
+                              output_width=32 if wide else 8, **weights(o, c, kk), **pool)
+        nodes.append(ir.Node(op, (src,), f"t{i}"))
+        shapes[f"t{i}"] = (o, h + 2 * pad - kk + 1, w + 2 * pad - kk + 1)
+    while True:  # drop what nothing reads (but the output)
+        read = {t for nd in nodes for t in nd.inputs}
+        keep_nodes = [nd for nd in nodes[:-1] if nd.output in read] + nodes[-1:]
+        if len(keep_nodes) == len(nodes):
+            break
+        nodes = keep_nodes
+    model = ir.Model(ir.InputSpec(shapes[ir.INPUT], scale=1 / 128), nodes=nodes, name=f"graph{seed}")
+    model.validate()
+    return model
+
+
 def run_program(model: ir.Model, workdir: Path, sample: np.ndarray | None = None,
                 edit=None) -> tuple[izer_oracle.FirmwareRun, np.ndarray, np.ndarray]:
     """Emit the program, build its KAT firmware, run it on max78000-sim: (the run, the unloaded
@@ -121,6 +217,41 @@ def test_random_chains_run_on_the_emulated_accelerator_and_equal_golden(seed, tm
     assert int(np.frombuffer(r.memory["cnn_kat_errors"], "<i4")[0]) == 0
     assert np.array_equal(got, y)
     assert r.cnn_layers == len(model.nodes)
+
+
+@pytest.mark.parametrize("seed", range(RANDOM))
+def test_random_graphs_run_on_the_emulated_accelerator_and_equal_golden(seed, tmp_path):
+    """Residual adds and the other element-wise ops, layers reading any earlier tensor."""
+    toolchain_or_skip()
+    model = random_graph(seed)
+    r, got, y = run_program(model, tmp_path)
+    assert r.passed, r.console
+    assert int(np.frombuffer(r.memory["cnn_kat_errors"], "<i4")[0]) == 0
+    assert np.array_equal(got, y)
+    assert r.cnn_layers == len(allocate.plan(model).layers)
+
+
+def test_random_graphs_cover_element_wise_layers():
+    """The graph generator reaches every element-wise op, 2..4 operands, passthrough and fused
+    element-wise layers, pooling before and after, the model input and one tensor twice as
+    operands, copies the allocator inserts, and graphs that are not chains."""
+    seen: set = set()
+    for seed in range(60):
+        m = random_graph(seed)
+        prog = allocate.plan(m)
+        for nd in m.nodes:
+            op = nd.op
+            if op.operands > 1:
+                seen |= {f"elt-{op.eltwise}", f"operands{op.operands}", "fused" if op.has_weights else "passthrough"}
+                seen |= {"pool-after"} if not op.pool_first else ({"pool-first"} if op.pooling else set())
+                seen |= {"input-operand"} if ir.INPUT in nd.inputs else set()
+                seen |= {"twice"} if len(set(nd.inputs)) < len(nd.inputs) else set()
+                seen |= {"distinct"} if len(set(nd.inputs)) == len(nd.inputs) else set()
+        seen |= {"copies"} if any(p.shape.node is None for p in prog.layers) else set()
+        seen |= {"graph"} if not m.is_sequential else set()
+    want = {"elt-add", "elt-sub", "elt-xor", "elt-or", "operands2", "operands3", "operands4", "fused", "passthrough",
+            "pool-after", "pool-first", "input-operand", "twice", "distinct", "copies", "graph"}
+    assert want <= seen, want - seen
 
 
 def test_random_chains_cover_the_slice():
