@@ -129,9 +129,13 @@ def random_graph(seed: int) -> ir.Model:
         c, h, w = shapes[src]
         same = [t for t in names if shapes[t] == (c, h, w)]
         kind = int(rng.integers(0, 3))
-        if kind == 1 or (len(same) > 1 and rng.integers(0, 2)):  # element-wise
+        # element-wise (not as the first layer: izer reads that one's operands packed in the input)
+        if nodes and (kind == 1 or (len(same) > 1 and rng.integers(0, 2))):
             k = int(rng.integers(2, 5))
-            operands = [src] + [str(rng.choice(same)) for _ in range(k - 1)]
+            others = [t for t in same if t != src]
+            rng.shuffle(others)
+            operands = [src] + others[:k - 1]  # distinct tensors where there are, then repeated ones
+            operands += [str(rng.choice(same)) for _ in range(k - len(operands))]
             rng.shuffle(operands)
             pool = pooling(h, w)
             pool_first = not (pool and k == 2 and rng.integers(0, 2))

@@ -276,13 +276,27 @@ def plan(model: ir.Model) -> Program:
     used = np.zeros(PROCESSORS, dtype=np.int64)
     bias = np.zeros((QUADRANTS, BIAS_BYTES), dtype=np.uint8)
     bias_used = [0] * QUADRANTS
+    # a passthrough layer's output stays on its input's lanes (izer: "the output processors for a
+    # pass-through layer must be a packed version of the input processors for each x16"), so the
+    # blocks it links share their lanes: one choice per class of linked blocks
+    parent: dict[int, Block] = {id(b): b for b in blocks}
+
+    def root(b: Block) -> Block:
+        while parent[id(b)] is not b:
+            b = parent[id(b)]
+        return b
+
+    for ly, rd, wr in wired:
+        if not ly.op.has_weights:
+            parent[id(root(wr.block))] = root(rd)
     for pl in inputs:  # the input's blocks: where the kernel memories are least used (all free: lane 0)
-        if pl.block.first_lane is None:
-            pl.block.first_lane = _least_used(used, pl.block.channels)
+        r = root(pl.block)
+        if r.first_lane is None:
+            r.first_lane = _least_used(used, r.channels)
     lanes: list[tuple[int, int]] = []
     for ly, rd, wr in wired:
         c = ly.in_shape[0]
-        first_in = rd.first_lane
+        first_in = root(rd).first_lane
         assert first_in is not None
         procs = slice(first_in, first_in + c)
         words = _words(ly)
@@ -300,9 +314,12 @@ def plan(model: ir.Model) -> Program:
         used = occupied.sum(axis=1)
         # the output's lanes, unless an earlier writer of its block chose them: where the kernel
         # memories of its readers are least used (the model output: lane 0)
-        if wr.block.first_lane is None:
-            wr.block.first_lane = 0 if ly.index == n - 1 else _least_used(used, wr.block.channels)
+        r = root(wr.block)
+        if r.first_lane is None:
+            r.first_lane = 0 if ly.index == n - 1 else _least_used(used, r.channels)
         lanes.append((start, words))
+    for b in blocks:
+        b.first_lane = root(b).first_lane
     _place_blocks(blocks, report)
     programs: list[LayerProgram] = []
     for (ly, rd, wr), (start, words) in zip(wired, lanes):
