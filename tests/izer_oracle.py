@@ -288,10 +288,9 @@ def own_program(config: Path, workdir: Path) -> tuple[str, str]:
     net, why = _parsed(config)
     if net is None:
         return "unsupported", why
-    other = next((ly for ly in net.layers if ly.operation not in ("conv2d", "linear", "passthrough")
-                  or ly.eltwise != "none"), None)
+    other = next((ly for ly in net.layers if ly.operation not in ("conv2d", "linear", "passthrough")), None)
     if other is not None:  # known before izer runs
-        return "not-in-slice", f"layer {other.index}: {other.operation} {other.eltwise}"
+        return "not-in-slice", f"layer {other.index}: {other.operation}"
     try:
         folder = run(config, workdir / "izer", config.stem)
     except IzerFailed as e:
