@@ -44,6 +44,32 @@ def _usps_chain() -> ir.Model:
                          output_width=32)], name="usps_random")
 
 
+def _usps_residual() -> ir.Model:
+    """A random residual network for USPS's 1x16x16 digits, the layout of the gesture project
+    (examples/ai8x-resnet.toml): a conv 3x3 stem, two residual blocks (conv, conv, Add of the
+    block's input: an element-wise add layer reading two earlier tensors), average pooling and
+    flatten + linear (32-bit output)."""
+    rng = np.random.default_rng(1)
+
+    def conv(c: int, o: int, act: str = "relu", bits: int = 8, shift: int = -3) -> ir.Max78000Layer:
+        lo, hi = {8: (-128, 127), 4: (-8, 7)}[bits]
+        return ir.Max78000Layer(weight=rng.integers(lo, hi + 1, (o, c, 3, 3)), weight_bits=bits,
+                                bias=rng.integers(-16, 16, o), padding=1, activation=act, output_shift=shift)
+
+    add = ir.Max78000Layer(operation="passthrough", eltwise="add", operands=2)
+    nodes = [ir.Node(conv(1, 16, shift=-1), (ir.INPUT,), "stem"),
+             ir.Node(conv(16, 16, bits=4, shift=0), ("stem",), "b1a"),
+             ir.Node(conv(16, 16, "none", bits=4, shift=1), ("b1a",), "b1b"),
+             ir.Node(add, ("stem", "b1b"), "res1"),
+             ir.Node(conv(16, 16, bits=4, shift=-1), ("res1",), "b2a"),
+             ir.Node(conv(16, 16, "none", bits=4, shift=1), ("b2a",), "b2b"),
+             ir.Node(add, ("res1", "b2b"), "res2"),
+             ir.Node(ir.Max78000Layer(operation="passthrough", pool="avg", pool_size=4, pool_stride=4), ("res2",), "pool"),
+             ir.Node(ir.Max78000Layer(operation="linear", flatten=True, weight=rng.integers(-128, 128, (10, 16 * 4 * 4)),
+                                      output_width=32), ("pool",), "fc")]
+    return ir.Model(ir.InputSpec((1, 16, 16), scale=1 / 128), nodes=nodes, name="usps_residual")
+
+
 def _run(capsys, tmp_path, model_file: str, *more: str):
     r = _bitgen(capsys, "run", "--board", "max78000-sim", "--target", "max78000-cnn", model_file, *more,
                 "--json", "run.json", cwd=tmp_path)
@@ -70,6 +96,17 @@ def test_usps_digits_on_the_emulated_accelerator(tmp_path, capsys):
     assert rep["compared"] == 10 and rep["mismatches"] == 0
     assert rep["accuracy"] == rep["golden_accuracy"]
     assert rep["emulator"]["cnn_layers"] == 10 * 4
+
+
+def test_a_residual_network_for_usps_on_the_emulated_accelerator(tmp_path, capsys):
+    if not (USPS / "zip.test.gz").exists():
+        pytest.skip("../shared/datasets/usps missing")
+    modelfile.save(_usps_residual(), tmp_path / "m.pt")
+    r, rep = _run(capsys, tmp_path, "m.pt", "--dataset", "usps", "--data", str(USPS), "--limit", "10")
+    assert r.returncode == 0, r.stderr
+    assert rep["compared"] == 10 and rep["mismatches"] == 0
+    assert rep["accuracy"] == rep["golden_accuracy"]
+    assert rep["emulator"]["cnn_layers"] == 10 * 11  # 9 layers and the 2 copies of the residual inputs
 
 
 def test_an_imported_ai8x_checkpoint_runs_through_the_protocol(tmp_path, capsys):
