@@ -4,8 +4,8 @@ into a max78000-sim firmware, runs on the emulated accelerator (which executes t
 the registers and memories the firmware wrote), and its unloaded output must equal bitgen's
 golden model bit for bit.
 
-Random chains: 6 on the emulator and 3 against izer by default; BITGEN_MAX78000_RANDOM=N runs N
-of each (seeds 0..N-1). Against izer (where it is in ../shared/oracles): its register values and
+Random chains and random graphs (element-wise layers, residual adds): 6 of each on the emulator
+and 3 of each against izer by default; BITGEN_MAX78000_RANDOM=N runs N of each (seeds 0..N-1). Against izer (where it is in ../shared/oracles): its register values and
 kernel words for the same network, and its `arch: test` networks in the slice (izer's weights
 and sample) as bitgen's programs: a few by default, all with BITGEN_IZER_ALL=1.
 """
@@ -32,8 +32,11 @@ RANDOM = int(os.environ.get("BITGEN_MAX78000_RANDOM", "6"))
 ALL = os.environ.get("BITGEN_IZER_ALL") == "1"
 # izer test networks in the slice: pooling 16x16 stride 4 and a non-square 3x2 pool, 1x1 kernels
 # on 17 channels, flatten of 4x4 pixels into a linear layer, three layers over two quadrants
+# (and element-wise: five operands of 31 channels, pooling after the add, an add fused with a
+# convolution and average pooling)
 QUICK_IZER = ["test-pooling16x16s4", "test-pooling3x2s3", "test-conv1x1", "test-mlpflatten192to10",
-              "test-group0-pool4", "test-nonsquare"]
+              "test-group0-pool4", "test-nonsquare", "test-eltwiseadd-5op-31ch", "test-eltwiseadd-poolafter",
+              "test-eltwiseadd-combined-conv-avgpool"]
 
 
 def toolchain_or_skip():

@@ -9,18 +9,28 @@ The hardware (``../shared/reference/max78000.md`` section 4, and the emulated ac
   ``first_in + c`` (one pass: at most 64 channels);
 * output channel o of a layer goes to lane ``first_out + o`` (``first_out`` a multiple of 4:
   WPTR_BASE's instance field), so the next layer reads it on processor ``first_out + o``;
-* the layers' data ping-pong between two buffers at the same word offsets in every instance;
+* an element-wise layer with k operands reads, per pixel, k consecutive words (operand j in word
+  j, ONED's operand count); so the layers that write its operands write one word in k (write
+  gap k - 1, LCTL2 bits 4..7), operand j from word j of the block (izer's ``write_gap`` and
+  ``in_sequences``);
+* a passthrough layer writes its channels on its input's lanes (izer requires it);
 * a processor's kernels for one layer are consecutive in its 768-word kernel memory, from a start
   word every processor of the layer shares (MCNT); kernel ``o * passes + j`` of processor
   ``first_in + c`` is the weight from input channel c (flattened: from pixel j of it) to output o;
   ``8 / bits`` kernels share each byte, a 3x3 kernel fills a word, nine 1x1 kernels share one;
 * a layer's bias bytes are consecutive in one quadrant's 512-byte bias memory.
 
-The allocator's choices: the first layer's input on processors 0.., each layer's output lanes
-where the kernel memories of the next layer's processors are least used (so long chains spread
-over all 64 kernel memories), each layer's kernels in the first run of free words (from a
-multiple of 4 words) of all its processors, the biases (a flatten layer's first, then largest
-first) each in the least used bias memory of the quadrants in use.
+The allocator's choices: a model is a graph (each layer reads the input or earlier layers'
+outputs); each tensor read plainly has one data-memory block, each element-wise layer one block of
+its operands interleaved; the writer of a tensor fills its plain block, or its operand slot when
+nothing reads it plainly, and every other slot gets a passthrough copy with the write gap right
+after the writer (cnn_load_input writes the model input into each of its blocks). The input's
+lanes from 0, each block's lanes where the kernel memories of its readers are least used (so long
+chains spread over all 64 kernel memories), blocks linked by passthrough layers on the same
+lanes; word offsets by lifetime (a block lives from its first writer to its last reader; the
+lowest free run of its instances, first fit); each layer's kernels in the first run of free words
+(from a multiple of 4 words) of all its processors, the biases (a flatten layer's first, then
+largest first) each in the least used bias memory of the quadrants in use.
 """
 from __future__ import annotations
 
