@@ -377,6 +377,16 @@ def test_data_memory_is_shared_by_lifetime():
             if x is not y and x.start <= y.end and y.start <= x.end and x.instances & y.instances:
                 assert x.offset + x.words <= y.offset or y.offset + y.words <= x.offset, (x, y)
     assert prog.report.resources["data memory words per instance"]["used"] <= 3 * 200
+    # the YAML says the same in izer's terms, and bitgen's reader takes it
+    from bitgen.backends.max78000 import network_yaml
+
+    net = network_yaml.parse(cnn_emit.network_yaml(prog, ir.Model(ir.InputSpec((4, 10, 10)), nodes=nodes)))
+    assert net.refusals() == []
+    assert [(ly.operation, ly.eltwise, ly.operands, ly.write_gap, ly.in_sequences) for ly in net.layers] == [
+        ("conv2d", "none", 1, 0, None), ("passthrough", "none", 1, 1, None), ("conv2d", "none", 1, 0, [0]),
+        ("conv2d", "none", 1, 1, None), ("passthrough", "add", 2, 0, [1, 3]), ("conv2d", "none", 1, 0, None),
+        ("conv2d", "none", 1, 0, None)]
+    assert net.layers[4].in_offset == 4 * by["sum"].in_offset and net.layers[3].out_offset == 4 * by["b"].out_offset
 
 
 def test_kernel_memory_is_spread_over_the_processors():
