@@ -12,6 +12,8 @@ with ``states``: tensors carried from one frame to the next, e.g.
 ``{"name": "h", "source": "h_next", "shape": [1, 8, 8], "init": 1}``, for clip datasets.
 ``change_threshold`` (a whole number) stores every convolution change-based (``bitgen.ir.change``;
 0: exactly the dense model). Options given on the command line win over the file.
+``--target max78000-cnn`` trains a config of the accelerator's layers (``bitgen.nn.Max78000Layer``,
+``Max78000Add``) on Q7 inputs and refuses, in one line, a layer the accelerator cannot take.
 """
 from __future__ import annotations
 
