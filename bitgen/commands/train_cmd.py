@@ -273,12 +273,14 @@ def run(args: argparse.Namespace) -> int:
     meta = {
         "dataset": name, "data": None if data is None else str(data),
         "arch": opts.get("arch") if not from_file else "config",
-        "weights": recipe.layer.weights, "norm": recipe.layer.norm, "seed": int(opts["seed"]), "target": target,
+        "weights": recipe.layer.weights, "norm": recipe.layer.norm, "seed": int(opts["seed"]),
         "recipe": recipe.to_dict(),
         "accuracy": {"torch": acc_torch, "golden": acc_golden, "split": "test" if held_out else "train",
                      "samples": len(test_ds)},
         "train_seconds": round(seconds, 2), "final_train_loss": hist.loss[-1],
     }
+    if target is not None:
+        meta["target"] = target
     change = opts.get("change_threshold")  # deploy every convolution change-based (bitgen.ir.change)
     try:
         saved = modelfile.save(model, out, name=opts.get("name") or _c_name(out.stem), meta=meta,
