@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..backends.c import emit
+from ..backends.c import emit, lower_max78000
 from .common import (UsageError, add_kernels_argument, add_max_arena_argument, add_model_argument,
                      add_tiling_arguments, load_model, resolve_kernels)
 from .outputs import output_dir
@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     out = output_dir(args.out, "-o")
     loaded = load_model(args)
     name = args.name or default_name(loaded.ir.name)
-    em = emit.emit(loaded.ir, out, name=name, kernels=kernels, max_arena=args.max_arena, tiles=args.tiling,
+    model = lower_max78000.for_c(loaded.ir)  # accelerator layers, if any, as the C back end's ops
+    em = emit.emit(model, out, name=name, kernels=kernels, max_arena=args.max_arena, tiles=args.tiling,
                    strip_rows=args.strip_rows)
     r = em.report
     print(f"wrote {len(em.files)} files to {em.outdir}/ ({name}.h, {name}.c, {name}.json, {kernels} kernels)")

@@ -39,7 +39,7 @@ import jinja2
 import numpy as np
 
 from .. import __version__, check, ir, reports
-from ..backends.c import emit
+from ..backends.c import lower_max78000, emit
 from . import stack
 from . import boards
 from .boards import Board, BoardError, Region
@@ -616,6 +616,7 @@ def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "mod
         raise BuildError(f"unknown harness '{harness}' (known: {', '.join(HARNESSES)})")
     if target == CNN_TARGET:
         return _build_cnn(model, board, outdir, name, extra_cflags, model_path, harness, prove)
+    model = lower_max78000.for_c(model)  # accelerator layers, if any, as the C back end's ops
     if prove is None:
         prove = DEFAULT_PROVE if harness == "protocol" else 0
     if prove < 0:
