@@ -741,7 +741,7 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
     if target == CNN_TARGET:
         from ..backends.max78000 import protocol
 
-        em = protocol.emit(model, src, name)
+        em = protocol.emit(model, src, name, cortex_kernels=img.kernels[0])
     else:
         em = emit.emit(model, src, name=name, kernels=kernels, max_arena=max_arena, generic=generic, tiles=tiles,
                        strip_rows=strip_rows)

@@ -1,7 +1,11 @@
-"""The MAX78000 accelerator's layers on a CPU (bitgen/backends/c/lower_max78000.py): every
-``max78000_layer`` lowered to the C back end's ops must have the same golden output bit for bit,
-and the C compiled from the lowered model must equal golden (host, and the Cortex-M4 of
-max78000-sim through the wire protocol)."""
+"""MAX78000 accelerator models on its Cortex-M4.
+
+* Lowered (bitgen/backends/c/lower_max78000.py): every ``max78000_layer`` written as the C back
+  end's ops must have the same golden output bit for bit, and the C compiled from the lowered
+  model must equal golden (host, and the Cortex-M4 of max78000-sim through the wire protocol).
+* Handed over (bitgen/backends/max78000/handover.py): the accelerator runs a model's leading
+  accelerator layers and the Cortex-M4 the rest, in one image, equal to golden.
+"""
 from __future__ import annotations
 
 import json
@@ -14,10 +18,13 @@ import pytest
 from bitgen import golden, ir, modelfile
 from bitgen.backends.c import lower_max78000
 from bitgen.backends.c.lower_max78000 import LoweringError
+from bitgen.backends.max78000 import handover
+from bitgen.backends.max78000.limits import NotSupported
 from bitgen.ops.max78000_layer import WEIGHT_RANGE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_max78000_program  # noqa: E402
+import test_max78000_run  # noqa: E402
 from test_max78000 import _bitgen  # noqa: E402
 
 USPS = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "usps"
@@ -139,3 +146,62 @@ def test_an_accelerator_model_runs_on_the_cortex_m4_of_max78000_sim(tmp_path, ca
     assert r.returncode == 0, r.stderr
     rep = json.loads((tmp_path / "run.json").read_text())
     assert rep["compared"] >= 12 and rep["mismatches"] == 0 and rep["target"] == "c"
+
+
+def mixed_model() -> ir.Model:
+    """Three accelerator layers (USPS size), then a 4-bit linear layer and a ShiftNorm, which only
+    the Cortex-M4 runs."""
+    rng = np.random.default_rng(5)
+    stem = test_max78000_run._usps_chain().nodes[:3]  # 32 x 4 x 4, int8
+    nodes = list(stem) + [
+        ir.Node(ir.Flatten(), (stem[-1].output,), "flat"),
+        ir.Node(ir.Linear(weight=rng.integers(-8, 8, (10, 512)), encoding="4bit", bias=rng.integers(-99, 99, 10)),
+                ("flat",), "fc"),
+        ir.Node(ir.ShiftNorm(), ("fc",), "logits")]
+    return ir.Model(ir.InputSpec((1, 16, 16), scale=1 / 128), nodes=nodes, name="mixed")
+
+
+def test_the_accelerator_hands_its_output_to_the_cortex_m4_in_one_image(tmp_path, capsys):
+    test_max78000_program.toolchain_or_skip()
+    modelfile.save(mixed_model(), tmp_path / "m.pt")
+    r = _bitgen(capsys, "run", "--board", "max78000-sim", "--target", "max78000-cnn", "m.pt", "--random", "10",
+                "--json", "run.json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "run.json").read_text())
+    assert rep["compared"] >= 10 and rep["mismatches"] == 0 and rep["target"] == "max78000-cnn"
+    assert rep["emulator"]["cnn_runs"] == rep["compared"]  # every inference started the accelerator
+
+
+def test_emit_writes_the_layer_program_and_the_cortex_m4_part_with_the_hand_over(tmp_path, capsys):
+    modelfile.save(mixed_model(), tmp_path / "m.pt")
+    r = _bitgen(capsys, "emit", "--target", "max78000-cnn", "m.pt", "-o", "out", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out"
+    assert {"cnn.c", "main.c", "mixed_m4.c", "mixed_m4.h", "network.yaml"} <= {p.name for p in out.iterdir()}
+    hand = json.loads((out / "mixed.json").read_text())["handover"]
+    assert hand["tensor"] == "t2" and hand["shape"] == [32, 4, 4] and hand["cortex_m4_layers"] == 3
+    assert len(json.loads((out / "mixed.json").read_text())["layers"]) == 3  # the accelerator's part
+
+
+@pytest.mark.parametrize("edit, why", [
+    ("first", "layer 0 (flatten) is not an accelerator layer"),
+    ("reads_input", "reads 'input', but only the accelerator's last output ('t2') is handed over"),
+    ("wide", "only an 8-bit output is handed over"),
+])
+def test_a_model_the_hand_over_cannot_split_is_refused_in_one_line(edit, why):
+    m = mixed_model()
+    nodes = m.nodes
+    if edit == "first":
+        nodes = nodes[3:4]
+        nodes[0].inputs = ("input",)
+    elif edit == "reads_input":
+        nodes = nodes[:3] + [ir.Node(ir.Add(), ("t2", "t2"), "twice"),
+                             ir.Node(ir.Flatten(), ("input",), "raw"), ir.Node(ir.Flatten(), ("twice",), "f2"),
+                             ir.Node(ir.Concat(), ("raw", "f2"), "both")]
+    else:
+        nodes[2].op.output_width, nodes[2].op.activation = 32, "none"
+        nodes = nodes[:4]
+    m = ir.Model(m.input, nodes=nodes)
+    with pytest.raises(NotSupported) as e:
+        handover.split(m)
+    assert why in str(e.value) and "\n" not in str(e.value)
