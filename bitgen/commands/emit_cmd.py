@@ -99,4 +99,6 @@ def emit_max78000(args: argparse.Namespace) -> int:
         (out / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
         print(f"  hand-over: '{hand['tensor']}' ({'x'.join(map(str, hand['shape']))} int8) to the Cortex-M4, which runs "
               f"the last {hand['cortex_m4_layers']} layers: {name}_m4.c, {name}_m4.h ({tail.report['arena_bytes']} B arena)")
+        if part.moved:
+            print(f"  accelerator layers on the Cortex-M4, because {part.moved}")
     return 0
