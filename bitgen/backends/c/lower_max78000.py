@@ -13,11 +13,13 @@ The parts, in the hardware's order:
 
 * element-wise add/sub of two operands: :class:`ir.Add` / :class:`ir.Sub` (scales 1, shift 0,
   int8 saturation: the hardware's);
-* max pooling: :class:`ir.MaxPool2d`. Average pooling of data that cannot be negative (its
-  proved interval starts at 0 or above, e.g. after a ReLU): rounded (izer's
-  ``--avg-pool-rounding``, half away from zero) it is :class:`ir.AvgPool2d` (half up: the same
-  for sums >= 0); truncated it is a depth-wise all-ones convolution and a floor division by the
-  window size as a multiply and shift (:func:`_divider`, checked for every possible sum);
+* max pooling: :class:`ir.MaxPool2d`. Average pooling, which the hardware truncates toward
+  zero (or, with izer's ``--avg-pool-rounding``, rounds half away from zero): where the data
+  cannot be negative (its proved interval starts at 0, e.g. after a ReLU), rounded it is
+  :class:`ir.AvgPool2d` (half up: the same for sums >= 0) and truncated a depth-wise all-ones
+  convolution and a floor division by the window size as a multiply and shift
+  (:func:`_divider`, checked for every possible sum); for signed data the window sum's sign
+  (:class:`ir.Sign`) corrects the floor division into the hardware's rounding (see :func:`_pool`);
 * conv2d: :class:`ir.Conv2d` with the bias byte times 128 as its int32 bias; ConvTranspose2d:
   :class:`ir.ConvTranspose2d` with PyTorch's weight (the hardware's kernel flipped and
   transposed); flatten + linear: Flatten, Linear and Unflatten to (O, 1, 1);
@@ -27,8 +29,7 @@ The parts, in the hardware's order:
   hardware). A 32-bit output is the convolution's own int32 sum.
 
 Not lowered, each refused in one line naming the layer: conv1d, xor/or, more than two operands,
-operands packed into one input, and average pooling of data that can be negative (the hardware
-truncates toward zero, which no C kernel does).
+and operands packed into one input.
 """
 from __future__ import annotations
 
@@ -177,8 +178,8 @@ def _pool(op: Max78000Layer, x: str, channels: int, nonneg: bool, add) -> str:
         scale, offset, combine, divisor = 4, 2 * n - 1, ir.Add(out_dtype="int32"), 4 * n
     else:
         scale, offset, combine, divisor = 2, n - 1, ir.Sub(scale_b=n - 1, out_dtype="int32"), 2 * n
-    # ... plus `lift` divisors, so that v >= 0 (a multiply and shift floors only those), taken
-    # back off after the division by the zero point
+    # ... plus `lift` divisors, so that v >= 0 (the multiply and shift floors only those); the
+    # Requant's zero point takes `lift` back off the quotient
     lift = -(-(scale * 128 * n + 2 * n) // divisor)
     offset += lift * divisor
     total = add(_window_sum(channels, (kh, kw), stride, scale, offset), x)
