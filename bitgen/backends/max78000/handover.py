@@ -5,8 +5,9 @@ such layer for (a bitgen op: a ShiftNorm, a wider classifier, ...; or an acceler
 that bitgen's layer programs do not take yet) and everything after it run on the Cortex-M4, as
 C from bitgen's C back end (accelerator layers in that part are lowered to ordinary ops,
 backends/c/lower_max78000.py). One tensor crosses: the accelerator's last output, which the
-firmware unloads from the accelerator's data memory into SRAM and hands to the C as its input. :func:`split` says where, and refuses a model that
-would need more than that tensor to cross, in one line naming it.
+firmware unloads from the accelerator's data memory into SRAM and hands to the C as its input.
+:func:`split` says where, and refuses a model that would need another tensor to cross, in one
+line naming it.
 """
 from __future__ import annotations
 
