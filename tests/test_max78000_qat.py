@@ -241,3 +241,9 @@ def test_train_emit_and_run_a_chain_on_the_emulated_accelerator(tmp_path, capsys
     assert r.returncode == 0, r.stderr
     rep = json.loads((tmp_path / "run.json").read_text())
     assert rep["compared"] == 20 and rep["mismatches"] == 0 and rep["emulator"]["cnn_layers"] == 20 * 4
+    # the program's known-answer test on a test digit, in the emulated accelerator
+    from test_max78000_program import run_program
+
+    kat, got, want = run_program(loaded.ir, tmp_path / "kat", sample=x[0])
+    assert kat.passed and int(np.frombuffer(kat.memory["cnn_kat_errors"], "<i4")[0]) == 0, kat.console
+    assert np.array_equal(got, want)
