@@ -321,7 +321,8 @@ def check_accelerator(model: ir.Model) -> None:
     if model.is_sequential:
         allocate.plan(model)  # NotSupported / DoesNotFit: one line naming the layer and resource
         return
-    # a graph (residual adds): the per-layer hardware limits; bitgen's layer programs run chains only yet
+    # a graph (residual adds): the per-layer hardware limits (what the layer programs do not take yet runs
+    # on the Cortex-M4 through the hand-over)
     types = model.validate()
     named = {ir.INPUT: model.input_type(), **{n.output: t for n, t in zip(model.nodes, types)}}
     shapes = []
