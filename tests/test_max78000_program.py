@@ -352,16 +352,46 @@ def test_a_model_over_the_hardware_limits_gets_a_per_resource_report():
     assert {p["resource"] for p in rep["problems"]} == {"layers", "kernel memory", "data memory"}
 
 
-def test_data_memory_is_shared_by_lifetime():
-    """A tensor keeps its words until its last reader: a residual block's input stays while the
-    two convolutions run; tensors no longer read give their words to later ones."""
+def _residual() -> ir.Model:
+    """A residual block: stem, two convolutions, the add of the stem and the second one, two more."""
     rng = np.random.default_rng(2)
     conv = lambda c, o: ir.Max78000Layer(weight=rng.integers(-8, 8, (o, c, 3, 3)), weight_bits=4, padding=1)  # noqa: E731
     nodes = [ir.Node(conv(4, 16), (ir.INPUT,), "stem"), ir.Node(conv(16, 16), ("stem",), "a"),
              ir.Node(conv(16, 16), ("a",), "b"),
              ir.Node(ir.Max78000Layer(operation="passthrough", eltwise="add", operands=2), ("stem", "b"), "sum"),
              ir.Node(conv(16, 16), ("sum",), "c"), ir.Node(conv(16, 8), ("c",), "out")]
-    prog = allocate.plan(ir.Model(ir.InputSpec((4, 10, 10), scale=1 / 128), nodes=nodes, name="res"))
+    return ir.Model(ir.InputSpec((4, 10, 10), scale=1 / 128), nodes=nodes, name="res")
+
+
+def test_a_wrong_write_gap_fails_the_comparison(tmp_path):
+    """The copy of the residual input written without its write gap (LCTL2 bits 4..7 of layer 1)
+    overwrites the other operand's words: the KAT fails."""
+    toolchain_or_skip()
+
+    def edit(out: Path) -> None:  # in every quadrant (they must agree)
+        src = (out / "cnn.c").read_text()
+        for q in range(4):
+            addr = cnn_emit.CNN + q * cnn_emit.QUAD + 0x10 + allocate.REGS["LCTL2"] * 0x80 + 4
+            line = next((ln for ln in src.splitlines() if f"REG(0x{addr:08x})" in ln), None)
+            if line is not None:
+                value = int(line.split("= ")[1].split(";")[0], 16)
+                assert value & 0xF0 == 0x10
+                src = src.replace(line, line.replace(f"0x{value:08x}", f"0x{value & ~0xF0:08x}"))
+        (out / "cnn.c").write_text(src)
+
+    r, got, y = run_program(_residual(), tmp_path)
+    assert r.passed and np.array_equal(got, y)
+    r, got, y = run_program(_residual(), tmp_path / "edited", edit=edit)
+    assert not r.passed and "FAIL" in r.console
+    assert not np.array_equal(got, y)
+
+
+def test_data_memory_is_shared_by_lifetime():
+    """A tensor keeps its words until its last reader: a residual block's input stays while the
+    two convolutions run; tensors no longer read give their words to later ones."""
+    model = _residual()
+    nodes = model.nodes
+    prog = allocate.plan(model)
     names = [p.shape.name for p in prog.layers]
     assert names == ["stem", "stem_copy", "a", "b", "sum", "c", "out"]  # the copy with the write gap
     blocks = {b.name: b for b in prog.blocks}
