@@ -5,7 +5,8 @@ the registers and memories the firmware wrote), and its unloaded output must equ
 golden model bit for bit.
 
 Random chains and random graphs (element-wise layers, residual adds): 6 of each on the emulator
-and 3 of each against izer by default; BITGEN_MAX78000_RANDOM=N runs N of each (seeds 0..N-1). Against izer (where it is in ../shared/oracles): its register values and
+and 3 of each against izer by default; BITGEN_MAX78000_RANDOM=N runs N of each (seeds 0..N-1).
+Against izer (where it is in ../shared/oracles): its register values and
 kernel words for the same network, and its `arch: test` networks in the slice (izer's weights
 and sample) as bitgen's programs: a few by default, all with BITGEN_IZER_ALL=1.
 """
@@ -156,8 +157,9 @@ def random_graph(seed: int, input_operands: bool = True) -> ir.Model:
                 pad = 1 if kk == 3 else 0
                 o = c if rng.integers(0, 2) else int(rng.integers(1, 65 if not last else 17))
                 wide = last and bool(rng.integers(0, 4) == 0)
-                op = ir.Max78000Layer(padding=pad, activation="none" if wide else str(rng.choice(["none", "relu", "abs"])),
-                                      output_width=32 if wide else 8, **weights(o, c, kk), **elt)
+                act = "none" if wide else str(rng.choice(["none", "relu", "abs"]))
+                op = ir.Max78000Layer(padding=pad, activation=act, output_width=32 if wide else 8,
+                                      **weights(o, c, kk), **elt)
                 out = (o, ph, pw)
             nodes.append(ir.Node(op, tuple(operands), f"t{i}"))
             shapes[f"t{i}"] = out
@@ -175,7 +177,8 @@ def random_graph(seed: int, input_operands: bool = True) -> ir.Model:
         keep = rng.integers(0, 2)
         pool = {} if keep else pooling(h, w)
         if pool:
-            h, w = (h - pool["pool_size"][0]) // pool["pool_stride"][0] + 1, (w - pool["pool_size"][1]) // pool["pool_stride"][0] + 1
+            s = pool["pool_stride"][0]
+            h, w = (h - pool["pool_size"][0]) // s + 1, (w - pool["pool_size"][1]) // s + 1
         if kind == 2 and not last and pool:  # a passthrough layer: the pooling alone
             nodes.append(ir.Node(ir.Max78000Layer(operation="passthrough", **pool), (src,), f"t{i}"))
             shapes[f"t{i}"] = (c, h, w)

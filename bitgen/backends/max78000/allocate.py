@@ -217,8 +217,9 @@ def _wire(nodes: list[LayerShape], input_shape: tuple[int, int, int]
             first, copies = mine[0], []
         program.append((ly, reads, first))
         for k, pl in enumerate(copies):
-            copy = LayerShape(0, f"{t}_copy{k}" if len(copies) > 1 else f"{t}_copy", ir.Max78000Layer(operation="passthrough"),
-                              ly.out_shape, ly.out_shape, ly.out_shape, (t,), None)
+            name = f"{t}_copy{k}" if len(copies) > 1 else f"{t}_copy"
+            copy = LayerShape(0, name, ir.Max78000Layer(operation="passthrough"), ly.out_shape, ly.out_shape,
+                              ly.out_shape, (t,), None)
             program.append((copy, plain[t], pl))
     return program, inputs, blocks
 
