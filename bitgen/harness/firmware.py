@@ -498,6 +498,7 @@ def _report_head(board: Board, em: emit.Emitted, name: str, model_path: str | No
         "model": {"name": name, "path": model_path,
                   "arena_bytes": em.report["arena_bytes"], "weight_bytes": em.report["weight_bytes"],
                   "arena_peak": em.report.get("arena_peak"), "tiling": em.report.get("tiling"),
+                  "stream": bool(em.report.get("stream")) and harness == "protocol",
                   "input": em.report["input"], "output": em.report["output"]},
     }
 

@@ -101,7 +101,8 @@ class Tiling:
 
     def report(self) -> dict:
         return {"first_layer": self.first, "last_layer": self.last, "strip_rows": self.strip_rows,
-                "tile_cols": self.tile_cols or self.types[-1].shape[2], "stream": self.stream,
+                "tile_cols": self.tile_cols or self.types[-1].shape[2], "columns_tiled": bool(self.tile_cols),
+                "stream": self.stream,
                 "strips": len(self.rows), "strip_buffer_bytes": self.scratch, "buffers": dict(self.buffers),
                 "macs": self.macs, "strip_macs": self.strip_macs, "recompute_macs": self.recompute_macs,
                 "recompute_percent": round(100 * self.recompute_macs / self.macs, 1) if self.macs else 0.0}
