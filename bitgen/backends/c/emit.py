@@ -484,7 +484,9 @@ def plan_tiled(model: ir.Model, kernel_set: str, max_arena: int | None, strip_ro
                 t = tiling.plan(model, base.types, stages, h, f, wd, streams)
             except tiling.TilingError as e:
                 if given:
-                    raise EmitError(f"--strip-rows {strip_rows} / --tile-cols {tile_cols}: {e}") from None
+                    what = " ".join(([f"--strip-rows {strip_rows}"] if strip_rows else [])
+                                    + ([f"tile_cols={tile_cols}"] if tile_cols else []))
+                    raise EmitError(f"{what}: {e}") from None
                 continue
             mp = plan_model(model, kernel_set, generic=generic, tiles=tiles | {t.first: t})
             arena = mp.memory.arena_bytes
@@ -499,7 +501,7 @@ def plan_tiled(model: ir.Model, kernel_set: str, max_arena: int | None, strip_ro
         raise EmitError("no tile gives every tensor of the run a row and a column to read")
     best.layer_by_layer_arena = base.memory.arena_bytes
     if max_arena is not None and best.memory.arena_bytes > max_arena:
-        raise TiledArenaError(f"the arena needs {best.memory.arena_bytes} B at least in tiles "
+        raise TiledArenaError(f"the arena needs {best.memory.arena_bytes} B at least in row strips or tiles "
                               f"({base.memory.arena_bytes} B layer by layer), over the limit of {max_arena} B",
                               best.memory.arena_bytes)
     return best
@@ -521,7 +523,8 @@ def plan_within(model: ir.Model, kernel_set: str, max_arena: int | None,
     if tiles not in tiling.MODES:
         raise EmitError(f"unknown tiling '{tiles}' (known: {', '.join(tiling.MODES)})")
     if (strip_rows is not None or tile_cols is not None) and tiles == "off":
-        raise EmitError("--strip-rows and --tile-cols need tiling (--tiling rows or auto)")
+        raise EmitError("--strip-rows needs tiling (--tiling rows or auto)" if strip_rows is not None
+                        else "tile_cols needs tiling (tiles 'rows' or 'auto')")
     if tiles == "rows" or strip_rows is not None or tile_cols is not None:
         return plan_tiled(model, kernel_set, max_arena, strip_rows, generic, tile_cols, stream)
     try:

@@ -210,17 +210,21 @@ def plan(model: ir.Model, types: list[ir.TensorType], stages: list[Stage], strip
     if stream and out_c != 1:
         raise TilingError(f"only a one-channel output can stream band by band (this one has {out_c})")
     rows, shifts, cols, col_shifts = [], [], [], []
+    full = tile_cols == out_w
     for lo in range(0, out_h, strip_rows):
         band, sh = _bands(layers, stages, ttypes, lo, min(out_h, lo + strip_rows), 0)
         for c0 in range(0, out_w, tile_cols):
-            cband, csh = _bands(layers, stages, ttypes, c0, min(out_w, c0 + tile_cols), 1)
+            if full:  # row strips: every tensor's whole width (the kernels' own horizontal padding)
+                cband = [(0, t.shape[2]) for t in ttypes]
+                csh = [getattr(layers[st.first], "padding", (0, 0))[1] for st in stages]
+            else:
+                cband, csh = _bands(layers, stages, ttypes, c0, min(out_w, c0 + tile_cols), 1)
             rows.append(band)
             shifts.append(sh)
             cols.append(cband)
             col_shifts.append(csh)
     maxrows = [max(r[t][1] - r[t][0] for r in rows) for t in range(len(ttypes))]
     maxcols = [max(r[t][1] - r[t][0] for r in cols) for t in range(len(ttypes))]
-    full = tile_cols == out_w
 
     def strip_bytes(t: int) -> int:
         c = ttypes[t].shape[0]
