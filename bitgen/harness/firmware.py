@@ -657,19 +657,27 @@ def _build_within(model: ir.Model, board: Board, outdir: str | Path, name: str, 
         if smaller is None:
             raise
         out = (e.model_report or {}).get("output") or {}
+        sizes = [smaller]
         if (harness == "protocol" and out.get("dtype") == "int8" and len(out.get("shape", [])) == 3
                 and out["shape"][0] == 1 and not model.states):
             # tiled, a one-channel output may stream (emit.plan_tiled): the protocol's output
-            # buffer then goes, and its bytes with it
-            smaller += math.prod(out["shape"])
+            # buffer then goes, and its bytes with it (if it does not stream: the arena as before)
+            sizes.insert(0, smaller + math.prod(out["shape"]))
         over = e
-    try:  # the same kernels with less scratch may fit the SRAM
-        return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, smaller, prove,
-                      generic, **strips)
-    except emit.TiledArenaError as e:  # not in row strips either: say what they would need too
-        raise BudgetError(f"{over}; {e}", over.report, over.model_report) from None
-    except emit.EmitError:  # the arena cannot get that small with these kernels
-        raise over from None
+    for n, size in enumerate(sizes):
+        try:  # the same kernels with less scratch may fit the SRAM
+            return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, size, prove,
+                          generic, **strips)
+        except BudgetError as e:
+            if n == len(sizes) - 1 or (e.model_report or {}).get("stream"):
+                raise
+        except emit.TiledArenaError as e:  # not in row strips either: say what they would need too
+            if n == len(sizes) - 1:
+                raise BudgetError(f"{over}; {e}", over.report, over.model_report) from None
+        except emit.EmitError:  # the arena cannot get that small with these kernels
+            if n == len(sizes) - 1:
+                raise over from None
+    raise over
 
 
 def _fewer_fast_layers(e: BudgetError, generic: frozenset[int]) -> frozenset[int] | None:
