@@ -276,3 +276,25 @@ def test_the_die_layout_fits_the_ch32v003_and_streams_bit_exactly(tmp_path):
             r = s.link.classify(x[i])
             np.testing.assert_array_equal(r.outputs.reshape(expect[i].shape), expect[i])
             assert r.cls == golden.argmax(expect[i:i + 1])[0]
+
+
+def test_2d_tiles_read_and_write_within_their_buffers(sanitized_runtime, tmp_path):
+    """Under ASan + UBSan: tiles whose receptive fields are cut at every edge (poolings that
+    drop a column, transposed convolutions, strided convolutions), streamed or not."""
+    for seed, stream in ((1, False), (4, False), (7, False), (10, True)):
+        m = random_stack(seed)
+        types = emit.plan_model(m).types
+        found = tiling.runs(m, types)
+        if not found or any(isinstance(m.layers[st.first], ir.Upsample) for st in found[0]):
+            continue
+        _, out_h, out_w = types[found[0][-1].last + 1].shape
+        em = emit.emit(m, tmp_path / f"c{seed}", kernels="rv32ec", tiles="rows", strip_rows=min(2, out_h),
+                       tile_cols=min(3, out_w), stream=stream)
+        x = _inputs(m, 2)
+        y = host.build_sanitized(em, tmp_path / f"b{seed}", runtime=sanitized_runtime).run(x)[0]
+        np.testing.assert_array_equal(y.reshape(len(x), -1), golden.run(m, x).reshape(len(x), -1))
+    m = decoder(ch=2, ups=2, full=1)
+    em = emit.emit(m, tmp_path / "die", kernels="rv32ec", tiles="rows", strip_rows=3, tile_cols=5, stream=True)
+    x = _inputs(m, 2)
+    y = host.build_sanitized(em, tmp_path / "bdie", runtime=sanitized_runtime).run(x)[0]
+    np.testing.assert_array_equal(y.reshape(len(x), -1), golden.run(m, x).reshape(len(x), -1))
