@@ -225,7 +225,7 @@ def run_check(
         finally:
             bar.close()
             hm.close()
-        return CheckResult(model.digest(), results, accuracy, em.report, static, agreement)
+        return CheckResult(em.report["model_hash"], results, accuracy, em.report, static, agreement)
 
 
 def check_emitted(

@@ -77,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
             f"arena {tiled['arena_layer_by_layer']} B layer by layer, "
             f"{tiled['arena_tiled']} B tiled; halos recompute {run['recompute_macs']} MACs "
             f"(+{run['recompute_percent']} %)")
+    hand = (rep.get("model") or {}).get("handover")
+    if hand and hand["cortex_m4_layers"]:
+        say(f"hand-over: the accelerator runs the first {hand['accelerator_layers']} layers, the Cortex-M4 the last "
+            f"{hand['cortex_m4_layers']} (from '{hand['tensor']}', {'x'.join(map(str, hand['shape']))} int8)"
+            + (f"; accelerator layers moved there because {hand['moved']}" if hand["moved"] else ""))
     p = rep["proof"]
     what = (f"the {p['kernels']} sources in {out / 'src'}" if target != CNN_TARGET else
             f"the image on max78000-sim (the emulated CNN accelerator; sources in {out / 'src'})")

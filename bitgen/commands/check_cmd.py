@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .. import check
+from ..backends.c import lower_max78000
 from ..harness import boards
 from .common import (SEED, UsageError, add_dataset_arguments, add_kernels_argument, add_model_argument, check_memory,
                      count, is_clips, load_dataset, load_model, resolve_kernels)
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     keep = output_dir(args.keep, "--keep")
     say = (lambda *a: None) if json_to == STDOUT else print  # noqa: E731  (stdout holds the JSON)
     loaded = load_model(args)
-    model = loaded.ir
+    model = lower_max78000.for_c(loaded.ir)  # accelerator layers, if any, as the C back end's ops
     check_memory(args.random * model.input.size, f"{args.random} random inputs of {model.input.size} values",
                  "--random")
     sets = []

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..backends.c import emit
+from ..backends.c import emit, lower_max78000
 from .common import (UsageError, add_kernels_argument, add_max_arena_argument, add_model_argument,
                      add_tiling_arguments, load_model, resolve_kernels)
 from .outputs import output_dir
@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     out = output_dir(args.out, "-o")
     loaded = load_model(args)
     name = args.name or default_name(loaded.ir.name)
-    em = emit.emit(loaded.ir, out, name=name, kernels=kernels, max_arena=args.max_arena, tiles=args.tiling,
+    model = lower_max78000.for_c(loaded.ir)  # accelerator layers, if any, as the C back end's ops
+    em = emit.emit(model, out, name=name, kernels=kernels, max_arena=args.max_arena, tiles=args.tiling,
                    strip_rows=args.strip_rows)
     r = em.report
     print(f"wrote {len(em.files)} files to {em.outdir}/ ({name}.h, {name}.c, {name}.json, {kernels} kernels)")
@@ -64,12 +65,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def emit_max78000(args: argparse.Namespace) -> int:
-    """The layer program for the MAX78000's CNN accelerator (backends/max78000/emit.py). A model
-    over a hardware limit leaves NAME.json with the per-resource report and fails in one line."""
+    """The layer program for the MAX78000's CNN accelerator (backends/max78000/emit.py), and C for
+    the Cortex-M4 for the layers after the accelerator's part (handover.py). A model over a
+    hardware limit leaves NAME.json with the per-resource report and fails in one line."""
     import json
 
     from ..backends.max78000 import emit as cnn_emit
-    from ..backends.max78000 import limits
+    from ..backends.max78000 import handover, limits
 
     if args.kernels is not None or args.max_arena is not None or args.tiling != "auto" or args.strip_rows is not None:
         raise UsageError("--kernels, --max-arena, --tiling and --strip-rows are for the C back end, "
@@ -78,8 +80,9 @@ def emit_max78000(args: argparse.Namespace) -> int:
     out = output_dir(args.out, "-o")
     loaded = load_model(args)
     name = args.name or default_name(loaded.ir.name)
+    part = handover.split(loaded.ir)
     try:
-        em = cnn_emit.emit(loaded.ir, out, name)
+        em = cnn_emit.emit(part.accelerator, out, name)
     except limits.DoesNotFit as e:
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{name}.json").write_text(json.dumps({"target": "max78000-cnn", "name": name,
@@ -92,4 +95,13 @@ def emit_max78000(args: argparse.Namespace) -> int:
     print(f"  layers {len(r['layers'])}  quadrants {r['quadrants']}  kernel words per processor "
           f"{used['kernel memory words per processor']['used']}/768  data words per instance "
           f"{used['data memory words per instance']['used']}/8192  bias bytes {used['bias bytes']['used']}/2048")
+    if part.cortex is not None:
+        tail = emit.emit(lower_max78000.for_c(part.cortex), out, name=f"{name}_m4", kernels="cortex-m4")
+        hand = part.to_dict() | {"cortex_m4": {"kernels": "cortex-m4", "report": f"{name}_m4.json"}}
+        report = json.loads((out / f"{name}.json").read_text()) | {"handover": hand}
+        (out / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+        print(f"  hand-over: '{hand['tensor']}' ({'x'.join(map(str, hand['shape']))} int8) to the Cortex-M4, which runs "
+              f"the last {hand['cortex_m4_layers']} layers: {name}_m4.c, {name}_m4.h ({tail.report['arena_bytes']} B arena)")
+        if part.moved:
+            print(f"  accelerator layers on the Cortex-M4, because {part.moved}")
     return 0

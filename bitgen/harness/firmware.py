@@ -39,7 +39,7 @@ import jinja2
 import numpy as np
 
 from .. import __version__, check, ir, reports
-from ..backends.c import emit
+from ..backends.c import lower_max78000, emit
 from . import stack
 from . import boards
 from .boards import Board, BoardError, Region
@@ -499,7 +499,8 @@ def _report_head(board: Board, em: emit.Emitted, name: str, model_path: str | No
                   "arena_bytes": em.report["arena_bytes"], "weight_bytes": em.report["weight_bytes"],
                   "arena_peak": em.report.get("arena_peak"), "tiling": em.report.get("tiling"),
                   "stream": bool(em.report.get("stream")) and harness == "protocol",
-                  "input": em.report["input"], "output": em.report["output"]},
+                  "input": em.report["input"], "output": em.report["output"]}
+        | ({"handover": em.report["handover"]} if "handover" in em.report else {}),  # --target max78000-cnn
     }
 
 
@@ -618,6 +619,7 @@ def build(model: ir.Model, board: Board, outdir: str | Path, *, name: str = "mod
         raise BuildError(f"unknown harness '{harness}' (known: {', '.join(HARNESSES)})")
     if target == CNN_TARGET:
         return _build_cnn(model, board, outdir, name, extra_cflags, model_path, harness, prove)
+    model = lower_max78000.for_c(model)  # accelerator layers, if any, as the C back end's ops
     if prove is None:
         prove = DEFAULT_PROVE if harness == "protocol" else 0
     if prove < 0:
@@ -756,7 +758,7 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
     if target == CNN_TARGET:
         from ..backends.max78000 import protocol
 
-        em = protocol.emit(model, src, name)
+        em = protocol.emit(model, src, name, cortex_kernels=img.kernels[0])
     else:
         em = emit.emit(model, src, name=name, kernels=kernels, max_arena=max_arena, generic=generic, tiles=tiles,
                        strip_rows=strip_rows, stream=harness == "protocol")

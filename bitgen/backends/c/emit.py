@@ -17,7 +17,7 @@ from typing import Any
 import jinja2
 
 from ... import __version__, encodings, ir, reports
-from . import memory, schedule, targets, tiling
+from . import lower_max78000, memory, schedule, targets, tiling
 from ..base import Artifact
 from . import kernels
 from .kernels import bands
@@ -700,7 +700,8 @@ def _emit(model: ir.Model, outdir: str | Path, name: str, kernels: str, max_aren
         body.insert(0, f"{decl};")
 
     t_final = types[len(model.nodes)]  # the last node writes the model output
-    digest = model.digest()
+    # the identity a board reports: the model file's, also where its accelerator layers were lowered
+    digest = model.meta.get(lower_max78000.LOWERED_FROM) or model.digest()
     context = {
         "name": name,
         "guard": f"BITGEN_{name.upper()}_H",

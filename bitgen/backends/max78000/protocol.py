@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from ... import ir, reports
+from ..c import emit as c_emit
+from ..c import lower_max78000
 from . import emit as cnn_emit
+from .handover import TARGET, split
 from .limits import NotSupported
-
-TARGET = "max78000-cnn"
 PROGRAM_FILES = ("cnn.h", "cnn.c", "weights.h")  # what the image compiles of the layer program
 RESERVED = ("cnn", "weights")  # names the program's own files take
 
@@ -37,20 +38,26 @@ class Emitted:
     report: dict[str, Any]
 
 
-def emit(model: ir.Model, outdir: Path, name: str) -> Emitted:
-    """Write the layer program and the protocol's view of it into ``outdir``."""
-    if name in RESERVED:
+def emit(model: ir.Model, outdir: Path, name: str, cortex_kernels: str = "cortex-m4") -> Emitted:
+    """Write the layer program and the protocol's view of it into ``outdir``. Layers after the
+    accelerator's part (handover.py) are C for the Cortex-M4 (``NAME_m4.c``, kernel set
+    ``cortex_kernels``), which reads the accelerator's output."""
+    if name in RESERVED or name.endswith("_m4"):
         raise NotSupported(f"{TARGET}: the C name '{name}' is the layer program's own ({name}.c, {name}.h): "
                            "give the model another name (bitgen build --name)")
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    em = cnn_emit.emit(model, outdir, name)
+    part = split(model)
+    em = cnn_emit.emit(part.accelerator, outdir, name)
     prog = em.program
     for f in em.files:  # the known-answer test, its data and the JSON stay out of the image's sources
         if f.name not in PROGRAM_FILES and f.name != "network.yaml":
             f.unlink()
     out = model.validate()[-1]
-    dtype = "int32" if prog.output.op.output_width == 32 else "int8"
+    dtype = out.dtype
+    tail = None
+    if part.cortex is not None:
+        tail = c_emit.emit(lower_max78000.for_c(part.cortex), outdir, name=f"{name}_m4", kernels=cortex_kernels)
     NAME = name.upper()
     c, h, w = model.input.shape
     (outdir / f"{name}.h").write_text(f"""/* {name}.h: the layer program of a MAX78000 CNN accelerator network behind bitgen's
@@ -73,9 +80,11 @@ void {name}_init(void);
 int {name}_run(const int8_t input[{NAME}_INPUT_SIZE], {name}_output_t output[{NAME}_OUTPUT_SIZE]);
 #endif
 """)
+    handed = math.prod(part.accelerator.validate()[-1].shape)
     (outdir / f"{name}.c").write_text(f"""/* {name}.c: the layer program (cnn.c) behind bitgen's wire protocol, written by bitgen. */
 #include "{name}.h"
 #include "cnn.h"
+{f'#include "{name}_m4.h"' if tail else ""}
 
 const char {name}_model_hash[65] = "{model.digest()}";
 
@@ -88,7 +97,34 @@ void {name}_init(void)
   cnn_configure();
 }}
 
-int {name}_run(const int8_t input[{NAME}_INPUT_SIZE], {name}_output_t output[{NAME}_OUTPUT_SIZE])
+{_run_body(name, NAME, handed) if tail else _run_alone(name, NAME)}""")
+    files = [outdir / n for n in (*PROGRAM_FILES, f"{name}.h", f"{name}.c")] + (tail.files if tail else [])
+    stream_bytes = 4 * len(cnn_emit.kernel_stream(prog))
+    report = reports.header("emit") | {
+        "target": TARGET,
+        "name": name,
+        "model_hash": model.digest(),
+        "input": {"shape": list(model.input.shape), "dtype": "int8"},
+        "output": {"shape": list(out.shape), "dtype": dtype},
+        # in the Cortex-M4's memories: the kernel stream and the bias bytes in flash; no arena (the
+        # activations live in the accelerator's data memory)
+        "weight_bytes": stream_bytes + sum(prog.bias_used) + (tail.report["weight_bytes"] if tail else 0),
+        # the Cortex-M4's arena (its part of the model) and the tensor handed over to it
+        "arena_bytes": tail.report["arena_bytes"] + handed if tail else 0,
+        "arena_peak": None,
+        "max_arena": None,
+        "layers": tail.report["layers"] if tail else [],
+        "init": True,  # firmware.c calls NAME_init() at boot
+        "accelerator": em.report,
+        "handover": part.to_dict() | ({"cortex_m4": {"kernels": cortex_kernels, "report": f"{name}_m4.json"}}
+                                      if tail else {}),
+    }
+    sources = [outdir / "cnn.c", outdir / f"{name}.c"] + (tail.sources if tail else [])
+    return Emitted(name, outdir, files, sources, report)
+
+
+def _run_alone(name: str, NAME: str) -> str:
+    return f"""int {name}_run(const int8_t input[{NAME}_INPUT_SIZE], {name}_output_t output[{NAME}_OUTPUT_SIZE])
 {{
   int i, best = 0;
   cnn_load_input(input);
@@ -100,24 +136,21 @@ int {name}_run(const int8_t input[{NAME}_INPUT_SIZE], {name}_output_t output[{NA
       best = i;
   return best;
 }}
-""")
-    files = [outdir / n for n in (*PROGRAM_FILES, f"{name}.h", f"{name}.c")]
-    stream_bytes = 4 * len(cnn_emit.kernel_stream(prog))
-    report = reports.header("emit") | {
-        "target": TARGET,
-        "name": name,
-        "model_hash": model.digest(),
-        "input": {"shape": list(model.input.shape), "dtype": "int8"},
-        "output": {"shape": list(out.shape), "dtype": dtype},
-        # in the Cortex-M4's memories: the kernel stream and the bias bytes in flash; no arena (the
-        # activations live in the accelerator's data memory)
-        "weight_bytes": stream_bytes + sum(prog.bias_used),
-        "arena_bytes": 0,
-        "arena_peak": None,
-        "max_arena": None,
-        "layers": [],
-        "init": True,  # firmware.c calls NAME_init() at boot
-        "accelerator": em.report,
-    }
-    return Emitted(name, outdir, files, [outdir / "cnn.c", outdir / f"{name}.c"], report)
+"""
+
+
+def _run_body(name: str, NAME: str, handed: int) -> str:
+    """The accelerator's part, its output unloaded into SRAM, then the Cortex-M4's part on it."""
+    return f"""/* the accelerator's output, handed over to the Cortex-M4's part of the model */
+static cnn_output_t handover[{handed}];
+
+int {name}_run(const int8_t input[{NAME}_INPUT_SIZE], {name}_output_t output[{NAME}_OUTPUT_SIZE])
+{{
+  cnn_load_input(input);
+  cnn_start();
+  cnn_wait();
+  cnn_unload(handover);
+  return {name}_m4_run(handover, output);
+}}
+"""
 
