@@ -661,7 +661,7 @@ def _build_within(model: ir.Model, board: Board, outdir: str | Path, name: str, 
         out = (e.model_report or {}).get("output") or {}
         sizes = [smaller]
         if (harness == "protocol" and out.get("dtype") == "int8" and len(out.get("shape", [])) == 3
-                and out["shape"][0] == 1 and not model.states):
+                and out["shape"][0] == 1 and not model.states and not (e.model_report or {}).get("stream")):
             # tiled, a one-channel output may stream (emit.plan_tiled): the protocol's output
             # buffer then goes, and its bytes with it (if it does not stream: the arena as before)
             sizes.insert(0, smaller + math.prod(out["shape"]))
