@@ -231,6 +231,7 @@ static void results(void)
     kv_u32("m-bg-cycles-[", last_cycles);
 #ifdef BG_PROTOCOL_CHANGED /* defined by bitgen's build for change-based models only: others keep the flash */
     if (M->change_gates) {
+        uint32_t i;
         puts_("m-bg-changed-[");
         for (i = 0; i < M->change_gates; i++) {
             if (i)
