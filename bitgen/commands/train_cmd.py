@@ -12,6 +12,8 @@ with ``states``: tensors carried from one frame to the next, e.g.
 ``{"name": "h", "source": "h_next", "shape": [1, 8, 8], "init": 1}``, for clip datasets.
 ``change_threshold`` (a whole number) stores every convolution change-based (``bitgen.ir.change``;
 0: exactly the dense model). Options given on the command line win over the file.
+``--target max78000-cnn`` trains a config of the accelerator's layers (``bitgen.nn.Max78000Layer``,
+``Max78000Add``) on Q7 inputs and refuses, in one line, a layer the accelerator cannot take.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from .outputs import output_file
 
 ENCODINGS = ("binary", "ternary", "2bitsym", "4bitsym", "4bit", "fp130", "8bit")
 SIGMA = number(0.0, 1e6)
+TARGETS = ("max78000-cnn",)
 DEFAULTS = {"arch": "mlp:64,64", "weights": "4bitsym", "norm": "static", "seed": 0, "threads": 2}
 
 
@@ -46,6 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", choices=ENCODINGS, help="weight encoding (default 4bitsym)")
     p.add_argument("--norm", choices=NORMS, help="static: calibrated multiplier+shift and ReLU; "
                                                  "shiftnorm: BitNetMCU's dynamic shift (default static)")
+    p.add_argument("--target", choices=TARGETS, help="max78000-cnn: train a config of the MAX78000 accelerator's "
+                   "layers (bitgen.nn.Max78000Layer / Max78000Add) on Q7 inputs; a layer it cannot take is refused")
     p.add_argument("--config", metavar="FILE", help="JSON or TOML file with options and/or 'layers'")
     p.add_argument("--epochs", type=count(1, 100000), help=f"training epochs (default {Recipe.epochs})")
     p.add_argument("--lr", type=_rate, help=f"peak learning rate of Adam (default {Recipe.lr})")
@@ -205,6 +210,11 @@ def run(args: argparse.Namespace) -> int:
     task = opts.get("task") or "classifier"
     if task not in TASKS:
         raise TrainError(f"unknown task '{task}' (known: {', '.join(TASKS)})")
+    target = getattr(args, "target", None)
+    if target is not None and ("layers" not in opts and "nodes" not in opts or task != "classifier"):
+        raise TrainError(f"--target {target} trains a classifier described by 'layers' or 'nodes' of "
+                         "Max78000Layer / Max78000Add in a --config file (e.g. examples/ai8x-resnet.toml), "
+                         "not an --arch string")
     if task == "decoder":
         return _run_decoder(args, opts, recipe, out)
 
@@ -218,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     name, data = opts["dataset"], opts.get("data")
     train_ds = datasets.load(name, data, split="train")
     test_ds = datasets.load(name, data, split="test")
-    spec = train_ds.input
+    spec = train_ds.input if target is None else q7_input(train_ds)
     n_classes = len(train_ds.labels)
     held_out = test_ds.distinct_splits  # False: the reported figure is training accuracy
 
@@ -233,6 +243,8 @@ def run(args: argparse.Namespace) -> int:
     model.input_spec = spec
     model.labels = list(train_ds.labels)
     first = export.to_ir(model)  # shapes chain and fit the data: fail before training, not after
+    if target is not None:
+        check_accelerator(first)
     datasets.check_fits(test_ds, spec)
     if bool(first.states) != bool(train_ds.frames):
         raise TrainError(f"dataset '{name}' holds clips of {train_ds.frames} frames; the model has no state"
@@ -246,9 +258,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"dataset {name}: {len(train_ds)} train, {len(test_ds)} test samples{clips}, input {spec.shape} "
           f"(scale {spec.scale:.6g}), {n_classes} classes")
     from_file = next((k for k in ("layers", "nodes") if k in opts), None)
+    layer_kind = (f"weights {recipe.layer.weights}, norm {recipe.layer.norm}" if target is None else
+                  f"{len(first.nodes)} accelerator layers ({target})")
     print(f"model: {opts.get('arch') if not from_file else from_file + ' from ' + str(args.config)}, "
-          f"weights {recipe.layer.weights}, norm {recipe.layer.norm}, "
-          f"{sum(p.numel() for p in model.parameters())} parameters")
+          f"{layer_kind}, {sum(p.numel() for p in model.parameters())} parameters")
     start = time.perf_counter()
     hist = tr.fit(model, x_train, train_ds.y, recipe, seed=int(opts["seed"]))
     seconds = time.perf_counter() - start
@@ -266,6 +279,8 @@ def run(args: argparse.Namespace) -> int:
                      "samples": len(test_ds)},
         "train_seconds": round(seconds, 2), "final_train_loss": hist.loss[-1],
     }
+    if target is not None:
+        meta["target"] = target
     change = opts.get("change_threshold")  # deploy every convolution change-based (bitgen.ir.change)
     try:
         saved = modelfile.save(model, out, name=opts.get("name") or _c_name(out.stem), meta=meta,
@@ -280,6 +295,54 @@ def run(args: argparse.Namespace) -> int:
 
 
 TASKS = ("classifier", "decoder")
+
+
+def q7_input(ds: datasets.Dataset) -> ir.InputSpec:
+    """The accelerator's input: Q7 values, the dataset's full range onto -128..127. ai8x maps
+    pixels p in 0..1 to round((p - 0.5) * 256) clamped (``ai8x.normalize``); a bitgen dataset's
+    raw values span +-127 * scale (USPS: pixels -1..1, scale 1/127), so the same map is raw
+    times 128 / (127 * scale) (USPS: round(128 * pixel), clamped to -128..127). A dataset that
+    is already int8 (npz) is taken as it is."""
+    if ds.prequantized:
+        return ds.input
+    return ir.InputSpec(ds.input.shape, scale=ds.input.scale * 127 / 128, zero_point=ds.input.zero_point)
+
+
+def check_accelerator(model: ir.Model) -> None:
+    """Refuse (one line) a model the MAX78000's accelerator cannot run: a layer that is not an
+    accelerator layer, a sequential chain that bitgen's layer programs do not take or that does
+    not fit (the allocator's own checks), a graph over the per-layer hardware limits."""
+    from ..backends.max78000 import allocate, limits
+
+    for node in model.nodes:
+        if not isinstance(node.op, ir.Max78000Layer):
+            raise TrainError(f"--target max78000-cnn: layer '{node.output}' is {node.op.kind}, not an accelerator "
+                             "layer (use Max78000Layer and Max78000Add)")
+    if model.is_sequential:
+        allocate.plan(model)  # NotSupported / DoesNotFit: one line naming the layer and resource
+        return
+    # a graph (residual adds): the per-layer hardware limits; bitgen's layer programs run chains only yet
+    types = model.validate()
+    named = {ir.INPUT: model.input_type(), **{n.output: t for n, t in zip(model.nodes, types)}}
+    shapes = []
+    for i, (node, t) in enumerate(zip(model.nodes, types)):
+        shape = tuple(named[node.inputs[0]].shape)
+        if len(shape) != 3 or len(t.shape) != 3:
+            raise TrainError(f"--target max78000-cnn: layer '{node.output}' reads or writes {shape} -> {t.shape}, "
+                             "not (C, H, W)")
+        for c, what in ((shape[0], "input"), (t.shape[0], "output")):
+            if c > limits.PROCESSORS * 16:
+                raise TrainError(f"--target max78000-cnn: layer '{node.output}' has {c} {what} channels (the "
+                                 f"accelerator takes at most {limits.PROCESSORS * 16})")
+        if t.dtype == "int32" and i != len(model.nodes) - 1:
+            raise TrainError(f"--target max78000-cnn: layer '{node.output}' has a 32-bit output that feeds another "
+                             "layer (only the last layer may be 32-bit)")
+        shapes.append(limits.LayerShape(i, node.output, node.op, shape, node.op.pooled_shape(shape),
+                                        tuple(t.shape)))
+    report = limits.FitReport()
+    limits.check(shapes, report)
+    if not report.fits:
+        raise TrainError(report.summary())
 
 
 def _run_decoder(args: argparse.Namespace, opts: dict[str, Any], recipe: Recipe, out: Path) -> int:

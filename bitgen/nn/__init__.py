@@ -32,12 +32,17 @@ build) or in the ``forward`` of your own module (traced with torch.fx on export)
             self.norm, self.add = nn.Requant(), nn.Add()
         def forward(self, x):
             return self.add(self.norm(self.conv(x)), x)
+
+The MAX78000's accelerator has its own layers, :class:`Max78000Layer` (a fused pool, conv2d or
+linear and activation, with the hardware's arithmetic) and :class:`Max78000Add` (a residual
+join), exported to the golden op ``max78000_layer`` (see :mod:`bitgen.nn.max78000`).
 """
 from torch.nn import Flatten, MaxPool2d, ReLU  # noqa: F401  (exact on integer values)
 
 from .binary import Mul, Sign, Tile  # noqa: F401
 from .calibration import calibrate, set_quantization, set_range_gradient  # noqa: F401
 from .graph import Add, Concat, Graph, GraphState, Sub  # noqa: F401
+from .max78000 import Max78000Add, Max78000Layer  # noqa: F401
 from .layers import QuantConv2d, QuantConvTranspose2d, QuantLinear  # noqa: F401
 from .norms import STATISTICS, Requant, Shift, ShiftNorm, multiplier_shift  # noqa: F401
 from .pooling import AvgPool2d  # noqa: F401

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from .max78000 import Max78000Layer
 from .norms import Requant, ShiftNorm
 from .quantizers import WeightQuantizer
 
@@ -14,7 +15,7 @@ def set_quantization(model: torch.nn.Module, enabled: bool) -> None:
     eval-mode model (and the export) always uses the integers.
     """
     for m in model.modules():
-        if isinstance(m, (WeightQuantizer, Requant, ShiftNorm)):
+        if isinstance(m, (WeightQuantizer, Requant, ShiftNorm, Max78000Layer)):
             m.enabled = bool(enabled)
 
 

@@ -1,6 +1,7 @@
 """PyTorch module -> :class:`bitgen.ir.Model` (integers only), validated.
 
-Accepted layers: ``bitgen.nn``'s (``QuantLinear``, ``QuantConv2d``, ``QuantConvTranspose2d``,
+Accepted layers: ``bitgen.nn``'s (``Max78000Layer`` and ``Max78000Add``: ``max78000_layer`` nodes,
+an element-wise one reading its operands, earlier tensors, as izer's ``in_sequences``; ``QuantLinear``, ``QuantConv2d``, ``QuantConvTranspose2d``,
 ``Requant``, ``Shift``, ``ShiftNorm``, ``AvgPool2d``, ``Add``, ``Sub``, ``Concat``, ``Sign``, ``Mul``, ``Tile``) and the plain
 ``torch.nn`` layers ``ReLU``, ``MaxPool2d``, ``AvgPool2d``, ``Flatten``, ``Unflatten``, ``Upsample`` (nearest,
 integer factors), plus ``Dropout`` and ``Identity``, which do nothing at inference. They may be
@@ -76,6 +77,8 @@ def _pool(index: int, name: str, m: torch.nn.Module) -> ir.Layer:
 
 def _layer(index: int, name: str, m: torch.nn.Module) -> ir.Layer | None:
     """The IR layer for one module (None: nothing to do at inference)."""
+    if isinstance(m, bnn.Max78000Layer):
+        return m.to_ir(name)
     if isinstance(m, bnn.QuantConvTranspose2d):
         b = m.integer_bias()
         return ir.ConvTranspose2d(weight=m.integer_weight().numpy(), encoding=m.encoding,
@@ -155,7 +158,7 @@ def _input_spec(module: torch.nn.Module, leaves: list[tuple[str, torch.nn.Module
                       "(on the command line --input-shape C,H,W) or set model.input_spec")
 
 
-LEAVES = (bnn.QuantLinear, bnn.QuantConv2d, bnn.QuantConvTranspose2d, bnn.Requant, bnn.Shift, bnn.ShiftNorm,
+LEAVES = (bnn.Max78000Layer, bnn.QuantLinear, bnn.QuantConv2d, bnn.QuantConvTranspose2d, bnn.Requant, bnn.Shift, bnn.ShiftNorm,
           bnn.AvgPool2d, bnn.Add, bnn.Sub, bnn.Concat, torch.nn.ReLU, torch.nn.MaxPool2d, torch.nn.AvgPool2d,
           bnn.Sign, bnn.Mul, bnn.Tile, bnn.BinaryConvRNN, torch.nn.Flatten, torch.nn.Unflatten, torch.nn.Upsample, torch.nn.Dropout, torch.nn.Identity)
 

@@ -26,6 +26,7 @@ import torch
 from .. import ir
 from .binary import Mul, Sign, Tile
 from .graph import Add, Concat, Graph, GraphState, Sub
+from .max78000 import Max78000Add, Max78000Layer
 from .layers import QuantConv2d, QuantConvTranspose2d, QuantLinear
 from .recurrent import BinaryConvRNN
 from .norms import Requant, Shift, ShiftNorm
@@ -61,6 +62,8 @@ _TYPES: dict[str, tuple[type, Callable[[Any], dict]]] = {
     "QuantLinear": (QuantLinear, lambda m: m.spec()),
     "QuantConv2d": (QuantConv2d, lambda m: m.spec()),
     "QuantConvTranspose2d": (QuantConvTranspose2d, lambda m: m.spec()),
+    "Max78000Layer": (Max78000Layer, lambda m: m.spec()),
+    "Max78000Add": (Max78000Add, lambda m: m.spec()),
     "Add": (Add, lambda m: m.spec()),
     "Sub": (Sub, lambda m: m.spec()),
     "Concat": (Concat, lambda m: {}),
