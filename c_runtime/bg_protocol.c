@@ -17,7 +17,7 @@ extern char __bg_flash_used[], __bg_sram_used[];
 #define BG_SRAM_USED 0u
 #endif
 
-enum { IN_HAVE_CRC = 1, IN_CORRUPT = 2, HAVE_RESULT = 4 };
+enum { IN_HAVE_CRC = 1, IN_CORRUPT = 2, HAVE_RESULT = 4, STREAMING = 8 };
 
 /* The model (bg_model.h, generated per image): its fields are constants here. */
 #define M (&bg_model)
@@ -174,29 +174,64 @@ static void put_crc(void)
     puts_("]\r\n");
 }
 
+static void put_value(uint32_t i, int32_t v)
+{
+    uint32_t u = (uint32_t)v;
+    if (i)
+        put(',');
+    if (v < 0) {
+        put('-');
+        u = 0u - u;
+    }
+    put_u32(u);
+}
+
+#ifdef BG_PROTOCOL_STREAM
+/* A model whose output streams (a tiled step, bg_model.h) holds no output buffer: the results
+ * block runs the model again on the same input (no state: the same output) and sends each band
+ * of values as the model hands it over, keeping their argmax (the first largest) as the class.
+ * During timed inferences the bands are dropped. */
+static uint32_t streamed;
+static int8_t best;
+
+void bg_protocol_stream(const int8_t *v, uint32_t n)
+{
+    if (!(flags & STREAMING))
+        return;
+    for (; n; n--, v++, streamed++) {
+        put_value(streamed, *v);
+        if (!streamed || *v > best) {
+            best = *v;
+            last_class = (int)streamed;
+        }
+    }
+}
+#endif
+
 static void results(void)
 {
-    const int8_t *y8 = (const int8_t *)M->output_buf;
-    const int32_t *y32 = (const int32_t *)M->output_buf;
-    uint32_t i;
     out_state = ~result_seed;
     puts_("m-results-[");
-    for (i = 0; i < M->output_size; i++) {
-        int32_t v = M->output_is_int8 ? y8[i] : y32[i];
-        uint32_t u = (uint32_t)v;
-        if (i)
-            put(',');
-        if (v < 0) {
-            put('-');
-            u = 0u - u;
-        }
-        put_u32(u);
+#ifdef BG_PROTOCOL_STREAM
+    streamed = 0;
+    flags |= STREAMING;
+    M->run();
+    flags &= (uint8_t)~STREAMING;
+#else
+    {
+        const int8_t *y8 = (const int8_t *)M->output_buf;
+        const int32_t *y32 = (const int32_t *)M->output_buf;
+        uint32_t i;
+        for (i = 0; i < M->output_size; i++)
+            put_value(i, M->output_is_int8 ? y8[i] : y32[i]);
     }
+#endif
     puts_("]\r\n");
     kv_u32("m-bg-class-[", (uint32_t)last_class);
     kv_u32("m-bg-cycles-[", last_cycles);
 #ifdef BG_PROTOCOL_CHANGED /* defined by bitgen's build for change-based models only: others keep the flash */
     if (M->change_gates) {
+        uint32_t i;
         puts_("m-bg-changed-[");
         for (i = 0; i < M->change_gates; i++) {
             if (i)
@@ -269,6 +304,9 @@ static void cmd_db(char *p)
     uint8_t *b;
     int at = 0, hi, lo;
     if ((q = word(p, "load")) != 0) {
+#ifdef BG_PROTOCOL_STREAM /* the last result is computed again from the input at results: gone with it */
+        flags &= (uint8_t)~HAVE_RESULT;
+#endif
         flags &= (uint8_t)~(IN_HAVE_CRC | IN_CORRUPT);
         expected = loaded = 0;
         in_state = 0xFFFFFFFFu;

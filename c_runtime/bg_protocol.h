@@ -38,6 +38,11 @@
  * it (with their \r\n), so the host can prove which input a result belongs to and that no byte
  * of it changed on the wire.
  *
+ * A model whose output streams (bitgen's tiled steps, compiled with BG_PROTOCOL_STREAM) holds
+ * no output buffer: `results` computes it again from the input (such a model has no state) and
+ * sends the values band by band as they are computed, in the same m-results line and CRC; a
+ * db load forgets the last result (its input is being replaced).
+ *
  * Left out of the EEMBC set to save flash: db print and help.
  */
 #ifndef BG_PROTOCOL_H
@@ -76,6 +81,9 @@ typedef struct {
 /* Serves commands forever: the model of bg_model.h, which bitgen's build generates beside
  * bg_protocol.c (templates/bg_model.h.j2). */
 void bg_protocol_run(void);
+
+/* A streaming model's output values, in order (BG_STREAM_SINK of the model's C). */
+void bg_protocol_stream(const int8_t *values, uint32_t count);
 
 /* Reports a CPU fault as an e-[...] line (called by a board's trap handler), then stops. */
 void bg_protocol_fault(uint32_t cause, uint32_t pc);

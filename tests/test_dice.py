@@ -150,13 +150,21 @@ def test_generate_on_a_board_is_bit_exact(decoder, tmp_path):
 
 
 @needs_rv
-def test_generate_refuses_a_board_it_does_not_fit(decoder, tmp_path, capsys):
+def test_generate_on_the_ch32v003_in_streamed_tiles(decoder, tmp_path, capsys):
+    """Layer by layer the decoder does not fit the CH32V003's 2 KB (`--tiling off`: a one-line
+    refusal, no picture); in tiles with its output streamed it does, every pixel as golden's."""
     model, judge = decoder
     rc = main(["generate", str(model), "--board", "ch32v003-sim", "--label", "1", "-o", str(tmp_path / "d.png"),
-               "--judge", str(judge)])
+               "--judge", str(judge), "--tiling", "off"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "does not fit ch32v003" in err[0]
     assert not (tmp_path / "d.png").exists()
+    js = tmp_path / "gen.json"
+    assert main(["generate", str(model), "--board", "ch32v003-sim", "--label", "4", "-o", str(tmp_path / "d.png"),
+                 "--json", str(js), "--judge", str(judge)]) == 0
+    rep = json.loads(js.read_text())
+    assert rep["images"] == 1 and rep["mismatches"] == 0 and rep["instructions"]["min"] > 0
+    assert rep["board"]["sram_bytes"] <= 2048 and rep["board"]["tiling"]["runs"][0]["stream"]
 
 
 @pytest.mark.parametrize("argv, says", [

@@ -1,6 +1,7 @@
 """Tiled depth-first execution (backends/c/tiling.py, kernels/bands.py): stacks of spatial layers
-computed in strips of output rows equal golden for every strip height, the planner's receptive
-fields, the automatic choice, and a decoder that only fits the CH32V003's 2 KB in strips."""
+computed in strips of output rows or 2-D tiles equal golden for every strip height and tile
+width, the planner's receptive fields, the automatic choice, the output streamed band by band,
+a decoder that only fits the CH32V003's 2 KB in strips, and the die decoder's layout in tiles."""
 import shutil
 
 import numpy as np
@@ -124,7 +125,7 @@ def test_tiling_is_only_chosen_where_the_layers_do_not_fit(tmp_path):
     assert tiled.report["arena_bytes"] <= limit and tiled.report["tiling"]["arena_layer_by_layer"] > limit
     with pytest.raises(emit.EmitError, match=r"arena needs \d+ B at least, over the limit of 100 B"):
         emit.emit(m, tmp_path / "d", name="m", max_arena=100, tiles="off")
-    with pytest.raises(emit.EmitError, match=r"in row strips \(\d+ B layer by layer\), over the limit of 100 B"):
+    with pytest.raises(emit.EmitError, match=r"in row strips or tiles \(\d+ B layer by layer\), over the limit of 100 B"):
         emit.emit(m, tmp_path / "e", name="m", max_arena=100, tiles="rows")
     with pytest.raises(emit.EmitError, match=r"strip height 17 is not within 1..16"):
         emit.emit(m, tmp_path / "f", name="m", strip_rows=17)
@@ -180,3 +181,120 @@ def test_grouped_layers_and_other_sizes_in_strips(tmp_path, host_runtime):
         em = emit.emit(m, tmp_path / f"c{rows}", tiles="rows", strip_rows=rows)
         assert em.report["tiling"]["runs"][0]["strip_rows"] == rows
         _equal_to_golden(m, em, host_runtime, tmp_path / f"b{rows}")
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_stacks_equal_golden_in_2d_tiles(seed, tmp_path, host_runtime):
+    """Tiles narrower than the tensor: columns derived like rows, halos recomputed both ways
+    (through convolutions, strided ones, transposed ones and poolings); a one-channel output
+    also streamed band by band (BG_STREAM puts it together in the output on the host)."""
+    m = random_stack(seed)
+    types = emit.plan_model(m).types
+    found = tiling.runs(m, types)
+    if not found:
+        return
+    out_c, out_h, out_w = types[found[0][-1].last + 1].shape
+    if any(isinstance(m.layers[st.first], ir.Upsample) for st in found[0]):  # its column phase: strips only
+        if out_w > 1:
+            with pytest.raises(emit.EmitError, match="upsampling"):
+                emit.emit(m, tmp_path / "up", tiles="rows", strip_rows=1, tile_cols=1)
+        return
+    stream = found[0][-1].last == len(m.layers) - 1 and out_c == 1 and types[-1].dtype == "int8"
+    for k, (rows, cols) in enumerate(sorted({(1, 1), (2, 3), (3, 2), (out_h, max(1, out_w // 2))})):
+        if rows > out_h or cols > out_w:
+            continue
+        kernels = "rv32ec" if k % 2 else "generic"  # LUT convolutions on tiles too
+        em = emit.emit(m, tmp_path / f"c{k}", kernels=kernels, tiles="rows", strip_rows=rows, tile_cols=cols,
+                       stream=stream)
+        run = em.report["tiling"]["runs"][0]
+        assert run["tile_cols"] == cols and run["stream"] == stream
+        assert run["strips"] == -(-out_h // rows) * -(-out_w // cols)
+        _equal_to_golden(m, em, host_runtime, tmp_path / f"b{k}")
+
+
+def test_receptive_fields_of_columns():
+    """Columns follow a layer's horizontal kernel, stride and padding, not its vertical ones."""
+    conv = ir.Conv2d(weight=np.ones((1, 1, 3, 5), dtype=int), encoding="4bit", padding=(1, 2), stride=(1, 2))
+    assert tiling._need(conv, 0, 2, 8, axis=0) == (0, 3, 1)
+    # output columns 1..2 at stride 2, padding 2, width 5: input columns 0 .. 2 * 2 - 2 + 5 = 7
+    assert tiling._need(conv, 1, 3, 9, axis=1) == (0, 7, 0)
+    assert tiling._need(conv, 3, 4, 9, axis=1) == (4, 9, 0)
+    convt = ir.ConvTranspose2d(weight=np.ones((1, 1, 3, 3), dtype=int), encoding="4bit", stride=2, padding=1,
+                               output_padding=1)
+    assert tiling._need(convt, 5, 7, 4, axis=1) == tiling._need(convt, 5, 7, 4, axis=0) == (2, 4, 2)
+    assert tiling._need(ir.MaxPool2d((2, 3), stride=(2, 3)), 1, 2, 9, axis=1) == (3, 6, 0)
+
+
+@pytest.mark.parametrize("kernels, rows, cols", [("generic", 4, 8), ("rv32ec", 4, 4), ("rv32ec", 3, 5)])
+def test_die_layout_equals_golden_in_streamed_tiles(kernels, rows, cols, tmp_path, host_runtime):
+    """The die decoder's layout (Linear 7 -> 4x4x8, three transposed convolutions to 32x32x8,
+    a 3x3 convolution there and one to one channel) in 2-D tiles, its output streamed: every
+    pixel equal to golden, smaller strip buffers than full-width strips of the same height, no
+    output tensor in the arena."""
+    m = decoder(full=1)
+    em = emit.emit(m, tmp_path / "c", name="die", kernels=kernels, tiles="rows", strip_rows=rows, tile_cols=cols,
+                   stream=True)
+    run = em.report["tiling"]["runs"][0]
+    assert em.report["stream"] and run["stream"] and run["columns_tiled"]
+    strips = tiling.plan(m, emit.plan_model(m, kernels).types, tiling.runs(m, emit.plan_model(m, kernels).types)[0],
+                         rows)
+    assert run["strip_buffer_bytes"] < strips.scratch
+    assert em.report["arena_bytes"] < 32 * 32 + run["strip_buffer_bytes"]  # no whole output
+    assert "BG_STREAM(" in (tmp_path / "c" / "die.c").read_text()
+    _equal_to_golden(m, em, host_runtime, tmp_path / "b")
+
+
+def test_the_planner_picks_narrower_tiles_only_where_strips_do_not_fit():
+    m = decoder(full=1)
+    roomy = emit.plan_within(m, "rv32ec", 20000, tiles="rows", stream=True)
+    tight = emit.plan_within(m, "rv32ec", 1500, tiles="rows", stream=True)
+    (t_roomy,), (t_tight,) = roomy.tiles.values(), tight.tiles.values()
+    assert t_roomy.tile_cols == 0 and t_tight.tile_cols > 0  # full-width strips where they fit
+    assert tight.memory.arena_bytes <= 1500 < emit.plan_within(m, "rv32ec", None, tiles="rows",
+                                                               strip_rows=1, stream=True).memory.arena_bytes
+    assert t_tight.recompute_macs > t_roomy.recompute_macs
+
+
+@pytest.mark.skipif(shutil.which("riscv64-unknown-elf-gcc") is None, reason="needs gcc-riscv64-unknown-elf")
+def test_the_die_layout_fits_the_ch32v003_and_streams_bit_exactly(tmp_path):
+    """The die decoder's layout (random weights): 40 KB of arena layer by layer; the protocol
+    firmware for the CH32V003 falls back to 2-D tiles with the output streamed (no output
+    buffer), fits 16 KB / 2 KB with its stack, and the emulated part answers every pixel."""
+    from bitgen.harness import boards, session
+
+    m = decoder(full=1)
+    assert emit.plan_model(m, "rv32ec").memory.arena_bytes > 32 * 1024
+    x = _inputs(m, 1)[:2]
+    expect = golden.run(m, x)
+    with session.Session(boards.get("ch32v003-sim"), m, workdir=str(tmp_path), infer_timeout=120) as s:
+        rep = s.firmware.report
+        assert rep["fits"] and rep["flash_bytes"] <= 16384 and rep["sram_bytes"] <= 2048, rep["kernels_tried"]
+        assert rep["stack"]["bytes"] <= rep["stack"]["reserved"]
+        assert rep["model"]["stream"] and rep["components"]["model_io"]["sram"] < 32  # the input alone
+        assert s.link.streams
+        for i in range(len(x)):
+            r = s.link.classify(x[i])
+            np.testing.assert_array_equal(r.outputs.reshape(expect[i].shape), expect[i])
+            assert r.cls == golden.argmax(expect[i:i + 1])[0]
+
+
+def test_2d_tiles_read_and_write_within_their_buffers(sanitized_runtime, tmp_path):
+    """Under ASan + UBSan: tiles whose receptive fields are cut at every edge (poolings that
+    drop a column, transposed convolutions, strided convolutions), streamed or not."""
+    for seed, stream in ((1, False), (4, False), (7, False), (10, True)):
+        m = random_stack(seed)
+        types = emit.plan_model(m).types
+        found = tiling.runs(m, types)
+        if not found or any(isinstance(m.layers[st.first], ir.Upsample) for st in found[0]):
+            continue
+        _, out_h, out_w = types[found[0][-1].last + 1].shape
+        em = emit.emit(m, tmp_path / f"c{seed}", kernels="rv32ec", tiles="rows", strip_rows=min(2, out_h),
+                       tile_cols=min(3, out_w), stream=stream)
+        x = _inputs(m, 2)
+        y = host.build_sanitized(em, tmp_path / f"b{seed}", runtime=sanitized_runtime).run(x)[0]
+        np.testing.assert_array_equal(y.reshape(len(x), -1), golden.run(m, x).reshape(len(x), -1))
+    m = decoder(ch=2, ups=2, full=1)
+    em = emit.emit(m, tmp_path / "die", kernels="rv32ec", tiles="rows", strip_rows=3, tile_cols=5, stream=True)
+    x = _inputs(m, 2)
+    y = host.build_sanitized(em, tmp_path / "bdie", runtime=sanitized_runtime).run(x)[0]
+    np.testing.assert_array_equal(y.reshape(len(x), -1), golden.run(m, x).reshape(len(x), -1))

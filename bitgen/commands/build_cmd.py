@@ -70,8 +70,11 @@ def run(args: argparse.Namespace) -> int:
         say(f"  harness (protocol + board support + glue): flash {h['flash']} B, SRAM {h['sram']} B")
     tiled = (rep.get("model") or {}).get("tiling")
     for run in (tiled or {}).get("runs", []):
-        say(f"row strips: layers {run['first_layer']}..{run['last_layer']} in {run['strips']} strips of "
-            f"{run['strip_rows']} rows: arena {tiled['arena_layer_by_layer']} B layer by layer, "
+        what = (f"{run['strips']} strips of {run['strip_rows']} rows" if not run["columns_tiled"] else
+                f"{run['strips']} tiles of {run['strip_rows']} rows x {run['tile_cols']} columns")
+        say(f"{'tiles' if run['columns_tiled'] else 'row strips'}: layers {run['first_layer']}..{run['last_layer']} in {what}"
+            f"{', the output streamed band by band' if run['stream'] else ''}: "
+            f"arena {tiled['arena_layer_by_layer']} B layer by layer, "
             f"{tiled['arena_tiled']} B tiled; halos recompute {run['recompute_macs']} MACs "
             f"(+{run['recompute_percent']} %)")
     hand = (rep.get("model") or {}).get("handover")

@@ -91,7 +91,8 @@ def add_max_arena_argument(p: argparse.ArgumentParser) -> None:
 def add_tiling_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tiling", choices=("auto", "rows", "off"), default="auto",
                    help="run stacks of convolutions, transposed convolutions, upsamplings and poolings in "
-                        "strips of output rows (depth-first, halos recomputed): rows always, auto (default) "
+                        "strips of output rows or 2-D tiles (depth-first, halos recomputed; the narrower "
+                        "tiles where the strips do not fit): rows always, auto (default) "
                         "only where the layers do not fit the arena limit (--max-arena, the board's SRAM) "
                         "one after the other, off never")
     p.add_argument("--strip-rows", type=count(1, 255), metavar="N",

@@ -54,8 +54,11 @@ def run(args: argparse.Namespace) -> int:
     if r.get("tiling"):
         t = r["tiling"]
         for run in t["runs"]:
-            print(f"  row strips: layers {run['first_layer']}..{run['last_layer']} in {run['strips']} strips of "
-                  f"{run['strip_rows']} rows; arena {t['arena_layer_by_layer']} B layer by layer, "
+            what = (f"row strips: layers {run['first_layer']}..{run['last_layer']} in {run['strips']} strips of "
+                    f"{run['strip_rows']} rows" if not run["columns_tiled"] else
+                    f"tiles: layers {run['first_layer']}..{run['last_layer']} in {run['strips']} tiles of "
+                    f"{run['strip_rows']} rows x {run['tile_cols']} columns")
+            print(f"  {what}; arena {t['arena_layer_by_layer']} B layer by layer, "
                   f"{t['arena_tiled']} B tiled; halos recompute {run['recompute_macs']} MACs "
                   f"(+{run['recompute_percent']} %)")
     return 0

@@ -14,7 +14,7 @@ from .. import console, golden, reports
 from ..errors import BitgenError
 from ..harness import boards
 from ..harness.link import LinkError
-from .common import UsageError, add_kernels_argument, count, resolve_kernels, seconds
+from .common import UsageError, add_kernels_argument, add_tiling_arguments, count, resolve_kernels, seconds
 from .emit_cmd import default_name
 from .outputs import STDOUT, output_dir, output_file, write_json
 
@@ -51,6 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", help="serial port of a real board")
     p.add_argument("--keep", metavar="DIR", help="emulated boards: keep the firmware built for the run here")
     add_kernels_argument(p, "emulated boards: kernel set of the firmware (default: the board's fastest that fits)")
+    add_tiling_arguments(p)
     p.add_argument("--timeout", type=seconds(3600), default=3.0, metavar="S", help="seconds per command (default 3)")
     p.add_argument("--infer-timeout", type=seconds(), default=120.0, metavar="S",
                    help="seconds per image on a board (default 120)")
@@ -162,8 +163,8 @@ def run(args: argparse.Namespace) -> int:
     say = (lambda *a: None) if json_to == STDOUT else print  # noqa: E731
     kernels = resolve_kernels(args)
     board = boards.get(args.board) if args.board else None
-    if board is None and (args.port or kernels or keep):
-        raise UsageError("--port, --kernels and --keep go with --board")
+    if board is None and (args.port or kernels or keep or args.tiling != "auto" or args.strip_rows):
+        raise UsageError("--port, --kernels, --keep, --tiling and --strip-rows go with --board")
     irm, labels = _decoder(args.model)
     classes, latents = _requests(args, labels)
     x = dice.decoder_inputs(classes, latents)
@@ -175,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
         got = []
         bar = console.progress(total=len(x), unit="image", desc=board.name)
         with Session(board, irm, port=args.port, name=default_name(irm.name), workdir=keep, timeout=args.timeout,
-                     infer_timeout=args.infer_timeout, kernels=kernels) as s:
+                     infer_timeout=args.infer_timeout, kernels=kernels, tiles=args.tiling,
+                     strip_rows=args.strip_rows) as s:
             try:
                 for row in x:
                     try:
@@ -191,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
             board_info = {"name": board.name, "kernels": fw.get("kernels") if fw else None,
                           "flash_bytes": fw.get("flash_bytes") if fw else None,
                           "sram_bytes": fw.get("sram_bytes") if fw else None,
+                          "tiling": ((fw.get("model") or {}).get("tiling")) if fw else None,
                           "instruction_source": board.cycle_source}
         images = np.stack(got).astype(expect.dtype)
     differ = images.astype(np.int64) != expect.astype(np.int64)

@@ -154,6 +154,7 @@ def render_firmware(board: Board, em: emit.Emitted, path: Path, template: str = 
         has_state=bool(rep.get("states")),
         change_gates=len(rep.get("change_gates") or []),
         init=bool(rep.get("init")),
+        stream=bool(rep.get("stream")),
     )
     path.write_text(text)
 
@@ -497,6 +498,7 @@ def _report_head(board: Board, em: emit.Emitted, name: str, model_path: str | No
         "model": {"name": name, "path": model_path,
                   "arena_bytes": em.report["arena_bytes"], "weight_bytes": em.report["weight_bytes"],
                   "arena_peak": em.report.get("arena_peak"), "tiling": em.report.get("tiling"),
+                  "stream": bool(em.report.get("stream")) and harness == "protocol",
                   "input": em.report["input"], "output": em.report["output"]}
         | ({"handover": em.report["handover"]} if "handover" in em.report else {}),  # --target max78000-cnn
     }
@@ -656,14 +658,28 @@ def _build_within(model: ir.Model, board: Board, outdir: str | Path, name: str, 
         smaller = _smaller_arena(e.report, max_arena)
         if smaller is None:
             raise
+        out = (e.model_report or {}).get("output") or {}
+        sizes = [smaller]
+        if (harness == "protocol" and out.get("dtype") == "int8" and len(out.get("shape", [])) == 3
+                and out["shape"][0] == 1 and not model.states and not (e.model_report or {}).get("stream")):
+            # tiled, a one-channel output may stream (emit.plan_tiled): the protocol's output
+            # buffer then goes, and its bytes with it (if it does not stream: the arena as before)
+            sizes.insert(0, smaller + math.prod(out["shape"]))
         over = e
-    try:  # the same kernels with less scratch may fit the SRAM
-        return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, smaller, prove,
-                      generic, **strips)
-    except emit.TiledArenaError as e:  # not in row strips either: say what they would need too
-        raise BudgetError(f"{over}; {e}", over.report, over.model_report) from None
-    except emit.EmitError:  # the arena cannot get that small with these kernels
-        raise over from None
+    for n, size in enumerate(sizes):
+        try:  # the same kernels with less scratch may fit the SRAM
+            return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, size, prove,
+                          generic, **strips)
+        except BudgetError as e:
+            if n == len(sizes) - 1 or (e.model_report or {}).get("stream"):
+                raise
+        except emit.TiledArenaError as e:  # not in row strips either: say what they would need too
+            if n == len(sizes) - 1:
+                raise BudgetError(f"{over}; {e}", over.report, over.model_report) from None
+        except emit.EmitError:  # the arena cannot get that small with these kernels
+            if n == len(sizes) - 1:
+                raise over from None
+    raise over
 
 
 def _fewer_fast_layers(e: BudgetError, generic: frozenset[int]) -> frozenset[int] | None:
@@ -745,7 +761,7 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
         em = protocol.emit(model, src, name, cortex_kernels=img.kernels[0])
     else:
         em = emit.emit(model, src, name=name, kernels=kernels, max_arena=max_arena, generic=generic, tiles=tiles,
-                       strip_rows=strip_rows)
+                       strip_rows=strip_rows, stream=harness == "protocol")
     _refuse_what_cannot_fit(board, em, name, model_path, kernels, tried, harness, outdir)
     for f in PROTOCOL_FILES:
         shutil.copyfile(C_RUNTIME / f, src / f)
@@ -756,6 +772,8 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
     flags = [*WARNINGS, *tc.get("cflags", []), *(extra_cflags or [])]
     if em.report.get("change_gates"):  # the protocol's m-bg-changed line (c_runtime/bg_protocol.h)
         flags.append("-DBG_PROTOCOL_CHANGED")
+    if em.report.get("stream") and harness == "protocol":  # the output leaves band by band: no output buffer
+        flags += ["-DBG_PROTOCOL_STREAM", "-DBG_STREAM_SINK=bg_protocol_stream"]
     cflags = [*flags, "-I", str(src), "-I", str(img.path)]
     sources = [src / "firmware.c", *em.sources] + ([src / "bg_protocol.c"] if harness == "protocol" else [])
     sources += [img.path / s for s in tc.get("sources", [])]

@@ -119,6 +119,9 @@ class Link:
     infer_timeout: float = 60.0  # per inference
     retries: int = 3
     log: Any = None  # callable(str) for a wire trace
+    # the image streams its output (a tiled step, c_runtime/bg_protocol.h): a results block
+    # asked again computes the model again, so it may take as long as an inference
+    streams: bool = False
     events: list[str] = field(default_factory=list)
     _buf: bytearray = field(default_factory=bytearray)
     _last_raw: bytes = b""
@@ -370,7 +373,9 @@ class Link:
     def infer(self, crc: int, n: int = 1, warmup: int = 0) -> Inference:
         """Run the loaded input (one exchange, no repeat)."""
         # the board computes after m-warmup-start (the warm-ups) and after the first m-lap-us
-        lines = self.command(f"infer {n} {warmup}", slow_after=("warmup-st", "lap"))
+        # (and after m-infer-done: an image whose output streams computes it again for the
+        # results block; a real board's link cannot know that it does)
+        lines = self.command(f"infer {n} {warmup}", slow_after=("warmup-st", "lap", "infer-done"))
         pat = [rf"m-warmup-start-{warmup}", "m-warmup-done", rf"m-infer-start-{n}", r"m-lap-us-(\d+)",
                r"m-lap-us-(\d+)", "m-infer-done"]
         if len(lines) not in (len(pat) + 4, len(pat) + 5):  # + m-bg-changed for change-based models
@@ -389,7 +394,7 @@ class Link:
     def results(self, crc: int) -> Inference:
         """The results block of the board's last inference again, only if it belongs to the
         input of CRC ``crc`` (LinkCorrupt otherwise, DeviceError if there is none)."""
-        return self._results_block(self.command("results"), crc)
+        return self._results_block(self.command("results", timeout=self.infer_timeout if self.streams else None), crc)
 
     def _results_block(self, lines: list[str], crc: int) -> Inference:
         """m-results, m-bg-class, m-bg-cycles, m-bg-changed (change-based models only),

@@ -72,6 +72,8 @@ class Session:
         else:
             url = self.port
         self.link = Link.open(url, baud=int(self.board.uart.get("baud", 115200)), **self.kw)
+        # an image that streams its output computes it again for each results block
+        self.link.streams = bool(self.firmware and (self.firmware.report.get("model") or {}).get("stream"))
         try:
             self.link.sync(timeout=self.boot_timeout)
             out_size = math.prod(self.model.validate()[-1].shape)

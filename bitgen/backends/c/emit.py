@@ -299,7 +299,9 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
         else:
             scratch = c.scratch
         if model.is_sequential:
-            needs.append(memory.Need(out_bytes=types[st.last + 1].nbytes, in_bytes=types[st.first].nbytes,
+            streamed = st.tiled and tiles[st.first].stream  # its output never exists whole
+            needs.append(memory.Need(out_bytes=0 if streamed else types[st.last + 1].nbytes,
+                                     in_bytes=types[st.first].nbytes,
                                      scratch=scratch, **({} if st.channelwise or st.tiled else dict(
                                          in_place=c.in_place, out_region=c.out_region, alias=c.alias))))
         else:
@@ -321,8 +323,9 @@ def _step_code(model: ir.Model, mp: ModelPlan, k: int, src: ModelSource) -> tupl
         x = f"(const uint8_t *){_ptr(loc_in, mp.in_type(st.first).dtype, const=True, name=src.name)}"
         y = f"(uint8_t *){_ptr(loc_out, out_t.dtype, const=False, name=src.name)}"
         lines = bands.render(model, types, mp.choices, mp.tiles[st.first], src, x, y, scratch)
-        lines.append(f"BG_LAYER_PART({st.last}, 0, {_ptr(loc_out, out_t.dtype, const=True, name=src.name)}, "
-                     f"{out_t.nbytes});")
+        if not mp.tiles[st.first].stream:  # (a streamed output is traced band by band)
+            lines.append(f"BG_LAYER_PART({st.last}, 0, {_ptr(loc_out, out_t.dtype, const=True, name=src.name)}, "
+                         f"{out_t.nbytes});")
         at = None if loc_out.external else loc_out.offset
         return lines, {j: at if j == st.last else None for j in st.layers}
     if not st.channelwise:
@@ -444,12 +447,15 @@ def _ptr_at(offset: int, dtype: str, const: bool) -> str:
 
 
 def plan_tiled(model: ir.Model, kernel_set: str, max_arena: int | None, strip_rows: int | None = None,
-               generic: frozenset[int] = frozenset()) -> ModelPlan:
-    """The plan with every tileable run (tiling.runs) computed in row strips: for each run the
-    strip height (`strip_rows`, or each height in turn) and kernels (the generic ones, or fused
-    ones: bands.fused_choice) whose arena fits `max_arena` with the fewest estimated
-    instructions; without a limit, or where none fits, the smallest arena (with `strip_rows` and
-    no limit: the fewest instructions at that height). `generic`: as plan_model."""
+               generic: frozenset[int] = frozenset(), tile_cols: int | None = None, stream: bool = False) -> ModelPlan:
+    """The plan with every tileable run (tiling.runs) computed in row strips or 2-D tiles: for
+    each run the strip height (`strip_rows`, or each height in turn), the tile width
+    (`tile_cols`, or the full width and its halves: tiling.widths) and kernels (the generic
+    ones, or fused ones: bands.fused_choice) whose arena fits `max_arena` with the fewest
+    estimated instructions; without a limit, or where none fits, the smallest arena (with
+    `strip_rows` and no limit: the fewest instructions at that height). `generic`: as
+    plan_model. `stream`: the run that computes the model's output, if that has one int8
+    channel, hands it on band by band (BG_STREAM) instead of holding it in the arena."""
     base = plan_model(model, kernel_set, generic=generic)
     found = tiling.runs(model, base.types)
     if not found:
@@ -461,29 +467,41 @@ def plan_tiled(model: ir.Model, kernel_set: str, max_arena: int | None, strip_ro
         ranked = []
         fused = {st.first: c.scratch for st in stages if (c := bands.fused_choice(
             model, base.types, st, targets.get("generic" if st.first in generic else kernel_set))) is not None}
-        tries = [(h, f) for h in ([strip_rows] if strip_rows else tiling.heights(stages, base.types))
+        out_t = base.types[stages[-1].last + 1]
+        streams = (stream and not model.states and stages[-1].last == len(model.layers) - 1 and out_t.shape[0] == 1
+                   and out_t.dtype == "int8")
+        given = strip_rows is not None or tile_cols is not None
+        hs = [strip_rows] if strip_rows else list(tiling.heights(stages, base.types))
+        ws = [tile_cols] if tile_cols else tiling.widths(model, stages, base.types)
+        if len(ws) > 1 and not strip_rows:  # narrower tiles: powers of two high (fewer plans to rank)
+            hs_narrow = [h for h in hs if h & (h - 1) == 0]
+        else:
+            hs_narrow = hs
+        tries = [(h, wd, f) for wd in ws for h in (hs if wd == ws[0] else hs_narrow)
                  for f in ([fused, {}] if fused else [{}])]  # the fused kernels' scratch may not fit
-        for h, f in tries:
+        for h, wd, f in tries:
             try:
-                t = tiling.plan(model, base.types, stages, h, f)
+                t = tiling.plan(model, base.types, stages, h, f, wd, streams)
             except tiling.TilingError as e:
-                if strip_rows:
-                    raise EmitError(f"--strip-rows {strip_rows}: {e}") from None
+                if given:
+                    what = " ".join(([f"--strip-rows {strip_rows}"] if strip_rows else [])
+                                    + ([f"tile_cols={tile_cols}"] if tile_cols else []))
+                    raise EmitError(f"{what}: {e}") from None
                 continue
             mp = plan_model(model, kernel_set, generic=generic, tiles=tiles | {t.first: t})
             arena = mp.memory.arena_bytes
             # the height given and no limit: the fastest kernels at that height
-            fits = arena <= max_arena if max_arena is not None else strip_rows is not None
+            fits = arena <= max_arena if max_arena is not None else given
             ranked.append(((not fits, t.instructions if fits else arena, t.instructions), h, t, mp))
         if not ranked:
             continue
         _, _, t, best = min(ranked, key=lambda r: (r[0], r[1]))
         tiles[t.first] = t
     if best is None:
-        raise EmitError("no strip height gives every tensor of the run a row to read")
+        raise EmitError("no tile gives every tensor of the run a row and a column to read")
     best.layer_by_layer_arena = base.memory.arena_bytes
     if max_arena is not None and best.memory.arena_bytes > max_arena:
-        raise TiledArenaError(f"the arena needs {best.memory.arena_bytes} B at least in row strips "
+        raise TiledArenaError(f"the arena needs {best.memory.arena_bytes} B at least in row strips or tiles "
                               f"({base.memory.arena_bytes} B layer by layer), over the limit of {max_arena} B",
                               best.memory.arena_bytes)
     return best
@@ -498,24 +516,26 @@ class TiledArenaError(EmitError):
 
 
 def plan_within(model: ir.Model, kernel_set: str, max_arena: int | None,
-                generic: frozenset[int] = frozenset(), tiles: str = "auto", strip_rows: int | None = None) -> ModelPlan:
+                generic: frozenset[int] = frozenset(), tiles: str = "auto", strip_rows: int | None = None,
+                tile_cols: int | None = None, stream: bool = False) -> ModelPlan:
     """:func:`plan_layers`, or with `tiles` "rows" (or "auto" where the layers do not fit
-    `max_arena` one after the other) :func:`plan_tiled`."""
+    `max_arena` one after the other) :func:`plan_tiled` (`tile_cols`, `stream`: see there)."""
     if tiles not in tiling.MODES:
         raise EmitError(f"unknown tiling '{tiles}' (known: {', '.join(tiling.MODES)})")
-    if strip_rows is not None and tiles == "off":
-        raise EmitError("--strip-rows needs tiling (--tiling rows or auto)")
-    if tiles == "rows" or strip_rows is not None:
-        return plan_tiled(model, kernel_set, max_arena, strip_rows, generic)
+    if (strip_rows is not None or tile_cols is not None) and tiles == "off":
+        raise EmitError("--strip-rows needs tiling (--tiling rows or auto)" if strip_rows is not None
+                        else "tile_cols needs tiling (tiles 'rows' or 'auto')")
+    if tiles == "rows" or strip_rows is not None or tile_cols is not None:
+        return plan_tiled(model, kernel_set, max_arena, strip_rows, generic, tile_cols, stream)
     try:
         return plan_layers(model, kernel_set, max_arena, generic)
     except EmitError as layered:
         if tiles == "off" or max_arena is None or not tiling.runs(model, plan_model(model, kernel_set).types):
             raise
         try:
-            return plan_tiled(model, kernel_set, max_arena, generic=generic)
+            return plan_tiled(model, kernel_set, max_arena, generic=generic, stream=stream)
         except TiledArenaError as e:
-            raise TiledArenaError(f"{layered}; in row strips (--tiling) {e.arena} B at least", e.arena) from None
+            raise TiledArenaError(f"{layered}; in tiles (--tiling) {e.arena} B at least", e.arena) from None
         except EmitError:
             raise layered from None
 
@@ -612,23 +632,28 @@ def name_problem(name: str) -> str | None:
 
 def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str = "generic",
          max_arena: int | None = None, generic: frozenset[int] = frozenset(), tiles: str = "auto",
-         strip_rows: int | None = None) -> Emitted:
+         strip_rows: int | None = None, tile_cols: int | None = None, stream: bool = False) -> Emitted:
     """Write the C for `model` into `outdir`; returns the file list and the report.
     `max_arena`: bytes the arena may take at most; `generic`: layers that take the generic
-    kernel whatever the kernel set; `tiles`, `strip_rows`: row strips (see plan_within)."""
+    kernel whatever the kernel set; `tiles`, `strip_rows`, `tile_cols`: row strips or 2-D
+    tiles; `stream`: a tiled one-channel int8 output leaves band by band through BG_STREAM
+    (see plan_within)."""
     try:
-        return _emit(model, outdir, name, kernels, max_arena, frozenset(generic), tiles, strip_rows)
+        return _emit(model, outdir, name, kernels, max_arena, frozenset(generic), tiles, strip_rows, tile_cols,
+                     stream)
     except OSError as e:  # the folder may have been checked, but a file system can still refuse
         raise EmitError(f"writing the C into {outdir} failed ({e.filename}: {e.strerror or e})") from None
 
 
 def _emit(model: ir.Model, outdir: str | Path, name: str, kernels: str, max_arena: int | None,
-          generic: frozenset[int], tiles: str = "auto", strip_rows: int | None = None) -> Emitted:
+          generic: frozenset[int], tiles: str = "auto", strip_rows: int | None = None,
+          tile_cols: int | None = None, stream: bool = False) -> Emitted:
     why = name_problem(name)
     if why:
         raise EmitError(f"--name {name!r} {why}")
     kernel_set = kernels  # the name of the kernel set (targets.KERNEL_SETS)
-    mp = plan_within(model, kernel_set, max_arena, generic, tiles, strip_rows)
+    mp = plan_within(model, kernel_set, max_arena, generic, tiles, strip_rows, tile_cols, stream)
+    streams = any(t.stream for t in mp.tiles.values())
     types, choices, plan = mp.types, mp.choices, mp.memory
     src = ModelSource(name)
     layers: list[LayerPlan] = []
@@ -698,6 +723,7 @@ def _emit(model: ir.Model, outdir: str | Path, name: str, kernels: str, max_aren
         "data": src.data,
         "functions": src.functions,
         "final_ptr": _ptr(plan.outputs[-1], t_final.dtype, const=True, name=name),
+        "stream": streams,
         "states": _state_code(model, mp, name),
         "kept": _kept_code(model, mp, name),
         "gates": src.gates,
@@ -737,6 +763,7 @@ def _emit(model: ir.Model, outdir: str | Path, name: str, kernels: str, max_aren
         "macs": context["macs"],
         "arena_peak": _arena_peak(mp, layers),
         "tiling": _tiling_report(mp),
+        "stream": streams,
         "layers": [lp.report() for lp in layers],
     }
     if src.gates:  # change-based convolutions: NAME_changed[k] counts gate k's changed pixels per frame

@@ -97,7 +97,9 @@ def plan(needs: list[Need]) -> Plan:
         if can_stay and need.out_bytes < need.in_bytes:
             # A layer that shrinks its tensor (int32 -> int8, pooling) may still be better out of
             # place: its small output then frees the big region for the next layer.
-            nxt = needs[i + 1] if i + 1 < len(needs) else None
+            # (the next layer that needs room of its own: ReLUs in place and flattens keep the region)
+            nxt = next((n for n in needs[i + 1:] if not (n.alias or (n.in_place and not n.scratch and n.out_bytes
+                                                                        == n.in_bytes == need.out_bytes))), None)
             stay = _cost(nxt, prev.region)
             move = max(prev.region + _round4(need.out_bytes), _cost(nxt, _round4(need.out_bytes)))
             can_stay = stay <= move

@@ -15,6 +15,13 @@ channel at a time into an int32 plane of the strip's rows and its pointwise laye
 plane into the stage's strip buffer, so the int32 accumulators of all channels are never alive
 together. The strip height is chosen by :func:`choose` (fewest estimated instructions among
 the heights whose arena fits the budget); the C is rendered by :mod:`.kernels.bands`.
+
+A strip may also be cut into columns (2-D tiles, ``tile_cols``): each tile's columns are derived
+backwards exactly like its rows, so a narrower tile holds smaller buffers at the price of a
+halo recomputed in both directions. Tiles go row band by row band, left to right, so that a
+one-channel output can leave the step one band of full rows at a time (``stream``: the rows go
+to the BG_STREAM hook instead of a whole output tensor in the arena; the protocol firmware
+sends them over the wire as they are computed).
 """
 from __future__ import annotations
 
@@ -63,6 +70,10 @@ class Tiling:
     estimate: int  # instructions, roughly (GENERIC_MAC, FUSED_MAC, CALL_COST)
     direct: bool  # the last stage writes its rows straight into the run's output (one channel)
     fused: dict[int, int]  # stages (by first layer) whose kernel computes them whole, and its scratch
+    tile_cols: int = 0  # columns of a tile (0: full width, row strips)
+    cols: list[list[tuple[int, int]]] | None = None  # per tile, per tensor: columns [lo, hi)
+    col_shifts: list[list[int]] | None = None  # per tile, per stage: the horizontal shift
+    stream: bool = False  # the run's one-channel output leaves band by band (BG_STREAM), not held whole
 
     @property
     def first(self) -> int:
@@ -74,7 +85,10 @@ class Tiling:
 
     @property
     def scratch(self) -> int:
-        return sum(self.buffers.values())
+        """Bytes of all strip buffers; a generic convolution's int32 plane and a fused kernel's
+        scratch are never needed at once (one stage runs at a time): they share their bytes."""
+        b = self.buffers
+        return b["a"] + b["b"] + max(b["plane"], b["kernel"]) + b.get("band", 0)
 
     @property
     def recompute_macs(self) -> int:
@@ -87,6 +101,8 @@ class Tiling:
 
     def report(self) -> dict:
         return {"first_layer": self.first, "last_layer": self.last, "strip_rows": self.strip_rows,
+                "tile_cols": self.tile_cols or self.types[-1].shape[2], "columns_tiled": bool(self.tile_cols),
+                "stream": self.stream,
                 "strips": len(self.rows), "strip_buffer_bytes": self.scratch, "buffers": dict(self.buffers),
                 "macs": self.macs, "strip_macs": self.strip_macs, "recompute_macs": self.recompute_macs,
                 "recompute_percent": round(100 * self.recompute_macs / self.macs, 1) if self.macs else 0.0}
@@ -135,18 +151,19 @@ def runs(model: ir.Model, types: list[ir.TensorType]) -> list[list[Stage]]:
     return out
 
 
-def _need(layer: ir.Layer, lo: int, hi: int, h_in: int) -> tuple[int, int, int]:
+def _need(layer: ir.Layer, lo: int, hi: int, h_in: int, axis: int = 0) -> tuple[int, int, int]:
     """The input rows [r0, r1) that output rows [lo, hi) of `layer` read, and the kernel's
     shift: the vertical padding that makes the kernel, run on rows r0.. as if they were the
     whole input, compute rows lo.. (conv, transposed conv), or the first output row's phase
-    within its input row (upsample). Derivation in the module's README section."""
+    within its input row (upsample). Derivation in the module's README section. `axis` 1: the
+    same for columns (the horizontal padding)."""
     if isinstance(layer, ir.Upsample):
-        f = layer.factor[0]
+        f = layer.factor[axis]
         return lo // f, (hi - 1) // f + 1, lo % f
     if isinstance(layer, (ir.MaxPool2d, ir.AvgPool2d)):
-        k, s = layer.kernel[0], layer.stride[0]
+        k, s = layer.kernel[axis], layer.stride[axis]
         return lo * s, min(h_in, (hi - 1) * s + k), 0
-    k, s, p = layer.weight.shape[2], layer.stride[0], layer.padding[0]
+    k, s, p = layer.weight.shape[2 + axis], layer.stride[axis], layer.padding[axis]
     if isinstance(layer, ir.ConvTranspose2d):
         # output row oy = iy * s - p + ky for taps ky in [0, k)
         r0 = max(0, -(-(lo + p - k + 1) // s))
@@ -157,72 +174,111 @@ def _need(layer: ir.Layer, lo: int, hi: int, h_in: int) -> tuple[int, int, int]:
     return r0, r1, p + r0 - lo * s
 
 
+def _bands(layers, stages, ttypes, lo: int, hi: int, axis: int) -> tuple[list[tuple[int, int]], list[int]]:
+    """Per tensor of the run the rows (axis 0) or columns (axis 1) [lo, hi) of the run's output
+    need, and each stage's shift."""
+    band, sh = [(lo, hi)], []
+    for k in range(len(stages) - 1, -1, -1):
+        r0, r1, shift = _need(layers[stages[k].first], *band[0], ttypes[k].shape[1 + axis], axis)
+        band.insert(0, (r0, r1))
+        sh.insert(0, shift)
+    if any(r1 <= r0 for r0, r1 in band):
+        what = "rows" if axis == 0 else "columns"
+        raise TilingError(f"a tile of {what} {band[-1]} reads no {what[:-1]} of some tensor")
+    return band, sh
+
+
 def plan(model: ir.Model, types: list[ir.TensorType], stages: list[Stage], strip_rows: int,
-         fused: dict[int, int] | None = None) -> Tiling:
-    """The strips of height `strip_rows` (the last may be shorter) of a run. `fused`: stages (by
-    first layer) that a kernel with its output stage fused computes, all channels at once, and
-    the bytes of scratch it needs (kernels/bands.py: fused_choice); the others take the generic
-    kernels, a convolution one channel at a time."""
+         fused: dict[int, int] | None = None, tile_cols: int | None = None, stream: bool = False) -> Tiling:
+    """The tiles of `strip_rows` rows (the last may be shorter) and `tile_cols` columns (None:
+    the full width, row strips) of a run. `fused`: stages (by first layer) that a kernel with
+    its output stage fused computes, all channels at once, and the bytes of scratch it needs
+    (kernels/bands.py: fused_choice); the others take the generic kernels, a convolution one
+    channel at a time. `stream`: the run's output (one channel) is not held whole: each band of
+    rows is assembled in a buffer of its own and handed to BG_STREAM."""
     fused = fused or {}
     layers = model.layers
     ttypes = [types[stages[0].first]] + [types[st.last + 1] for st in stages]
-    out_h = ttypes[-1].shape[1]
+    out_c, out_h, out_w = ttypes[-1].shape
     if not 1 <= strip_rows <= out_h:
         raise TilingError(f"strip height {strip_rows} is not within 1..{out_h} (the run's output rows)")
-    rows, shifts = [], []
+    tile_cols = out_w if tile_cols is None else tile_cols
+    if not 1 <= tile_cols <= out_w:
+        raise TilingError(f"tile width {tile_cols} is not within 1..{out_w} (the run's output columns)")
+    if tile_cols < out_w and any(isinstance(layers[st.first], ir.Upsample) for st in stages):
+        raise TilingError("tiles narrower than the tensor through an upsampling are not supported (row strips are)")
+    if stream and out_c != 1:
+        raise TilingError(f"only a one-channel output can stream band by band (this one has {out_c})")
+    rows, shifts, cols, col_shifts = [], [], [], []
+    full = tile_cols == out_w
     for lo in range(0, out_h, strip_rows):
-        band = [(lo, min(out_h, lo + strip_rows))]
-        sh = []
-        for k in range(len(stages) - 1, -1, -1):
-            r0, r1, shift = _need(layers[stages[k].first], *band[0], ttypes[k].shape[1])
-            band.insert(0, (r0, r1))
-            sh.insert(0, shift)
-        if any(r1 <= r0 for r0, r1 in band):
-            raise TilingError(f"a strip of rows {band[-1]} reads no row of some tensor")
-        rows.append(band)
-        shifts.append(sh)
+        band, sh = _bands(layers, stages, ttypes, lo, min(out_h, lo + strip_rows), 0)
+        for c0 in range(0, out_w, tile_cols):
+            if full:  # row strips: every tensor's whole width (the kernels' own horizontal padding)
+                cband = [(0, t.shape[2]) for t in ttypes]
+                csh = [getattr(layers[st.first], "padding", (0, 0))[1] for st in stages]
+            else:
+                cband, csh = _bands(layers, stages, ttypes, c0, min(out_w, c0 + tile_cols), 1)
+            rows.append(band)
+            shifts.append(sh)
+            cols.append(cband)
+            col_shifts.append(csh)
     maxrows = [max(r[t][1] - r[t][0] for r in rows) for t in range(len(ttypes))]
+    maxcols = [max(r[t][1] - r[t][0] for r in cols) for t in range(len(ttypes))]
 
     def strip_bytes(t: int) -> int:
-        c, _, w = ttypes[t].shape
+        c = ttypes[t].shape[0]
         elem = _elem(ttypes[t].dtype)
         if t and not isinstance(layers[stages[t - 1].first], (ir.Conv2d, ir.ConvTranspose2d)):
             elem = max(elem, _elem(types[stages[t - 1].first + 1].dtype))  # pooled, then requantized in place
-        return _round4(maxrows[t] * c * w * elem)
+        return _round4(maxrows[t] * maxcols[t] * c * elem)
 
     # the run's input rows are copied into a strip buffer; stages then alternate between two
     # (ping-pong); a convolution with pointwise layers after it computes each channel's int32
     # rows into a plane of its own first. A one-channel run output is written in place.
     even = [strip_bytes(t) for t in range(0, len(ttypes) - 1, 2)]
     odd = [strip_bytes(t) for t in range(1, len(ttypes) - 1, 2)]
-    if ttypes[0].shape[0] == 1:  # one channel: its rows are read where they are
+    if ttypes[0].shape[0] == 1 and ttypes[0].shape[2] == maxcols[0]:  # one channel, whole rows: read in place
         even[0] = 0
-    direct = ttypes[-1].shape[0] == 1 and strip_bytes(len(ttypes) - 1) == _round4(
-        maxrows[-1] * ttypes[-1].shape[2] * _elem(ttypes[-1].dtype))
+    direct = out_c == 1 and full and strip_bytes(len(ttypes) - 1) == _round4(
+        maxrows[-1] * out_w * _elem(ttypes[-1].dtype))
     if not direct:
         (even if (len(ttypes) - 1) % 2 == 0 else odd).append(strip_bytes(len(ttypes) - 1))
-    planes = [_round4(maxrows[k + 1] * ttypes[k + 1].shape[2] * 4) for k, st in enumerate(stages)
+    planes = [_round4(maxrows[k + 1] * maxcols[k + 1] * 4) for k, st in enumerate(stages)
               if st.last > st.first and isinstance(layers[st.first], (ir.Conv2d, ir.ConvTranspose2d))
               and st.first not in fused]
     buffers = {"a": max(even, default=0), "b": max(odd, default=0), "plane": max(planes, default=0),
                "kernel": _round4(max(fused.values(), default=0))}
+    if stream:  # one band of full output rows, sent when its last tile is done
+        buffers["band"] = _round4(strip_rows * out_w * _elem(ttypes[-1].dtype))
     macs = strip_macs = estimate = 0
     calls = 2 * len(rows)  # the input and output row copies
     for k, st in enumerate(stages):
         t_out = types[st.first + 1]
         m = layers[st.first].macs(t_out)
-        computed = sum(r[k + 1][1] - r[k + 1][0] for r in rows)
+        computed = sum((r[k + 1][1] - r[k + 1][0]) * (c[k + 1][1] - c[k + 1][0]) for r, c in zip(rows, cols))
+        area = t_out.shape[1] * t_out.shape[2]
         macs += m
-        strip_macs += m * computed // t_out.shape[1]
-        estimate += m * computed // t_out.shape[1] * (FUSED_MAC if st.first in fused else GENERIC_MAC)
+        strip_macs += m * computed // area
+        estimate += m * computed // area * (FUSED_MAC if st.first in fused else GENERIC_MAC)
         if st.first in fused:
             calls += len(rows)
         else:
             per_strip = t_out.shape[0] if isinstance(layers[st.first], (ir.Conv2d, ir.ConvTranspose2d)) else 1
             calls += len(rows) * per_strip * (1 + st.last - st.first)
     return Tiling(stages, ttypes, strip_rows, rows, shifts, buffers, macs, strip_macs, calls,
-                  estimate + CALL_COST * calls, direct, dict(fused))
+                  estimate + CALL_COST * calls, direct, dict(fused), 0 if full else tile_cols, cols, col_shifts,
+                  stream)
 
 
 def heights(stages: list[Stage], types: list[ir.TensorType]) -> range:
     return range(1, types[stages[-1].last + 1].shape[1] + 1)
+
+
+def widths(model: ir.Model, stages: list[Stage], types: list[ir.TensorType]) -> list[int]:
+    """Tile widths to try: the full width, then halves of it down to 4 columns (only the full
+    width through an upsampling: its column phase is not supported)."""
+    w = types[stages[-1].last + 1].shape[2]
+    if any(isinstance(model.layers[st.first], ir.Upsample) for st in stages):
+        return [w]
+    return [w] + [w >> k for k in range(1, 6) if (w >> k) >= 4]

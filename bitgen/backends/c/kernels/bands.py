@@ -45,46 +45,85 @@ def _typed(base: str, dtype: str, const: bool) -> str:
 def render(model: ir.Model, types: list[ir.TensorType], choices: list[Choice], tiling: Tiling,
            src: ModelSource, x: str, y: str, scratch: int) -> list[str]:
     """C lines of one tiled step: `x`, `y` the byte pointers (uint8_t *) of the run's input and
-    output; the strip buffers from arena offset `scratch`."""
+    output (`y` unused where the output streams); the strip buffers from arena offset `scratch`."""
     layers, tt = model.layers, tiling.types
     n_t, n_s = len(tt), len(tiling.stages)
-    per_strip = 2 * n_t + n_s
-    table = [v for rows, shifts in zip(tiling.rows, tiling.shifts)
-             for v in [n for r0, r1 in rows for n in (r0, r1 - r0)] + shifts]
+    two_d = bool(tiling.tile_cols)
+    # per tile: each tensor's first row and row count (and first column and column count),
+    # then each spatial kernel's shift (and horizontal shift)
+    if two_d:
+        per_strip = 4 * n_t + 2 * n_s
+        table = [v for rows, cols, shifts, cshifts in zip(tiling.rows, tiling.cols, tiling.shifts, tiling.col_shifts)
+                 for v in [n for (r0, r1), (c0, c1) in zip(rows, cols) for n in (r0, r1 - r0, c0, c1 - c0)]
+                 + [n for sh, csh in zip(shifts, cshifts) for n in (sh, csh)]]
+    else:
+        per_strip = 2 * n_t + n_s
+        table = [v for rows, shifts in zip(tiling.rows, tiling.shifts)
+                 for v in [n for r0, r1 in rows for n in (r0, r1 - r0)] + shifts]
     tab = src.array("uint8_t", f"tile{tiling.first}", int_lines(table), len(table), tiling.first)
     buf = {"a": scratch, "b": scratch + tiling.buffers["a"],
            "plane": scratch + tiling.buffers["a"] + tiling.buffers["b"]}
-    buf["kernel"] = buf["plane"] + tiling.buffers["plane"]
+    buf["kernel"] = buf["plane"]  # (one stage at a time: a plane or a fused kernel's scratch)
+    buf["band"] = buf["plane"] + max(tiling.buffers["plane"], tiling.buffers["kernel"])
     lines = ["{", "    uint32_t s, c;", f"    for (s = 0; s < {len(tiling.rows)}u; s++) {{",
              f"        const uint8_t *r = {tab} + s * {per_strip}u;"]
     body: list[str] = []
 
+    def r0(t: int) -> str:
+        return f"r[{(4 if two_d else 2) * t}]"
+
+    def nr(t: int) -> str:
+        return f"r[{(4 if two_d else 2) * t + 1}]"
+
+    def c0(t: int) -> str:
+        return f"r[{4 * t + 2}]" if two_d else "0"
+
+    def nc(t: int) -> str:
+        return f"r[{4 * t + 3}]" if two_d else f"{tt[t].shape[2]}u"
+
+    def shift(k: int) -> str:
+        return f"r[{4 * n_t + 2 * k}]" if two_d else f"r[{2 * n_t + k}]"
+
+    def cshift(k: int, layer: ir.Layer) -> str:
+        return f"r[{4 * n_t + 2 * k + 1}]" if two_d else str(layer.padding[1])
+
+    def elem(t: int) -> int:
+        return 1 if tt[t].dtype == "int8" else 4
+
+    last = n_t - 1
+    ct, ht, wt = tt[last].shape
+    # where the run's output goes: the whole tensor, or (streaming) one band of full rows
+    out_base, out_row0 = (f"(arena + {buf['band']})", None) if tiling.stream else (y, r0(last))
+    out_plane = f"{tiling.strip_rows * wt * elem(last)}u" if tiling.stream else f"{ht * wt * elem(last)}u"
+
     def at(t: int) -> str:
-        """Byte pointer to the strip rows of tensor t (in its buffer, or in place)."""
+        """Byte pointer to the tile of tensor t (in its buffer, or in place)."""
         c, h, w = tt[t].shape
-        e = 1 if tt[t].dtype == "int8" else 4
-        if t == 0 and c == 1:
-            return f"({x} + (uint32_t)r[0] * {w * e}u)"
-        if t == n_t - 1 and tiling.direct:
-            return f"({y} + (uint32_t)r[{2 * t}] * {w * e}u)"
+        if t == 0 and c == 1 and not two_d:
+            return f"({x} + (uint32_t){r0(0)} * {w * elem(0)}u)"
+        if t == last and tiling.direct:
+            return (f"({out_base} + (uint32_t){out_row0} * {w * elem(t)}u)" if out_row0 else out_base)
         return f"(arena + {buf['a' if t % 2 == 0 else 'b']})"
 
-    c0, h0, w0 = tt[0].shape
-    e0 = 1 if tt[0].dtype == "int8" else 4
-    if c0 > 1:  # the rows the strip reads of the run's input, into a strip buffer
-        body.append(f"bg_copy_rows({x} + (uint32_t)r[0] * {w0 * e0}u, {at(0)}, {c0}u, {h0 * w0 * e0}u, "
-                    f"(uint32_t)r[1] * {w0 * e0}u, (uint32_t)r[1] * {w0 * e0}u);")
+    c0_, h0, w0 = tt[0].shape
+    e0 = elem(0)
+    if not (c0_ == 1 and not two_d):  # the tile the run reads of its input, into a strip buffer
+        body.append(f"bg_copy_rect({x} + ((uint32_t){r0(0)} * {w0}u + {c0(0)}) * {e0}u, {at(0)}, {c0_}u, {nr(0)}, "
+                    f"(uint32_t){nc(0)} * {e0}u, {w0 * e0}u, {h0 * w0 * e0}u, (uint32_t){nc(0)} * {e0}u, "
+                    f"(uint32_t){nr(0)} * {nc(0)} * {e0}u);")
     for k, st in enumerate(tiling.stages):
         i = st.first
         layer, t_in, t_mid = layers[i], types[i], types[i + 1]
-        n_in, n_out, shift = f"r[{2 * k + 1}]", f"r[{2 * k + 3}]", f"r[{2 * n_t + k}]"
+        n_in, n_out = nr(k), nr(k + 1)
+        w_in, w_out = nc(k), nc(k + 1)
         c, _, w = t_in.shape
         co, _, ow = t_mid.shape
         xin, yout = at(k), at(k + 1)
+        out_elems = f"(uint32_t){n_out} * {w_out}"
         follow = list(range(st.first + 1, st.last + 1))
         if i in tiling.fused:  # one call: every channel, the pointwise layers fused
             p = Pointers(x=_typed(xin, t_in.dtype, True), y=f"(void *){yout}", scratch=buf["kernel"],
-                         band=(n_in, n_out, shift))
+                         band=(n_in, n_out, shift(k), w_in, w_out, cshift(k, layer)))
             body.append(choices[i].render(src, i, p))
             continue
         if isinstance(layer, (ir.Conv2d, ir.ConvTranspose2d)):
@@ -104,13 +143,13 @@ def render(model: ir.Model, types: list[ir.TensorType], choices: list[Choice], t
                 b_name = src.bias(i, layer)
                 row = enc.row_bytes(math.prod(rows.shape[1:]))
                 fn = f"bg_conv_transpose2d_{SUFFIX[t_in.dtype]}"
-            # the shape of the band (built in place: a struct copy would call memcpy)
-            shape = ", ".join(str(v) for v in [cig, n_in, w, 1, n_out, ow, kh, kw, *layer.stride, shift,
-                                               layer.padding[1], 1])
+            # the shape of the tile (built in place: a struct copy would call memcpy)
+            shape = ", ".join(str(v) for v in [cig, n_in, w_in, 1, n_out, w_out, kh, kw, *layer.stride, shift(k),
+                                               cshift(k, layer), 1])
             group = "c" if cog == 1 else f"(c / {cog}u)"
-            xg = _typed(xin, t_in.dtype, True) + ("" if g == 1 else f" + {group} * {cig}u * {n_in} * {w}u")
+            xg = _typed(xin, t_in.dtype, True) + ("" if g == 1 else f" + {group} * {cig}u * {n_in} * {w_in}")
             plane = f"(arena + {buf['plane']})" if follow else None
-            ydst = _typed(plane or yout, "int32", False) + ("" if plane else f" + c * {n_out} * {ow}u")
+            ydst = _typed(plane or yout, "int32", False) + ("" if plane else f" + c * {out_elems}")
             bias = b_name if b_name == "0" else f"{b_name} + c"
             body += [f"{{ const bg_conv_shape_t g = {{{shape}}};",
                      f"  for (c = 0; c < {co}u; c++) {{",
@@ -118,36 +157,42 @@ def render(model: ir.Model, types: list[ir.TensorType], choices: list[Choice], t
             src_ptr = _typed(plane, "int32", True) if plane else None
             for j in follow:
                 dst_t = types[j + 1]
-                here = _typed(yout, types[j].dtype, True) + f" + c * {n_out} * {ow}u"  # in place
+                here = _typed(yout, types[j].dtype, True) + f" + c * {out_elems}"  # in place
                 p = Pointers(x=src_ptr if j == follow[0] else here,
-                             y=_typed(yout, dst_t.dtype, False) + f" + c * {n_out} * {ow}u",
-                             channel="c", x_is_plane=True, elements=f"(uint32_t){n_out} * {ow}u")
+                             y=_typed(yout, dst_t.dtype, False) + f" + c * {out_elems}",
+                             channel="c", x_is_plane=True, elements=out_elems)
                 body.append("    " + choices[j].render(src, j, p))
             body += ["  }", "}"]
             continue
-        if isinstance(layer, ir.Upsample):
+        if isinstance(layer, ir.Upsample):  # (full-width tiles only: tiling.plan)
             fh, fw = layer.factor
             body.append(f"bg_upsample_rows_{SUFFIX[t_in.dtype]}({_typed(xin, t_in.dtype, True)}, "
-                        f"{_typed(yout, t_mid.dtype, False)}, {c}u, {n_in}, {w}u, {fh}u, {fw}u, {shift}, {n_out});")
+                        f"{_typed(yout, t_mid.dtype, False)}, {c}u, {n_in}, {w}u, {fh}u, {fw}u, {shift(k)}, {n_out});")
         else:  # pooling
-            shape = ", ".join(str(v) for v in [c, n_in, w, n_out, ow, *layer.kernel, *layer.stride])
+            shape = ", ".join(str(v) for v in [c, n_in, w_in, n_out, w_out, *layer.kernel, *layer.stride])
             body.append(f"{{ const bg_pool_shape_t g = {{{shape}}}; "
                         f"bg_{layer.kind}_{SUFFIX[t_in.dtype]}({_typed(xin, t_in.dtype, True)}, "
                         f"{_typed(yout, t_mid.dtype, False)}, &g); }}")
         if follow:  # channel by channel, in place (each output no wider than its input)
             body.append(f"for (c = 0; c < {co}u; c++) {{")
             for j in follow:
-                p = Pointers(x=_typed(yout, types[j].dtype, True) + f" + c * {n_out} * {ow}u",
-                             y=_typed(yout, types[j + 1].dtype, False) + f" + c * {n_out} * {ow}u",
-                             channel="c", x_is_plane=True, elements=f"(uint32_t){n_out} * {ow}u")
+                p = Pointers(x=_typed(yout, types[j].dtype, True) + f" + c * {out_elems}",
+                             y=_typed(yout, types[j + 1].dtype, False) + f" + c * {out_elems}",
+                             channel="c", x_is_plane=True, elements=out_elems)
                 body.append("    " + choices[j].render(src, j, p))
             body.append("}")
-    ct, ht, wt = tt[-1].shape
-    et = 1 if tt[-1].dtype == "int8" else 4
-    if not tiling.direct:  # the strip's rows into the run's output
-        rows = f"(uint32_t)r[{2 * n_t - 1}] * {wt * et}u"  # bytes of the strip's rows of one channel
-        body.append(f"bg_copy_rows({at(n_t - 1)}, {y} + (uint32_t)r[{2 * (n_t - 1)}] * {wt * et}u, {ct}u, "
-                    f"{rows}, {ht * wt * et}u, {rows});")
+    et = elem(last)
+    if not tiling.direct:  # the tile into the run's output (or the band being streamed)
+        row0 = f"(uint32_t){out_row0} * {wt}u + " if out_row0 else ""
+        body.append(f"bg_copy_rect({at(last)}, {out_base} + ({row0}{c0(last)}) * {et}u, {ct}u, {nr(last)}, "
+                    f"(uint32_t){nc(last)} * {et}u, (uint32_t){nc(last)} * {et}u, (uint32_t){nr(last)} * {nc(last)} * {et}u, "
+                    f"{wt * et}u, {out_plane});")
+    if tiling.stream:  # a band of full rows is done: it leaves now (one channel: rows in output order)
+        done = f"{c0(last)} + {nc(last)} == {wt}u" if two_d else None
+        send = [f"BG_STREAM((uint32_t){r0(last)} * {wt * et}u, {out_base}, (uint32_t){nr(last)} * {wt * et}u);",
+                f"BG_LAYER_PART({tiling.last}, (uint32_t){r0(last)} * {wt * et}u, {out_base}, "
+                f"(uint32_t){nr(last)} * {wt * et}u);"]
+        body += ([f"if ({done}) {{"] + ["    " + ln for ln in send] + ["}"]) if done else send
     lines += ["        " + b for b in body]
     lines += ["    }", "}"]
     return lines

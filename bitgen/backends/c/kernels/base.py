@@ -105,7 +105,7 @@ class Pointers:
     elements: str | None = None
     # a tiled step's band (tiling.py): C expressions of the input rows held, the output rows to
     # compute and the vertical padding that maps one onto the other; None: the whole tensor
-    band: tuple[str, str, str] | None = None
+    band: tuple[str, ...] | None = None  # (rows held, rows out, shift, and for a 2-D tile: columns held, out, shift)
 
 
 @dataclass

@@ -89,9 +89,9 @@ def lut_conv(layer: ir.Conv2d, t_in: ir.TensorType, t_out: ir.TensorType, fused:
         acc = arena_ptr(p.scratch + col_bytes, "int32_t")
         tables = arena_ptr(p.scratch + col_bytes + acc_bytes, "int16_t")
         if p.band is not None:  # a band of rows (a tiled step): shapes built in place, no pool
-            n_in, n_out, pad = p.band
-            g = ", ".join(str(v) for v in [c, n_in, w, co, n_out, ow, kh, kw, *layer.stride, pad, layer.padding[1], 1])
-            q = f"&{prm}, &g, {post_arg}, {n_out}, {cols}, {int(t_final.dtype == 'int8')}"
+            n_in, n_out, pad, w_in, w_out, pad_w = p.band  # (a tile: its columns too)
+            g = ", ".join(str(v) for v in [c, n_in, w_in, co, n_out, w_out, kh, kw, *layer.stride, pad, pad_w, 1])
+            q = f"&{prm}, &g, {post_arg}, {n_out}, {w_out}, {int(t_final.dtype == 'int8')}"
             return (f"{{ const bg_conv_shape_t g = {{{g}}}; const bg_conv_lut_t q = {{{q}}}; "
                     f"bg_conv_lut_s8({p.x}, {p.y}, &q, {col}, {acc}, {tables}); }}")
         params = src.struct("bg_conv_lut_t", f"convlut{i}", [f"&{prm}", f"&{shape}", post_arg, rows, cols,
