@@ -410,7 +410,15 @@ def program_vs_izer(model, workdir: Path) -> list[str]:
         for m in (theirs, mine):  # MCNT's start field, in kernel units, to words
             sad = m.get(addr, 0) >> 16
             starts.append(sad // 8 // (9 if p.shape.kernel == 1 else 1))
-        for proc in range(p.first_in, p.first_in + p.shape.in_shape[0]):
+        lanes, c = p.shape.in_lanes, p.shape.in_shape[0]
+        for proc in range(p.first_in, p.first_in + lanes):
+            if p.op.weight_bits < 8 and not p.op.flatten and (p.shape.in_passes - 1) * lanes + proc - p.first_in >= c:
+                # a processor with no channel in the last input pass, with 1/2/4-bit weights: izer
+                # pads the missing kernel with 9 // (8 / bits) zero bytes instead of a kernel's 9
+                # (kernels.py), so its later kernels shift; izer's own firmware for such a network
+                # fails its known-answer test on the emulated accelerator (README), so the
+                # comparison leaves these processors' words out (their registers are compared)
+                continue
             for w in range(p.kernel_words):
                 a, b = kt.get((proc, starts[0] + w), bytes(9)), km.get((proc, starts[1] + w), bytes(9))
                 if a != b:

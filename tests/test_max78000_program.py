@@ -53,7 +53,8 @@ def toolchain_or_skip():
 def random_chain(seed: int) -> ir.Model:
     """A random sequential chain within the slice and the hardware's limits: conv2d 3x3 (pad
     0..2) or 1x1, max/avg pooling (sizes 1..3, one stride, with or without rounding), ReLU / Abs /
-    none, 1/2/4/8-bit weights, a bias or none, 1..64 channels, passthrough (pooling-only) layers;
+    none, 1/2/4/8-bit weights, a bias or none, 1..64 channels or (one layer in six) 65..100 in
+    several passes, passthrough (pooling-only) layers;
     the last layer may be a flatten + linear layer, with an 8- or 32-bit output."""
     rng = np.random.default_rng(seed)
     c, h, w = int(rng.integers(1, 9)), int(rng.integers(3, 15)), int(rng.integers(3, 15))
@@ -66,10 +67,12 @@ def random_chain(seed: int) -> ir.Model:
         bits = int(rng.choice([1, 2, 4, 8]))
         lo, hi = WEIGHT_RANGE[bits]
         o = int(rng.integers(1, 65)) if not last else int(rng.integers(1, 17))
+        if rng.integers(0, 6) == 0:  # more than 64 channels: several passes
+            o = int(rng.integers(65, 101))
         bias = rng.integers(-64, 64, o) if rng.integers(0, 2) else None
         shift = int(rng.integers(-8, 3))  # the effective shift; output_shift = shift - 8 + bits
         act = str(rng.choice(["none", "relu", "abs"]))
-        if last and h * w <= 64 and rng.integers(0, 2):  # flatten + linear
+        if last and h * w <= 64 and c <= 64 and rng.integers(0, 2):  # flatten + linear
             wide = bool(rng.integers(0, 2))
             ops.append(ir.Max78000Layer(operation="linear", flatten=True, weight=rng.integers(lo, hi + 1, (o, c * h * w)),
                                         weight_bits=bits, bias=bias, output_shift=shift - 8 + bits,
@@ -82,7 +85,7 @@ def random_chain(seed: int) -> ir.Model:
             kind = "max" if ph * pw == 1 else str(rng.choice(["max", "avg"]))
             pool = dict(pool=kind, pool_size=(ph, pw), pool_stride=(s, s), avg_pool_rounding=rounding)
             h, w = (h - ph) // s + 1, (w - pw) // s + 1
-        if not last and rng.integers(0, 5) == 0:  # a passthrough layer: the pooling alone
+        if not last and c <= 64 and rng.integers(0, 5) == 0:  # a passthrough layer: the pooling alone
             ops.append(ir.Max78000Layer(operation="passthrough", **pool))
             continue
         k = 3 if rng.integers(0, 3) else 1
@@ -103,7 +106,8 @@ def random_graph(seed: int, input_operands: bool = True) -> ir.Model:
     operands of one shape (the same tensor twice included, the model input included), as
     passthrough or fused with a 3x3/1x1 convolution, pooling before or after the element-wise op;
     besides, the layers of random_chain (convolutions keeping the shape more often, so that
-    residual adds find their operands). Layers whose output nothing reads are dropped.
+    residual adds find their operands; more than 64 channels only in convolutions, the
+    element-wise, passthrough and flatten layers of several passes not being supported yet). Layers whose output nothing reads are dropped.
     ``input_operands`` False: no element-wise layer reads the model input (izer takes
     in_sequences -1 of an element-wise layer for its last layer's output, so izer cannot
     check those)."""
@@ -137,7 +141,7 @@ def random_graph(seed: int, input_operands: bool = True) -> ir.Model:
         same = [t for t in names if shapes[t] == (c, h, w) and (input_operands or t != ir.INPUT)]
         kind = int(rng.integers(0, 3))
         # element-wise (not as the first layer: izer reads that one's operands packed in the input)
-        if nodes and src in same and (kind == 1 or (len(same) > 1 and rng.integers(0, 2))):
+        if nodes and src in same and c <= 64 and (kind == 1 or (len(same) > 1 and rng.integers(0, 2))):
             k = int(rng.integers(2, 5))
             others = [t for t in same if t != src]
             rng.shuffle(others)
@@ -164,7 +168,7 @@ def random_graph(seed: int, input_operands: bool = True) -> ir.Model:
             nodes.append(ir.Node(op, tuple(operands), f"t{i}"))
             shapes[f"t{i}"] = out
             continue
-        if last and h * w <= 64 and rng.integers(0, 2):  # flatten + linear
+        if last and h * w <= 64 and c <= 64 and rng.integers(0, 2):  # flatten + linear
             wide = bool(rng.integers(0, 2))
             o = int(rng.integers(1, 17))
             wt = weights(o, c * h * w, 1)
@@ -179,13 +183,15 @@ def random_graph(seed: int, input_operands: bool = True) -> ir.Model:
         if pool:
             s = pool["pool_stride"][0]
             h, w = (h - pool["pool_size"][0]) // s + 1, (w - pool["pool_size"][1]) // s + 1
-        if kind == 2 and not last and pool:  # a passthrough layer: the pooling alone
+        if kind == 2 and not last and pool and c <= 64:  # a passthrough layer: the pooling alone
             nodes.append(ir.Node(ir.Max78000Layer(operation="passthrough", **pool), (src,), f"t{i}"))
             shapes[f"t{i}"] = (c, h, w)
             continue
         kk = 3 if rng.integers(0, 3) else 1
         pad = (1 if keep else int(rng.integers(max(0, (3 - min(h, w) + 1) // 2), 3))) if kk == 3 else 0
         o = c if keep else int(rng.integers(1, 65 if not last else 17))
+        if not keep and rng.integers(0, 6) == 0:  # more than 64 channels: several passes
+            o = int(rng.integers(65, 101))
         wide = last and bool(rng.integers(0, 4) == 0)
         op = ir.Max78000Layer(padding=pad, activation="none" if wide else str(rng.choice(["none", "relu", "abs"])),
                               output_width=32 if wide else 8, **weights(o, c, kk), **pool)
@@ -273,7 +279,8 @@ def test_random_graphs_cover_element_wise_layers():
 
 def test_random_chains_cover_the_slice():
     """The generator reaches what it claims: every weight width, pooling kind, activation,
-    1x1 and 3x3 kernels, passthrough, flatten + linear, 32-bit output, biases, several quadrants."""
+    1x1 and 3x3 kernels, passthrough, flatten + linear, 32-bit output, biases, several quadrants,
+    more than 64 channels in and out (a partly used last pass, the model output)."""
     seen: set = set()
     for seed in range(60):
         m = random_chain(seed)
@@ -285,7 +292,12 @@ def test_random_chains_cover_the_slice():
                          f"k{op.weight.shape[2] if op.operation == 'conv2d' else 1}",
                          "bias" if op.bias is not None else "nobias"}
         seen.add(f"quadrants{len(prog.quadrants)}")
-    want = {"bits1", "bits2", "bits4", "bits8", "pool-max", "pool-avg", "pool-none", "act-relu", "act-abs",
+        for p in prog.layers:
+            seen |= {"passes-in"} if p.shape.in_passes > 1 else set()
+            seen |= {"passes-out"} if p.shape.out_passes > 1 else set()
+            seen |= {"partial-pass"} if p.shape.in_passes * p.shape.in_lanes > p.shape.in_shape[0] else set()
+        seen |= {"passes-output"} if prog.output.shape.out_passes > 1 else set()
+    want = {"passes-in", "passes-out", "partial-pass", "passes-output", "bits1", "bits2", "bits4", "bits8", "pool-max", "pool-avg", "pool-none", "act-relu", "act-abs",
             "act-none", "linear", "conv2d", "passthrough", "k1", "k3", "out32", "out8", "bias", "nobias", "quadrants4"}
     assert want <= seen, want - seen
 
@@ -353,6 +365,35 @@ def test_a_model_over_the_hardware_limits_gets_a_per_resource_report():
     assert rep["resources"]["layers"] == {"used": 34, "limit": 32}
     assert rep["resources"]["data memory words per instance"]["used"] == 16200
     assert {p["resource"] for p in rep["problems"]} == {"layers", "kernel memory", "data memory"}
+
+
+def test_more_than_1024_channels_get_the_channels_report():
+    """16 passes of 64 lanes are the most (LCTL2's pass count)."""
+    rng = np.random.default_rng(0)
+    m = ir.Model(ir.InputSpec((2, 3, 3), scale=1 / 128), name="wide", layers=[
+        ir.Max78000Layer(weight=rng.integers(-1, 1, (1100, 2, 1, 1)), padding=0, weight_bits=1)])
+    with pytest.raises(limits.DoesNotFit) as e:
+        allocate.plan(m)
+    assert "channels: layer 0: 1100 output channels (at most 16 passes of 64)" in str(e.value)
+
+
+def test_more_than_64_channels_take_passes_as_izer_lays_them_out():
+    """100 channels: 2 passes of 52 lanes (izer's in_expand / in_expand_thresh), two words a
+    pixel; the layer writing them spans 52 lanes (LCTL2 bits 8..), skips 2 words a pixel (bits
+    4..7), writes its second pass one word on (WPTR_CHOFFS) and computes 104 channels (MCNT: 104
+    kernels per processor); the layer reading them runs 2 passes (LCTL2 bits 0..3) on 52
+    processors, 2 x 10 kernels each."""
+    rng = np.random.default_rng(0)
+    m = ir.Model(ir.InputSpec((3, 4, 4), scale=1 / 128), name="mp", layers=[
+        ir.Max78000Layer(weight=rng.integers(-128, 128, (100, 3, 3, 3)), padding=1),
+        ir.Max78000Layer(weight=rng.integers(-128, 128, (10, 100, 1, 1)), padding=0)])
+    a, b = allocate.plan(m).layers
+    assert (a.shape.out_passes, a.shape.out_lanes, b.shape.in_passes, b.shape.in_lanes) == (2, 52, 2, 52)
+    ra, rb = a.regs[0], b.regs[0]
+    assert ra["LCTL2"] == 51 * 8 << 8 | 1 << 4 and ra["WPTR_CHOFFS"] == 1
+    assert (ra["MCNT"] & 0xFFFF) - (ra["MCNT"] >> 16) == 103 * 8
+    assert rb["LCTL2"] & 0xF == 1 and (rb["MCNT"] & 0xFFFF) - (rb["MCNT"] >> 16) == 19 * 8
+    assert bin(b.processors).count("1") == 52
 
 
 def _residual() -> ir.Model:
@@ -438,8 +479,9 @@ def test_kernel_memory_is_spread_over_the_processors():
 @pytest.mark.parametrize("make, message", [
     (lambda r: [ir.Max78000Layer(operation="conv1d", weight=r.integers(-1, 1, (2, 2, 3)), padding=1)],
      "1-D data is not supported yet"),
-    (lambda r: [ir.Max78000Layer(weight=r.integers(-1, 1, (65, 2, 3, 3)), padding=1)],
-     "layer 0 (t0): 65 output channels need several passes"),
+    (lambda r: [ir.Max78000Layer(weight=r.integers(-1, 1, (65, 2, 3, 3)), padding=1),
+                ir.Max78000Layer(operation="passthrough", pool="max", pool_size=2, pool_stride=2)],
+     "layer 1 (t1): a passthrough layer over more than 64 channels (several passes) is not supported yet"),
     (lambda r: [ir.Max78000Layer(operation="convtranspose2d", weight=r.integers(-1, 1, (2, 2, 3, 3)), padding=1)],
      "layer 0 (t0): convtranspose2d is not supported yet"),
     (lambda r: [ir.Max78000Layer(weight=r.integers(-1, 1, (4, 2, 3, 3)), padding=1),

@@ -77,6 +77,7 @@ class Block:
     pixels: int
     stride: int = 1  # operands of an element-wise layer, else 1
     width: int = 1  # words a value: 4 for a 32-bit output
+    passes: int = 1  # words a pixel (more than 64 channels: limits.expansion)
     start: int = 0  # the first layer that writes it (-1: cnn_load_input)
     end: int = 0  # the last layer that reads it (the layer count: the output, unloaded)
     first_lane: int | None = None
@@ -84,12 +85,16 @@ class Block:
 
     @property
     def words(self) -> int:
-        return self.pixels * self.stride * self.width
+        return self.pixels * self.passes * self.stride * self.width
+
+    @property
+    def lanes(self) -> int:
+        return limits.expansion(self.channels)[1]
 
     @property
     def instances(self) -> set[int]:
         assert self.first_lane is not None
-        return set(range(self.first_lane // 4, (self.first_lane + self.channels - 1) // 4 + 1))
+        return set(range(self.first_lane // 4, (self.first_lane + self.lanes - 1) // 4 + 1))
 
 
 @dataclass
@@ -126,11 +131,11 @@ class LayerProgram:
     @property
     def processors(self) -> int:
         """The 64-bit map of input processors."""
-        return ((1 << self.shape.in_shape[0]) - 1) << self.first_in
+        return ((1 << self.shape.in_lanes) - 1) << self.first_in
 
     @property
     def output_processors(self) -> int:
-        return ((1 << self.shape.out_shape[0]) - 1) << self.first_out
+        return ((1 << self.shape.out_lanes) - 1) << self.first_out
 
 
 @dataclass
@@ -161,7 +166,7 @@ def _words(ly: LayerShape) -> int:
     op = ly.op
     if not op.has_weights:
         return 0
-    count = ly.out_shape[0] * ly.passes
+    count = ly.out_count * ly.passes
     per_byte = 8 // op.weight_bits
     groups = -(-count // per_byte)
     taps = ly.kernel * ly.kernel
@@ -198,7 +203,7 @@ def _wire(nodes: list[LayerShape], input_shape: tuple[int, int, int]
     blocks: list[Block] = list(groups.values())
 
     def plain_block(t: str, shape: tuple[int, ...], width: int = 1) -> Block:
-        b = plain[t] = Block(t, shape[0], shape[1] * shape[2], width=width)
+        b = plain[t] = Block(t, shape[0], shape[1] * shape[2], width=width, passes=limits.expansion(shape[0])[0])
         blocks.append(b)
         return b
 
@@ -303,10 +308,10 @@ def plan(model: ir.Model) -> Program:
     for pl in inputs:  # the input's blocks: where the kernel memories are least used (all free: lane 0)
         r = root(pl.block)
         if r.first_lane is None:
-            r.first_lane = _least_used(used, r.channels)
+            r.first_lane = _least_used(used, r.lanes)
     lanes: list[tuple[int, int]] = []
     for ly, rd, wr in wired:
-        c = ly.in_shape[0]
+        c = ly.in_lanes
         first_in = root(rd).first_lane
         assert first_in is not None
         procs = slice(first_in, first_in + c)
@@ -327,7 +332,7 @@ def plan(model: ir.Model) -> Program:
         # memories of its readers are least used (the model output: lane 0)
         r = root(wr.block)
         if r.first_lane is None:
-            r.first_lane = 0 if ly.index == n - 1 else _least_used(used, r.channels)
+            r.first_lane = 0 if ly.index == n - 1 else _least_used(used, r.lanes)
         lanes.append((start, words))
     for b in blocks:
         b.first_lane = root(b).first_lane
@@ -345,8 +350,8 @@ def plan(model: ir.Model) -> Program:
     # of any quadrant; with one quadrant, in layer order
     several = len(quads) > 1
     for p in sorted((p for p in programs if p.op.bias is not None),
-                    key=lambda p: (not p.op.flatten, -p.shape.out_shape[0] if several else 0)):
-        o = p.shape.out_shape[0]
+                    key=lambda p: (not p.op.flatten, -p.shape.out_count if several else 0)):
+        o = p.shape.out_count
         order = sorted(range(QUADRANTS), key=lambda q: (q not in quads, bias_used[q], q))
         q = next((q for q in order if bias_used[q] + o <= BIAS_BYTES), None)
         if q is None:
@@ -355,7 +360,7 @@ def plan(model: ir.Model) -> Program:
                        f"memory (used: {bias_used})")
             continue
         p.bias = (q, bias_used[q])
-        bias[q, bias_used[q]:bias_used[q] + o] = p.op.bias.astype(np.int8).view(np.uint8)
+        bias[q, bias_used[q]:bias_used[q] + p.op.bias.size] = p.op.bias.astype(np.int8).view(np.uint8)
         bias_used[q] += o
         quads.add(q)
     report.use("kernel memory words per processor", int(used.max()), KERNEL_WORDS,
@@ -363,7 +368,7 @@ def plan(model: ir.Model) -> Program:
     # the words to load per processor: up to its last used one
     used = np.array([int(np.nonzero(row)[0][-1]) + 1 if row.any() else 0 for row in occupied])
     report.use("bias bytes", sum(bias_used), QUADRANTS * BIAS_BYTES, per_quadrant=list(bias_used))
-    report.use("processors", max(max(p.shape.in_shape[0], p.shape.out_shape[0]) for p in programs), PROCESSORS)
+    report.use("processors", max(max(p.shape.in_lanes, p.shape.out_lanes) for p in programs), PROCESSORS)
     if not report.fits:
         raise limits.DoesNotFit(report)
     rounding = any(ly.op.avg_pool_rounding for ly in shapes if ly.op.pool == "avg")
@@ -384,13 +389,17 @@ def _place_kernels(kernels: np.ndarray, ly: LayerShape, first_in: int, start: in
     w = op.weight.astype(np.int64)  # type: ignore[union-attr]
     c, o, passes = ly.in_shape[0], ly.out_shape[0], ly.passes
     taps = ly.kernel * ly.kernel
+    lanes = ly.in_lanes
     if op.operation == "linear":
         w = w.reshape(o, c, passes, 1)  # flatten is C-major: input c, pixel j
-    else:
-        w = w.reshape(o, c, 1, taps)
+    else:  # input channel j * lanes + c on processor c in pass j; zero kernels where no channel is
+        full = np.zeros((o, passes * lanes, taps), dtype=np.int64)
+        full[:, :c] = w.reshape(o, c, taps)
+        w = full.reshape(o, passes, lanes, taps).transpose(0, 2, 1, 3)
+    c = lanes
     bits = op.weight_bits
     per_byte = 8 // bits
-    k = np.arange(o * passes)
+    k = np.arange(o * passes)  # the last output pass's unused lanes: zero kernels (left as they are)
     out_ch, j = k // passes, k % passes
     group, slice_ = k // per_byte, k % per_byte
     for ci in range(c):
@@ -448,7 +457,7 @@ def registers(p: LayerProgram, quadrants: list[int]) -> dict[int, dict[str, int]
     lctl |= 0x200 if op.activation == "relu" else 0
     lctl |= 1 << 16 if wide else 0
     passes = ly.passes
-    count = o * passes
+    count = ly.out_count * passes
     if one_by_one:
         sad = 8 * 9 * p.kernel_start
     else:
@@ -467,7 +476,11 @@ def registers(p: LayerProgram, quadrants: list[int]) -> dict[int, dict[str, int]
     if passes > 16:  # flatten over more than 16 pixels: the pass count's high bits
         post |= 1 << 27 | ((passes - 1) >> 4) << 18
     base["POST"] = post
-    base["LCTL2"] = (o - 1) * op.weight_bits << 8 | p.write_gap << 4 | ((passes - 1) & 0xF)
+    # the output lanes' span, the words between pixels (every output pass, the write gap) and the passes
+    base["LCTL2"] = ((ly.out_lanes - 1) * op.weight_bits << 8 | (ly.out_passes * (p.write_gap + 1) - 1) << 4
+                     | ((passes - 1) & 0xF))
+    if ly.out_passes > 1:  # words between the output passes of a pixel
+        base["WPTR_CHOFFS"] = (4 if wide else 1) * (p.write_gap + 1)
     procs = p.processors
     # LCTL bits 12..15 of the master quadrant (0): the other quadrants that add to this layer's
     # sums, with processors or with its bias

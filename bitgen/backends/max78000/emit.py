@@ -54,6 +54,13 @@ def output_words(prog: Program, y: np.ndarray) -> list[tuple[int, int, list[int]
     last = prog.output
     o = y.shape[0]
     n = y.shape[1] * y.shape[2]
+    passes, span = last.shape.out_passes, last.shape.out_lanes
+    if passes > 1:  # several words a pixel: channel c in pass c // span (unused lanes of the last pass: 0)
+        full = np.zeros((passes * span, n), dtype=np.int64)
+        full[:o] = y.reshape(o, n)
+        if last.shape.out_count < passes * span:  # a flatten layer leaves those lanes unwritten
+            return _output_words_each_pass(last, full.reshape(passes, span, n), o)
+        return _output_words_per_pass(last, full.reshape(passes, span, n))
     flat = y.reshape(o, n).astype(np.int64)
     wide = last.op.output_width == 32
     out = []
@@ -80,6 +87,55 @@ def output_words(prog: Program, y: np.ndarray) -> list[tuple[int, int, list[int]
                 words |= (flat[ch] & 0xFF) << (8 * b)
                 mask |= 0xFF << (8 * b)
             out.append((data_address(inst, last.out_offset), mask, [int(v) for v in words]))
+    return out
+
+
+def _output_words_per_pass(last, full: np.ndarray) -> list[tuple[int, int, list[int]]]:
+    """output_words of a multi-pass output ``full`` (passes, lanes, pixels): the words of every
+    pass interleaved per pixel, each instance's 4 lanes whole (the last pass's unused lanes
+    hold 0: zero kernels, zero bias)."""
+    passes, span, n = full.shape
+    wide = last.op.output_width == 32
+    out = []
+    for inst in sorted({(last.first_out + ch) // 4 for ch in range(span)}):
+        words = np.zeros((n, passes, 4 if wide else 1), dtype=np.int64)
+        mask = 0
+        for lane in range(span):
+            if (last.first_out + lane) // 4 != inst:
+                continue
+            b = (last.first_out + lane) % 4
+            if wide:
+                words[:, :, b] = full[:, lane].T & 0xFFFFFFFF
+            else:
+                words[:, :, 0] |= (full[:, lane].T & 0xFF) << (8 * b)
+                mask |= 0xFF << (8 * b)
+        out.append((data_address(inst, last.out_offset), 0xFFFFFFFF if wide else mask,
+                    [int(v) for v in words.reshape(-1)]))
+    return out
+
+
+def _output_words_each_pass(last, full: np.ndarray, o: int) -> list[tuple[int, int, list[int]]]:
+    """output_words of a multi-pass output of one pixel (a flatten layer) whose last pass is
+    partly used: one entry per pass and instance, masked to the channels written."""
+    passes, span, _ = full.shape
+    wide = last.op.output_width == 32
+    out = []
+    for e in range(passes):
+        lanes = [lane for lane in range(span) if e * span + lane < o]
+        for inst in sorted({(last.first_out + lane) // 4 for lane in lanes}):
+            here = [lane for lane in lanes if (last.first_out + lane) // 4 == inst]
+            if wide:
+                for lane in here:
+                    b = (last.first_out + lane) % 4
+                    out.append((data_address(inst, last.out_offset + 4 * e + b), 0xFFFFFFFF,
+                                [int(full[e, lane, 0]) & 0xFFFFFFFF]))
+                continue
+            word = mask = 0
+            for lane in here:
+                b = (last.first_out + lane) % 4
+                word |= (int(full[e, lane, 0]) & 0xFF) << (8 * b)
+                mask |= 0xFF << (8 * b)
+            out.append((data_address(inst, last.out_offset + e), mask, [word]))
     return out
 
 
@@ -233,13 +289,17 @@ def _source(prog: Program, name: str) -> str:
     for pl in prog.inputs:  # every place a layer reads the input from (operands interleaved: a word in `stride`)
         b = pl.block
         c0, count = pl.channels
-        for inst in sorted({(b.first_lane + ch) // 4 for ch in range(count)}):
-            chans = [ch for ch in range(count) if (b.first_lane + ch) // 4 == inst]
-            parts = " | ".join(f"(uint32_t)(uint8_t)chw[{(c0 + ch) * n} + i] << {8 * ((b.first_lane + ch) % 4)}"
-                               for ch in chans)
-            L.append(f"  for (i = 0; i < {n}; i++) /* channels {c0 + chans[0]}..{c0 + chans[-1]}: instance {inst}"
-                     + (f", operand {pl.slot} of {b.stride}" if b.stride > 1 else "") + " */")
-            L.append(f"    REG(0x{data_address(inst, b.offset + pl.slot):08x} + {4 * b.stride} * i) = {parts};")
+        span, step = b.lanes, b.stride * b.passes  # channel c: lane c % span, pass (word of the pixel) c // span
+        for e in range(b.passes):
+            here = [ch for ch in range(count) if ch // span == e]
+            for inst in sorted({(b.first_lane + ch % span) // 4 for ch in here}):
+                chans = [ch for ch in here if (b.first_lane + ch % span) // 4 == inst]
+                parts = " | ".join(f"(uint32_t)(uint8_t)chw[{(c0 + ch) * n} + i] << "
+                                   f"{8 * ((b.first_lane + ch % span) % 4)}" for ch in chans)
+                L.append(f"  for (i = 0; i < {n}; i++) /* channels {c0 + chans[0]}..{c0 + chans[-1]}: instance {inst}"
+                         + (f", operand {pl.slot} of {b.stride}" if b.stride > 1 else "")
+                         + (f", pass {e} of {b.passes}" if b.passes > 1 else "") + " */")
+                L.append(f"    REG(0x{data_address(inst, b.offset + pl.slot + e):08x} + {4 * step} * i) = {parts};")
     L.append("}\n")
     L.append("void cnn_start(void)\n{")
     for q in quads:
@@ -256,22 +316,26 @@ def _source(prog: Program, name: str) -> str:
     o, oh, ow = last.shape.out_shape
     n = oh * ow
     wide = last.op.output_width == 32
+    passes, span = last.shape.out_passes, last.shape.out_lanes
     L.append("void cnn_unload(cnn_output_t *chw)\n{")
     L.append("  uint32_t i;")
-    for inst in sorted({(last.first_out + ch) // 4 for ch in range(o)}):
-        chans = [ch for ch in range(o) if (last.first_out + ch) // 4 == inst]
-        L.append(f"  for (i = 0; i < {n}; i++) {{ /* channels {chans[0]}..{chans[-1]}: instance {inst} */")
-        if wide:
-            for ch in chans:
-                lane = (last.first_out + ch) % 4
-                L.append(f"    chw[{ch * n} + i] = (int32_t)REG(0x{data_address(inst, last.out_offset):08x} + "
-                         f"16 * i + {4 * lane});")
-        else:
-            L.append(f"    uint32_t v = REG(0x{data_address(inst, last.out_offset):08x} + 4 * i);")
-            for ch in chans:
-                lane = (last.first_out + ch) % 4
-                L.append(f"    chw[{ch * n} + i] = (int8_t)(v >> {8 * lane});")
-        L.append("  }")
+    for e in range(passes):  # channel c: lane c % span, word c // span of the pixel
+        here = [ch for ch in range(o) if ch // span == e]
+        for inst in sorted({(last.first_out + ch % span) // 4 for ch in here}):
+            chans = [ch for ch in here if (last.first_out + ch % span) // 4 == inst]
+            word = data_address(inst, last.out_offset + e * (4 if wide else 1))
+            L.append(f"  for (i = 0; i < {n}; i++) {{ /* channels {chans[0]}..{chans[-1]}: instance {inst}"
+                     + (f", pass {e} of {passes}" if passes > 1 else "") + " */")
+            if wide:
+                for ch in chans:
+                    lane = (last.first_out + ch % span) % 4
+                    L.append(f"    chw[{ch * n} + i] = (int32_t)REG(0x{word:08x} + {16 * passes} * i + {4 * lane});")
+            else:
+                L.append(f"    uint32_t v = REG(0x{word:08x} + {4 * passes} * i);")
+                for ch in chans:
+                    lane = (last.first_out + ch % span) % 4
+                    L.append(f"    chw[{ch * n} + i] = (int8_t)(v >> {8 * lane});")
+            L.append("  }")
     L.append("}\n")
     L.append("void cnn_disable(void)\n{")
     L.append(f"  REG(0x{GCR_PCLKDIS0:08x}) |= 1u << 25; /* CNN clock off */")

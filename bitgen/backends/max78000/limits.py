@@ -10,7 +10,7 @@ flatten over at most 256 pixels and 16384 values.
 
 :func:`layers` reads a model into :class:`LayerShape` records or raises :class:`NotSupported`
 (one line naming the layer) for what the hardware could run but bitgen's layer programs do not
-yet (more than 64 channels, conv1d, ...). :func:`check` compares the shapes
+yet (conv1d, ConvTranspose2d, ...). :func:`check` compares the shapes
 with the per-layer limits; the memories are checked by the allocator, which adds its findings to
 the same :class:`FitReport`.
 """
@@ -34,6 +34,18 @@ MAX_POOL = 16
 MAX_FLATTEN_PIXELS = 256
 MAX_FLATTEN_VALUES = 16384
 MAX_POOL_LAST_OPERANDS = 2  # element-wise before pooling (pool_first False): izer's MAX_POOL_LAST_ELEMENTS
+MAX_PASSES = 16  # LCTL2's pass count: at most 16 x 64 = 1024 channels
+
+
+def expansion(channels: int) -> tuple[int, int]:
+    """(passes, lanes) of a tensor of ``channels`` channels: at most 64 lanes, so more channels
+    take several passes (several words per pixel); channel c sits on lane ``c % lanes`` in pass
+    ``c // lanes``, the lanes rounded up to a multiple of 4 when there are several passes (izer's
+    in_expand / in_expand_thresh, out_expand / out_expand_thresh)."""
+    passes = -(-channels // PROCESSORS)
+    if passes == 1:
+        return 1, channels
+    return passes, min((-(-channels // passes) + 3) & ~3, PROCESSORS)
 
 
 class NotSupported(BitgenError):
@@ -77,9 +89,35 @@ class LayerShape:
         return self.op.padding if self.op.operation == "conv2d" else 0
 
     @property
+    def in_passes(self) -> int:
+        return expansion(self.in_shape[0])[0]
+
+    @property
+    def in_lanes(self) -> int:
+        """Input processors: the input's lanes (channel c on processor c % in_lanes, pass c // in_lanes)."""
+        return expansion(self.in_shape[0])[1]
+
+    @property
+    def out_passes(self) -> int:
+        return expansion(self.out_shape[0])[0] if self.op.has_weights else self.in_passes
+
+    @property
+    def out_lanes(self) -> int:
+        return expansion(self.out_shape[0])[1] if self.op.has_weights else self.in_lanes
+
+    @property
+    def out_count(self) -> int:
+        """Output channels the layer computes: with several output passes, every lane of every
+        pass (the last pass's unused lanes get zero kernels and a zero bias, as izer's), but a
+        flatten layer computes its channels only (izer's kern_count)."""
+        if self.out_passes > 1 and not self.op.flatten:
+            return self.out_passes * self.out_lanes
+        return self.out_shape[0]
+
+    @property
     def passes(self) -> int:
-        """Input passes: the pixels of a flattened input, else 1 (one channel per processor)."""
-        return self.in_shape[1] * self.in_shape[2] if self.op.flatten else 1
+        """Input passes: the pixels of a flattened input, else the input's passes."""
+        return self.in_shape[1] * self.in_shape[2] if self.op.flatten else self.in_passes
 
 
 @dataclass
@@ -158,12 +196,11 @@ def layers(model: ir.Model) -> list[LayerShape]:
             raise NotSupported(f"{where}: an element-wise op with flatten is not supported yet")
         in_shape = tuple(op.split(tuple(ir.TensorType(shapes[n], "int8", -128, 127) for n in node.inputs))[0].shape)
         c, h, w = in_shape
-        if c > PROCESSORS:
-            raise NotSupported(f"{where}: {c} input channels need several passes (more than {PROCESSORS}), which "
-                               "is not supported yet")
-        if op.has_weights and op.out_channels > PROCESSORS:
-            raise NotSupported(f"{where}: {op.out_channels} output channels need several passes (more than "
-                               f"{PROCESSORS}), which is not supported yet")
+        wide_in = c > PROCESSORS or any(shapes[n][0] > PROCESSORS for n in node.inputs)
+        if wide_in and (op.operands > 1 or op.flatten or not op.has_weights):
+            what = "an element-wise op" if op.operands > 1 else ("flatten" if op.flatten else "a passthrough layer")
+            raise NotSupported(f"{where}: {what} over more than {PROCESSORS} channels (several passes) is not "
+                               "supported yet")
         if op.output_width == 32 and i != len(model.nodes) - 1:
             raise NotSupported(f"{where}: a 32-bit output feeds another layer (only the last layer may be 32-bit)")
         pooled = op.pooled_shape(in_shape)
@@ -189,6 +226,10 @@ def check(shapes: list[LayerShape], report: FitReport) -> None:
     for ly in shapes:
         op, i = ly.op, ly.index
         k, pad = ly.kernel, ly.pad
+        for what, ch in (("input", ly.in_shape[0]), ("output", ly.out_shape[0])):
+            if ch > PROCESSORS * MAX_PASSES:
+                report.add(i, "channels", ch, PROCESSORS * MAX_PASSES, f"layer {i}: {ch} {what} channels (at most "
+                           f"{MAX_PASSES} passes of {PROCESSORS})")
         if op.operation == "conv2d":
             if k not in (1, 3):
                 report.add(i, "kernel size", k, 3, f"layer {i}: a {k}x{k} kernel (the hardware has 3x3 and 1x1)")
