@@ -288,7 +288,7 @@ def own_program(config: Path, workdir: Path) -> tuple[str, str]:
     net, why = _parsed(config)
     if net is None:
         return "unsupported", why
-    other = next((ly for ly in net.layers if ly.operation not in ("conv2d", "linear", "passthrough")), None)
+    other = next((ly for ly in net.layers if ly.operation not in ("conv2d", "convtranspose2d", "linear", "passthrough")), None)
     if other is not None:  # known before izer runs
         return "not-in-slice", f"layer {other.index}: {other.operation}"
     try:
@@ -333,7 +333,10 @@ def write_checkpoint(model, path: Path) -> None:
             continue
         sd[f"{name}.output_shift"] = torch.tensor([float(op.output_shift)])
         sd[f"{name}.weight_bits"] = torch.tensor([float(op.weight_bits)])
-        sd[f"{name}.op.weight"] = torch.tensor(op.weight.astype(np.float32))
+        w = op.weight
+        if op.operation == "convtranspose2d":  # PyTorch's (C, O, k, k), which izer flips and swaps back
+            w = np.flip(w, axis=(2, 3)).swapaxes(0, 1)
+        sd[f"{name}.op.weight"] = torch.tensor(np.ascontiguousarray(w).astype(np.float32))
         if op.bias is not None:
             sd[f"{name}.op.bias"] = torch.tensor(op.bias * 2.0 ** (op.weight_bits - 1), dtype=torch.float32)
     torch.save({"epoch": 1, "arch": model.name, "state_dict": sd}, path)

@@ -204,18 +204,20 @@ def test_a_model_the_hand_over_cannot_split_is_refused_in_one_line(edit, why):
 
 
 def test_accelerator_layers_the_programs_do_not_take_move_to_the_cortex_m4(tmp_path, capsys):
-    """A ConvTranspose2d layer (not in bitgen's layer programs yet) and the 32-bit layer after it
-    run on the Cortex-M4, lowered; the build says so, and the image equals golden."""
+    """A ConvTranspose2d layer with pooling before it (not in bitgen's layer programs yet) and the
+    32-bit layer after it run on the Cortex-M4, lowered; the build says so, and the image equals
+    golden."""
     test_max78000_program.toolchain_or_skip()
     rng = np.random.default_rng(7)
     m = ir.Model(ir.InputSpec((1, 8, 8), scale=1 / 128), layers=[
         _layer(rng, 1, 8, padding=1, activation="relu", output_shift=-2),
-        _layer(rng, 8, 4, 4, padding=1, pool="max", pool_size=2, pool_stride=2, output_shift=0, activation="relu"),
-        _layer(rng, 4, 4, 8, operation="convtranspose2d", padding=1, output_shift=-1, activation="relu"),
+        _layer(rng, 8, 4, 4, padding=1, output_shift=0, activation="relu"),
+        _layer(rng, 4, 4, 8, operation="convtranspose2d", padding=1, pool="max", pool_size=2, pool_stride=2,
+               output_shift=-1, activation="relu"),
         ir.Max78000Layer(operation="linear", flatten=True, weight=rng.integers(-8, 8, (5, 4 * 8 * 8)), weight_bits=4,
                          output_width=32)], name="upsample")
     part = handover.split(m)
-    assert len(part.accelerator.nodes) == 2 and "convtranspose2d" in part.moved
+    assert len(part.accelerator.nodes) == 2 and "convtranspose2d with pooling is not supported yet" in part.moved
     modelfile.save(m, tmp_path / "m.pt")
     r = _bitgen(capsys, "build", "--board", "max78000", "--target", "max78000-cnn", "m.pt", "-o", "fw",
                 "--prove", "8", cwd=tmp_path)

@@ -437,7 +437,9 @@ def registers(p: LayerProgram, quadrants: list[int]) -> dict[int, dict[str, int]
     pad, k = ly.pad, ly.kernel
     one_by_one = k == 1
     base: dict[str, int] = {}
-    if op.operation == "conv2d":
+    if op.operation == "convtranspose2d":  # the zero-stuffed input: twice the rows and columns
+        h, w = 2 * h, 2 * w
+    if op.operation in ("conv2d", "convtranspose2d"):
         base["RCNT"] = pad << 16 | (h + 2 * pad - 1)
         base["CCNT"] = pad << 16 | (w + 2 * pad - 1)
     else:  # linear: a 1x1 layer over one pixel; flattened, the input's pixels are its passes
@@ -473,6 +475,7 @@ def registers(p: LayerProgram, quadrants: list[int]) -> dict[int, dict[str, int]
     post = (abs(shift) << 13) | (1 << 17 if shift < 0 else 0)
     post |= WEIGHT_BITS_FIELD[op.weight_bits] << 22
     post |= 1 << 26 if op.activation == "abs" else 0
+    post |= 1 << 28 if op.operation == "convtranspose2d" else 0
     if passes > 16:  # flatten over more than 16 pixels: the pass count's high bits
         post |= 1 << 27 | ((passes - 1) >> 4) << 18
     base["POST"] = post

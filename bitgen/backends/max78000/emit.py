@@ -438,7 +438,7 @@ def network_yaml(prog: Program, model: ir.Model) -> str:
                              "operation": op.operation}
         if op.operands > 1 and not op.has_weights:
             d["operation"] = op.eltwise
-        if op.operation == "conv2d":
+        if op.operation in ("conv2d", "convtranspose2d"):
             k = p.shape.kernel
             d["kernel_size"] = f"{k}x{k}"
         if op.operands > 1:
@@ -447,7 +447,7 @@ def network_yaml(prog: Program, model: ir.Model) -> str:
             d["operands"] = op.operands
             if not op.pool_first:
                 d["pool_first"] = False
-        d["pad"] = p.shape.pad
+        d["pad"] = op.padding if op.operation == "convtranspose2d" else p.shape.pad  # (PyTorch's padding)
         if op.pooling:
             key = "max_pool" if op.pool == "max" else "avg_pool"
             d[key] = _Flow(op.pool_size)

@@ -86,6 +86,10 @@ class LayerShape:
 
     @property
     def pad(self) -> int:
+        """The padding the hardware applies: a ConvTranspose2d's ``k - 1 - padding`` around its
+        zero-stuffed input (izer flips it so)."""
+        if self.op.operation == "convtranspose2d":
+            return self.kernel - 1 - self.op.padding
         return self.op.padding if self.op.operation == "conv2d" else 0
 
     @property
@@ -186,9 +190,12 @@ def layers(model: ir.Model) -> list[LayerShape]:
         if not isinstance(op, ir.Max78000Layer):
             raise NotSupported(f"{where}: {op.kind} is not an accelerator layer (only max78000_layer nodes, as "
                                "`bitgen import CHECKPOINT --yaml NETWORK.yaml` makes them, are supported)")
-        if op.operation not in ("conv2d", "linear", "passthrough"):
-            raise NotSupported(f"{where}: {op.operation} is not supported yet (conv2d 3x3/1x1, linear and "
-                               "passthrough are)")
+        if op.operation not in ("conv2d", "convtranspose2d", "linear", "passthrough"):
+            raise NotSupported(f"{where}: {op.operation} is not supported yet (conv2d 3x3/1x1, convtranspose2d, "
+                               "linear and passthrough are)")
+        if op.operation == "convtranspose2d" and (op.pooling or op.operands > 1):
+            raise NotSupported(f"{where}: convtranspose2d with {'pooling' if op.pooling else 'an element-wise op'} "
+                               "is not supported yet")
         if op.packed_operands and node.inputs[0] != ir.INPUT:
             raise NotSupported(f"{where}: its {op.operands} operands packed as channel blocks of one tensor that a "
                                "layer writes are not supported yet (give the operands as separate inputs)")
@@ -248,6 +255,8 @@ def check(shapes: list[LayerShape], report: FitReport) -> None:
             report.add(i, "element-wise operands", op.operands, MAX_POOL_LAST_OPERANDS, f"layer {i}: {op.operands} "
                        f"operands with the element-wise op before pooling (at most {MAX_POOL_LAST_OPERANDS})")
         _, h, w = ly.in_shape
+        if op.operation == "convtranspose2d":  # the counters run over the zero-stuffed input
+            h, w = 2 * h, 2 * w
         for what, v in (("rows", h), ("columns", w)):
             if v + 2 * pad - 1 > MAX_ROW_COL:
                 report.add(i, "rows and columns", v + 2 * pad - 1, MAX_ROW_COL, f"layer {i}: {v} {what} with "
