@@ -288,7 +288,7 @@ def own_program(config: Path, workdir: Path) -> tuple[str, str]:
     net, why = _parsed(config)
     if net is None:
         return "unsupported", why
-    other = next((ly for ly in net.layers if ly.operation not in ("conv2d", "convtranspose2d", "linear", "passthrough")), None)
+    other = next((ly for ly in net.layers if ly.operation not in ("conv2d", "conv1d", "convtranspose2d", "linear", "passthrough")), None)
     if other is not None:  # known before izer runs
         return "not-in-slice", f"layer {other.index}: {other.operation}"
     try:

@@ -4,8 +4,8 @@ into a max78000-sim firmware, runs on the emulated accelerator (which executes t
 the registers and memories the firmware wrote), and its unloaded output must equal bitgen's
 golden model bit for bit.
 
-Random chains and random graphs (element-wise layers, residual adds): 6 of each on the emulator
-and 3 of each against izer by default; BITGEN_MAX78000_RANDOM=N runs N of each (seeds 0..N-1).
+Random chains, 1-D chains (conv1d) and random graphs (element-wise layers, residual adds): 6 of
+each on the emulator and 3 (1-D: 2) of each against izer by default; BITGEN_MAX78000_RANDOM=N runs N of each (seeds 0..N-1).
 Against izer (where it is in ../shared/oracles): its register values and
 kernel words for the same network, and its `arch: test` networks in the slice (izer's weights
 and sample) as bitgen's programs: a few by default, all with BITGEN_IZER_ALL=1.
@@ -103,6 +103,41 @@ def random_chain(seed: int) -> ir.Model:
                                     activation="none" if wide else act, **pool))
         c, h, w = o, h + 2 * pad - k + 1, w + 2 * pad - k + 1
     model = ir.Model(ir.InputSpec(shape, scale=1 / 128), layers=ops, name=f"random{seed}")
+    model.validate()
+    return model
+
+
+def random_chain_1d(seed: int) -> ir.Model:
+    """A random chain of conv1d layers over 1-D data (C, L): kernels 1..9, padding 0..2 (below
+    the kernel), max/avg pooling (sizes 1..3, strides 1..3), ReLU / Abs / none, 1/2/4/8-bit
+    weights, a bias or none, 1..64 channels or (one layer in six) 65..100 in several passes;
+    the last layer may have a 32-bit output."""
+    rng = np.random.default_rng(20_000 + seed)
+    c, n = int(rng.integers(1, 9)), int(rng.integers(4, 61))
+    shape = (c, n)
+    rounding = bool(rng.integers(0, 2))
+    count = int(rng.integers(1, 5))
+    ops = []
+    for i in range(count):
+        last = i == count - 1
+        bits = int(rng.choice([1, 2, 4, 8]))
+        lo, hi = WEIGHT_RANGE[bits]
+        o = int(rng.integers(65, 101)) if rng.integers(0, 6) == 0 else int(rng.integers(1, 65 if not last else 17))
+        pool = {}
+        if rng.integers(0, 2) and n >= 3:
+            p, s = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+            kind = "max" if p == 1 else str(rng.choice(["max", "avg"]))
+            pool = dict(pool=kind, pool_size=(p, 1), pool_stride=(s, 1), avg_pool_rounding=rounding)
+            n = (n - p) // s + 1
+        k = int(rng.integers(1, min(9, n + 4) + 1))
+        pad = int(rng.integers(max(0, -(-(k - n) // 2)), min(2, k - 1) + 1))  # at least one output row
+        wide = last and bool(rng.integers(0, 4) == 0)
+        ops.append(ir.Max78000Layer(operation="conv1d", weight=rng.integers(lo, hi + 1, (o, c, k)), weight_bits=bits,
+                                    bias=rng.integers(-64, 64, o) if rng.integers(0, 2) else None, padding=pad,
+                                    output_shift=int(rng.integers(-8, 3)) - 8 + bits, output_width=32 if wide else 8,
+                                    activation="none" if wide else str(rng.choice(["none", "relu", "abs"])), **pool))
+        c, n = o, n + 2 * pad - k + 1
+    model = ir.Model(ir.InputSpec(shape, scale=1 / 128), layers=ops, name=f"oned{seed}")
     model.validate()
     return model
 
@@ -257,6 +292,18 @@ def test_random_chains_run_on_the_emulated_accelerator_and_equal_golden(seed, tm
 
 
 @pytest.mark.parametrize("seed", range(RANDOM))
+def test_random_1d_chains_run_on_the_emulated_accelerator_and_equal_golden(seed, tmp_path):
+    """conv1d over (C, L) data through the whole chain."""
+    toolchain_or_skip()
+    model = random_chain_1d(seed)
+    r, got, y = run_program(model, tmp_path)
+    assert r.passed, r.console
+    assert int(np.frombuffer(r.memory["cnn_kat_errors"], "<i4")[0]) == 0
+    assert np.array_equal(got, y)
+    assert r.cnn_layers == len(model.nodes)
+
+
+@pytest.mark.parametrize("seed", range(RANDOM))
 def test_random_graphs_run_on_the_emulated_accelerator_and_equal_golden(seed, tmp_path):
     """Residual adds and the other element-wise ops, layers reading any earlier tensor."""
     toolchain_or_skip()
@@ -288,6 +335,21 @@ def test_random_graphs_cover_element_wise_layers():
         seen |= {"graph"} if not m.is_sequential else set()
     want = {"elt-add", "elt-sub", "elt-xor", "elt-or", "operands2", "operands3", "operands4", "fused", "passthrough",
             "pool-after", "pool-first", "input-operand", "twice", "distinct", "copies", "graph"}
+    assert want <= seen, want - seen
+
+
+def test_random_1d_chains_cover_conv1d():
+    """Every kernel length 1..9, padding 0..2, both poolings, every weight width, several passes."""
+    seen: set = set()
+    for seed in range(60):
+        m = random_chain_1d(seed)
+        prog = allocate.plan(m)
+        for op in m.layers:
+            seen |= {f"k{op.weight.shape[2]}", f"pad{op.padding}", f"pool-{op.pool}", f"bits{op.weight_bits}",
+                     f"out{op.output_width}"}
+        seen |= {"passes"} if any(p.shape.in_passes > 1 for p in prog.layers) else set()
+    want = {f"k{k}" for k in range(1, 10)} | {"pad0", "pad1", "pad2", "pool-max", "pool-avg", "pool-none", "bits1",
+                                              "bits2", "bits4", "bits8", "out8", "out32", "passes"}
     assert want <= seen, want - seen
 
 
@@ -510,8 +572,8 @@ def test_kernel_memory_is_spread_over_the_processors():
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda r: [ir.Max78000Layer(operation="conv1d", weight=r.integers(-1, 1, (2, 2, 3)), padding=1)],
-     "1-D data is not supported yet"),
+    (lambda r: [ir.Max78000Layer(operation="conv1d", weight=r.integers(-1, 1, (2, 2, 3)), padding=1, dilation=2)],
+     "layer 0 (t0): dilation on 1-D data is not supported yet"),
     (lambda r: [ir.Max78000Layer(weight=r.integers(-1, 1, (65, 2, 3, 3)), padding=1),
                 ir.Max78000Layer(operation="passthrough", pool="max", pool_size=2, pool_stride=2)],
      "layer 1 (t1): a passthrough layer over more than 64 channels (several passes) is not supported yet"),
@@ -597,6 +659,15 @@ def test_registers_and_kernel_words_equal_izers_for_the_same_network(seed, tmp_p
     if why:
         pytest.skip(why)
     assert izer_oracle.program_vs_izer(random_chain(seed), tmp_path) == []
+
+
+@pytest.mark.parametrize("seed", range(int(os.environ.get("BITGEN_MAX78000_RANDOM", "2"))))
+def test_registers_and_kernel_words_equal_izers_for_the_same_1d_network(seed, tmp_path):
+    """conv1d: ONED's kernel length and start bytes, MCNT in whole 1-D kernels."""
+    why = izer_oracle.missing()
+    if why:
+        pytest.skip(why)
+    assert izer_oracle.program_vs_izer(random_chain_1d(seed), tmp_path) == []
 
 
 @pytest.mark.parametrize("seed", range(int(os.environ.get("BITGEN_MAX78000_RANDOM", "3"))))

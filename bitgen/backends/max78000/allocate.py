@@ -169,8 +169,7 @@ def _words(ly: LayerShape) -> int:
     count = ly.out_count * ly.passes
     per_byte = 8 // op.weight_bits
     groups = -(-count // per_byte)
-    taps = ly.kernel * ly.kernel
-    return -(-groups * taps // 9)
+    return -(-groups * ly.taps // 9)
 
 
 def _wire(nodes: list[LayerShape], input_shape: tuple[int, int, int]
@@ -266,7 +265,7 @@ def plan(model: ir.Model) -> Program:
     """The allocation of ``model``; raises NotSupported (a layer bitgen does not take yet) or
     DoesNotFit (with the per-resource report)."""
     nodes = limits.layers(model)
-    input_shape = tuple(int(v) for v in model.input.shape)
+    input_shape = limits.rows(tuple(model.input.shape))
     wired, inputs, blocks = _wire(nodes, input_shape)  # type: ignore[arg-type]
     shapes = [ly for ly, _, _ in wired]
     for i, ly in enumerate(shapes):
@@ -388,7 +387,7 @@ def _place_kernels(kernels: np.ndarray, ly: LayerShape, first_in: int, start: in
     op = ly.op
     w = op.weight.astype(np.int64)  # type: ignore[union-attr]
     c, o, passes = ly.in_shape[0], ly.out_shape[0], ly.passes
-    taps = ly.kernel * ly.kernel
+    taps = ly.taps
     lanes = ly.in_lanes
     if op.operation == "linear":
         w = w.reshape(o, c, passes, 1)  # flatten is C-major: input c, pixel j
@@ -435,18 +434,21 @@ def registers(p: LayerProgram, quadrants: list[int]) -> dict[int, dict[str, int]
     c, h, w = ly.in_shape
     o, oh, ow = ly.out_shape
     pad, k = ly.pad, ly.kernel
-    one_by_one = k == 1
+    one_d = op.operation == "conv1d"
+    one_by_one = k == 1 and not one_d
     base: dict[str, int] = {}
     if op.operation == "convtranspose2d":  # the zero-stuffed input: twice the rows and columns
         h, w = 2 * h, 2 * w
     if op.operation in ("conv2d", "convtranspose2d"):
         base["RCNT"] = pad << 16 | (h + 2 * pad - 1)
         base["CCNT"] = pad << 16 | (w + 2 * pad - 1)
+    elif one_d:  # L rows (padded), one column
+        base["RCNT"] = pad << 16 | (h + 2 * pad - 1)
     else:  # linear: a 1x1 layer over one pixel; flattened, the input's pixels are its passes
         base["RCNT"] = base["CCNT"] = 0
     if op.pooling:
         (ph, pw), (s, _) = op.pool_size, op.pool_stride
-        base["PRCNT"], base["PCCNT"], base["STRIDE"] = ph - 1, pw - 1, s - 1
+        base["PRCNT"], base["PCCNT"], base["STRIDE"] = ph - 1, 0 if one_d else pw - 1, s - 1
     wide = op.output_width == 32
     base["WPTR_BASE"] = (p.first_out // 4) << 13 | p.out_offset
     base["WPTR_TOFFS"] = 1 if one_by_one else 0
@@ -460,17 +462,23 @@ def registers(p: LayerProgram, quadrants: list[int]) -> dict[int, dict[str, int]
     lctl |= 1 << 16 if wide else 0
     passes = ly.passes
     count = ly.out_count * passes
+    oned_sad = 0
     if one_by_one:
         sad = 8 * 9 * p.kernel_start
+    elif one_d:  # the start byte (9 a word) in whole kernels of k bytes, and the bytes left over
+        sad, oned_sad = divmod(9 * p.kernel_start, k)
+        sad *= 8
     else:
         sad = 8 * p.kernel_start
     base["MCNT"] = sad << 16 | (sad + (count - 1) * op.weight_bits)
     # the TRAM pointer end, as izer writes it (the emulator does not model the TRAM)
-    if not one_by_one:
+    if not one_by_one and not one_d:
         base["TPTR"] = ow - 1
     elif passes > 16:
         base["TPTR"] = (passes - 1) << 16 | (2 * (passes - 1) + 1)
     base["ONED"] = (0x100 if one_by_one else 0) | _eltwise_bits(op)
+    if one_d:  # the kernel length, 1-D, the start's leftover bytes
+        base["ONED"] |= k << 8 | 1 << 12 | oned_sad << 4
     shift = op.shift
     post = (abs(shift) << 13) | (1 << 17 if shift < 0 else 0)
     post |= WEIGHT_BITS_FIELD[op.weight_bits] << 22

@@ -178,7 +178,7 @@ def emit(model: ir.Model, outdir: Path, name: str, sample: np.ndarray | None = N
     if sample is None:
         sample = np.random.default_rng(seed).integers(-128, 128, shape)
     x = np.asarray(sample).reshape(shape).astype(np.int8)
-    y = golden.run(model, x[None])[0]
+    y = golden.run(model, x[None])[0].reshape(prog.output.shape.out_shape)  # 1-D (O, L): L rows of one column
     texts = {
         "cnn.h": _header(prog, name),
         "cnn.c": _source(prog, name),
@@ -441,6 +441,8 @@ def network_yaml(prog: Program, model: ir.Model) -> str:
         if op.operation in ("conv2d", "convtranspose2d"):
             k = p.shape.kernel
             d["kernel_size"] = f"{k}x{k}"
+        elif op.operation == "conv1d":
+            d["kernel_size"] = p.shape.kernel
         if op.operands > 1:
             if op.has_weights:
                 d["eltwise"] = op.eltwise
@@ -450,8 +452,9 @@ def network_yaml(prog: Program, model: ir.Model) -> str:
         d["pad"] = op.padding if op.operation == "convtranspose2d" else p.shape.pad  # (PyTorch's padding)
         if op.pooling:
             key = "max_pool" if op.pool == "max" else "avg_pool"
-            d[key] = _Flow(op.pool_size)
-            d["pool_stride"] = _Flow(op.pool_stride)
+            one_d = op.operation == "conv1d"
+            d[key] = op.pool_size[0] if one_d else _Flow(op.pool_size)
+            d["pool_stride"] = op.pool_stride[0] if one_d else _Flow(op.pool_stride)
         if op.has_weights:
             d["activate"] = {"none": "None", "relu": "ReLU", "abs": "Abs"}[op.activation]
             d["quantization"] = op.weight_bits

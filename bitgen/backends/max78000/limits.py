@@ -10,7 +10,8 @@ flatten over at most 256 pixels and 16384 values.
 
 :func:`layers` reads a model into :class:`LayerShape` records or raises :class:`NotSupported`
 (one line naming the layer) for what the hardware could run but bitgen's layer programs do not
-yet (conv1d, ConvTranspose2d, ...). :func:`check` compares the shapes
+yet (element-wise or passthrough layers over more than
+64 channels, ConvTranspose2d with pooling, ...). :func:`check` compares the shapes
 with the per-layer limits; the memories are checked by the allocator, which adds its findings to
 the same :class:`FitReport`.
 """
@@ -79,10 +80,15 @@ class LayerShape:
 
     @property
     def kernel(self) -> int:
-        """1 (1x1: linear too) or 3."""
+        """1 (1x1: linear too) or 3; conv1d: 1..9."""
         if self.op.operation in ("linear", "passthrough"):
             return 1
         return int(self.op.weight.shape[2])  # type: ignore[union-attr]
+
+    @property
+    def taps(self) -> int:
+        """Weights a kernel: k for conv1d, k x k else."""
+        return self.kernel if self.op.operation == "conv1d" else self.kernel * self.kernel
 
     @property
     def pad(self) -> int:
@@ -90,7 +96,7 @@ class LayerShape:
         zero-stuffed input (izer flips it so)."""
         if self.op.operation == "convtranspose2d":
             return self.kernel - 1 - self.op.padding
-        return self.op.padding if self.op.operation == "conv2d" else 0
+        return self.op.padding if self.op.operation in ("conv2d", "conv1d") else 0
 
     @property
     def in_passes(self) -> int:
@@ -180,8 +186,9 @@ def layers(model: ir.Model) -> list[LayerShape]:
     except ir.IRError as e:
         raise NotSupported(f"max78000-cnn: the model is not valid: {e}") from None
     shape = model.input.shape
-    if len(shape) != 3:
-        raise NotSupported(f"max78000-cnn: the input must be (C, H, W); got {shape} (1-D data is not supported yet)")
+    if len(shape) not in (2, 3):
+        raise NotSupported(f"max78000-cnn: the input must be (C, H, W) or, 1-D, (C, L); got {shape}")
+    one_d = len(shape) == 2  # (C, L): the layers see L rows of one column
     shapes = {ir.INPUT: tuple(shape)}
     out = []
     for i, (node, t) in enumerate(zip(model.nodes, types)):
@@ -190,9 +197,12 @@ def layers(model: ir.Model) -> list[LayerShape]:
         if not isinstance(op, ir.Max78000Layer):
             raise NotSupported(f"{where}: {op.kind} is not an accelerator layer (only max78000_layer nodes, as "
                                "`bitgen import CHECKPOINT --yaml NETWORK.yaml` makes them, are supported)")
-        if op.operation not in ("conv2d", "convtranspose2d", "linear", "passthrough"):
-            raise NotSupported(f"{where}: {op.operation} is not supported yet (conv2d 3x3/1x1, convtranspose2d, "
-                               "linear and passthrough are)")
+        if op.operation not in ("conv2d", "conv1d", "convtranspose2d", "linear", "passthrough"):
+            raise NotSupported(f"{where}: {op.operation} is not supported yet (conv2d 3x3/1x1, conv1d, "
+                               "convtranspose2d, linear and passthrough are)")
+        if one_d and (op.operands > 1 or not op.has_weights or op.dilation != 1):
+            what = "an element-wise op" if op.operands > 1 else ("dilation" if op.has_weights else "a passthrough layer")
+            raise NotSupported(f"{where}: {what} on 1-D data is not supported yet")
         if op.operation == "convtranspose2d" and (op.pooling or op.operands > 1):
             raise NotSupported(f"{where}: convtranspose2d with {'pooling' if op.pooling else 'an element-wise op'} "
                                "is not supported yet")
@@ -201,7 +211,8 @@ def layers(model: ir.Model) -> list[LayerShape]:
                                "layer writes are not supported yet (give the operands as separate inputs)")
         if op.operands > 1 and op.flatten:
             raise NotSupported(f"{where}: an element-wise op with flatten is not supported yet")
-        in_shape = tuple(op.split(tuple(ir.TensorType(shapes[n], "int8", -128, 127) for n in node.inputs))[0].shape)
+        in_real = tuple(op.split(tuple(ir.TensorType(shapes[n], "int8", -128, 127) for n in node.inputs))[0].shape)
+        in_shape = rows(in_real)
         c, h, w = in_shape
         wide_in = c > PROCESSORS or any(shapes[n][0] > PROCESSORS for n in node.inputs)
         if wide_in and (op.operands > 1 or op.flatten or not op.has_weights):
@@ -210,18 +221,23 @@ def layers(model: ir.Model) -> list[LayerShape]:
                                "supported yet")
         if op.output_width == 32 and i != len(model.nodes) - 1:
             raise NotSupported(f"{where}: a 32-bit output feeds another layer (only the last layer may be 32-bit)")
-        pooled = op.pooled_shape(in_shape)
-        out_shape = tuple(int(v) for v in t.shape)
+        pooled = rows(op.pooled_shape(in_real))
+        shapes[node.output] = tuple(int(v) for v in t.shape)
+        out_shape = rows(shapes[node.output])
         if len(out_shape) != 3:
             raise NotSupported(f"{where}: output shape {out_shape} is not (C, H, W)")
         out.append(LayerShape(i, node.output, op, in_shape, tuple(pooled), out_shape,  # type: ignore[arg-type]
                               tuple(node.inputs), i))
-        shapes[node.output] = out_shape
     rounding = {ly.op.avg_pool_rounding for ly in out if ly.op.pool == "avg"}
     if len(rounding) > 1:
         raise NotSupported("max78000-cnn: average pooling with and without rounding in one model (the rounding is "
                            "one switch for the whole accelerator)")
     return out
+
+
+def rows(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A 1-D shape (C, L) as the hardware sees it: L rows of one column."""
+    return tuple(int(v) for v in shape) + ((1,) if len(shape) == 2 else ())
 
 
 def check(shapes: list[LayerShape], report: FitReport) -> None:
@@ -237,6 +253,12 @@ def check(shapes: list[LayerShape], report: FitReport) -> None:
             if ch > PROCESSORS * MAX_PASSES:
                 report.add(i, "channels", ch, PROCESSORS * MAX_PASSES, f"layer {i}: {ch} {what} channels (at most "
                            f"{MAX_PASSES} passes of {PROCESSORS})")
+        if op.operation == "conv1d":
+            if not 1 <= k <= 9:
+                report.add(i, "kernel size", k, 9, f"layer {i}: a 1-D kernel of {k} (the hardware has 1..9)")
+            if not 0 <= pad <= 2 or pad >= k:
+                report.add(i, "padding", pad, min(2, k - 1), f"layer {i}: 1-D padding {pad} with a kernel of {k} "
+                           "(0..2, and below the kernel size)")
         if op.operation == "conv2d":
             if k not in (1, 3):
                 report.add(i, "kernel size", k, 3, f"layer {i}: a {k}x{k} kernel (the hardware has 3x3 and 1x1)")
@@ -248,7 +270,7 @@ def check(shapes: list[LayerShape], report: FitReport) -> None:
             if max(ph, pw, sh, sw) > MAX_POOL:
                 report.add(i, "pooling", max(ph, pw, sh, sw), MAX_POOL, f"layer {i}: pool {ph}x{pw} stride "
                            f"{sh}x{sw} (at most {MAX_POOL})")
-            if sh != sw:
+            if sh != sw and op.operation != "conv1d":  # (1-D: (k, 1) with stride (s, 1))
                 report.add(i, "pooling", max(sh, sw), min(sh, sw), f"layer {i}: pool stride {sh}x{sw} (one stride "
                            "for rows and columns)")
         if op.operands > 1 and not op.pool_first and op.operands > MAX_POOL_LAST_OPERANDS:
