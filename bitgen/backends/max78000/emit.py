@@ -265,7 +265,8 @@ def _source(prog: Program, name: str) -> str:
     L.append("    *(volatile uint8_t *)(addr | 1) = 0x01; /* set the kernel word address */")
     L.append("    while (n--)\n      *dst++ = *p++;\n  }\n}\n")
     L.append("void cnn_load_bias(void)\n{")
-    L.append("  uint32_t i;")
+    if any(prog.bias_used):  # (a model without a bias loads none)
+        L.append("  uint32_t i;")
     for q in range(4):
         if prog.bias_used[q]:
             L.append(f"  for (i = 0; i < {prog.bias_used[q]}; i++) /* quadrant {q}: one byte per word */")
