@@ -87,6 +87,14 @@ def test_random_chains_run_through_the_protocol_with_no_mismatch(seed, tmp_path,
     assert rep["emulator"]["cnn_runs"] == 6  # each inference ran on the emulated accelerator
 
 
+def test_a_1d_chain_runs_through_the_protocol_with_no_mismatch(tmp_path, capsys):
+    """conv1d over (C, L) data, more than 64 channels in one layer (random_chain_1d(0))."""
+    modelfile.save(test_max78000_program.random_chain_1d(0), tmp_path / "m.pt")
+    r, rep = _run(capsys, tmp_path, "m.pt", "--random", "4")
+    assert r.returncode == 0, r.stderr
+    assert rep["compared"] == 4 and rep["mismatches"] == 0 and rep["emulator"]["cnn_runs"] == 4
+
+
 def test_usps_digits_on_the_emulated_accelerator(tmp_path, capsys):
     if not (USPS / "zip.test.gz").exists():
         pytest.skip("../shared/datasets/usps missing")

@@ -59,14 +59,13 @@ def emit(model: ir.Model, outdir: Path, name: str, cortex_kernels: str = "cortex
     if part.cortex is not None:
         tail = c_emit.emit(lower_max78000.for_c(part.cortex), outdir, name=f"{name}_m4", kernels=cortex_kernels)
     NAME = name.upper()
-    c, h, w = model.input.shape
     (outdir / f"{name}.h").write_text(f"""/* {name}.h: the layer program of a MAX78000 CNN accelerator network behind bitgen's
  * wire protocol, written by bitgen from model {model.digest()[:16]}. Do not edit. */
 #ifndef BG_CNN_PROGRAM_{NAME}_H
 #define BG_CNN_PROGRAM_{NAME}_H
 #include <stdint.h>
 
-#define {NAME}_INPUT_SIZE {model.input.size} /* int8 values, shape {c}x{h}x{w} */
+#define {NAME}_INPUT_SIZE {model.input.size} /* int8 values, shape {'x'.join(map(str, model.input.shape))} */
 #define {NAME}_OUTPUT_SIZE {math.prod(out.shape)} /* {dtype} values, shape {'x'.join(map(str, out.shape))} */
 #define {NAME}_OUTPUT_IS_INT8 {1 if dtype == "int8" else 0}
 typedef {dtype}_t {name}_output_t;
