@@ -6,7 +6,9 @@ The hardware (``../shared/reference/max78000.md`` section 4, and the emulated ac
 
 * processor p reads byte lane p % 4 of data-memory instance p // 4 (quadrant p // 16); data is
   HWC, one word per pixel per instance; channel c of a layer's input sits on processor
-  ``first_in + c`` (one pass: at most 64 channels);
+  ``first_in + c`` (more than 64 channels: on processor ``first_in + c % lanes`` in word
+  ``c // lanes`` of the pixel, limits.expansion, one pass per word; 1-D data: L rows of one
+  column);
 * output channel o of a layer goes to lane ``first_out + o`` (``first_out`` a multiple of 4:
   WPTR_BASE's instance field), so the next layer reads it on processor ``first_out + o``;
 * an element-wise layer with k operands reads, per pixel, k consecutive words (operand j in word

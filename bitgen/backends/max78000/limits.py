@@ -10,8 +10,8 @@ flatten over at most 256 pixels and 16384 values.
 
 :func:`layers` reads a model into :class:`LayerShape` records or raises :class:`NotSupported`
 (one line naming the layer) for what the hardware could run but bitgen's layer programs do not
-yet (element-wise or passthrough layers over more than
-64 channels, ConvTranspose2d with pooling, ...). :func:`check` compares the shapes
+yet (element-wise or passthrough layers over more than 64 channels, ConvTranspose2d with
+pooling, ...). :func:`check` compares the shapes
 with the per-layer limits; the memories are checked by the allocator, which adds its findings to
 the same :class:`FitReport`.
 """
