@@ -214,8 +214,7 @@ def layers(model: ir.Model) -> list[LayerShape]:
         in_real = tuple(op.split(tuple(ir.TensorType(shapes[n], "int8", -128, 127) for n in node.inputs))[0].shape)
         in_shape = rows(in_real)
         c, h, w = in_shape
-        wide_in = c > PROCESSORS or any(shapes[n][0] > PROCESSORS for n in node.inputs)
-        if wide_in and (op.operands > 1 or op.flatten or not op.has_weights):
+        if c > PROCESSORS and (op.operands > 1 or op.flatten or not op.has_weights):
             what = "an element-wise op" if op.operands > 1 else ("flatten" if op.flatten else "a passthrough layer")
             raise NotSupported(f"{where}: {what} over more than {PROCESSORS} channels (several passes) is not "
                                "supported yet")
