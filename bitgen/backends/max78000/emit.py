@@ -448,8 +448,8 @@ def network_yaml(prog: Program, model: ir.Model) -> str:
             if op.has_weights:
                 d["eltwise"] = op.eltwise
             d["operands"] = op.operands
-            if not op.pool_first:
-                d["pool_first"] = False
+            if not op.pool_first and op.pool_size != (1, 1):  # (a 1x1 pool, a subsampling, commutes: izer
+                d["pool_first"] = False                            # refuses the key without a real pool)
         d["pad"] = op.padding if op.operation == "convtranspose2d" else p.shape.pad  # (PyTorch's padding)
         if op.pooling:
             key = "max_pool" if op.pool == "max" else "avg_pool"
