@@ -5,7 +5,8 @@ the registers and memories the firmware wrote), and its unloaded output must equ
 golden model bit for bit.
 
 Random chains, 1-D chains (conv1d) and random graphs (element-wise layers, residual adds): 6 of
-each on the emulator and 3 (1-D: 2) of each against izer by default; BITGEN_MAX78000_RANDOM=N runs N of each (seeds 0..N-1).
+each on the emulator and 3 (1-D: 2) of each against izer by default; BITGEN_MAX78000_RANDOM=N
+runs N of each (seeds 0..N-1).
 Against izer (where it is in ../shared/oracles): its register values and
 kernel words for the same network, and its `arch: test` networks in the slice (izer's weights
 and sample) as bitgen's programs: a few by default, all with BITGEN_IZER_ALL=1.

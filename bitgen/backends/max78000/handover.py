@@ -2,7 +2,7 @@
 
 The accelerator runs the model's leading ``max78000_layer`` nodes; the first node it has no
 such layer for (a bitgen op: a ShiftNorm, a wider classifier, ...; or an accelerator layer
-that bitgen's layer programs do not take yet, as conv1d) and everything after it run on the Cortex-M4, as
+that bitgen's layer programs do not take yet, as a ConvTranspose2d with pooling) and everything after it run on the Cortex-M4, as
 C from bitgen's C back end (accelerator layers in that part are lowered to ordinary ops,
 backends/c/lower_max78000.py). One tensor crosses: the accelerator's last output, which the
 firmware unloads from the accelerator's data memory into SRAM and hands to the C as its input.
@@ -38,9 +38,10 @@ class Split:
 def split(model: ir.Model) -> Split:
     """The accelerator's part: the longest run of leading accelerator layers that bitgen's layer
     programs take (limits.layers) and after which one int8 tensor crosses; the rest is the
-    Cortex-M4's. An accelerator layer the programs do not take yet (conv1d, ConvTranspose2d
-    with pooling, an element-wise or passthrough layer over more than 64 channels, ...) and everything after it run on the Cortex-M4; ``moved`` says
-    why. A model whose first layer the accelerator cannot run is refused."""
+    Cortex-M4's. An accelerator layer the programs do not take yet (ConvTranspose2d with
+    pooling, an element-wise or passthrough layer over more than 64 channels, ...) and
+    everything after it run on the Cortex-M4; ``moved`` says why. A model whose first layer the
+    accelerator cannot run is refused."""
     nodes = model.nodes
     if model.states:
         raise NotSupported(f"{TARGET}: a model with state (a stream model) is not supported")

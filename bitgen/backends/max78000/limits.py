@@ -201,7 +201,8 @@ def layers(model: ir.Model) -> list[LayerShape]:
             raise NotSupported(f"{where}: {op.operation} is not supported yet (conv2d 3x3/1x1, conv1d, "
                                "convtranspose2d, linear and passthrough are)")
         if one_d and (op.operands > 1 or not op.has_weights or op.dilation != 1):
-            what = "an element-wise op" if op.operands > 1 else ("dilation" if op.has_weights else "a passthrough layer")
+            what = ("an element-wise op" if op.operands > 1 else
+                    "dilation" if op.has_weights else "a passthrough layer")
             raise NotSupported(f"{where}: {what} on 1-D data is not supported yet")
         if op.operation == "convtranspose2d" and (op.pooling or op.operands > 1):
             raise NotSupported(f"{where}: convtranspose2d with {'pooling' if op.pooling else 'an element-wise op'} "
