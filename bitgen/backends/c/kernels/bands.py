@@ -14,6 +14,7 @@ is the kernels' own: the same products and sums, over fewer rows.
 from __future__ import annotations
 
 import math
+import re
 
 from .... import encodings, ir
 from ..literals import C_TYPE, SUFFIX, hex_lines, int_lines
@@ -195,6 +196,8 @@ def render(model: ir.Model, types: list[ir.TensorType], choices: list[Choice], t
                 f"BG_LAYER_PART({tiling.last}, (uint32_t){r0(last)} * {wt * et}u, {out_base}, "
                 f"(uint32_t){nr(last)} * {wt * et}u);"]
         body += ([f"if ({done}) {{"] + ["    " + ln for ln in send] + ["}"]) if done else send
+    if not any(re.search(r"\bc\b", b) for b in body):  # every stage fused: no channel loop
+        lines[1] = "    uint32_t s;"
     lines += ["        " + b for b in body]
     lines += ["    }", "}"]
     return lines
