@@ -176,7 +176,9 @@ def main() -> int:
                 f"per-layer split, without copying the output and its argmax; \"–\": no measurement (the "
                 f"generic kernel on RV32EC runs the 32×32 layer past the emulator's limit of 500 M "
                 f"instructions per bench). CMSIS-NN: issue 11's measurement on the same emulated core. Regenerate: "
-                f"`.venv/bin/python tools/conv_bench.py --update-readme`.\n")
+                f"`.venv/bin/python tools/conv_bench.py --update-readme`. (The transposed rows: "
+                f"`.venv/bin/python tools/conv_bench.py --out OUT --shape t2_8 --shape t2_16`, issue 13; only "
+                f"RV32EC has a kernel of its own for them, `lut_convt`.)\n")
         head, rest = src.split(start, 1)
         _, tail = rest.split(end, 1)
         readme.write_text(head + start + "\n" + text + note + end + tail)
