@@ -141,3 +141,27 @@ def test_on_bands_and_tiles_of_tiled_stacks(seed, host_runtime, tmp_path):
         kinds = {lay["kernel"] for lay in em.report["layers"]}
         assert "lut_convt/tiled" in kinds, kinds
         _equal(m, em, host_runtime, tmp_path / f"b{k}", _inputs(m.input.shape, 8, seed))
+
+
+def test_reads_and_writes_within_its_buffers(sanitized_runtime, tmp_path):
+    """Under ASan + UBSan: whole layers (paddings beyond the stride, uneven kernels and strides,
+    output padding) and tiled stacks whose tiles cut the receptive fields at every edge."""
+    rng = np.random.default_rng(5)
+    cases = [((3, 4, 5), 6, (3, 3), (2, 2), (2, 1), (1, 0)), ((2, 3, 3), 9, (4, 2), (3, 2), (0, 1), (2, 1)),
+             ((5, 2, 6), 2, (1, 3), (1, 3), (0, 2), (0, 2))]
+    models = []
+    for shape, co, k, s, p, op in cases:
+        layer = ir.ConvTranspose2d(weight=rng.integers(-7, 8, (shape[0], co, *k)), encoding="4bit", stride=s,
+                                   padding=p, output_padding=op, bias=rng.integers(-99, 99, co))
+        models.append((ir.Model(ir.InputSpec(shape), [layer, *_post(rng, co, "requant_relu")]), {}))
+    for seed in (0, 3):
+        m = _tiled_stack(seed)
+        _, oh, ow = m.validate()[-1].shape
+        models.append((m, dict(tiles="rows", strip_rows=min(2, oh), tile_cols=min(3, ow), stream=seed == 3)))
+    for k, (m, kw) in enumerate(models):
+        m.validate()
+        em = emit.emit(m, tmp_path / f"c{k}", name="ct", kernels="rv32ec", **kw)
+        assert any(lay["kernel"].startswith("lut_convt") for lay in em.report["layers"])
+        x = _inputs(m.input.shape, 4, k)
+        y = host.build_sanitized(em, tmp_path / f"b{k}", runtime=sanitized_runtime).run(x)[0]
+        np.testing.assert_array_equal(y.reshape(len(x), -1), golden.run(m, x).reshape(len(x), -1))
