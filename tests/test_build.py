@@ -230,6 +230,28 @@ def test_an_image_over_its_flash_budget_gives_up_the_costliest_fast_kernels_firs
     assert firmware.describe_attempt(kept) == f"rv32ec kernels (layer {fc[0]} generic)"
 
 
+@needs("ch32v003")
+def test_an_image_over_its_flash_budget_with_lut_convt_keeps_a_fitting_one(tmp_path):
+    """A transposed convolution alone: lut_convt brings the LUT kernel's code (more flash than
+    the generic kernel and libgcc's multiply, less SRAM: no int32 tensor). Under a flash budget
+    between the two images the build gives it up and keeps a fitting, bit-exact image."""
+    rng = np.random.default_rng(3)
+    m = ir.Model(ir.InputSpec((4, 4, 4)), [
+        ir.ConvTranspose2d(weight=rng.integers(-7, 8, (4, 4, 3, 3)), encoding="4bit", stride=2, padding=1,
+                           output_padding=1, bias=rng.integers(-50, 50, 4)),
+        ir.Requant(multiplier=rng.integers(1, 4, 4), shift=np.full(4, 6)), ir.ReLU()])
+    fast = firmware.build(m, boards.get("ch32v003"), tmp_path / "fast", prove=0)
+    slow = firmware._build(m, boards.get("ch32v003"), tmp_path / "slow", "model", None, None, "rv32ec", [],
+                           "protocol", None, 0, frozenset([0]))
+    assert slow.report["flash_bytes"] < fast.report["flash_bytes"]
+    board = _board_with_flash(tmp_path, (slow.report["flash_bytes"] + fast.report["flash_bytes"]) // 2)
+    fw = firmware.build(m, board, tmp_path / "out", prove=20)
+    assert fw.report["fits"] and fw.report["flash_bytes"] <= fw.report["flash_budget"] < fast.report["flash_bytes"]
+    assert not fw.report["kernels_tried"][0]["fits"] and fw.report["proof"]["mismatches"] == 0
+    kernels = [layer["kernel"] for layer in json.loads((tmp_path / "out" / "src" / "model.json").read_text())["layers"]]
+    assert kernels[0] == "generic"
+
+
 # ------------------------------------------------------------------ the build proves what it compiles
 def _emitted_hash(model, folder, **kw):
     from bitgen.backends.c import emit

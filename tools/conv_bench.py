@@ -35,8 +35,9 @@ from bitgen import ir  # noqa: E402
 
 BITGEN = [sys.executable, "-m", "bitgen.cli"]
 
-# key, title, (in channels, height, width), out channels, kernel, stride, padding, depthwise,
-# CMSIS-NN's instructions per MAC on the emulated MAX78000 (issue 11, measured there)
+# key, title, (in channels, height, width), out channels, kernel, stride, padding, depthwise
+# (or "transposed": a ConvTranspose2d, output padding stride - 1), CMSIS-NN's instructions per
+# MAC on the emulated MAX78000 (issue 11, measured there)
 SHAPES = [
     ("s1_8", "3×3 p1 s1, 16×16, 8→16", (8, 16, 16), 16, 3, 1, 1, False, 2.94),
     ("s1_16", "3×3 p1 s1, 16×16, 16→32", (16, 16, 16), 32, 3, 1, 1, False, 2.17),
@@ -45,22 +46,30 @@ SHAPES = [
     ("pw_32", "1×1, 16×16, 32→64", (32, 16, 16), 64, 1, 1, 0, False, 2.78),
     ("dw_32", "depthwise 3×3 p1, 32×32, 32 ch", (32, 32, 32), 32, 3, 1, 1, True, 8.58),
     ("dw_32_p0", "depthwise 3×3 p0, 32×32, 32 ch", (32, 32, 32), 32, 3, 1, 0, True, None),
+    # the die decoder's transposed convolutions (issue 13): its last one, and one of twice the channels
+    ("t2_8", "transposed 3×3 p1 s2, 16×16→32×32, 8→8", (8, 16, 16), 8, 3, 2, 1, "transposed", None),
+    ("t2_16", "transposed 3×3 p1 s2, 8×8→16×16, 16→16", (16, 8, 8), 16, 3, 2, 1, "transposed", None),
 ]
 # board, its fast kernel set, the column title
 BOARDS = [("max78000-sim", "cortex-m4", "Cortex-M4"), ("rv32emc-sim", "rv32emc", "RV32EMC"),
           ("rv32ec-sim", "rv32ec", "RV32EC")]
 
 
-def layer_model(shape: tuple[int, int, int], co: int, k: int, stride: int, pad: int, depthwise: bool,
+def layer_model(shape: tuple[int, int, int], co: int, k: int, stride: int, pad: int, depthwise: bool | str,
                 seed: int = 0) -> ir.Model:
     """One convolution with random int8 weights and bias, a per-channel requantization that
     scales each channel's sums (for uniform int8 inputs) to a spread of about 40, and a ReLU."""
     rng = np.random.default_rng(seed)
     c = shape[0]
-    groups = c if depthwise else 1
-    w = rng.integers(-128, 128, (co, c // groups, k, k))
-    conv = ir.Conv2d(weight=w, encoding="8bit", bias=rng.integers(-2000, 2000, co), stride=stride,
-                     padding=pad, groups=groups)
+    if depthwise == "transposed":  # (sums of fewer terms: the same requantization is ample)
+        w = rng.integers(-128, 128, (co, c, k, k))
+        conv = ir.ConvTranspose2d(weight=w.transpose(1, 0, 2, 3), encoding="8bit", bias=rng.integers(-2000, 2000, co),
+                                  stride=stride, padding=pad, output_padding=stride - 1)
+    else:
+        groups = c if depthwise else 1
+        w = rng.integers(-128, 128, (co, c // groups, k, k))
+        conv = ir.Conv2d(weight=w, encoding="8bit", bias=rng.integers(-2000, 2000, co), stride=stride,
+                         padding=pad, groups=groups)
     spread = np.sqrt((w.reshape(co, -1).astype(float) ** 2).sum(axis=1)) * 74  # std of a uniform int8 is 74
     shift = 20
     mult = np.maximum(1, np.round(40 / spread * 2**shift)).astype(np.int64)
@@ -167,7 +176,9 @@ def main() -> int:
                 f"per-layer split, without copying the output and its argmax; \"–\": no measurement (the "
                 f"generic kernel on RV32EC runs the 32×32 layer past the emulator's limit of 500 M "
                 f"instructions per bench). CMSIS-NN: issue 11's measurement on the same emulated core. Regenerate: "
-                f"`.venv/bin/python tools/conv_bench.py --update-readme`.\n")
+                f"`.venv/bin/python tools/conv_bench.py --update-readme`. (The transposed rows: "
+                f"`.venv/bin/python tools/conv_bench.py --out OUT --shape t2_8 --shape t2_16`, issue 13; only "
+                f"RV32EC has a kernel of its own for them, `lut_convt`.)\n")
         head, rest = src.split(start, 1)
         _, tail = rest.split(end, 1)
         readme.write_text(head + start + "\n" + text + note + end + tail)

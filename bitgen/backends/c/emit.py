@@ -232,9 +232,15 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
 
     for st in steps:
         i = st.first
-        if st.change or st.tiled or not isinstance(model.layers[i], ir.Conv2d):
+        if st.change or st.tiled or not isinstance(model.layers[i], (ir.Conv2d, ir.ConvTranspose2d)):
             continue
         t_in = types[reads[i][0]]
+        if isinstance(model.layers[i], ir.ConvTranspose2d):  # a step of its own, its ReLU/Requant after it
+            choice = taken(i, choose_whole(model, types, t_in, i, kernels.convt_lut.pointwise_last(model, i),
+                                           target_of(i), (lut_chunks or {}).get(i)))
+            if choice is not None:
+                whole[i] = choice
+            continue
         if xnor_first(model.layers[i], t_in, types[i + 1], target_of(i)):
             continue  # binary x binary layers: the XNOR kernels first
         group = choose_group(model, t_in, types, i, st.last, target_of(i), first=True) if st.channelwise else None

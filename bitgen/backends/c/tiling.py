@@ -34,7 +34,8 @@ POINTWISE = (ir.ReLU, ir.Requant, ir.Abs)  # each output element from the same i
 MODES = ("auto", "rows", "off")  # emit/build --tiling
 # Instruction estimate, to rank strip heights and kernels: per multiply-accumulate of a
 # generic kernel and of a fused one (on rv32ec-sim, README "Convolution layers": 176 to 255 for
-# the generic convolution, which multiplies through libgcc, 17 to 23 for the LUT convolution),
+# the generic convolution, which multiplies through libgcc, 17 to 23 for the LUT convolution;
+# 20 to 26 for the transposed one, lut_convt, in the die decoder, 27 to 42 with 8-bit weights),
 # and per kernel call (set-up, loops, the copies of input and output rows)
 GENERIC_MAC, FUSED_MAC, CALL_COST = 200, 20, 60
 

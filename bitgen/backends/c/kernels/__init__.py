@@ -16,6 +16,8 @@ called (:class:`.base.Choice`):
   fused output stage (SMLAD on Cortex-M4, register tiles with mul on RV32EMC);
 * :mod:`.conv_lut`: dense convolutions without a multiplier (RV32EC): each pixel's receptive
   field through the LUT kernel, with a fused output stage;
+* :mod:`.convt_lut`: transposed convolutions without a multiplier (RV32EC): each phase of the
+  stride a fully connected layer of its taps through the LUT kernel, with a fused output stage;
 * :mod:`.xnor`: binary x binary convolutions and fully connected layers as XNOR-popcount;
 * :mod:`.change`: change-based steps (a change gate, its convolution and output stage).
 
@@ -31,7 +33,7 @@ from typing import Callable
 from .... import ir
 from ..targets import NAMES as TARGETS  # noqa: F401  (the kernel set names)
 from ..targets import KernelError, Target
-from . import change, conv_lut, conv_rows, dw_lut, dw_smlad, generic, lut, plane, simd, xnor
+from . import change, conv_lut, conv_rows, convt_lut, dw_lut, dw_smlad, generic, lut, plane, simd, xnor
 from .base import FUSED, Choice, Context, ModelSource, Pointers, Prologue, Refusal  # noqa: F401
 from .plane import model_input_only_before  # noqa: F401
 
@@ -104,7 +106,11 @@ def choose_whole(model: ir.Model, types: list[ir.TensorType], t_in: ir.TensorTyp
     after it up to `last` (the end of its channel-by-channel step) fused (Choice.fuses); why the
     kernel set's kernel does not take it (a Refusal); or None where the kernel set has none.
     Convolutions that a plane kernel takes channel by channel keep it (see emit.plan_model).
-    `lut_chunk`: tables per pass of the LUT convolution, if not the kernel set's default."""
+    `lut_chunk`: tables per pass of the LUT convolution, if not the kernel set's default.
+    A transposed convolution: the LUT kernel of its phases (its step is the layer alone; `last`
+    then ends the ReLU/Requant layers after it that it may fuse: convt_lut.pointwise_last)."""
+    if isinstance(model.layers[i], ir.ConvTranspose2d):
+        return convt_lut.choose(model, types, t_in, i, last, target, lut_chunk)
     rows = conv_rows.choose(model, types, t_in, i, last, target)
     return rows if rows is not None else conv_lut.choose(model, types, t_in, i, last, target, lut_chunk)
 

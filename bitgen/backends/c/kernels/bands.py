@@ -7,18 +7,19 @@ shape gets the band's heights and the shift as its vertical padding (tiling._nee
 band's heights, an upsampling bg_upsample_rows with the phase. Convolutions run one output
 channel at a time (their int32 rows into a plane, finished by their pointwise layers into the
 stage's buffer); other stages run whole, their pointwise layers then finish each channel in
-place. On RV32EC a convolution with its pointwise layers may take the LUT convolution instead
-(:func:`fused_choice`), whose shape takes the band the same way (Pointers.band). The arithmetic
+place. On RV32EC a convolution or a transposed convolution with its pointwise layers may take the
+LUT convolution instead (:func:`fused_choice`; kernels/convt_lut.py for the transposed one), whose shape takes the band the same way (Pointers.band). The arithmetic
 is the kernels' own: the same products and sums, over fewer rows.
 """
 from __future__ import annotations
 
 import math
+import re
 
 from .... import encodings, ir
 from ..literals import C_TYPE, SUFFIX, hex_lines, int_lines
 from ..tiling import Stage, Tiling
-from . import conv_lut
+from . import conv_lut, convt_lut
 from .base import Choice, ModelSource, Pointers, Target, enc_id
 
 FILES = ["bg_rows.c", "bg_rows.h", "bg_rows.inc"]
@@ -29,11 +30,13 @@ def fused_choice(model: ir.Model, types: list[ir.TensorType], stage: Stage, targ
     fused, where the kernel set has one: the LUT convolution of RV32EC (no multiplier; the
     generic kernel multiplies through libgcc there). None: the generic kernels."""
     layer = model.layers[stage.first]
-    if not conv_lut.applies(layer, target) or types[stage.first].dtype != "int8":
+    family = conv_lut if conv_lut.applies(layer, target) else convt_lut if convt_lut.applies(layer, target) else None
+    if family is None or types[stage.first].dtype != "int8":
         return None
     follow = [model.layers[j] for j in range(stage.first + 1, stage.last + 1)]
-    choice = conv_lut.lut_conv(layer, types[stage.first], types[stage.first + 1], follow,
-                                [types[j + 1] for j in range(stage.first + 1, stage.last + 1)], target.lut_chunk)
+    make = conv_lut.lut_conv if family is conv_lut else convt_lut.lut_convt
+    choice = make(layer, types[stage.first], types[stage.first + 1], follow,
+                  [types[j + 1] for j in range(stage.first + 1, stage.last + 1)], target.lut_chunk)
     return choice if isinstance(choice, Choice) and choice.fuses == len(follow) else None
 
 
@@ -193,6 +196,8 @@ def render(model: ir.Model, types: list[ir.TensorType], choices: list[Choice], t
                 f"BG_LAYER_PART({tiling.last}, (uint32_t){r0(last)} * {wt * et}u, {out_base}, "
                 f"(uint32_t){nr(last)} * {wt * et}u);"]
         body += ([f"if ({done}) {{"] + ["    " + ln for ln in send] + ["}"]) if done else send
+    if not any(re.search(r"\bc\b", b) for b in body):  # every stage fused: no channel loop
+        lines[1] = "    uint32_t s;"
     lines += ["        " + b for b in body]
     lines += ["    }", "}"]
     return lines

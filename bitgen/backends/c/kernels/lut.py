@@ -52,9 +52,12 @@ class LutParams:
     returns the struct's name; the output buffer holds `rows` int32 (n_out rounded up to the
     tail block); `chunk` tables per pass."""
 
-    render: Callable[[ModelSource, int], str]
+    fields: Callable[[ModelSource, int, str], list]  # the struct's fields (arrays named with a tag)
     rows: int
     chunk: int
+
+    def render(self, src: ModelSource, i: int) -> str:
+        return src.struct("bg_lut_fc_t", f"lut{i}", self.fields(src, i, ""))
 
 
 def lut_params(layer: ir.Linear, t_in: ir.TensorType, offset: bool, max_chunk: int) -> LutParams | None:
@@ -83,7 +86,7 @@ def lut_params(layer: ir.Linear, t_in: ir.TensorType, offset: bool, max_chunk: i
     rows = 8 * full + tail_rows
     chunk = min(n_cols, max_chunk)
 
-    def render(src: ModelSource, i: int) -> str:
+    def fields(src: ModelSource, i: int, tag: str) -> list:
         # nibble stream of each row, exactly as the packed format holds it
         packed = np.frombuffer(enc.pack_rows(layer.weight), dtype=np.uint8).reshape(n_out, -1)
         nibbles = np.zeros((rows, n_cols), dtype=np.uint64)
@@ -96,14 +99,14 @@ def lut_params(layer: ir.Linear, t_in: ir.TensorType, offset: bool, max_chunk: i
             return out
 
         w_full = words(nibbles[: 8 * full].reshape(full, 8, n_cols))
-        w_arr = src.array("uint32_t", f"w{i}", word_lines(w_full), 4 * w_full.size, i) if full else "0"
+        w_arr = src.array("uint32_t", f"w{i}{tag}", word_lines(w_full), 4 * w_full.size, i) if full else "0"
         tail = "0"
         if tail_rows:
             w_tail = words(nibbles[8 * full :].reshape(1, tail_rows, n_cols))[0]
             ctype = "uint16_t" if tail_rows == 4 else "uint8_t"
-            tail = src.array(ctype, f"t{i}", int_lines(w_tail), w_tail.size * tail_rows // 2, i)
+            tail = src.array(ctype, f"t{i}{tag}", int_lines(w_tail), w_tail.size * tail_rows // 2, i)
         b = src.bias(i, layer)
-        rs = src.array("int16_t", f"r{i}", int_lines(np.array(rowsum, dtype=np.int64)), 2 * n_out, i) if offset else "0"
-        return src.struct("bg_lut_fc_t", f"lut{i}", [w_arr, tail, b, rs, n_in, n_out, chunk, enc_id(layer), tail_rows])
+        rs = src.array("int16_t", f"r{i}{tag}", int_lines(np.array(rowsum, dtype=np.int64)), 2 * n_out, i) if offset else "0"
+        return [w_arr, tail, b, rs, n_in, n_out, chunk, enc_id(layer), tail_rows]
 
-    return LutParams(render, rows, chunk)
+    return LutParams(fields, rows, chunk)
