@@ -281,39 +281,34 @@ def run_program(model: ir.Model, workdir: Path, sample: np.ndarray | None = None
 
 
 # ------------------------------------------------------------------ random chains on the emulator
-@pytest.mark.parametrize("seed", range(RANDOM))
-def test_random_chains_run_on_the_emulated_accelerator_and_equal_golden(seed, tmp_path):
+def _runs_and_equals_golden(model: ir.Model, workdir: Path) -> izer_oracle.FirmwareRun:
+    """The program's KAT firmware on max78000-sim: it passes and its unloaded output is golden's."""
     toolchain_or_skip()
-    model = random_chain(seed)
-    r, got, y = run_program(model, tmp_path)
+    r, got, y = run_program(model, workdir)
     assert r.passed, r.console
     assert int(np.frombuffer(r.memory["cnn_kat_errors"], "<i4")[0]) == 0
     assert np.array_equal(got, y)
-    assert r.cnn_layers == len(model.nodes)
+    return r
+
+
+@pytest.mark.parametrize("seed", range(RANDOM))
+def test_random_chains_run_on_the_emulated_accelerator_and_equal_golden(seed, tmp_path):
+    model = random_chain(seed)
+    assert _runs_and_equals_golden(model, tmp_path).cnn_layers == len(model.nodes)
 
 
 @pytest.mark.parametrize("seed", range(RANDOM))
 def test_random_1d_chains_run_on_the_emulated_accelerator_and_equal_golden(seed, tmp_path):
     """conv1d over (C, L) data through the whole chain."""
-    toolchain_or_skip()
     model = random_chain_1d(seed)
-    r, got, y = run_program(model, tmp_path)
-    assert r.passed, r.console
-    assert int(np.frombuffer(r.memory["cnn_kat_errors"], "<i4")[0]) == 0
-    assert np.array_equal(got, y)
-    assert r.cnn_layers == len(model.nodes)
+    assert _runs_and_equals_golden(model, tmp_path).cnn_layers == len(model.nodes)
 
 
 @pytest.mark.parametrize("seed", range(RANDOM))
 def test_random_graphs_run_on_the_emulated_accelerator_and_equal_golden(seed, tmp_path):
     """Residual adds and the other element-wise ops, layers reading any earlier tensor."""
-    toolchain_or_skip()
     model = random_graph(seed)
-    r, got, y = run_program(model, tmp_path)
-    assert r.passed, r.console
-    assert int(np.frombuffer(r.memory["cnn_kat_errors"], "<i4")[0]) == 0
-    assert np.array_equal(got, y)
-    assert r.cnn_layers == len(allocate.plan(model).layers)
+    assert _runs_and_equals_golden(model, tmp_path).cnn_layers == len(allocate.plan(model).layers)
 
 
 def test_random_graphs_cover_element_wise_layers():
