@@ -95,26 +95,17 @@ def test_a_1d_chain_runs_through_the_protocol_with_no_mismatch(tmp_path, capsys)
     assert rep["compared"] == 4 and rep["mismatches"] == 0 and rep["emulator"]["cnn_runs"] == 4
 
 
-def test_usps_digits_on_the_emulated_accelerator(tmp_path, capsys):
+# the chain: 4 hardware layers; the residual network: 9 layers and the 2 copies of its residual inputs
+@pytest.mark.parametrize("make, hardware_layers", [(_usps_chain, 4), (_usps_residual, 11)])
+def test_usps_digits_on_the_emulated_accelerator(make, hardware_layers, tmp_path, capsys):
     if not (USPS / "zip.test.gz").exists():
         pytest.skip("../shared/datasets/usps missing")
-    modelfile.save(_usps_chain(), tmp_path / "m.pt")
+    modelfile.save(make(), tmp_path / "m.pt")
     r, rep = _run(capsys, tmp_path, "m.pt", "--dataset", "usps", "--data", str(USPS), "--limit", "10")
     assert r.returncode == 0, r.stderr
     assert rep["compared"] == 10 and rep["mismatches"] == 0
     assert rep["accuracy"] == rep["golden_accuracy"]
-    assert rep["emulator"]["cnn_layers"] == 10 * 4
-
-
-def test_a_residual_network_for_usps_on_the_emulated_accelerator(tmp_path, capsys):
-    if not (USPS / "zip.test.gz").exists():
-        pytest.skip("../shared/datasets/usps missing")
-    modelfile.save(_usps_residual(), tmp_path / "m.pt")
-    r, rep = _run(capsys, tmp_path, "m.pt", "--dataset", "usps", "--data", str(USPS), "--limit", "10")
-    assert r.returncode == 0, r.stderr
-    assert rep["compared"] == 10 and rep["mismatches"] == 0
-    assert rep["accuracy"] == rep["golden_accuracy"]
-    assert rep["emulator"]["cnn_layers"] == 10 * 11  # 9 layers and the 2 copies of the residual inputs
+    assert rep["emulator"]["cnn_layers"] == 10 * hardware_layers
 
 
 def test_an_imported_ai8x_checkpoint_runs_through_the_protocol(tmp_path, capsys):

@@ -95,9 +95,9 @@ def emit_max78000(args: argparse.Namespace) -> int:
     print(f"  layers {len(r['layers'])}  quadrants {r['quadrants']}  kernel words per processor "
           f"{used['kernel memory words per processor']['used']}/768  data words per instance "
           f"{used['data memory words per instance']['used']}/8192  bias bytes {used['bias bytes']['used']}/2048")
-    if part.cortex is not None:
-        tail = emit.emit(lower_max78000.for_c(part.cortex), out, name=f"{name}_m4", kernels="cortex-m4")
-        hand = part.to_dict() | {"cortex_m4": {"kernels": "cortex-m4", "report": f"{name}_m4.json"}}
+    tail = part.emit_cortex(out, name)
+    if tail is not None:
+        hand = part.to_dict(name)
         report = json.loads((out / f"{name}.json").read_text()) | {"handover": hand}
         (out / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
         print(f"  hand-over: '{hand['tensor']}' ({'x'.join(map(str, hand['shape']))} int8) to the Cortex-M4, which runs "

@@ -71,10 +71,8 @@ def for_c(model: ir.Model) -> ir.Model:
 
 def lower(model: ir.Model) -> ir.Model:
     """``model`` with every ``max78000_layer`` node replaced by the ops that compute it."""
-    types = dict(zip((n.output for n in model.nodes), model.validate()))
-    types[ir.INPUT] = model.input_type()
-    if model.states:
-        types.update(model.infer_types()[1])
+    outputs, states = model.infer_types()
+    types = dict(zip((n.output for n in model.nodes), outputs)) | states | {ir.INPUT: model.input_type()}
     alias: dict[str, str] = {}  # a passthrough layer's output is its input
     nodes: list[ir.Node] = []
     last = len(model.nodes) - 1
@@ -124,9 +122,7 @@ def _layer(op: Max78000Layer, inputs: tuple[str, ...], types: list[ir.TensorType
     if op.pooling:
         data = [_pool(op, x, types[0].shape[0], nonneg, add) for x in data]
     x = add(_eltwise(op), *data) if op.eltwise != "none" and op.pool_first else data[0]
-    if op.operation == "passthrough":
-        pass
-    else:
+    if op.operation != "passthrough":
         enc = _encoding(op.weight)
         bias = None if op.bias is None else op.bias.astype(np.int64) * BIAS_SCALE
         w = op.weight

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pathlib import Path
+
 from ... import ir
 from ...ops.max78000_layer import Max78000Layer
+from ..c import emit as c_emit
+from ..c import lower_max78000
 from . import limits
 from .limits import NotSupported
 
 TARGET = "max78000-cnn"
+CORTEX_KERNELS = "cortex-m4"  # the C kernel set of the Cortex-M4's part, where no board says otherwise
 
 
 @dataclass
@@ -28,11 +33,20 @@ class Split:
     tensor: str  # the tensor handed over (the accelerator part's output)
     moved: str | None = None  # why accelerator layers run on the Cortex-M4 (the programs' refusal)
 
-    def to_dict(self) -> dict:
+    def emit_cortex(self, outdir: Path, name: str, kernels: str = CORTEX_KERNELS) -> "c_emit.Emitted | None":
+        """The Cortex-M4's part as C (``NAME_m4.c``, ``NAME_m4.h``, ``NAME_m4.json``; its accelerator
+        layers lowered), or None where the accelerator runs the whole model."""
+        if self.cortex is None:
+            return None
+        return c_emit.emit(lower_max78000.for_c(self.cortex), outdir, name=f"{name}_m4", kernels=kernels)
+
+    def to_dict(self, name: str, kernels: str = CORTEX_KERNELS) -> dict:
+        """The ``handover`` entry of NAME.json and build.json."""
         t = self.accelerator.validate()[-1]
         return {"tensor": self.tensor, "shape": list(t.shape), "dtype": t.dtype,
                 "accelerator_layers": len(self.accelerator.nodes),
-                "cortex_m4_layers": 0 if self.cortex is None else len(self.cortex.nodes), "moved": self.moved}
+                "cortex_m4_layers": 0 if self.cortex is None else len(self.cortex.nodes), "moved": self.moved} | (
+                    {"cortex_m4": {"kernels": kernels, "report": f"{name}_m4.json"}} if self.cortex else {})
 
 
 def split(model: ir.Model) -> Split:

@@ -18,10 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ... import ir, reports
-from ..c import emit as c_emit
-from ..c import lower_max78000
 from . import emit as cnn_emit
-from .handover import TARGET, split
+from .handover import CORTEX_KERNELS, TARGET, split
 from .limits import NotSupported
 PROGRAM_FILES = ("cnn.h", "cnn.c", "weights.h")  # what the image compiles of the layer program
 RESERVED = ("cnn", "weights")  # names the program's own files take
@@ -38,11 +36,11 @@ class Emitted:
     report: dict[str, Any]
 
 
-def emit(model: ir.Model, outdir: Path, name: str, cortex_kernels: str = "cortex-m4") -> Emitted:
+def emit(model: ir.Model, outdir: Path, name: str, cortex_kernels: str = CORTEX_KERNELS) -> Emitted:
     """Write the layer program and the protocol's view of it into ``outdir``. Layers after the
     accelerator's part (handover.py) are C for the Cortex-M4 (``NAME_m4.c``, kernel set
     ``cortex_kernels``), which reads the accelerator's output."""
-    if name in RESERVED or name.endswith("_m4"):
+    if name in RESERVED:
         raise NotSupported(f"{TARGET}: the C name '{name}' is the layer program's own ({name}.c, {name}.h): "
                            "give the model another name (bitgen build --name)")
     outdir = Path(outdir)
@@ -55,9 +53,7 @@ def emit(model: ir.Model, outdir: Path, name: str, cortex_kernels: str = "cortex
             f.unlink()
     out = model.validate()[-1]
     dtype = out.dtype
-    tail = None
-    if part.cortex is not None:
-        tail = c_emit.emit(lower_max78000.for_c(part.cortex), outdir, name=f"{name}_m4", kernels=cortex_kernels)
+    tail = part.emit_cortex(outdir, name, cortex_kernels)
     NAME = name.upper()
     (outdir / f"{name}.h").write_text(f"""/* {name}.h: the layer program of a MAX78000 CNN accelerator network behind bitgen's
  * wire protocol, written by bitgen from model {model.digest()[:16]}. Do not edit. */
@@ -115,8 +111,7 @@ void {name}_init(void)
         "layers": tail.report["layers"] if tail else [],
         "init": True,  # firmware.c calls NAME_init() at boot
         "accelerator": em.report,
-        "handover": part.to_dict() | ({"cortex_m4": {"kernels": cortex_kernels, "report": f"{name}_m4.json"}}
-                                      if tail else {}),
+        "handover": part.to_dict(name, cortex_kernels),
     }
     sources = [outdir / "cnn.c", outdir / f"{name}.c"] + (tail.sources if tail else [])
     return Emitted(name, outdir, files, sources, report)
