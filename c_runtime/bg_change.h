@@ -53,4 +53,25 @@ BG_DECLARE_CHANGE_CONV(s8, int8_t)
 BG_DECLARE_CHANGE_CONV(s32, int32_t)
 #undef BG_DECLARE_CHANGE_CONV
 
+/* The innermost loops of the change kernels are functions of their own: inlined into the loops
+ * around them, they would run out of RV32E's 16 registers and keep their values on the stack. */
+#if defined(__GNUC__)
+#define BG_CHANGE_NOINLINE __attribute__((noinline))
+#else
+#define BG_CHANGE_NOINLINE
+#endif
+
+/* The same step by deltas (bg_change_delta.inc, included by the emitted model once per step),
+ * for targets with a multiplier: the step keeps the convolution's accumulators and adds each
+ * changed value's products to them. Its constant tables: */
+typedef struct {
+    const void *weight;       /* [c][kh][kw][co], each kernel row reversed: tap (ky, kx) at [c][ky][kw - 1 - kx];
+                               * int8_t, or int32_t pairs w[2j] + w[2j + 1] * 2^16 (bg_change_delta.inc) */
+    const int32_t *bias;      /* per output channel, or 0 */
+    const uint16_t *rows;     /* per input row: (first pooled output row * yw, how many, that row) */
+    const uint16_t *cols;     /* per input column: (first pooled output column, how many) */
+    const uint16_t *acc_rows; /* per input row: (first convolution output row it reaches, how many, its kernel row there) */
+    const uint16_t *acc_cols; /* per input column: (first convolution output column, how many, its kernel column there) */
+} bg_change_delta_t;
+
 #endif /* BG_CHANGE_H */

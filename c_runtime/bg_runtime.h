@@ -182,6 +182,8 @@ static inline __attribute__((always_inline)) void bg_shiftnorm_apply(const int32
 }
 
 typedef uint32_t bg_word_alias __attribute__((may_alias)); /* a word of elements of any type */
+/* on a byte buffer that kernels may read a word at a time (a change gate's input and reference) */
+#define BG_WORD_ALIGNED __attribute__((aligned(4)))
 
 /* n bytes from x to y (no overlap): words where both are word-aligned (the model's output). */
 void bg_copy_bytes(void *y, const void *x, uint32_t n);

@@ -77,15 +77,28 @@ def test_only_convolutions_take_a_threshold():
         ir.change.with_thresholds(small_cnn(), {0: -1})
 
 
-@pytest.mark.parametrize("kernels", ["generic", "rv32ec", "rv32emc", "cortex-m4"])
+# (kernel set, recompute): targets with a multiplier keep accumulators and add deltas unless
+# told to recompute; RV32EC always recomputes; the generic set has no fused step
+KERNELS = [("generic", False), ("rv32ec", False), ("rv32emc", False), ("cortex-m4", False), ("rv32emc", True),
+           ("cortex-m4", True)]
+
+
+@pytest.mark.parametrize("kernels,recompute", KERNELS)
 @pytest.mark.parametrize("threshold", [0, 3])
-def test_every_frame_and_every_count_is_bit_exact_in_c(tmp_path, kernels, threshold):
+def test_every_frame_and_every_count_is_bit_exact_in_c(tmp_path, kernels, recompute, threshold):
     m = ir.change.with_thresholds(small_cnn(), threshold)
-    em = emit.emit(m, tmp_path / "c", name="cb", kernels=kernels)
+    em = emit.emit(m, tmp_path / "c", name="cb", kernels=kernels, recompute=recompute)
     assert [g["threshold"] for g in em.report["change_gates"]] == [threshold, threshold]
-    # where the target has a dense row kernel, it recomputes the rows with many changes
-    bands = (tmp_path / "c" / "cb.c").read_text().count("static void cb_band")
-    assert bands == (2 if kernels in ("rv32emc", "cortex-m4") else 0)
+    src = (tmp_path / "c" / "cb.c").read_text()
+    # by deltas on a multiplier; else recomputing, with the dense row kernel where the target has one
+    delta = kernels in ("rv32emc", "cortex-m4") and not recompute
+    assert src.count('#include "bg_change_delta.inc"') == (2 if delta else 0)
+    assert src.count("static void cb_band") == (2 if kernels in ("rv32emc", "cortex-m4") and recompute else 0)
+    kept = {k["tensor"]: k["bytes"] for k in em.report.get("kept", [])}
+    if delta:  # the accumulators are in the memory report, as state: 3 channels as int32, 4 as int16 pairs
+        assert kept["layer 1's accumulators, [10][10][3]"] == 1200
+        assert kept["layer 5's accumulators, [5][5][4], two per word"] == 200
+        assert em.report["persistent_bytes"] == sum(kept.values()) + sum(st["bytes"] for st in em.report["states"])
     hm = host.build(em, tmp_path / "b")
     try:
         x = slow_stream(n=3, frames=15, step=5)
@@ -95,6 +108,32 @@ def test_every_frame_and_every_count_is_bit_exact_in_c(tmp_path, kernels, thresh
         for i in range(len(x)):
             hm.run_sequence(x[i:i + 1])
             assert hm.changed.tolist() == golden.changed_pixels(m, x[i])
+    finally:
+        hm.close()
+
+
+@pytest.mark.parametrize("bias,packed", [([16638, 16511, -16512, 0], True), ([16639, 16511, -16512, 0], False),
+                                         ([16638, 16512, -16512, 0], False), ([16638, 16511, -16513, 0], False)])
+def test_accumulators_pair_up_in_a_word_exactly_up_to_the_int16_bound(tmp_path, bias, packed):
+    """Two channels' accumulators share a word where every partial sum fits int16. Here 1x1
+    weights 127, -127, 127, 1 on inputs -128 .. 127: the first packed biases reach 32767 (at
+    127, at -128) and -32768 (at -128) exactly, and one more is over. The frames hit those
+    extremes, in both halves of a word."""
+    model = ir.change.with_thresholds(ir.Model(ir.InputSpec((1, 4, 4)), layers=[
+        ir.Conv2d(weight=np.array([127, -127, 127, 1]).reshape(4, 1, 1, 1), encoding="8bit",
+                  bias=np.array(bias)), ir.Flatten()]), 0)
+    em = emit.emit(model, tmp_path / "c", name="pk", kernels="rv32emc")
+    kept = [k["tensor"] for k in em.report["kept"]]
+    assert any(k.endswith("two per word") for k in kept) == packed
+    x = np.stack([np.full((1, 4, 4), v, dtype=np.int8) for v in (127, -128, 0, 127, -128, 5, 127)])
+    x[3, 0, 1, 2], x[5, 0, 0, 0] = -128, -128  # single pixels that move back and forth
+    hm = host.build(em, tmp_path / "b")
+    try:
+        y, _, _ = hm.run_sequence(x[None])
+        want = golden.run_sequence(model, x[None])
+        assert np.array_equal(y.reshape(want.shape), want)
+        if packed:  # the bound, reached
+            assert want.max() == 32767 and want.min() == -32768
     finally:
         hm.close()
 
@@ -163,7 +202,8 @@ def change_steps(draw):
     ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
     kh, kw = draw(st.integers(1, min(4, h + 2 * ph))), draw(st.integers(1, min(4, w + 2 * pw)))
     co = draw(st.integers(1, 5))
-    conv = ir.Conv2d(weight=rng.integers(-128, 128, (co, c, kh, kw)), encoding="8bit",
+    wmax = draw(st.sampled_from([8, 128]))  # small weights: a delta step's accumulators pair up in words
+    conv = ir.Conv2d(weight=rng.integers(-wmax, wmax, (co, c, kh, kw)), encoding="8bit",
                      bias=rng.integers(-5000, 5000, co) if draw(st.booleans()) else None,
                      stride=(draw(st.integers(1, 2)), draw(st.integers(1, 2))), padding=(ph, pw))
     layers = [conv]
@@ -200,14 +240,16 @@ def _assert_frames_match_golden(hm, model, n, frames, step):
         hm.close()
 
 
-@pytest.mark.parametrize("kernels", ["rv32ec", "rv32emc", "cortex-m4"])
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@pytest.mark.parametrize("kernels,recompute", KERNELS[1:])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(case=change_steps())
-def test_change_based_steps_of_every_shape_are_bit_exact_every_frame(host_runtime, tmp_path, kernels, case):
+def test_change_based_steps_of_every_shape_are_bit_exact_every_frame(host_runtime, tmp_path, kernels, recompute,
+                                                                     case):
     model, step = case
-    em = emit.emit(model, tmp_path / "c", name="cs", kernels=kernels)
-    assert em.report["layers"][0]["kernel"] == "change"
+    em = emit.emit(model, tmp_path / "c", name="cs", kernels=kernels, recompute=recompute)
+    delta = kernels in ("rv32emc", "cortex-m4") and not recompute
+    assert em.report["layers"][0]["kernel"] == ("change-delta" if delta else "change")
     _assert_frames_match_golden(host.build(em, tmp_path / "b", runtime=host_runtime), model, 3, 12, step)
 
 
@@ -237,3 +279,29 @@ def test_tune_thresholds_keeps_the_error_within_the_tolerance(tmp_path):
     assert np.array_equal(pred, labels)  # tolerance 0: not one frame changes its class
     assert rep["tuned"]["changed_fraction"] <= rep["dense"]["changed_fraction"]
     assert max(int(t) for t in rep["thresholds"].values()) > 0  # small nudges are let through
+
+
+def test_a_board_whose_sram_cannot_hold_the_accumulators_gets_steps_that_recompute(tmp_path):
+    """On rv32emc-sim (192 KB of SRAM) the accumulators of a 33-channel convolution over 48 x 48
+    (int32: 304 KB) do not fit: the build tries again with a step that recomputes (its kept
+    output is 19 KB), says so, and that image is bit-exact on the emulated board."""
+    from bitgen.harness import boards, firmware
+    from bitgen.sim import bench as sim_bench
+
+    rng = np.random.default_rng(5)
+    model = ir.change.with_thresholds(ir.Model(ir.InputSpec((1, 48, 48)), layers=[
+        ir.Conv2d(weight=rng.integers(-100, 100, (33, 1, 3, 3)), encoding="8bit", padding=1),
+        ir.Requant(multiplier=[1], shift=[8], out_min=0),
+        ir.MaxPool2d(kernel=(2, 2), stride=(2, 2)), ir.MaxPool2d(kernel=(24, 24), stride=(24, 24)),
+        ir.Flatten()]), 1)
+    fw = firmware.build(model, boards.get("rv32emc-sim"), tmp_path / "fw", name="big", kernels="rv32emc",
+                        harness="bench")
+    tried = fw.report["kernels_tried"]
+    assert [t["fits"] for t in tried] == [False, True] and tried[1]["recompute"] and "recompute" not in tried[0]
+    assert "change-based steps recomputing" in firmware.describe_attempt(tried[1])
+    layers = json.loads((fw.outdir / "src" / "big.json").read_text())["layers"]
+    assert layers[0]["kernel"] == "change"
+    x = slow_stream(frames=3, hw=48, step=9)[0]
+    runs = sim_bench.run_stream(boards.get("rv32emc-sim"), fw, x, "int8", 33, gates=1)
+    want = golden.run_sequence(model, x[None])[0]
+    assert all(np.array_equal(r.outputs, w.reshape(-1)) for r, w in zip(runs, want))

@@ -8,6 +8,7 @@ table builder, start-up), which is what to look at before changing a kernel.
 
     .venv/bin/python tools/profile.py out/bench/cnn.pt --board rv32emc-sim --data ../shared/datasets/usps
     .venv/bin/python tools/profile.py MODEL --board max78000-sim --random   # a random int8 input
+    .venv/bin/python tools/profile.py MODEL --stream out/video.npz --frames 20  # frames 1..19 of a stream
 
 The counts are exact (the emulator counts instructions) and include the start-up code run
 before `main`; the Python hook makes the run slow (seconds per million instructions).
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import collections
+import json
 import subprocess
 import sys
 import tempfile
@@ -51,6 +53,9 @@ def main() -> int:
     ap.add_argument("--data", help="dataset folder (the test split's first image is run)")
     ap.add_argument("--index", type=int, default=0, help="which test image")
     ap.add_argument("--random", action="store_true", help="a random int8 input instead of a dataset")
+    ap.add_argument("--stream", help="a stream (.npz with frames x): its first --frames run as one sequence, "
+                    "and the frames after the first are profiled")
+    ap.add_argument("--frames", type=int, default=20)
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args()
     board = boards.get(args.board)
@@ -59,7 +64,9 @@ def main() -> int:
         return 1
     try:
         model = bitgen.load(args.model).ir
-        if args.random:
+        if args.stream:
+            x = np.load(args.stream)["x"][: args.frames]
+        elif args.random:
             x = check.random_inputs(model.input.shape, 1)[0]
         else:
             x = datasets.load(args.dataset, args.data, split="test").quantized(model.input)[args.index]
@@ -71,8 +78,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bitgen-profile-") as tmp:
         fw = firmware.build(model, board, Path(tmp), name="model", harness="bench")
         starts, names = functions(fw.elf, board.image_board.toolchain["prefix"])
-        sim_bench.run(board, fw, np.asarray(x)[None], t_out.dtype, t_out.size,
-                      on_instruction=lambda address: per_pc.update((address,)))
+        if args.stream:  # the first frame (from reset) is not counted
+            counting = [False]
+            gates = json.loads((fw.outdir / "src" / "model.json").read_text()).get("change_gates", [])
+            sim_bench.run_stream(board, fw, x, t_out.dtype, t_out.size, len(gates),
+                                 on_input=lambda: counting.__setitem__(0, True),
+                                 on_instruction=lambda address: counting[0] and per_pc.update((address,)))
+        else:
+            sim_bench.run(board, fw, np.asarray(x)[None], t_out.dtype, t_out.size,
+                          on_instruction=lambda address: per_pc.update((address,)))
     # The image may run from an alias of its flash; symbols hold the link address.
     flash = next(r for r in board.emulator["memory"] if r.get("image"))
     linked = board.image_board.flash.origin
@@ -84,7 +98,8 @@ def main() -> int:
         k = bisect.bisect_right(starts, pc) - 1
         per_fn[names[k] if k >= 0 else f"0x{pc:08x}"] += n
     total = sum(per_fn.values())
-    print(f"{total:,} instructions from reset to the end of the inference ({board.name}, {Path(args.model).name})")
+    what = f"frames 1 to {len(x) - 1} of the stream" if args.stream else "from reset to the end of the inference"
+    print(f"{total:,} instructions, {what} ({board.name}, {Path(args.model).name})")
     for name, n in per_fn.most_common(args.top):
         print(f"{n:>10,} {100 * n / total:5.1f} %  {name}")
     return 0

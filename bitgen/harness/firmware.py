@@ -505,9 +505,11 @@ def _report_head(board: Board, em: emit.Emitted, name: str, model_path: str | No
 
 
 def _at_least(board: Board, em_report: dict[str, Any]) -> tuple[int, int]:
-    """Flash and SRAM the image needs at the very least: the model's weights; its arena and
-    input buffer. Known before anything is compiled."""
-    return em_report["weight_bytes"], em_report["arena_bytes"] + math.prod(em_report["input"]["shape"])
+    """Flash and SRAM the image needs at the very least: the model's weights; its arena, input
+    buffer and what it keeps between frames (states, a change-based step's outputs and
+    accumulators). Known before anything is compiled."""
+    return em_report["weight_bytes"], (em_report["arena_bytes"] + math.prod(em_report["input"]["shape"])
+                                       + em_report.get("persistent_bytes", 0))
 
 
 def _refuse_what_cannot_fit(board: Board, em: emit.Emitted, name: str, model_path: str | None, kernels: str,
@@ -524,14 +526,15 @@ def _refuse_what_cannot_fit(board: Board, em: emit.Emitted, name: str, model_pat
     report = _report_head(board, em, name, model_path, kernels, tried, harness) | {
         "flash_bytes": need_flash, "sram_bytes": need_sram, "flash_budget": flash.size, "sram_budget": sram.size,
         "stack_bytes": board.image_board.stack_bytes, "sections": [], "components": {}, "largest_symbols": [],
-        "estimate": "at least: the weights (flash); the arena and the input buffer (SRAM), before compiling",
+        "estimate": "at least: the weights (flash); the arena, the input buffer and what the model keeps "
+                    "between frames (SRAM), before compiling",
         "stack": None, "fits": False}
     tried.append({"kernels": kernels, "max_arena": em.report["max_arena"], "flash_bytes": need_flash,
                   "sram_bytes": need_sram, "fits": False})
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / "build.json").write_text(json.dumps(report, indent=2) + "\n")
     raise BudgetError(f"model does not fit {board.image_board.name}: {why_it_does_not_fit(board, em.report, report)}",
-                      report)
+                      report, em.report)
 
 
 def why_it_does_not_fit(board: Board, em_report: dict[str, Any], report: dict[str, Any]) -> str:
@@ -649,8 +652,27 @@ def _build_within(model: ir.Model, board: Board, outdir: str | Path, name: str, 
                   strip_rows: int | None = None) -> Firmware:
     """The image with kernel set `k` (`generic`: layers on the generic kernel); an image over
     its SRAM budget alone is tried again with the arena that would fit (in row strips where the
-    layers one after the other do not: `tiles`, `strip_rows`, emit.plan_within)."""
-    strips = dict(tiles=tiles, strip_rows=strip_rows)
+    layers one after the other do not: `tiles`, `strip_rows`, emit.plan_within), then, if its
+    change-based steps keep accumulators, with steps that recompute instead (kernels/change.py)."""
+    args = (model, board, outdir, name, extra_cflags, model_path, k, tried, harness, max_arena, prove, generic,
+            tiles, strip_rows)
+    try:
+        return _build_in_arena(*args)
+    except BudgetError as e:
+        over_sram = e.report.get("sram_budget") is not None and (e.report.get("sram_bytes") or 0) > e.report["sram_budget"]
+        keeps = any(lay["kernel"] == "change-delta" for lay in (e.model_report or {}).get("layers", []))
+        if not (over_sram and keeps):
+            raise
+        return _build_in_arena(*args, recompute=True)
+
+
+def _build_in_arena(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_cflags: list[str] | None,
+                    model_path: str | None, k: str, tried: list[dict[str, Any]], harness: str,
+                    max_arena: int | None, prove: int, generic: frozenset[int], tiles: str = "auto",
+                    strip_rows: int | None = None, recompute: bool = False) -> Firmware:
+    """_build_within's image and its smaller arenas, with change-based steps that keep
+    accumulators or (`recompute`) not."""
+    strips = dict(tiles=tiles, strip_rows=strip_rows, recompute=recompute)
     try:
         return _build(model, board, outdir, name, extra_cflags, model_path, k, tried, harness, max_arena, prove,
                       generic, **strips)
@@ -722,6 +744,7 @@ def describe_attempt(t: dict[str, Any]) -> str:
     more = ([f"layer{'s' if len(t['generic_layers']) > 1 else ''} "
              f"{', '.join(map(str, t['generic_layers']))} generic"] if t.get("generic_layers") else [])
     more += [f"arena <= {t['max_arena']} B"] if t.get("max_arena") else []
+    more += ["change-based steps recomputing"] if t.get("recompute") else []
     return f"{t['kernels']} kernels" + (f" ({'; '.join(more)})" if more else "")
 
 
@@ -741,7 +764,7 @@ def _smaller_arena(report: dict[str, Any], asked: int | None) -> int | None:
 def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_cflags: list[str] | None,
            model_path: str | None, kernels: str, tried: list[dict[str, Any]], harness: str,
            max_arena: int | None, prove: int, generic: frozenset[int] = frozenset(), target: str = "c",
-           tiles: str = "auto", strip_rows: int | None = None) -> Firmware:
+           tiles: str = "auto", strip_rows: int | None = None, recompute: bool = False) -> Firmware:
     img = board.image_board
     tc = img.toolchain
     if not tc:
@@ -761,7 +784,7 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
         em = protocol.emit(model, src, name, cortex_kernels=img.kernels[0])
     else:
         em = emit.emit(model, src, name=name, kernels=kernels, max_arena=max_arena, generic=generic, tiles=tiles,
-                       strip_rows=strip_rows, stream=harness == "protocol")
+                       strip_rows=strip_rows, stream=harness == "protocol", recompute=recompute)
     _refuse_what_cannot_fit(board, em, name, model_path, kernels, tried, harness, outdir)
     for f in PROTOCOL_FILES:
         shutil.copyfile(C_RUNTIME / f, src / f)
@@ -838,7 +861,7 @@ def _build(model: ir.Model, board: Board, outdir: str | Path, name: str, extra_c
     report["fits"] = fits
     tried.append({"kernels": kernels, "max_arena": max_arena, "flash_bytes": report["flash_bytes"],
                   "sram_bytes": report["sram_bytes"], "fits": fits}
-                 | ({"generic_layers": sorted(generic)} if generic else {}))
+                 | ({"generic_layers": sorted(generic)} if generic else {}) | ({"recompute": True} if recompute else {}))
     (outdir / "build.json").write_text(json.dumps(report, indent=2) + "\n")
     if not fits:
         # nothing over budget may reach a flasher: keep the ELF for inspection under another name

@@ -47,11 +47,11 @@ def _emulator(board: Board) -> dict:
 
 
 def run_stream(board: Board, firmware, frames: np.ndarray, output_dtype: str, output_size: int,
-               gates: int = 0, on_input=None) -> list[BenchRun]:
+               gates: int = 0, on_input=None, on_instruction=None) -> list[BenchRun]:
     """One BenchRun per frame of one sequence: the part starts from reset once (the model's
     reset starts the sequence), then runs the frames one after another, each measured on its
     own; `gates`: the model's change gates, whose changed-pixel counts each frame reports;
-    `on_input()` after each frame (progress)."""
+    `on_input()` after each frame (progress); `on_instruction` as for run()."""
     emu = _emulator(board)
     sym = _symbols(firmware)
     changed_at = firmware.symbol("bg_bench_changed") if gates else None
@@ -76,6 +76,8 @@ def run_stream(board: Board, firmware, frames: np.ndarray, output_dtype: str, ou
     main = sym["main"] & ~1
     m.uc.hook_add(uc.UC_HOOK_CODE, load_first, begin=main, end=main)
     m.uc.hook_add(uc.UC_HOOK_MEM_WRITE, finished, begin=sym["bg_bench_done"], end=sym["bg_bench_done"] + 3)
+    if on_instruction is not None:
+        m.uc.hook_add(uc.UC_HOOK_CODE, lambda u, address, size, _user: on_instruction(address))
     marker = next((p for p in m.peripherals if hasattr(p, "layers")), None)
     runs = []
     for k in range(len(frames)):

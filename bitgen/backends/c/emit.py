@@ -187,14 +187,16 @@ def _step_scratch(choices: list[Choice], st: schedule.Step) -> tuple[dict[int, i
 
 def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[int, int] | None = None,
                plain: frozenset[int] = frozenset(), two_pass: frozenset[int] = frozenset(),
-               generic: frozenset[int] = frozenset(), tiles: dict[int, tiling.Tiling] | None = None) -> ModelPlan:
+               generic: frozenset[int] = frozenset(), tiles: dict[int, tiling.Tiling] | None = None,
+               recompute: bool = False) -> ModelPlan:
     """Types of every tensor, the kernel of every layer, the schedule and the arena plan.
     `lut_chunks`: tables per pass of the LUT kernel of some layers, if not the kernel set's default;
     `plain`: layers that take the generic kernel instead of an optional one (Choice.optional);
     `two_pass`: channel-by-channel steps (by first layer) that take in the ShiftNorm after them
     (schedule.py); `generic`: layers that take the generic kernel set's kernel (their kernel set's
     code did not fit the flash: harness/firmware.py); `tiles`: runs computed in row strips
-    (tiling.py), by their first layer."""
+    (tiling.py), by their first layer; `recompute`: change-based steps recompute what changed
+    instead of keeping accumulators (kernels/change.py: less SRAM, more instructions)."""
     try:
         target = targets.get(kernel_set)
     except targets.KernelError as e:
@@ -254,7 +256,7 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
     choices: list[Choice] = []
     for st in steps:
         if st.change:  # the gate's kernel computes every layer of the step
-            choices.append(kernels.change.choose(model, types, st.first, st.last, target))
+            choices.append(kernels.change.choose(model, types, st.first, st.last, target, False if recompute else None))
             choices += [FUSED] * (st.last - st.first)
             continue
         if st.tiled:  # kernels run on bands of rows (kernels/bands.py)
@@ -453,7 +455,8 @@ def _ptr_at(offset: int, dtype: str, const: bool) -> str:
 
 
 def plan_tiled(model: ir.Model, kernel_set: str, max_arena: int | None, strip_rows: int | None = None,
-               generic: frozenset[int] = frozenset(), tile_cols: int | None = None, stream: bool = False) -> ModelPlan:
+               generic: frozenset[int] = frozenset(), tile_cols: int | None = None, stream: bool = False,
+               recompute: bool = False) -> ModelPlan:
     """The plan with every tileable run (tiling.runs) computed in row strips or 2-D tiles: for
     each run the strip height (`strip_rows`, or each height in turn), the tile width
     (`tile_cols`, or the full width and its halves: tiling.widths) and kernels (the generic
@@ -462,7 +465,7 @@ def plan_tiled(model: ir.Model, kernel_set: str, max_arena: int | None, strip_ro
     `strip_rows` and no limit: the fewest instructions at that height). `generic`: as
     plan_model. `stream`: the run that computes the model's output, if that has one int8
     channel, hands it on band by band (BG_STREAM) instead of holding it in the arena."""
-    base = plan_model(model, kernel_set, generic=generic)
+    base = plan_model(model, kernel_set, generic=generic, recompute=recompute)
     found = tiling.runs(model, base.types)
     if not found:
         raise EmitError("no run of two or more convolutions, transposed convolutions, upsamplings or "
@@ -494,7 +497,7 @@ def plan_tiled(model: ir.Model, kernel_set: str, max_arena: int | None, strip_ro
                                     + ([f"tile_cols={tile_cols}"] if tile_cols else []))
                     raise EmitError(f"{what}: {e}") from None
                 continue
-            mp = plan_model(model, kernel_set, generic=generic, tiles=tiles | {t.first: t})
+            mp = plan_model(model, kernel_set, generic=generic, tiles=tiles | {t.first: t}, recompute=recompute)
             arena = mp.memory.arena_bytes
             # the height given and no limit: the fastest kernels at that height
             fits = arena <= max_arena if max_arena is not None else given
@@ -523,23 +526,24 @@ class TiledArenaError(EmitError):
 
 def plan_within(model: ir.Model, kernel_set: str, max_arena: int | None,
                 generic: frozenset[int] = frozenset(), tiles: str = "auto", strip_rows: int | None = None,
-                tile_cols: int | None = None, stream: bool = False) -> ModelPlan:
+                tile_cols: int | None = None, stream: bool = False, recompute: bool = False) -> ModelPlan:
     """:func:`plan_layers`, or with `tiles` "rows" (or "auto" where the layers do not fit
-    `max_arena` one after the other) :func:`plan_tiled` (`tile_cols`, `stream`: see there)."""
+    `max_arena` one after the other) :func:`plan_tiled` (`tile_cols`, `stream`: see there;
+    `recompute`: see plan_model)."""
     if tiles not in tiling.MODES:
         raise EmitError(f"unknown tiling '{tiles}' (known: {', '.join(tiling.MODES)})")
     if (strip_rows is not None or tile_cols is not None) and tiles == "off":
         raise EmitError("--strip-rows needs tiling (--tiling rows or auto)" if strip_rows is not None
                         else "tile_cols needs tiling (tiles 'rows' or 'auto')")
     if tiles == "rows" or strip_rows is not None or tile_cols is not None:
-        return plan_tiled(model, kernel_set, max_arena, strip_rows, generic, tile_cols, stream)
+        return plan_tiled(model, kernel_set, max_arena, strip_rows, generic, tile_cols, stream, recompute)
     try:
-        return plan_layers(model, kernel_set, max_arena, generic)
+        return plan_layers(model, kernel_set, max_arena, generic, recompute)
     except EmitError as layered:
         if tiles == "off" or max_arena is None or not tiling.runs(model, plan_model(model, kernel_set).types):
             raise
         try:
-            return plan_tiled(model, kernel_set, max_arena, generic=generic, stream=stream)
+            return plan_tiled(model, kernel_set, max_arena, generic=generic, stream=stream, recompute=recompute)
         except TiledArenaError as e:
             raise TiledArenaError(f"{layered}; in tiles (--tiling) {e.arena} B at least", e.arena) from None
         except EmitError:
@@ -547,7 +551,7 @@ def plan_within(model: ir.Model, kernel_set: str, max_arena: int | None,
 
 
 def plan_layers(model: ir.Model, kernel_set: str, max_arena: int | None,
-                generic: frozenset[int] = frozenset()) -> ModelPlan:
+                generic: frozenset[int] = frozenset(), recompute: bool = False) -> ModelPlan:
     """The plan with the target's fastest kernels, or, when its arena is over `max_arena`
     bytes, a plan whose arena is not. Kernel scratch trades speed for SRAM first: LUT tables,
     of which fewer are built per pass, lowered only in the layers that must, each as little as it
@@ -555,16 +559,16 @@ def plan_layers(model: ir.Model, kernel_set: str, max_arena: int | None,
     time (the one that lowers the peak most). Last, at about twice their instructions,
     channel-by-channel steps followed by a ShiftNorm run in two passes (schedule.py).
     `generic`: layers that take the generic kernel whatever the kernel set (plan_model)."""
-    mp = plan_model(model, kernel_set, generic=generic)
+    mp = plan_model(model, kernel_set, generic=generic, recompute=recompute)
     if max_arena is None or mp.memory.arena_bytes <= max_arena:
         return mp
-    least = _trade_scratch(model, kernel_set, max_arena, generic=generic)
+    least = _trade_scratch(model, kernel_set, max_arena, generic=generic, recompute=recompute)
     if least.memory.arena_bytes <= max_arena:
         return least
     two_pass = frozenset(st.first for st in mp.steps
                          if st.channelwise and schedule.norm_tail(model, st.last) is not None)
     if two_pass:
-        least = _trade_scratch(model, kernel_set, max_arena, two_pass, generic)
+        least = _trade_scratch(model, kernel_set, max_arena, two_pass, generic, recompute)
         if least.memory.arena_bytes <= max_arena:
             return least
     raise EmitError(f"the arena needs {least.memory.arena_bytes} B at least, over the limit of "
@@ -572,11 +576,11 @@ def plan_layers(model: ir.Model, kernel_set: str, max_arena: int | None,
 
 
 def _trade_scratch(model: ir.Model, kernel_set: str, max_arena: int, two_pass: frozenset[int] = frozenset(),
-                   generic: frozenset[int] = frozenset()) -> ModelPlan:
+                   generic: frozenset[int] = frozenset(), recompute: bool = False) -> ModelPlan:
     """The fastest plan whose kernels' scratch keeps the arena within `max_arena` (see
     plan_within), or the smallest plan there is if none does."""
     def plan(chunks: dict[int, int] | None = None, plain: frozenset[int] = frozenset()) -> ModelPlan:
-        return plan_model(model, kernel_set, chunks, plain, two_pass, generic)
+        return plan_model(model, kernel_set, chunks, plain, two_pass, generic, recompute=recompute)
 
     mp = plan()
     if mp.memory.arena_bytes <= max_arena:
@@ -638,27 +642,28 @@ def name_problem(name: str) -> str | None:
 
 def emit(model: ir.Model, outdir: str | Path, name: str = "model", kernels: str = "generic",
          max_arena: int | None = None, generic: frozenset[int] = frozenset(), tiles: str = "auto",
-         strip_rows: int | None = None, tile_cols: int | None = None, stream: bool = False) -> Emitted:
+         strip_rows: int | None = None, tile_cols: int | None = None, stream: bool = False,
+         recompute: bool = False) -> Emitted:
     """Write the C for `model` into `outdir`; returns the file list and the report.
     `max_arena`: bytes the arena may take at most; `generic`: layers that take the generic
     kernel whatever the kernel set; `tiles`, `strip_rows`, `tile_cols`: row strips or 2-D
     tiles; `stream`: a tiled one-channel int8 output leaves band by band through BG_STREAM
-    (see plan_within)."""
+    (see plan_within); `recompute`: change-based steps without accumulators (plan_model)."""
     try:
         return _emit(model, outdir, name, kernels, max_arena, frozenset(generic), tiles, strip_rows, tile_cols,
-                     stream)
+                     stream, recompute)
     except OSError as e:  # the folder may have been checked, but a file system can still refuse
         raise EmitError(f"writing the C into {outdir} failed ({e.filename}: {e.strerror or e})") from None
 
 
 def _emit(model: ir.Model, outdir: str | Path, name: str, kernels: str, max_arena: int | None,
           generic: frozenset[int], tiles: str = "auto", strip_rows: int | None = None,
-          tile_cols: int | None = None, stream: bool = False) -> Emitted:
+          tile_cols: int | None = None, stream: bool = False, recompute: bool = False) -> Emitted:
     why = name_problem(name)
     if why:
         raise EmitError(f"--name {name!r} {why}")
     kernel_set = kernels  # the name of the kernel set (targets.KERNEL_SETS)
-    mp = plan_within(model, kernel_set, max_arena, generic, tiles, strip_rows, tile_cols, stream)
+    mp = plan_within(model, kernel_set, max_arena, generic, tiles, strip_rows, tile_cols, stream, recompute)
     streams = any(t.stream for t in mp.tiles.values())
     types, choices, plan = mp.types, mp.choices, mp.memory
     src = ModelSource(name)
@@ -733,6 +738,7 @@ def _emit(model: ir.Model, outdir: str | Path, name: str, kernels: str, max_aren
         "states": _state_code(model, mp, name),
         "kept": _kept_code(model, mp, name),
         "gates": src.gates,
+        "buffers": src.buffers,
         "headers": sorted(f for f in runtime if f.endswith(".h") and f != "bg_runtime.h"),
     }
     env = jinja2.Environment(
@@ -782,6 +788,8 @@ def _emit(model: ir.Model, outdir: str | Path, name: str, kernels: str, max_aren
     if context["kept"]:  # change-based steps' outputs, kept between frames outside the arena
         report["kept"] = [{"tensor": b["tensor"], "size": b["size"], "bytes": b["size"] * (1 if b["ctype"] == "int8_t" else 4)}
                           for b in context["kept"]]
+        # and what their kernels keep besides (a delta step's accumulators)
+        report["kept"] += [{"tensor": b["what"], "size": b["size"], "bytes": b["bytes"]} for b in src.buffers]
     # SRAM the model holds outside its arena from one frame to the next (states, kept outputs)
     report["persistent_bytes"] = sum(s["bytes"] for s in report.get("states", [])) + \
         sum(b["bytes"] for b in report.get("kept", []))

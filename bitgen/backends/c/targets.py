@@ -17,7 +17,9 @@ board's ``kernels`` list in its board.toml):
 
 Every set but ``generic`` computes binary x binary layers (±1 inputs and weights) with XNOR and
 population counts (``bg_xnor.c``), which needs no multiplier, and runs a change gate with the
-convolution after it as one change-based step (``bg_change.c``) that recomputes only what changed.
+convolution after it as one change-based step: with a multiplier by deltas
+(``bg_change_delta.inc``: it keeps the convolution's accumulators and adds each changed value's
+products), on ``rv32ec`` by recomputing only the outputs a change reaches (``bg_change.c``).
 """
 from __future__ import annotations
 
@@ -44,6 +46,9 @@ class Target:
     dense_conv: str = ""
     xnor: bool = False  # binary x binary convolutions and fully connected layers as XNOR-popcount
     change_conv: bool = False  # a change gate and its convolution in one kernel that recomputes what changed
+    # that kernel by deltas instead (bg_change_delta_t): it keeps the convolution's accumulators
+    # and adds each changed value's products, so it needs a multiplier and more SRAM
+    change_delta: bool = False
 
     @property
     def plane_conv(self) -> bool:
@@ -54,9 +59,9 @@ KERNEL_SETS: dict[str, Target] = {t.name: t for t in (
     Target("generic"),
     Target("rv32ec", linear=("lut",), lut_max_bits=8, lut_chunk=8, dense_conv="lut", xnor=True, change_conv=True),
     Target("rv32emc", linear=("lut",), lut_max_bits=4, lut_chunk=16, has_multiplier=True, dense_conv="mul",
-           xnor=True, change_conv=True),
+           xnor=True, change_conv=True, change_delta=True),
     Target("cortex-m4", linear=("simd", "lut"), lut_max_bits=4, lut_chunk=16, has_multiplier=True,
-           dense_conv="smlad", xnor=True, change_conv=True),
+           dense_conv="smlad", xnor=True, change_conv=True, change_delta=True),
 )}
 NAMES = tuple(KERNEL_SETS)
 

@@ -35,6 +35,9 @@ class ModelSource:
         self.data: list[Data] = []
         self.functions: list[str] = []  # file-scope C: kernel instances with fixed shapes
         self.gates: list[tuple[int, int]] = []  # change gates: (layer, pixels), in execution order
+        # SRAM buffers a kernel keeps from frame to frame outside the arena (a change-based
+        # step's accumulators): {"ident", "ctype", "size", "bytes", "what"}
+        self.buffers: list[dict[str, Any]] = []
 
     def changed(self, layer: int, pixels: int) -> str:
         """The counter of pixels that changed in this frame at the change gate of `layer`
@@ -44,6 +47,15 @@ class ModelSource:
                 return f"{self.name}_changed[{k}]"
         self.gates.append((layer, pixels))
         return f"{self.name}_changed[{len(self.gates) - 1}]"
+
+    def buffer(self, ctype: str, ident: str, size: int, elem_bytes: int, what: str) -> str:
+        """A zeroed static buffer of `size` elements that keeps its values between frames;
+        NAME_reset() does not touch it (its kernel rebuilds it on the first frame after one)."""
+        name = f"{self.name}_{ident}"
+        if all(b["ident"] != name for b in self.buffers):
+            self.buffers.append({"ident": name, "ctype": ctype, "size": size, "bytes": size * elem_bytes,
+                                 "what": what})
+        return name
 
     def array(self, ctype: str, ident: str, lines: list[str], nbytes: int, layer: int) -> str:
         return self._declare(Data(f"static const {ctype} {self.name}_{ident}[]", lines, nbytes, layer))

@@ -1,17 +1,23 @@
-"""Change-based convolution steps (``bg_change_conv`` in ``bg_change.c``): a change gate, the
-convolution reading it, its output stage (ReLU / requantization) and a P x P stride-P max pool,
-in one kernel that recomputes only the outputs a changed pixel reaches.
+"""Change-based convolution steps: a change gate, the convolution reading it, its output stage
+(ReLU / requantization) and a P x P stride-P max pool, in one kernel that computes only what a
+changed pixel reaches. Two kernels, both writing golden's values every frame:
 
-The step's output lives in a buffer of its own outside the arena (it keeps the frame before's
-values), and the gate's reference state is updated in place, so neither the gate's output nor
-the convolution's is ever stored. The kernel writes golden's values: an output is recomputed
-from the reference whenever a pixel of its receptive field changed, and an output none of whose
-pixels changed still holds the value computed from the same reference values. After a reset the
-first frame recomputes every output.
+* by deltas (``bg_change_delta.inc``, instantiated per step with its shapes; targets with a
+  multiplier): the step keeps the convolution's accumulators (bias + the sums over the gate's
+  reference), a value of the reference that changed by d adds d x its taps to them, exactly, and
+  the pool windows holding a moved accumulator get their maximum and output stage again. A
+  changed value costs kh x kw x co products however scattered the changes are. Where every
+  partial sum fits int16 and the output channels pair up, two accumulators share a word and one
+  multiply updates both. The accumulators are SRAM the step keeps (in the memory report);
+* recomputing (``bg_change_conv_s8_*`` in ``bg_change.c``; RV32EC, or `recompute`): the outputs
+  whose receptive field holds a changed pixel are computed again from the reference, the others
+  kept; where the target has the dense row kernel (conv_rows.py) busy runs of rows are recomputed
+  by it (``BG_CR_BAND``), at its cost per product, scattered outputs one by one. It keeps no
+  accumulators.
 
-Where the target has the dense row kernel (conv_rows.py), the step also instantiates it for
-rectangles of its output (``BG_CR_BAND``): busy runs of rows are recomputed at the dense
-kernel's cost per product, scattered outputs one by one.
+Either way the step's output lives in a buffer of its own outside the arena (it keeps the frame
+before's values), and the gate's reference state is updated in place, so neither the gate's
+output nor the convolution's is ever stored. After a reset the first frame computes every output.
 """
 from __future__ import annotations
 
@@ -90,7 +96,8 @@ def _stage(model: ir.Model, types: list[ir.TensorType], conv: int, last: int) ->
     _, oh, ow = types[conv + 1].shape
     if oh // pool < 1 or ow // pool < 1 or (oh // pool) * (ow // pool) > 0xFFFF:  # offsets in uint16
         return None
-    return post | {"pool_size": pool, "fused": len(fused) + (pool > 1)}
+    requant_layer = next((n for n in range(conv + 1, last + 1) if model.layers[n].kind == "requant"), conv)
+    return post | {"pool_size": pool, "fused": len(fused) + (pool > 1), "requant_layer": requant_layer}
 
 
 def _reach(size: int, out: int, k: int, s: int, p: int, pool: int, y_size: int) -> np.ndarray:
@@ -104,8 +111,22 @@ def _reach(size: int, out: int, k: int, s: int, p: int, pool: int, y_size: int) 
     return np.array(rows, dtype=np.int64)
 
 
-def choose(model: ir.Model, types: list[ir.TensorType], i: int, last: int, target: Target) -> Choice:
-    """The kernel of the change-based step from gate i to `last` (fused_last said it applies)."""
+def _acc_reach(size: int, out: int, k: int, s: int, p: int) -> np.ndarray:
+    """Per input index: (first convolution output it reaches, how many, the kernel index there)."""
+    rows = []
+    for i in range(size):
+        lo = max(0, -(-(i + p - k + 1) // s))
+        hi = min(out - 1, (i + p) // s)
+        rows.append((lo, hi - lo + 1, i + p - lo * s) if hi >= lo else (0, 0, 0))
+    return np.array(rows, dtype=np.int64)
+
+
+def choose(model: ir.Model, types: list[ir.TensorType], i: int, last: int, target: Target,
+           delta: bool | None = None) -> Choice:
+    """The kernel of the change-based step from gate i to `last` (fused_last said it applies):
+    by deltas where the target has a multiplier (or `delta` says so), else recomputing."""
+    if (target.change_delta if delta is None else delta) and types[i + 2].shape[1] * types[i + 2].shape[2] <= 0xFFFF:
+        return _choose_delta(model, types, i, last)  # (its list holds accumulator indices in 16 bits)
     gate_t, conv = types[i + 1], model.layers[i + 1]
     stage = _stage(model, types, i + 1, last)
     assert stage is not None
@@ -131,17 +152,7 @@ def choose(model: ir.Model, types: list[ir.TensorType], i: int, last: int, targe
         cols = _reach(w, ow, kw, sw, pw, pool, yw)
         r = src.array("uint16_t", f"cr{k}", int_lines(rows.reshape(-1)), 2 * rows.size, k)
         q = src.array("uint16_t", f"cc{k}", int_lines(cols.reshape(-1)), 2 * cols.size, k)
-        post = "0"
-        if stage["fused"] - (pool > 1):  # a ReLU / requantization stage
-            rq, j = stage["requant"], next((n for n in range(i + 2, last + 1) if model.layers[n].kind == "requant"), k)
-            m = sh_ = "0"
-            if rq is not None:
-                m = src.array("int32_t", f"m{j}", int_lines(rq.multiplier), 4 * rq.multiplier.size, j)
-                sh_ = src.array("uint8_t", f"s{j}", int_lines(rq.shift), rq.shift.size, j)
-            post = "&" + src.struct("bg_post_t", f"cpost{k}", [
-                m, sh_, c_int(stage["lo"]), c_int(stage["hi"]), int(rq is not None and rq.multiplier.size > 1),
-                stage["relu_before"], int(rq is not None), stage["relu_after"],
-                int(rq is not None and rq.rounding == "half_up"), stage["wide"], 0])
+        post = _post(src, k, stage)
         prm = src.struct("bg_change_conv_t", f"change{k}", [
             weight, bias, r, q, post, c, h, w, co, yh, yw, kh, kw, sh, sw, ph, pw, pool,
             model.layers[k].threshold, int(DENSE_ABOVE * outputs), band_gain4])
@@ -168,3 +179,90 @@ def choose(model: ir.Model, types: list[ir.TensorType], i: int, last: int, targe
 
 def _round4(n: int) -> int:
     return (n + 3) & ~3
+
+
+def _choose_delta(model: ir.Model, types: list[ir.TensorType], i: int, last: int) -> Choice:
+    """The change-based step by deltas (bg_change_delta.inc, instantiated with the step's
+    shapes): it keeps the convolution's accumulators, two int16 per word where every partial
+    sum fits and the output channels pair up, else int32."""
+    gate_t, conv = types[i + 1], model.layers[i + 1]
+    stage = _stage(model, types, i + 1, last)
+    assert stage is not None
+    c, h, w = gate_t.shape
+    co, oh, ow = types[i + 2].shape
+    kh, kw = conv.weight.shape[2:]
+    (sh, sw), (ph, pw), pool = conv.stride, conv.padding, stage["pool_size"]
+    yh, yw = oh // pool, ow // pool
+    t_out = types[last + 1]
+    packed = co % 2 == 0 and _fits_int16(conv, gate_t)
+    acc_ctype, acc_bytes, acc_size = ("uint32_t", 4, oh * ow * co // 2) if packed else ("int32_t", 4, oh * ow * co)
+    scratch = _round4(yh * yw) + 4 * yh * yw  # marks, then the list of windows to recompute
+
+    def render(src: ModelSource, k: int, p: Pointers) -> str:
+        # [c][kh][kw][co], each kernel row reversed (bg_change.h)
+        taps = conv.weight.transpose(1, 2, 3, 0)[:, :, ::-1, :].astype(np.int64)
+        if packed:  # w[2j] + w[2j + 1] * 2^16 modulo 2^32, as int32
+            pairs = (taps[..., 0::2] + taps[..., 1::2] * 65536 + 2**31) % 2**32 - 2**31
+            weight = src.array("int32_t", f"dw{k}", int_lines(pairs.reshape(-1)), 4 * pairs.size, k)
+        else:
+            weight = src.array("int8_t", f"dw{k}", int_lines(taps.reshape(-1)), taps.size, k)
+        bias = src.bias(k + 1, conv)
+        reach = _reach(h, oh, kh, sh, ph, pool, yh)
+        rows = np.stack([reach[:, 0] * yw, reach[:, 1], reach[:, 0]], axis=1)
+        cols = _reach(w, ow, kw, sw, pw, pool, yw)
+        arrays = [src.array("uint16_t", f"{name}{k}", int_lines(a.reshape(-1)), 2 * a.size, k) for name, a in (
+            ("cr", rows), ("cc", cols), ("ar", _acc_reach(h, oh, kh, sh, ph)), ("ac", _acc_reach(w, ow, kw, sw, pw)))]
+        prm = src.struct("bg_change_delta_t", f"delta{k}", [weight, bias, *arrays])
+        acc = src.buffer(acc_ctype, f"acc{k}", acc_size, acc_bytes,
+                         f"layer {k + 1}'s accumulators, [{oh}][{ow}][{co}]{', two per word' if packed else ''}")
+        m = shift = "0"
+        consts: dict[str, Any] = {"POST": int(stage["fused"] - (pool > 1) > 0)}
+        if consts["POST"]:
+            params = conv_rows.post_params(stage)
+            rq, j = stage["requant"], stage["requant_layer"]
+            if params["MULT_PER_CHANNEL"]:
+                m = src.array("int32_t", f"m{j}", int_lines(rq.multiplier), 4 * rq.multiplier.size, j)
+            if params["SHIFT_PER_CHANNEL"]:
+                shift = src.array("uint8_t", f"s{j}", int_lines(rq.shift), rq.shift.size, j)
+            consts |= params
+        fn = f"{src.name}_change_delta_{k}"
+        consts |= {"NAME": fn, "OUT": C_TYPE[t_out.dtype], "PACKED": int(packed), "C": c, "H": h, "W": w, "CO": co,
+                   "OH": oh, "OW": ow, "KH": kh, "KW": kw, "SH": sh, "SW": sw, "POOL": pool,
+                   "THRESHOLD": min(model.layers[k].threshold, 255)}  # |x - ref| of int8 is at most 255
+        lines = [f"/* layer {k}: change gate and {kh}x{kw} convolution by deltas */"]
+        lines += [f"#define BG_CD_{name} {v}" for name, v in consts.items() if not name.endswith("PER_CHANNEL")]
+        lines += [f"#define BG_CD_{name}" for name in ("MULT_PER_CHANNEL", "SHIFT_PER_CHANNEL") if consts.get(name)]
+        lines.append('#include "bg_change_delta.inc"')
+        src.functions.append("\n".join(lines))
+        counter = src.changed(k, h * w)
+        return (f"{counter} = {fn}({p.x}, {p.others[0]}, {acc}, {p.y}, &{prm}, {m}, {shift}, "
+                f"{arena_ptr(p.scratch, 'uint8_t')}, {src.name}_fresh);")
+
+    return Choice("change-delta", FILES + ["bg_change_delta.inc"], render, scratch=scratch, fuses=last - i,
+                  persistent=True)
+
+
+def _fits_int16(conv: ir.Conv2d, t_in: ir.TensorType) -> bool:
+    """Whether every partial sum of the convolution fits int16: bias plus any subset of its
+    products, for inputs in t_in's range (a subset: the other inputs 0, so the range is widened
+    to hold 0). Exact Python integers."""
+    lo, hi = min(int(t_in.lo), 0), max(int(t_in.hi), 0)
+    w = conv.weight.reshape(conv.weight.shape[0], -1).astype(object)
+    pos, neg = np.where(w > 0, w, 0).sum(axis=1), np.where(w < 0, w, 0).sum(axis=1)
+    bias = np.zeros(len(w), dtype=object) if conv.bias is None else conv.bias.astype(object)
+    return bool(all(-32768 <= b + p * lo + n * hi and b + p * hi + n * lo <= 32767 for b, p, n in zip(bias, pos, neg)))
+
+
+def _post(src: ModelSource, k: int, stage: dict[str, Any]) -> str:
+    """The step's output stage as a bg_post_t (its address), or "0" where there is none."""
+    if not stage["fused"] - (stage["pool_size"] > 1):
+        return "0"
+    rq, j = stage["requant"], stage["requant_layer"]
+    m = sh_ = "0"
+    if rq is not None:
+        m = src.array("int32_t", f"m{j}", int_lines(rq.multiplier), 4 * rq.multiplier.size, j)
+        sh_ = src.array("uint8_t", f"s{j}", int_lines(rq.shift), rq.shift.size, j)
+    return "&" + src.struct("bg_post_t", f"cpost{k}", [
+        m, sh_, c_int(stage["lo"]), c_int(stage["hi"]), int(rq is not None and rq.multiplier.size > 1),
+        stage["relu_before"], int(rq is not None), stage["relu_after"],
+        int(rq is not None and rq.rounding == "half_up"), stage["wide"], 0])
