@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
                    strip_rows=args.strip_rows)
     r = em.report
     print(f"wrote {len(em.files)} files to {em.outdir}/ ({name}.h, {name}.c, {name}.json, {kernels} kernels)")
-    print(f"  layers {len(r['layers'])}  weights {r['weight_bytes']} B  arena {r['arena_bytes']} B  "
+    kept = f"  kept between frames {r['persistent_bytes']} B" if r.get("persistent_bytes") else ""
+    print(f"  layers {len(r['layers'])}  weights {r['weight_bytes']} B  arena {r['arena_bytes']} B{kept}  "
           f"MACs {r['macs']}  model {r['model_hash'][:16]}")
     if r.get("tiling"):
         t = r["tiling"]
