@@ -72,6 +72,8 @@ typedef struct {
     const uint16_t *cols;     /* per input column: (first pooled output column, how many) */
     const uint16_t *acc_rows; /* per input row: (first convolution output row it reaches, how many, its kernel row there) */
     const uint16_t *acc_cols; /* per input column: (first convolution output column, how many, its kernel column there) */
+    const int8_t *fc_weight;  /* a Linear after the step (BG_CD_FC): its weights [input][output], or 0 */
+    const int32_t *fc_bias;   /* its bias, or 0 */
 } bg_change_delta_t;
 
 #endif /* BG_CHANGE_H */

@@ -218,7 +218,15 @@ def change_steps(draw):
     pool = draw(st.integers(1, 3))
     if pool > 1 and oh >= pool and ow >= pool:
         layers.append(ir.MaxPool2d(kernel=(pool, pool), stride=(pool, pool)))
-    model = ir.Model(ir.InputSpec((c, h, w)), layers=layers + [ir.Flatten()])
+    layers.append(ir.Flatten())
+    if draw(st.booleans()):  # a classifier reading the step: a step by deltas keeps its sums too
+        t = ir.TensorType((c, h, w), "int8", -128, 127)
+        for layer in layers:
+            t = ir.infer_type(layer, t)
+        fo = draw(st.integers(1, 5))
+        layers.append(ir.Linear(weight=rng.integers(-128, 128, (fo, t.size)), encoding="8bit",
+                                bias=rng.integers(-9000, 9000, fo) if draw(st.booleans()) else None))
+    model = ir.Model(ir.InputSpec((c, h, w)), layers=layers)
     return ir.change.with_thresholds(model, draw(st.sampled_from([0, 1, 3, 20]))), draw(st.integers(1, 40))
 
 

@@ -212,7 +212,7 @@ def plan_model(model: ir.Model, kernel_set: str = "generic", lut_chunks: dict[in
         st.name: len(model.nodes) + 1 + k for k, st in enumerate(model.states)}
     reads = [[index[name] for name in n.inputs] for n in model.nodes]
     change_steps = {i: last for i in range(len(model.nodes))
-                    if (last := kernels.change.fused_last(model, types, i, target)) is not None}
+                    if (last := kernels.change.fused_last(model, types, i, target, recompute)) is not None}
     tiles = tiles or {}
     tiled = {t.first: t.last for t in tiles.values()}
     steps = schedule.steps(model, types, change_steps, two_pass=two_pass, tiled=tiled)

@@ -8,7 +8,9 @@ changed pixel reaches. Two kernels, both writing golden's values every frame:
   the pool windows holding a moved accumulator get their maximum and output stage again. A
   changed value costs kh x kw x co products however scattered the changes are. Where every
   partial sum fits int16 and the output channels pair up, two accumulators share a word and one
-  multiply updates both. The accumulators are SRAM the step keeps (in the memory report);
+  multiply updates both. A classifier reading the step (Flatten, Linear) joins it: the step
+  keeps the Linear's sums as well and adds (new - old) x the weights of each pooled value that
+  changed. The accumulators are SRAM the step keeps (in the memory report);
 * recomputing (``bg_change_conv_s8_*`` in ``bg_change.c``; RV32EC, or `recompute`): the outputs
   whose receptive field holds a changed pixel are computed again from the reference, the others
   kept; where the target has the dense row kernel (conv_rows.py) busy runs of rows are recomputed
@@ -45,7 +47,13 @@ DENSE_ABOVE = 0.75  # recompute every output when more than this share of them i
 BAND_RATIO = {"mul": 3.5, "smlad": 2.5}
 
 
-def fused_last(model: ir.Model, types: list[ir.TensorType], i: int, target: Target) -> int | None:
+def _by_deltas(types: list[ir.TensorType], i: int, target: Target, recompute: bool) -> bool:
+    """Whether the step of gate i goes by deltas (its list holds accumulator indices in 16 bits)."""
+    return target.change_delta and not recompute and types[i + 2].shape[1] * types[i + 2].shape[2] <= 0xFFFF
+
+
+def fused_last(model: ir.Model, types: list[ir.TensorType], i: int, target: Target,
+               recompute: bool = False) -> int | None:
     """For a change gate at node i: the last node of its change-based step (the convolution,
     then a ReLU / requantization stage and a square max pool as far as they go), or None where
     the fused kernel does not apply."""
@@ -76,7 +84,28 @@ def fused_last(model: ir.Model, types: list[ir.TensorType], i: int, target: Targ
             break
     while last > i + 1 and _stage(model, types, i + 1, last) is None:
         last -= 1
-    return last if _stage(model, types, i + 1, last) is not None else None
+    if _stage(model, types, i + 1, last) is None:
+        return None
+    if _by_deltas(types, i, target, recompute) and (fc := _classifier(model, types, last, readers)) is not None:
+        return fc
+    return last
+
+
+def _classifier(model: ir.Model, types: list[ir.TensorType], last: int, readers: dict[str, int]) -> int | None:
+    """A Flatten and a Linear (int8 weights and input) reading the step's output and nothing else:
+    the step by deltas then keeps the Linear's sums too, and adds (new - old) x the weights of
+    each output value that changed (the Linear's node index), else None."""
+    nodes = model.nodes
+    if last + 2 >= len(nodes) or types[last + 1].dtype != "int8":
+        return None
+    flat, fc = nodes[last + 1], nodes[last + 2]
+    if not (isinstance(flat.op, ir.Flatten) and flat.inputs == (nodes[last].output,) and isinstance(fc.op, ir.Linear)
+            and fc.inputs == (flat.output,) and readers[nodes[last].output] == 1 and readers[flat.output] == 1):
+        return None
+    w = fc.op.weight
+    if w.min() < -128 or w.max() > 127 or partial_sum_bound(w, fc.op.bias, types[last + 1].amax) > ir.INT32[1]:
+        return None
+    return last + 2
 
 
 def _stage(model: ir.Model, types: list[ir.TensorType], conv: int, last: int) -> dict[str, Any] | None:
@@ -124,9 +153,9 @@ def _acc_reach(size: int, out: int, k: int, s: int, p: int) -> np.ndarray:
 def choose(model: ir.Model, types: list[ir.TensorType], i: int, last: int, target: Target,
            delta: bool | None = None) -> Choice:
     """The kernel of the change-based step from gate i to `last` (fused_last said it applies):
-    by deltas where the target has a multiplier (or `delta` says so), else recomputing."""
-    if (target.change_delta if delta is None else delta) and types[i + 2].shape[1] * types[i + 2].shape[2] <= 0xFFFF:
-        return _choose_delta(model, types, i, last)  # (its list holds accumulator indices in 16 bits)
+    by deltas where the target has a multiplier (unless `delta` is False), else recomputing."""
+    if _by_deltas(types, i, target, delta is False):
+        return _choose_delta(model, types, i, last)
     gate_t, conv = types[i + 1], model.layers[i + 1]
     stage = _stage(model, types, i + 1, last)
     assert stage is not None
@@ -186,14 +215,16 @@ def _choose_delta(model: ir.Model, types: list[ir.TensorType], i: int, last: int
     shapes): it keeps the convolution's accumulators, two int16 per word where every partial
     sum fits and the output channels pair up, else int32."""
     gate_t, conv = types[i + 1], model.layers[i + 1]
-    stage = _stage(model, types, i + 1, last)
+    fc = model.layers[last] if isinstance(model.layers[last], ir.Linear) else None  # (_classifier)
+    pooled = last - 2 if fc is not None else last  # the node whose output is the pooled plane
+    stage = _stage(model, types, i + 1, pooled)
     assert stage is not None
     c, h, w = gate_t.shape
     co, oh, ow = types[i + 2].shape
     kh, kw = conv.weight.shape[2:]
     (sh, sw), (ph, pw), pool = conv.stride, conv.padding, stage["pool_size"]
     yh, yw = oh // pool, ow // pool
-    t_out = types[last + 1]
+    t_out = types[pooled + 1]
     packed = co % 2 == 0 and _fits_int16(conv, gate_t)
     acc_ctype, acc_bytes, acc_size = ("uint32_t", 4, oh * ow * co // 2) if packed else ("int32_t", 4, oh * ow * co)
     scratch = _round4(yh * yw) + 4 * yh * yw  # marks, then the list of windows to recompute
@@ -212,7 +243,11 @@ def _choose_delta(model: ir.Model, types: list[ir.TensorType], i: int, last: int
         cols = _reach(w, ow, kw, sw, pw, pool, yw)
         arrays = [src.array("uint16_t", f"{name}{k}", int_lines(a.reshape(-1)), 2 * a.size, k) for name, a in (
             ("cr", rows), ("cc", cols), ("ar", _acc_reach(h, oh, kh, sh, ph)), ("ac", _acc_reach(w, ow, kw, sw, pw)))]
-        prm = src.struct("bg_change_delta_t", f"delta{k}", [weight, bias, *arrays])
+        fc_weight = fc_bias = "0"
+        if fc is not None:  # [input][output]: one changed input's weights together
+            fc_weight = src.array("int8_t", f"fcw{last}", int_lines(fc.weight.T.reshape(-1)), fc.weight.size, last)
+            fc_bias = src.bias(last, fc)
+        prm = src.struct("bg_change_delta_t", f"delta{k}", [weight, bias, *arrays, fc_weight, fc_bias])
         acc = src.buffer(acc_ctype, f"acc{k}", acc_size, acc_bytes,
                          f"layer {k + 1}'s accumulators, [{oh}][{ow}][{co}]{', two per word' if packed else ''}")
         m = shift = "0"
@@ -228,14 +263,20 @@ def _choose_delta(model: ir.Model, types: list[ir.TensorType], i: int, last: int
         fn = f"{src.name}_change_delta_{k}"
         consts |= {"NAME": fn, "OUT": C_TYPE[t_out.dtype], "PACKED": int(packed), "C": c, "H": h, "W": w, "CO": co,
                    "OH": oh, "OW": ow, "KH": kh, "KW": kw, "SH": sh, "SW": sw, "POOL": pool,
-                   "THRESHOLD": min(model.layers[k].threshold, 255)}  # |x - ref| of int8 is at most 255
+                   "THRESHOLD": min(model.layers[k].threshold, 255),  # |x - ref| of int8 is at most 255
+                   "FC": int(fc is not None), "FO": fc.weight.shape[0] if fc is not None else 0}
         lines = [f"/* layer {k}: change gate and {kh}x{kw} convolution by deltas */"]
         lines += [f"#define BG_CD_{name} {v}" for name, v in consts.items() if not name.endswith("PER_CHANNEL")]
         lines += [f"#define BG_CD_{name}" for name in ("MULT_PER_CHANNEL", "SHIFT_PER_CHANNEL") if consts.get(name)]
         lines.append('#include "bg_change_delta.inc"')
         src.functions.append("\n".join(lines))
         counter = src.changed(k, h * w)
-        return (f"{counter} = {fn}({p.x}, {p.others[0]}, {acc}, {p.y}, &{prm}, {m}, {shift}, "
+        y, out = p.y, "0"
+        if fc is not None:  # the pooled plane is the step's own; its output is the Linear's sums
+            y = src.buffer(C_TYPE[t_out.dtype], f"pooled{k}", t_out.size, 1 if t_out.dtype == "int8" else 4,
+                           f"layer {pooled}'s output, read by layer {last}")
+            out = p.y
+        return (f"{counter} = {fn}({p.x}, {p.others[0]}, {acc}, {y}, {out}, &{prm}, {m}, {shift}, "
                 f"{arena_ptr(p.scratch, 'uint8_t')}, {src.name}_fresh);")
 
     return Choice("change-delta", FILES + ["bg_change_delta.inc"], render, scratch=scratch, fuses=last - i,
