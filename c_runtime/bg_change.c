@@ -105,29 +105,22 @@ static void bg_change_outputs(const int16_t *f, const bg_change_conv_t *p, int32
  * x0 .. x1 - 1 that hold them (kept while marking, so no row is scanned to find them). */
 enum { BG_ROW_COUNT, BG_ROW_X0, BG_ROW_X1, BG_ROW_STATS };
 
-/* The first pixel from ix (before n) of a row of x that moved by more than t (0 .. 255) from
- * the row of ref in some channel (planes `plane` apart), or n. t + d for d = x - ref in -t .. t
- * is 0 .. 2t without wrapping (int8 values): one unsigned compare per value. Where x, ref and
- * the plane are word-aligned, four pixels whose words are equal in every channel are passed
- * over at once (most pixels of a static scene). */
+/* The first pixel from ix (before n) of a row of x that moved by more than t from the row of
+ * ref in some channel, or n. t <= 255 and t2 = 2t: for int8 values t + d, d in -t .. t, is
+ * 0 .. 2t without wrapping, so one unsigned compare per value. A function of its own: the loop
+ * that calls it keeps too many values for RV32E's registers. */
 BG_CHANGE_NOINLINE static uint32_t bg_change_next(const int8_t *x, const int8_t *ref, uint32_t ix, uint32_t n,
-                                           uint32_t plane, uint32_t channels, uint32_t t)
+                                                  uint32_t plane, uint32_t channels, uint32_t t, uint32_t t2)
 {
-    const uint32_t t2 = 2u * t, words = !(((uintptr_t)x | (uintptr_t)ref | plane) & 3u);
-    uint32_t c;
+    if (channels == 1) {
+        for (; ix < n; ix++)
+            if ((uint32_t)(t + (int32_t)x[ix] - (int32_t)ref[ix]) > t2)
+                break;
+        return ix;
+    }
     for (; ix < n; ix++) {
         const int8_t *xc = x + ix, *rc = ref + ix;
-        if (words && !(ix & 3u) && ix + 4u <= n) {
-            uint32_t diff = 0;
-            for (c = channels; c; c--, xc += plane, rc += plane)
-                diff |= *(const bg_word_alias *)(const void *)xc ^ *(const bg_word_alias *)(const void *)rc;
-            if (!diff) {
-                ix += 3u;
-                continue;
-            }
-            xc = x + ix;
-            rc = ref + ix;
-        }
+        uint32_t c;
         for (c = channels; c; c--, xc += plane, rc += plane)
             if ((uint32_t)(t + (int32_t)*xc - (int32_t)*rc) > t2)
                 return ix;
@@ -156,8 +149,8 @@ static uint32_t bg_change_mark(const int8_t *x, int8_t *ref, const bg_change_con
     for (iy = 0; iy < p->h; iy++) {
         const int8_t *const xr = x + iy * w;
         int8_t *const rr = ref + iy * w;
-        for (ix = bg_change_next(xr, rr, 0, w, plane, channels, t); ix < w;
-             ix = bg_change_next(xr, rr, ix + 1, w, plane, channels, t)) {
+        for (ix = bg_change_next(xr, rr, 0, w, plane, channels, t, 2u * t); ix < w;
+             ix = bg_change_next(xr, rr, ix + 1, w, plane, channels, t, 2u * t)) {
             changed++;
             for (i = ix, c = channels; c; c--, i += plane)
                 rr[i] = xr[i];
@@ -255,4 +248,3 @@ static uint32_t bg_change_mark(const int8_t *x, int8_t *ref, const bg_change_con
     }
 BG_CHANGE_CONV(s8, int8_t)
 BG_CHANGE_CONV(s32, int32_t)
-

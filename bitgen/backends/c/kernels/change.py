@@ -23,6 +23,7 @@ output nor the convolution's is ever stored. After a reset the first frame compu
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -129,25 +130,66 @@ def _stage(model: ir.Model, types: list[ir.TensorType], conv: int, last: int) ->
     return post | {"pool_size": pool, "fused": len(fused) + (pool > 1), "requant_layer": requant_layer}
 
 
-def _reach(size: int, out: int, k: int, s: int, p: int, pool: int, y_size: int) -> np.ndarray:
-    """Per input index: (first output of the pooled plane it reaches, how many) along one axis."""
-    rows = []
-    for i in range(size):
-        lo = max(0, -(-(i + p - k + 1) // s))  # the first conv output whose window holds i
-        hi = min(out - 1, (i + p) // s)
-        first, stop = lo // pool, min(hi // pool, y_size - 1)
-        rows.append((first, max(0, stop - first + 1)) if hi >= lo and first < y_size else (0, 0))
-    return np.array(rows, dtype=np.int64)
-
-
 def _acc_reach(size: int, out: int, k: int, s: int, p: int) -> np.ndarray:
-    """Per input index: (first convolution output it reaches, how many, the kernel index there)."""
+    """Per input index along one axis: (first convolution output whose window holds it, how
+    many, the kernel index there)."""
     rows = []
     for i in range(size):
         lo = max(0, -(-(i + p - k + 1) // s))
         hi = min(out - 1, (i + p) // s)
         rows.append((lo, hi - lo + 1, i + p - lo * s) if hi >= lo else (0, 0, 0))
     return np.array(rows, dtype=np.int64)
+
+
+def _reach(size: int, out: int, k: int, s: int, p: int, pool: int, y_size: int) -> np.ndarray:
+    """Per input index along one axis: (first output of the pooled plane it reaches, how many)."""
+    rows = []
+    for lo, n, _ in _acc_reach(size, out, k, s, p):
+        first, stop = lo // pool, min((lo + n - 1) // pool, y_size - 1)
+        rows.append((first, max(0, stop - first + 1)) if n and first < y_size else (0, 0))
+    return np.array(rows, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """A change-based step's shapes: the gate's input (c, h, w), the convolution's output (co,
+    oh, ow), kernel, stride, padding, and its pooled plane (yh, yw)."""
+
+    c: int
+    h: int
+    w: int
+    co: int
+    oh: int
+    ow: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    ph: int
+    pw: int
+    pool: int
+
+    @classmethod
+    def of(cls, types: list[ir.TensorType], i: int, conv: ir.Conv2d, pool: int) -> "_Step":
+        (c, h, w), (co, oh, ow) = types[i + 1].shape, types[i + 2].shape
+        return cls(c, h, w, co, oh, ow, *conv.weight.shape[2:], *conv.stride, *conv.padding, pool)
+
+    @property
+    def yh(self) -> int:
+        return self.oh // self.pool
+
+    @property
+    def yw(self) -> int:
+        return self.ow // self.pool
+
+    def pool_tables(self, src: ModelSource, k: int) -> list[str]:
+        """Per input row (first pooled row it reaches * yw, how many, that row) and per input
+        column (first pooled column, how many): the uint16 tables both kernels mark with."""
+        reach = _reach(self.h, self.oh, self.kh, self.sh, self.ph, self.pool, self.yh)
+        rows = np.stack([reach[:, 0] * self.yw, reach[:, 1], reach[:, 0]], axis=1)  # its offset in the plane too
+        cols = _reach(self.w, self.ow, self.kw, self.sw, self.pw, self.pool, self.yw)
+        return [src.array("uint16_t", f"{name}{k}", int_lines(a.reshape(-1)), 2 * a.size, k)
+                for name, a in (("cr", rows), ("cc", cols))]
 
 
 def choose(model: ir.Model, types: list[ir.TensorType], i: int, last: int, target: Target,
@@ -159,34 +201,26 @@ def choose(model: ir.Model, types: list[ir.TensorType], i: int, last: int, targe
     gate_t, conv = types[i + 1], model.layers[i + 1]
     stage = _stage(model, types, i + 1, last)
     assert stage is not None
-    c, h, w = gate_t.shape
-    co, oh, ow = types[i + 2].shape
-    kh, kw = conv.weight.shape[2:]
-    (sh, sw), (ph, pw), pool = conv.stride, conv.padding, stage["pool_size"]
-    yh, yw = oh // pool, ow // pool
+    g = _Step.of(types, i, conv, stage["pool_size"])
     t_out = types[last + 1]
-    outputs = yh * yw
-    field = c * kh * kw
+    outputs = g.yh * g.yw
+    field = g.c * g.kh * g.kw
     # marks per output, 3 uint16 row statistics per row, a receptive field, co results (bg_change.h)
-    scratch = _round4(outputs) + _round4(2 * 3 * yh) + _round4(2 * field) + 4 * co
+    scratch = _round4(outputs) + _round4(2 * 3 * g.yh) + _round4(2 * field) + 4 * g.co
     band = conv_rows.band_kernel(conv, gate_t, types[i + 2], model.layers[i + 2: last + 1], types[i + 3: last + 2],
-                                 target) if pool <= 2 else None
+                                 target) if g.pool <= 2 else None
     band_gain4 = round(4 * BAND_RATIO[target.dense_conv]) if band is not None else 0
 
     def render(src: ModelSource, k: int, p: Pointers) -> str:
         weight = src.array("int8_t", f"cw{k}", int_lines(conv.weight.reshape(-1)), conv.weight.size, k)
         bias = src.bias(k + 1, conv)
-        reach = _reach(h, oh, kh, sh, ph, pool, yh)
-        rows = np.stack([reach[:, 0] * yw, reach[:, 1], reach[:, 0]], axis=1)  # its offset in the plane too
-        cols = _reach(w, ow, kw, sw, pw, pool, yw)
-        r = src.array("uint16_t", f"cr{k}", int_lines(rows.reshape(-1)), 2 * rows.size, k)
-        q = src.array("uint16_t", f"cc{k}", int_lines(cols.reshape(-1)), 2 * cols.size, k)
+        tables = g.pool_tables(src, k)
         post = _post(src, k, stage)
         prm = src.struct("bg_change_conv_t", f"change{k}", [
-            weight, bias, r, q, post, c, h, w, co, yh, yw, kh, kw, sh, sw, ph, pw, pool,
-            model.layers[k].threshold, int(DENSE_ABOVE * outputs), band_gain4])
+            weight, bias, *tables, post, g.c, g.h, g.w, g.co, g.yh, g.yw, g.kh, g.kw, g.sh, g.sw,
+            g.ph, g.pw, g.pool, model.layers[k].threshold, int(DENSE_ABOVE * outputs), band_gain4])
         fn = f"bg_change_conv_s8_{SUFFIX[t_out.dtype]}"
-        counter = src.changed(k, h * w)
+        counter = src.changed(k, g.h * g.w)
         band_fn = "0"
         if band is not None:
             call = band.render(src, k + 1, Pointers(x="ref", y=f"({C_TYPE[t_out.dtype]} *)y"))
@@ -196,8 +230,8 @@ def choose(model: ir.Model, types: list[ir.TensorType], i: int, last: int, targe
                 f"row kernel */\n"
                 f"static void {band_fn}(const int8_t *ref, void *y, void *win, uint32_t y0, uint32_t y1, "
                 f"uint32_t x0, uint32_t x1)\n{{\n"
-                f"    const uint32_t oy0 = y0 * {pool}u, oy1 = y1 * {pool}u, ox0 = x0 * {pool}u & ~1u, "
-                f"ox1 = x1 * {pool}u;\n    {call}\n}}")
+                f"    const uint32_t oy0 = y0 * {g.pool}u, oy1 = y1 * {g.pool}u, ox0 = x0 * {g.pool}u & ~1u, "
+                f"ox1 = x1 * {g.pool}u;\n    {call}\n}}")
         return (f"{counter} = {fn}({p.x}, {p.others[0]}, {p.y}, &{prm}, {arena_ptr(p.scratch, 'uint8_t')}, "
                 f"{src.name}_fresh, {band_fn});")
 
@@ -219,15 +253,11 @@ def _choose_delta(model: ir.Model, types: list[ir.TensorType], i: int, last: int
     pooled = last - 2 if fc is not None else last  # the node whose output is the pooled plane
     stage = _stage(model, types, i + 1, pooled)
     assert stage is not None
-    c, h, w = gate_t.shape
-    co, oh, ow = types[i + 2].shape
-    kh, kw = conv.weight.shape[2:]
-    (sh, sw), (ph, pw), pool = conv.stride, conv.padding, stage["pool_size"]
-    yh, yw = oh // pool, ow // pool
+    g = _Step.of(types, i, conv, stage["pool_size"])
     t_out = types[pooled + 1]
-    packed = co % 2 == 0 and _fits_int16(conv, gate_t)
-    acc_ctype, acc_bytes, acc_size = ("uint32_t", 4, oh * ow * co // 2) if packed else ("int32_t", 4, oh * ow * co)
-    scratch = _round4(yh * yw) + 4 * yh * yw  # marks, then the list of windows to recompute
+    packed = g.co % 2 == 0 and _fits_int16(conv, gate_t)
+    accumulators = g.oh * g.ow * g.co // (2 if packed else 1)  # uint32 pairs, or int32
+    scratch = _round4(g.yh * g.yw) + 4 * g.yh * g.yw  # marks, then the list of windows to recompute
 
     def render(src: ModelSource, k: int, p: Pointers) -> str:
         # [c][kh][kw][co], each kernel row reversed (bg_change.h)
@@ -238,20 +268,18 @@ def _choose_delta(model: ir.Model, types: list[ir.TensorType], i: int, last: int
         else:
             weight = src.array("int8_t", f"dw{k}", int_lines(taps.reshape(-1)), taps.size, k)
         bias = src.bias(k + 1, conv)
-        reach = _reach(h, oh, kh, sh, ph, pool, yh)
-        rows = np.stack([reach[:, 0] * yw, reach[:, 1], reach[:, 0]], axis=1)
-        cols = _reach(w, ow, kw, sw, pw, pool, yw)
-        arrays = [src.array("uint16_t", f"{name}{k}", int_lines(a.reshape(-1)), 2 * a.size, k) for name, a in (
-            ("cr", rows), ("cc", cols), ("ar", _acc_reach(h, oh, kh, sh, ph)), ("ac", _acc_reach(w, ow, kw, sw, pw)))]
+        arrays = g.pool_tables(src, k) + [
+            src.array("uint16_t", f"{name}{k}", int_lines(a.reshape(-1)), 2 * a.size, k) for name, a in (
+                ("ar", _acc_reach(g.h, g.oh, g.kh, g.sh, g.ph)), ("ac", _acc_reach(g.w, g.ow, g.kw, g.sw, g.pw)))]
         fc_weight = fc_bias = "0"
         if fc is not None:  # [input][output]: one changed input's weights together
             fc_weight = src.array("int8_t", f"fcw{last}", int_lines(fc.weight.T.reshape(-1)), fc.weight.size, last)
             fc_bias = src.bias(last, fc)
         prm = src.struct("bg_change_delta_t", f"delta{k}", [weight, bias, *arrays, fc_weight, fc_bias])
-        acc = src.buffer(acc_ctype, f"acc{k}", acc_size, acc_bytes,
-                         f"layer {k + 1}'s accumulators, [{oh}][{ow}][{co}]{', two per word' if packed else ''}")
+        acc = src.buffer("uint32_t" if packed else "int32_t", f"acc{k}", accumulators, 4,
+                         f"layer {k + 1}'s accumulators, [{g.oh}][{g.ow}][{g.co}]{', two per word' if packed else ''}")
         m = shift = "0"
-        consts: dict[str, Any] = {"POST": int(stage["fused"] - (pool > 1) > 0)}
+        consts: dict[str, Any] = {"POST": int(stage["fused"] - (g.pool > 1) > 0)}
         if consts["POST"]:
             params = conv_rows.post_params(stage)
             rq, j = stage["requant"], stage["requant_layer"]
@@ -261,16 +289,16 @@ def _choose_delta(model: ir.Model, types: list[ir.TensorType], i: int, last: int
                 shift = src.array("uint8_t", f"s{j}", int_lines(rq.shift), rq.shift.size, j)
             consts |= params
         fn = f"{src.name}_change_delta_{k}"
-        consts |= {"NAME": fn, "OUT": C_TYPE[t_out.dtype], "PACKED": int(packed), "C": c, "H": h, "W": w, "CO": co,
-                   "OH": oh, "OW": ow, "KH": kh, "KW": kw, "SH": sh, "SW": sw, "POOL": pool,
+        consts |= {"NAME": fn, "OUT": C_TYPE[t_out.dtype], "PACKED": int(packed), "C": g.c, "H": g.h, "W": g.w,
+                   "CO": g.co, "OH": g.oh, "OW": g.ow, "KH": g.kh, "KW": g.kw, "SH": g.sh, "SW": g.sw, "POOL": g.pool,
                    "THRESHOLD": min(model.layers[k].threshold, 255),  # |x - ref| of int8 is at most 255
                    "FC": int(fc is not None), "FO": fc.weight.shape[0] if fc is not None else 0}
-        lines = [f"/* layer {k}: change gate and {kh}x{kw} convolution by deltas */"]
+        lines = [f"/* layer {k}: change gate and {g.kh}x{g.kw} convolution by deltas */"]
         lines += [f"#define BG_CD_{name} {v}" for name, v in consts.items() if not name.endswith("PER_CHANNEL")]
         lines += [f"#define BG_CD_{name}" for name in ("MULT_PER_CHANNEL", "SHIFT_PER_CHANNEL") if consts.get(name)]
         lines.append('#include "bg_change_delta.inc"')
         src.functions.append("\n".join(lines))
-        counter = src.changed(k, h * w)
+        counter = src.changed(k, g.h * g.w)
         y, out = p.y, "0"
         if fc is not None:  # the pooled plane is the step's own; its output is the Linear's sums
             y = src.buffer(C_TYPE[t_out.dtype], f"pooled{k}", t_out.size, 1 if t_out.dtype == "int8" else 4,
